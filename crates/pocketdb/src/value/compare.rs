@@ -1,0 +1,265 @@
+//! MongoDB's total order over JSON values.
+//!
+//! Order of types (lowest first): null, numbers, strings, objects, arrays, booleans.
+//! Numbers compare by value whatever their representation (`1 == 1.0`), strings
+//! byte-wise (MongoDB's simple collation), objects field by field (type rank of the
+//! value, then name, then value), arrays element by element.
+
+use serde_json::{Number, Value};
+use std::cmp::Ordering;
+
+/// The BSON types a JSON value can have, as `$type` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BsonType {
+    /// A JSON number with a fractional part or exponent (`1.5`, `1.0`).
+    Double,
+    /// A string.
+    String,
+    /// An embedded document.
+    Object,
+    /// An array.
+    Array,
+    /// `true` or `false`.
+    Bool,
+    /// `null`.
+    Null,
+    /// An integer that fits in 32 bits.
+    Int,
+    /// An integer that needs 64 bits.
+    Long,
+}
+
+impl BsonType {
+    /// The type of a JSON value.
+    pub fn of(value: &Value) -> BsonType {
+        match value {
+            Value::Null => BsonType::Null,
+            Value::Bool(_) => BsonType::Bool,
+            Value::String(_) => BsonType::String,
+            Value::Array(_) => BsonType::Array,
+            Value::Object(_) => BsonType::Object,
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    if i32::try_from(i).is_ok() {
+                        BsonType::Int
+                    } else {
+                        BsonType::Long
+                    }
+                } else if n.is_u64() {
+                    BsonType::Long
+                } else {
+                    BsonType::Double
+                }
+            }
+        }
+    }
+
+    /// The `$type` alias of this type (`"double"`, `"string"`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            BsonType::Double => "double",
+            BsonType::String => "string",
+            BsonType::Object => "object",
+            BsonType::Array => "array",
+            BsonType::Bool => "bool",
+            BsonType::Null => "null",
+            BsonType::Int => "int",
+            BsonType::Long => "long",
+        }
+    }
+
+    /// The BSON type number (`1` for double, `2` for string, …).
+    pub fn number(self) -> i64 {
+        match self {
+            BsonType::Double => 1,
+            BsonType::String => 2,
+            BsonType::Object => 3,
+            BsonType::Array => 4,
+            BsonType::Bool => 8,
+            BsonType::Null => 10,
+            BsonType::Int => 16,
+            BsonType::Long => 18,
+        }
+    }
+
+    /// Looks up a type by `$type` alias or BSON number. `None` for unknown names and for
+    /// BSON types JSON cannot hold.
+    pub fn from_alias(alias: &str) -> Option<BsonType> {
+        Some(match alias {
+            "double" => BsonType::Double,
+            "string" => BsonType::String,
+            "object" => BsonType::Object,
+            "array" => BsonType::Array,
+            "bool" => BsonType::Bool,
+            "null" => BsonType::Null,
+            "int" => BsonType::Int,
+            "long" => BsonType::Long,
+            _ => return None,
+        })
+    }
+
+    /// Looks up a type by BSON type number.
+    pub fn from_number(n: i64) -> Option<BsonType> {
+        [
+            BsonType::Double,
+            BsonType::String,
+            BsonType::Object,
+            BsonType::Array,
+            BsonType::Bool,
+            BsonType::Null,
+            BsonType::Int,
+            BsonType::Long,
+        ]
+        .into_iter()
+        .find(|t| t.number() == n)
+    }
+}
+
+/// Rank of a value's type in MongoDB's comparison order: null 1, numbers 2, strings 3,
+/// objects 4, arrays 5, booleans 6. A missing field sorts as null.
+pub fn type_rank(value: &Value) -> u8 {
+    match value {
+        Value::Null => 1,
+        Value::Number(_) => 2,
+        Value::String(_) => 3,
+        Value::Object(_) => 4,
+        Value::Array(_) => 5,
+        Value::Bool(_) => 6,
+    }
+}
+
+/// Compares two numbers exactly, whatever mix of i64, u64 and f64 they are.
+pub fn compare_numbers(a: &Number, b: &Number) -> Ordering {
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        return x.cmp(&y);
+    }
+    if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
+        return x.cmp(&y);
+    }
+    match (a.as_f64(), b.as_f64()) {
+        // Either side is an integer too large for exact f64 comparison only when both
+        // are integers, handled above; one integer and one float compare as f64, with
+        // an exact tie-break through i128 when the float is integral.
+        (Some(x), Some(y)) => match x.partial_cmp(&y) {
+            Some(Ordering::Equal) => int_tiebreak(a, b),
+            Some(o) => o,
+            None => x.is_nan().cmp(&y.is_nan()).reverse(),
+        },
+        _ => Ordering::Equal,
+    }
+}
+
+fn as_i128(n: &Number) -> Option<i128> {
+    if let Some(i) = n.as_i64() {
+        Some(i as i128)
+    } else if let Some(u) = n.as_u64() {
+        Some(u as i128)
+    } else {
+        let f = n.as_f64()?;
+        (f.fract() == 0.0 && f.abs() < 1.7e38).then_some(f as i128)
+    }
+}
+
+fn int_tiebreak(a: &Number, b: &Number) -> Ordering {
+    match (as_i128(a), as_i128(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        _ => Ordering::Equal,
+    }
+}
+
+/// MongoDB's total order over JSON values (see the module docs).
+pub fn compare_values(a: &Value, b: &Value) -> Ordering {
+    let (ra, rb) = (type_rank(a), type_rank(b));
+    if ra != rb {
+        return ra.cmp(&rb);
+    }
+    match (a, b) {
+        (Value::Null, Value::Null) => Ordering::Equal,
+        (Value::Number(x), Value::Number(y)) => compare_numbers(x, y),
+        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Array(x), Value::Array(y)) => {
+            for (l, r) in x.iter().zip(y.iter()) {
+                let o = compare_values(l, r);
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            for ((kl, vl), (kr, vr)) in x.iter().zip(y.iter()) {
+                let o = type_rank(vl)
+                    .cmp(&type_rank(vr))
+                    .then_with(|| kl.as_bytes().cmp(kr.as_bytes()))
+                    .then_with(|| compare_values(vl, vr));
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+        _ => Ordering::Equal,
+    }
+}
+
+/// MongoDB equality: same type bracket and equal under [`compare_values`]. Numbers are
+/// equal across representations; embedded documents are equal only with the same fields
+/// in the same order.
+pub fn values_equal(a: &Value, b: &Value) -> bool {
+    compare_values(a, b) == Ordering::Equal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cross_type_order() {
+        let ordered = [
+            json!(null),
+            json!(-1),
+            json!(2.5),
+            json!(3),
+            json!(""),
+            json!("a"),
+            json!({}),
+            json!({"a": 1}),
+            json!([]),
+            json!([1]),
+            json!(false),
+            json!(true),
+        ];
+        for w in ordered.windows(2) {
+            assert_eq!(compare_values(&w[0], &w[1]), Ordering::Less, "{w:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_equal_across_representations() {
+        assert!(values_equal(&json!(1), &json!(1.0)));
+        assert!(!values_equal(&json!(1), &json!("1")));
+        assert!(!values_equal(&json!(true), &json!(1)));
+        assert_eq!(
+            compare_values(&json!(u64::MAX), &json!(i64::MAX)),
+            Ordering::Greater
+        );
+    }
+
+    #[test]
+    fn object_equality_is_order_sensitive() {
+        let a: Value = serde_json::from_str(r#"{"a":1,"b":2}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"b":2,"a":1}"#).unwrap();
+        assert!(!values_equal(&a, &b));
+        assert!(values_equal(&a, &a.clone()));
+    }
+
+    #[test]
+    fn type_names() {
+        assert_eq!(BsonType::of(&json!(1)), BsonType::Int);
+        assert_eq!(BsonType::of(&json!(1.0)), BsonType::Double);
+        assert_eq!(BsonType::of(&json!(1i64 << 40)), BsonType::Long);
+        assert_eq!(BsonType::from_number(2), Some(BsonType::String));
+    }
+}
