@@ -1,11 +1,39 @@
 //! pocketdb: an embedded, local-first document database on SQLite with MongoDB's query
 //! and update semantics.
+//!
+//! ```
+//! use pocketdb::Database;
+//! use serde_json::{json, Value};
+//!
+//! let db = Database::memory()?;
+//! let users = db.collection::<Value>("users");
+//! users.insert_one(json!({"name": "Ada", "age": 36}))?;
+//! let adults = users.find(json!({"age": {"$gte": 18}}))?.sort(json!({"name": 1})).to_vec()?;
+//! assert_eq!(adults.len(), 1);
+//! # Ok::<(), pocketdb::Error>(())
+//! ```
 
 #![warn(missing_docs)]
 
+pub mod changes;
+pub mod client;
+pub mod collection;
+pub mod database;
+pub mod engine;
 pub mod error;
+pub mod id;
 pub mod query;
 pub mod update;
 pub mod value;
 
+pub use changes::{Change, ChangeOp};
+pub use client::Client;
+pub use collection::{
+    BulkWriteResult, Collection, Cursor, DeleteResult, Document, FindOneAndModifyOptions,
+    InsertManyOptions, InsertManyResult, InsertOneResult, ReturnDocument, UpdateOptions,
+    UpdateResult, WriteModel,
+};
+pub use database::{CollectionOptions, Database};
+pub use engine::{JournalMode, Options, Synchronous};
 pub use error::{BulkWriteFailure, Error, Result, WriteError};
+pub use query::{Filter, SortOrder};

@@ -1,0 +1,915 @@
+//! Collections: CRUD with MongoDB's semantics over one table of JSONB documents.
+//!
+//! Every write runs in one transaction on the database's writer connection and appends
+//! to the change log in that same transaction. Reads go through the reader pool.
+
+mod cursor;
+mod options;
+mod plan;
+
+pub use cursor::Cursor;
+pub use options::{
+    BulkWriteResult, DeleteResult, FindOneAndModifyOptions, InsertManyOptions, InsertManyResult,
+    InsertOneResult, ReturnDocument, UpdateOptions, UpdateResult, WriteModel,
+};
+
+use crate::changes::{self, Change, ChangeOp};
+use crate::database::Database;
+use crate::engine::schema::{table_name, validate_collection_name};
+use crate::error::{BulkWriteFailure, Error, Result, WriteError};
+use crate::id::{ensure_id, id_key};
+use crate::query::{parse_filter, Filter, Projection, SortSpec};
+use crate::update::{upsert_seed, ApplyContext, Update};
+use crate::value::{values_equal, FieldPath};
+use plan::{Plan, Row};
+use rusqlite::Connection;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::borrow::Borrow;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// Types that can be stored in a collection: anything serde can turn into a JSON object
+/// and back. `serde_json::Value` is the untyped form.
+pub trait Document: Serialize + DeserializeOwned + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Document for T {}
+
+/// A handle on a collection of documents of type `T`. Cheap to clone, `Send + Sync`.
+///
+/// ```
+/// use pocketdb::Database;
+/// use serde_json::{json, Value};
+///
+/// let db = Database::memory()?;
+/// let users = db.collection::<Value>("users");
+/// users.insert_many([
+///     json!({"name": "Ada", "age": 36, "tags": ["math"]}),
+///     json!({"name": "Linus", "age": 28, "tags": ["os", "git"]}),
+/// ])?;
+/// let found = users.find(json!({"tags": "git"}))?.to_vec()?;
+/// assert_eq!(found[0]["name"], "Linus");
+/// let res = users.update_one(json!({"name": "Ada"}), json!({"$inc": {"age": 1}}))?;
+/// assert_eq!(res.modified_count, 1);
+/// # Ok::<(), pocketdb::Error>(())
+/// ```
+pub struct Collection<T = Value> {
+    pub(crate) db: Database,
+    pub(crate) name: Arc<str>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Collection<T> {
+    fn clone(&self) -> Self {
+        Collection {
+            db: self.db.clone(),
+            name: self.name.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Collection<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collection")
+            .field("database", &self.db.name())
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+const PAGE: usize = 512;
+
+impl<T: Document> Collection<T> {
+    pub(crate) fn new(db: Database, name: &str) -> Collection<T> {
+        Collection {
+            db,
+            name: Arc::from(name),
+            _type: PhantomData,
+        }
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The database holding the collection.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The same collection seen through another document type.
+    pub fn typed<U: Document>(&self) -> Collection<U> {
+        Collection::new(self.db.clone(), &self.name)
+    }
+
+    // ----- inserts ---------------------------------------------------------------------
+
+    /// Inserts one document. An `_id` is generated when the document has none. Fails with
+    /// `DuplicateKey` when the `_id` exists; nothing is stored then.
+    pub fn insert_one(&self, document: impl Borrow<T>) -> Result<InsertOneResult> {
+        let doc = to_document(document.borrow())?;
+        let prepared = self.prepare_insert(doc)?;
+        let inserted_id = self.write(|conn| self.insert_prepared(conn, &prepared))?;
+        Ok(InsertOneResult { inserted_id })
+    }
+
+    /// Inserts documents in one transaction, ordered (see [`InsertManyOptions`]).
+    pub fn insert_many<I>(&self, documents: I) -> Result<InsertManyResult>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+    {
+        self.insert_many_with(documents, InsertManyOptions::default())
+    }
+
+    /// Inserts documents in one transaction. When some fail, the others (all before the
+    /// first failure when ordered) are committed and `Error::BulkWrite` reports each
+    /// failure with its position.
+    pub fn insert_many_with<I>(
+        &self,
+        documents: I,
+        options: InsertManyOptions,
+    ) -> Result<InsertManyResult>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+    {
+        let prepared: Vec<Result<PreparedDoc>> = documents
+            .into_iter()
+            .map(|d| to_document(d.borrow()).and_then(|doc| self.prepare_insert(doc)))
+            .collect();
+        let (inserted, errors) = self.write(|conn| {
+            let mut inserted = std::collections::BTreeMap::new();
+            let mut errors = Vec::new();
+            for (index, p) in prepared.into_iter().enumerate() {
+                let outcome = p.and_then(|p| self.insert_prepared(conn, &p));
+                match outcome {
+                    Ok(id) => {
+                        inserted.insert(index, id);
+                    }
+                    Err(error) => {
+                        if !is_document_error(&error) {
+                            return Err(error);
+                        }
+                        errors.push(WriteError { index, error });
+                        if options.ordered {
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok((inserted, errors))
+        })?;
+        if errors.is_empty() {
+            return Ok(InsertManyResult {
+                inserted_ids: inserted,
+            });
+        }
+        Err(Error::BulkWrite(Box::new(BulkWriteFailure {
+            inserted_ids: inserted.into_iter().collect(),
+            write_errors: errors,
+            ..Default::default()
+        })))
+    }
+
+    // ----- reads -----------------------------------------------------------------------
+
+    /// A lazy cursor over the documents matching `filter`; chain `sort`, `skip`, `limit`
+    /// and `projection` before iterating.
+    pub fn find(&self, filter: Value) -> Result<Cursor<T>> {
+        Ok(Cursor::new(self.clone(), parse_filter(&filter)?))
+    }
+
+    /// A cursor over the documents matching an already parsed filter.
+    pub fn find_filter(&self, filter: Filter) -> Cursor<T> {
+        Cursor::new(self.clone(), filter)
+    }
+
+    /// The first document matching `filter` (in storage order), if any.
+    pub fn find_one(&self, filter: Value) -> Result<Option<T>> {
+        self.find(filter)?.limit(1).next().transpose()
+    }
+
+    /// Number of documents matching `filter`.
+    pub fn count_documents(&self, filter: Value) -> Result<u64> {
+        let plan = Plan::new(parse_filter(&filter)?);
+        self.read(|conn| plan.count(conn, &self.name), || 0)
+    }
+
+    /// Number of documents in the collection, from the table without a filter.
+    pub fn estimated_count(&self) -> Result<u64> {
+        self.read(
+            |conn| {
+                let n: i64 = conn.query_row(
+                    &format!("SELECT count(*) FROM {}", table_name(&self.name)),
+                    [],
+                    |r| r.get(0),
+                )?;
+                Ok(n as u64)
+            },
+            || 0,
+        )
+    }
+
+    /// The distinct values of `field` among the documents matching `filter`. Array values
+    /// contribute their elements, as in MongoDB. Sorted in MongoDB's order.
+    pub fn distinct(&self, field: &str, filter: Value) -> Result<Vec<Value>> {
+        let path = FieldPath::parse(field)?;
+        let plan = Plan::new(parse_filter(&filter)?);
+        let rows = self.read(|conn| plan.fetch_all(conn, &self.name), Vec::new)?;
+        let mut values: Vec<Value> = Vec::new();
+        for row in &rows {
+            let mut found = Vec::new();
+            collect_path_values(&row.doc, path.segments(), &mut found);
+            for v in found {
+                if !values.iter().any(|x| values_equal(x, &v)) {
+                    values.push(v);
+                }
+            }
+        }
+        values.sort_by(crate::value::compare_values);
+        Ok(values)
+    }
+
+    // ----- updates ---------------------------------------------------------------------
+
+    /// Updates the first document matching `filter` with update operators.
+    pub fn update_one(&self, filter: Value, update: Value) -> Result<UpdateResult> {
+        self.update_one_with(filter, update, &UpdateOptions::default())
+    }
+
+    /// `update_one` with upsert and array filters.
+    pub fn update_one_with(
+        &self,
+        filter: Value,
+        update: Value,
+        options: &UpdateOptions,
+    ) -> Result<UpdateResult> {
+        let update = parse_operator_update(&update, options.array_filters.as_deref())?;
+        let filter = parse_filter(&filter)?;
+        self.write(|conn| self.update_in(conn, &filter, &update, options.upsert, false))
+    }
+
+    /// Updates every document matching `filter`, all or nothing: an update that fails on
+    /// one document changes none.
+    pub fn update_many(&self, filter: Value, update: Value) -> Result<UpdateResult> {
+        self.update_many_with(filter, update, &UpdateOptions::default())
+    }
+
+    /// `update_many` with upsert and array filters.
+    pub fn update_many_with(
+        &self,
+        filter: Value,
+        update: Value,
+        options: &UpdateOptions,
+    ) -> Result<UpdateResult> {
+        let update = parse_operator_update(&update, options.array_filters.as_deref())?;
+        let filter = parse_filter(&filter)?;
+        self.write(|conn| self.update_in(conn, &filter, &update, options.upsert, true))
+    }
+
+    /// Replaces the first document matching `filter`, keeping its `_id`.
+    pub fn replace_one(&self, filter: Value, replacement: impl Borrow<T>) -> Result<UpdateResult> {
+        self.replace_one_with(filter, replacement, false)
+    }
+
+    /// `replace_one`, inserting the replacement when nothing matches and `upsert` is set.
+    pub fn replace_one_with(
+        &self,
+        filter: Value,
+        replacement: impl Borrow<T>,
+        upsert: bool,
+    ) -> Result<UpdateResult> {
+        let update = parse_replacement(&Value::Object(to_document(replacement.borrow())?))?;
+        let filter = parse_filter(&filter)?;
+        self.write(|conn| self.update_in(conn, &filter, &update, upsert, false))
+    }
+
+    // ----- deletes ---------------------------------------------------------------------
+
+    /// Deletes the first document matching `filter`.
+    pub fn delete_one(&self, filter: Value) -> Result<DeleteResult> {
+        let filter = parse_filter(&filter)?;
+        self.write(|conn| self.delete_in(conn, &filter, false))
+    }
+
+    /// Deletes every document matching `filter`.
+    pub fn delete_many(&self, filter: Value) -> Result<DeleteResult> {
+        let filter = parse_filter(&filter)?;
+        self.write(|conn| self.delete_in(conn, &filter, true))
+    }
+
+    // ----- find and modify -------------------------------------------------------------
+
+    /// Atomically updates the first document matching `filter` (in `sort` order) and
+    /// returns it as it was before or after the update.
+    pub fn find_one_and_update(
+        &self,
+        filter: Value,
+        update: Value,
+        options: &FindOneAndModifyOptions,
+    ) -> Result<Option<T>> {
+        let update = parse_operator_update(&update, options.array_filters.as_deref())?;
+        self.find_and_modify(filter, Some(update), options)
+    }
+
+    /// Atomically replaces the first document matching `filter` and returns it as it was
+    /// before or after.
+    pub fn find_one_and_replace(
+        &self,
+        filter: Value,
+        replacement: impl Borrow<T>,
+        options: &FindOneAndModifyOptions,
+    ) -> Result<Option<T>> {
+        let update = parse_replacement(&Value::Object(to_document(replacement.borrow())?))?;
+        self.find_and_modify(filter, Some(update), options)
+    }
+
+    /// Atomically deletes the first document matching `filter` and returns it.
+    pub fn find_one_and_delete(
+        &self,
+        filter: Value,
+        options: &FindOneAndModifyOptions,
+    ) -> Result<Option<T>> {
+        self.find_and_modify(filter, None, options)
+    }
+
+    // ----- bulk ------------------------------------------------------------------------
+
+    /// Runs several writes in one transaction. Ordered: stops at the first failure
+    /// (writes before it are kept). Unordered: attempts all. Failures are reported by
+    /// `Error::BulkWrite` with the counts of what succeeded.
+    pub fn bulk_write(&self, models: Vec<WriteModel>, ordered: bool) -> Result<BulkWriteResult> {
+        let (result, errors) = self.write(|conn| {
+            let mut result = BulkWriteResult::default();
+            let mut errors = Vec::new();
+            for (index, model) in models.iter().enumerate() {
+                match self.bulk_one(conn, index, model, &mut result) {
+                    Ok(()) => {}
+                    Err(error) if is_document_error(&error) => {
+                        errors.push(WriteError { index, error });
+                        if ordered {
+                            break;
+                        }
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            Ok((result, errors))
+        })?;
+        if errors.is_empty() {
+            return Ok(result);
+        }
+        Err(Error::BulkWrite(Box::new(BulkWriteFailure {
+            inserted_ids: result.inserted_ids.into_iter().collect(),
+            matched_count: result.matched_count,
+            modified_count: result.modified_count,
+            deleted_count: result.deleted_count,
+            upserted_ids: result.upserted_ids.into_iter().collect(),
+            write_errors: errors,
+        })))
+    }
+
+    // ----- collection-level ------------------------------------------------------------
+
+    /// Change-log entries of this collection with `seq > since`, oldest first, at most
+    /// `limit`.
+    pub fn changes_since(&self, since: i64, limit: usize) -> Result<Vec<Change>> {
+        validate_collection_name(&self.name)?;
+        self.db
+            .read(|conn| changes::read_since(conn, Some(&self.name), since, limit))
+    }
+
+    /// Drops the collection and its documents. Returns false when it did not exist.
+    pub fn drop(&self) -> Result<bool> {
+        self.db.drop_collection(&self.name)
+    }
+
+    /// Renames the collection; returns a handle under the new name.
+    pub fn rename(&self, to: &str) -> Result<Collection<T>> {
+        self.db.rename_collection(&self.name, to, false)?;
+        Ok(Collection::new(self.db.clone(), to))
+    }
+
+    // ----- internals -------------------------------------------------------------------
+
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R>,
+        absent: impl FnOnce() -> R,
+    ) -> Result<R> {
+        validate_collection_name(&self.name)?;
+        self.db.read(|conn| {
+            if !self.db.has_collection(conn, &self.name)? {
+                return Ok(absent());
+            }
+            f(conn)
+        })
+    }
+
+    pub(crate) fn read_rows(
+        &self,
+        plan: &Plan,
+        after: i64,
+        limit: usize,
+    ) -> Result<(Vec<Row>, Option<i64>)> {
+        self.read(
+            |conn| plan.fetch_page(conn, &self.name, after, limit),
+            || (Vec::new(), None),
+        )
+    }
+
+    pub(crate) fn read_all(&self, plan: &Plan) -> Result<Vec<Row>> {
+        self.read(|conn| plan.fetch_all(conn, &self.name), Vec::new)
+    }
+
+    fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        validate_collection_name(&self.name)?;
+        let result = self.db.write(|conn| {
+            self.db.ensure_collection(conn, &self.name)?;
+            f(conn)
+        });
+        if result.is_err() {
+            // The transaction may have created the table and then rolled back.
+            self.db.forget(&self.name);
+        }
+        result
+    }
+
+    fn prepare_insert(&self, mut doc: Map<String, Value>) -> Result<PreparedDoc> {
+        let id = ensure_id(&mut doc)?;
+        let doc = Value::Object(doc);
+        self.check_document(&doc)?;
+        let text = serde_json::to_string(&doc)?;
+        let max = self.db.options().max_document_size;
+        if text.len() > max {
+            return Err(Error::DocumentTooLarge {
+                size: text.len(),
+                max,
+            });
+        }
+        Ok(PreparedDoc {
+            key: id_key(&id),
+            id,
+            text,
+        })
+    }
+
+    fn check_document(&self, doc: &Value) -> Result<()> {
+        validate_field_names(doc, 0)
+    }
+
+    fn insert_prepared(&self, conn: &Connection, p: &PreparedDoc) -> Result<Value> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "INSERT INTO {}(id, doc, rev) VALUES (?1, jsonb(?2), 1)",
+            table_name(&self.name)
+        ))?;
+        match stmt.execute(rusqlite::params![p.key, p.text]) {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::DuplicateKey {
+                    collection: self.name.to_string(),
+                    index: "_id_".to_string(),
+                    key: format!("{{ _id: {} }}", p.id),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+        changes::record(
+            conn,
+            &self.name,
+            &p.key,
+            ChangeOp::Insert,
+            1,
+            changes::now_millis(),
+        )?;
+        Ok(p.id.clone())
+    }
+
+    fn store_updated(
+        &self,
+        conn: &Connection,
+        row: &Row,
+        new_doc: &Value,
+        op: ChangeOp,
+    ) -> Result<()> {
+        let new_id = new_doc.get("_id").cloned().unwrap_or(Value::Null);
+        if id_key(&new_id) != row.key {
+            return Err(Error::update(
+                if op == ChangeOp::Replace {
+                    "replacement"
+                } else {
+                    "update"
+                },
+                "_id",
+                "the _id field cannot be changed",
+            ));
+        }
+        self.check_document(new_doc)?;
+        let text = serde_json::to_string(new_doc)?;
+        let max = self.db.options().max_document_size;
+        if text.len() > max {
+            return Err(Error::DocumentTooLarge {
+                size: text.len(),
+                max,
+            });
+        }
+        let mut stmt = conn.prepare_cached(&format!(
+            "UPDATE {} SET doc = jsonb(?1), rev = ?2 WHERE rid = ?3",
+            table_name(&self.name)
+        ))?;
+        stmt.execute(rusqlite::params![text, row.rev + 1, row.rid])?;
+        changes::record(
+            conn,
+            &self.name,
+            &row.key,
+            op,
+            row.rev + 1,
+            changes::now_millis(),
+        )?;
+        Ok(())
+    }
+
+    fn delete_row(&self, conn: &Connection, row: &Row) -> Result<()> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "DELETE FROM {} WHERE rid = ?1",
+            table_name(&self.name)
+        ))?;
+        stmt.execute([row.rid])?;
+        changes::record(
+            conn,
+            &self.name,
+            &row.key,
+            ChangeOp::Delete,
+            row.rev,
+            changes::now_millis(),
+        )?;
+        Ok(())
+    }
+
+    fn update_in(
+        &self,
+        conn: &Connection,
+        filter: &Filter,
+        update: &Update,
+        upsert: bool,
+        multi: bool,
+    ) -> Result<UpdateResult> {
+        let plan = Plan::new(filter.clone());
+        let now = changes::now_millis();
+        let ctx = ApplyContext {
+            filter,
+            is_insert: false,
+            now_millis: now,
+        };
+        let op = if update.is_replacement() {
+            ChangeOp::Replace
+        } else {
+            ChangeOp::Update
+        };
+        let mut result = UpdateResult::default();
+        let mut after = 0;
+        'pages: loop {
+            let page = if multi || !plan.exact { PAGE } else { 1 };
+            let (rows, last) = plan.fetch_page(conn, &self.name, after, page)?;
+            for row in rows {
+                result.matched_count += 1;
+                let mut doc = row.doc.clone();
+                if update.apply(&mut doc, &ctx)? {
+                    self.store_updated(conn, &row, &doc, op)?;
+                    result.modified_count += 1;
+                }
+                if !multi {
+                    break 'pages;
+                }
+            }
+            match last {
+                Some(l) => after = l,
+                None => break,
+            }
+        }
+        if result.matched_count == 0 && upsert {
+            let doc = self.upsert_document(filter, update, now)?;
+            let prepared = self.prepare_insert(doc)?;
+            result.upserted_id = Some(self.insert_prepared(conn, &prepared)?);
+        }
+        Ok(result)
+    }
+
+    fn upsert_document(
+        &self,
+        filter: &Filter,
+        update: &Update,
+        now: i64,
+    ) -> Result<Map<String, Value>> {
+        let mut doc = upsert_seed(filter)?;
+        let ctx = ApplyContext {
+            filter,
+            is_insert: true,
+            now_millis: now,
+        };
+        update.apply(&mut doc, &ctx)?;
+        match doc {
+            Value::Object(map) => Ok(map),
+            _ => Err(Error::InvalidDocument(
+                "upsert produced a non-document".to_string(),
+            )),
+        }
+    }
+
+    fn delete_in(&self, conn: &Connection, filter: &Filter, multi: bool) -> Result<DeleteResult> {
+        let plan = Plan::new(filter.clone());
+        let mut deleted = 0;
+        let mut after = 0;
+        loop {
+            let page = if multi || !plan.exact { PAGE } else { 1 };
+            let (rows, last) = plan.fetch_page(conn, &self.name, after, page)?;
+            for row in rows {
+                self.delete_row(conn, &row)?;
+                deleted += 1;
+                if !multi {
+                    return Ok(DeleteResult { deleted_count: 1 });
+                }
+            }
+            match last {
+                Some(l) => after = l,
+                None => {
+                    return Ok(DeleteResult {
+                        deleted_count: deleted,
+                    })
+                }
+            }
+        }
+    }
+
+    fn find_and_modify(
+        &self,
+        filter: Value,
+        update: Option<Update>,
+        options: &FindOneAndModifyOptions,
+    ) -> Result<Option<T>> {
+        let filter = parse_filter(&filter)?;
+        let sort = options.sort.as_ref().map(SortSpec::parse).transpose()?;
+        let projection = options
+            .projection
+            .as_ref()
+            .map(Projection::parse)
+            .transpose()?;
+        let out = self.write(|conn| {
+            let plan = Plan::new(filter.clone());
+            let target = match &sort {
+                Some(sort) if !sort.keys.is_empty() => {
+                    let mut rows = plan.fetch_all(conn, &self.name)?;
+                    rows.sort_by(|a, b| sort.compare(&a.doc, &b.doc));
+                    rows.into_iter().next()
+                }
+                _ => first_row(&plan, conn, &self.name)?,
+            };
+            let now = changes::now_millis();
+            match (target, update.as_ref()) {
+                (None, Some(update)) if options.upsert => {
+                    let doc = self.upsert_document(&filter, update, now)?;
+                    let prepared = self.prepare_insert(doc)?;
+                    self.insert_prepared(conn, &prepared)?;
+                    Ok(match options.return_document {
+                        ReturnDocument::Before => None,
+                        ReturnDocument::After => Some(serde_json::from_str(&prepared.text)?),
+                    })
+                }
+                (None, _) => Ok(None),
+                (Some(row), None) => {
+                    self.delete_row(conn, &row)?;
+                    Ok(Some(row.doc))
+                }
+                (Some(row), Some(update)) => {
+                    let ctx = ApplyContext {
+                        filter: &filter,
+                        is_insert: false,
+                        now_millis: now,
+                    };
+                    let mut doc = row.doc.clone();
+                    if update.apply(&mut doc, &ctx)? {
+                        let op = if update.is_replacement() {
+                            ChangeOp::Replace
+                        } else {
+                            ChangeOp::Update
+                        };
+                        self.store_updated(conn, &row, &doc, op)?;
+                    }
+                    Ok(Some(match options.return_document {
+                        ReturnDocument::Before => row.doc,
+                        ReturnDocument::After => doc,
+                    }))
+                }
+            }
+        })?;
+        out.map(|doc| {
+            let doc = match &projection {
+                Some(p) => p.apply(&doc),
+                None => doc,
+            };
+            from_document(doc)
+        })
+        .transpose()
+    }
+
+    fn bulk_one(
+        &self,
+        conn: &Connection,
+        index: usize,
+        model: &WriteModel,
+        result: &mut BulkWriteResult,
+    ) -> Result<()> {
+        let add = |r: UpdateResult, result: &mut BulkWriteResult| {
+            result.matched_count += r.matched_count;
+            result.modified_count += r.modified_count;
+            if let Some(id) = r.upserted_id {
+                result.upserted_count += 1;
+                result.upserted_ids.insert(index, id);
+            }
+        };
+        match model {
+            WriteModel::InsertOne { document } => {
+                let doc = match document {
+                    Value::Object(map) => map.clone(),
+                    _ => {
+                        return Err(Error::InvalidDocument(
+                            "a document must be a JSON object".to_string(),
+                        ))
+                    }
+                };
+                let prepared = self.prepare_insert(doc)?;
+                let id = self.insert_prepared(conn, &prepared)?;
+                result.inserted_count += 1;
+                result.inserted_ids.insert(index, id);
+            }
+            WriteModel::UpdateOne {
+                filter,
+                update,
+                options,
+            }
+            | WriteModel::UpdateMany {
+                filter,
+                update,
+                options,
+            } => {
+                let multi = matches!(model, WriteModel::UpdateMany { .. });
+                let update = parse_operator_update(update, options.array_filters.as_deref())?;
+                let filter = parse_filter(filter)?;
+                let r = self.update_in(conn, &filter, &update, options.upsert, multi)?;
+                add(r, result);
+            }
+            WriteModel::ReplaceOne {
+                filter,
+                replacement,
+                upsert,
+            } => {
+                let update = parse_replacement(replacement)?;
+                let filter = parse_filter(filter)?;
+                let r = self.update_in(conn, &filter, &update, *upsert, false)?;
+                add(r, result);
+            }
+            WriteModel::DeleteOne { filter } | WriteModel::DeleteMany { filter } => {
+                let multi = matches!(model, WriteModel::DeleteMany { .. });
+                let filter = parse_filter(filter)?;
+                result.deleted_count += self.delete_in(conn, &filter, multi)?.deleted_count;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn first_row(plan: &Plan, conn: &Connection, name: &str) -> Result<Option<Row>> {
+    let mut after = 0;
+    loop {
+        let (rows, last) = plan.fetch_page(conn, name, after, if plan.exact { 1 } else { PAGE })?;
+        if let Some(row) = rows.into_iter().next() {
+            return Ok(Some(row));
+        }
+        match last {
+            Some(l) => after = l,
+            None => return Ok(None),
+        }
+    }
+}
+
+/// A document validated and serialised for insertion.
+struct PreparedDoc {
+    id: Value,
+    key: String,
+    text: String,
+}
+
+fn parse_operator_update(update: &Value, array_filters: Option<&[Value]>) -> Result<Update> {
+    let parsed = Update::parse(update, array_filters)?;
+    if parsed.is_replacement() {
+        return Err(Error::update(
+            "update",
+            "",
+            "update document requires update operators ($set, $inc, …); use replace_one to replace a document",
+        ));
+    }
+    Ok(parsed)
+}
+
+fn parse_replacement(replacement: &Value) -> Result<Update> {
+    let parsed = Update::parse(replacement, None)?;
+    if !parsed.is_replacement() {
+        return Err(Error::update(
+            "replacement",
+            "",
+            "replacement document must not contain update operators",
+        ));
+    }
+    Ok(parsed)
+}
+
+pub(crate) fn to_document<T: Serialize>(doc: &T) -> Result<Map<String, Value>> {
+    match serde_json::to_value(doc).map_err(|e| Error::Serde(e.to_string()))? {
+        Value::Object(map) => Ok(map),
+        other => Err(Error::InvalidDocument(format!(
+            "a document must be a JSON object, got {}",
+            crate::value::BsonType::of(&other).name()
+        ))),
+    }
+}
+
+pub(crate) fn from_document<T: DeserializeOwned>(doc: Value) -> Result<T> {
+    serde_json::from_value(doc).map_err(|e| Error::Serde(e.to_string()))
+}
+
+/// Field names may not start with `$`, contain `.` or NUL: queries could not address them.
+fn validate_field_names(value: &Value, depth: usize) -> Result<()> {
+    if depth > 100 {
+        return Err(Error::InvalidDocument(
+            "document nesting is deeper than 100 levels".to_string(),
+        ));
+    }
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if k.starts_with('$') || k.contains('.') || k.contains('\0') {
+                    return Err(Error::InvalidDocument(format!(
+                        "field name '{k}' may not start with '$' or contain '.' or NUL"
+                    )));
+                }
+                validate_field_names(v, depth + 1)?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|v| validate_field_names(v, depth + 1)),
+        _ => Ok(()),
+    }
+}
+
+/// Values at a dotted path, descending into arrays as `distinct` does; array leaves
+/// contribute their elements.
+fn collect_path_values(value: &Value, path: &[String], out: &mut Vec<Value>) {
+    let Some((head, rest)) = path.split_first() else {
+        match value {
+            Value::Array(items) => out.extend(items.iter().cloned()),
+            other => out.push(other.clone()),
+        }
+        return;
+    };
+    match value {
+        Value::Object(map) => {
+            if let Some(v) = map.get(head) {
+                collect_path_values(v, rest, out);
+            }
+        }
+        Value::Array(items) => {
+            if let Some(i) = FieldPath::as_index(head) {
+                if let Some(v) = items.get(i) {
+                    collect_path_values(v, rest, out);
+                }
+            }
+            for item in items {
+                if item.is_object() {
+                    collect_path_values(item, path, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+/// Errors that concern one document of a bulk request (reported per document) rather
+/// than the database as a whole (which abort the request).
+fn is_document_error(e: &Error) -> bool {
+    !matches!(e, Error::Sqlite(_) | Error::Io(_) | Error::Incompatible(_))
+}

@@ -1,0 +1,10 @@
+//! Connections and storage layout: opening SQLite files with the configured pragmas,
+//! the pool of one writer and several readers, and the schema of the catalog, change log
+//! and collection tables. Knows nothing of queries or documents.
+
+mod options;
+mod pool;
+pub(crate) mod schema;
+
+pub use options::{JournalMode, Options, Synchronous};
+pub(crate) use pool::Pool;

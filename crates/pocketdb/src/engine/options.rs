@@ -1,0 +1,137 @@
+//! Tunables of a database: pragmas (seed 001's defaults) and limits.
+
+use std::time::Duration;
+
+/// SQLite's `synchronous` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    /// No syncs: fastest, a power loss may lose recent commits or corrupt the file.
+    Off,
+    /// In WAL mode: durable against application crashes, a power loss may roll back the
+    /// last commits. The default.
+    Normal,
+    /// Sync the WAL at every commit: durable against power loss.
+    Full,
+    /// Like `Full`, also syncing the directory.
+    Extra,
+}
+
+impl Synchronous {
+    pub(crate) fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Off => "OFF",
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+            Synchronous::Extra => "EXTRA",
+        }
+    }
+}
+
+/// SQLite's `journal_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalMode {
+    /// Write-ahead log: readers run beside the writer. The default.
+    Wal,
+    /// Rollback journal, deleted after each transaction.
+    Delete,
+    /// Rollback journal, truncated after each transaction.
+    Truncate,
+    /// Journal kept in memory (unsafe on crash).
+    Memory,
+    /// No journal (unsafe on crash; for bulk loads only).
+    Off,
+}
+
+impl JournalMode {
+    pub(crate) fn pragma(self) -> &'static str {
+        match self {
+            JournalMode::Wal => "WAL",
+            JournalMode::Delete => "DELETE",
+            JournalMode::Truncate => "TRUNCATE",
+            JournalMode::Memory => "MEMORY",
+            JournalMode::Off => "OFF",
+        }
+    }
+}
+
+/// How a database is opened. `Options::default()` gives seed 001's tuning: WAL,
+/// `synchronous=NORMAL`, a 64 MiB page cache, 256 MiB of mmap, temp tables in memory.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Journal mode (default WAL).
+    pub journal_mode: JournalMode,
+    /// Durability of commits (default NORMAL).
+    pub synchronous: Synchronous,
+    /// Page cache per connection, in KiB (default 65,536).
+    pub cache_size_kib: u32,
+    /// Bytes of the file to memory-map (default 256 MiB; 0 disables).
+    pub mmap_size: u64,
+    /// Keep temporary tables and indexes in memory (default true).
+    pub temp_store_memory: bool,
+    /// How long a connection waits for a lock held by another process.
+    pub busy_timeout: Duration,
+    /// Maximum number of reader connections kept open (default 4). Readers run beside
+    /// the single writer thanks to WAL.
+    pub max_readers: usize,
+    /// Largest document accepted, in bytes of JSON text (default 16 MiB, as MongoDB).
+    pub max_document_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            journal_mode: JournalMode::Wal,
+            synchronous: Synchronous::Normal,
+            cache_size_kib: 64 * 1024,
+            mmap_size: 256 * 1024 * 1024,
+            temp_store_memory: true,
+            busy_timeout: Duration::from_secs(5),
+            max_readers: 4,
+            max_document_size: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl Options {
+    /// Sets the `synchronous` pragma.
+    pub fn synchronous(mut self, value: Synchronous) -> Options {
+        self.synchronous = value;
+        self
+    }
+
+    /// Sets the journal mode.
+    pub fn journal_mode(mut self, value: JournalMode) -> Options {
+        self.journal_mode = value;
+        self
+    }
+
+    /// Sets the page cache size per connection, in KiB.
+    pub fn cache_size_kib(mut self, value: u32) -> Options {
+        self.cache_size_kib = value;
+        self
+    }
+
+    /// Sets the mmap size in bytes.
+    pub fn mmap_size(mut self, value: u64) -> Options {
+        self.mmap_size = value;
+        self
+    }
+
+    /// Sets the maximum number of pooled reader connections (at least 1).
+    pub fn max_readers(mut self, value: usize) -> Options {
+        self.max_readers = value.max(1);
+        self
+    }
+
+    /// Sets the largest accepted document size in bytes.
+    pub fn max_document_size(mut self, value: usize) -> Options {
+        self.max_document_size = value;
+        self
+    }
+
+    /// Sets the busy timeout.
+    pub fn busy_timeout(mut self, value: Duration) -> Options {
+        self.busy_timeout = value;
+        self
+    }
+}

@@ -1,0 +1,121 @@
+//! One writer connection and a pool of reader connections over the same file.
+//!
+//! The writer is behind a mutex: SQLite allows one writer at a time anyway, and holding
+//! the mutex for a whole transaction keeps the change log's order equal to commit order.
+//! Readers are opened on demand up to `max_readers` and returned to the pool after use;
+//! in WAL mode they read the last committed state while the writer works. An in-memory
+//! database has a single connection, so reads go through the writer.
+
+use super::options::{JournalMode, Options};
+use crate::error::Result;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+pub(crate) struct Pool {
+    path: Option<PathBuf>,
+    options: Options,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Pool {
+    pub(crate) fn open(path: &Path, options: &Options) -> Result<Pool> {
+        let writer = Connection::open(path)?;
+        configure(&writer, options, true)?;
+        Ok(Pool {
+            path: Some(path.to_path_buf()),
+            options: options.clone(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn memory(options: &Options) -> Result<Pool> {
+        let writer = Connection::open_in_memory()?;
+        configure(&writer, options, true)?;
+        Ok(Pool {
+            path: None,
+            options: options.clone(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub(crate) fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Locks the writer connection. A poisoned lock is recovered: SQLite rolls back any
+    /// transaction a panicking holder left open when the `Transaction` is dropped.
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on a reader connection (the writer for in-memory databases or WAL-less
+    /// journal modes, where separate readers would not see the same data or would block).
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        let path = match &self.path {
+            Some(p) if self.options.journal_mode == JournalMode::Wal => p,
+            _ => return f(&self.writer()),
+        };
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_URI
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                configure(&c, &self.options, false)?;
+                c
+            }
+        };
+        let result = f(&conn);
+        let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if readers.len() < self.options.max_readers {
+            readers.push(conn);
+        }
+        result
+    }
+}
+
+fn configure(conn: &Connection, options: &Options, writer: bool) -> Result<()> {
+    conn.busy_timeout(options.busy_timeout)?;
+    if writer {
+        // journal_mode returns a row; query it rather than execute.
+        let _mode: String = conn.query_row(
+            &format!("PRAGMA journal_mode={}", options.journal_mode.pragma()),
+            [],
+            |r| r.get(0),
+        )?;
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={};
+         PRAGMA cache_size=-{};
+         PRAGMA mmap_size={};
+         PRAGMA temp_store={};
+         PRAGMA foreign_keys=OFF;",
+        options.synchronous.pragma(),
+        options.cache_size_kib,
+        options.mmap_size,
+        if options.temp_store_memory {
+            "MEMORY"
+        } else {
+            "DEFAULT"
+        },
+    ))?;
+    conn.set_prepared_statement_cache_capacity(256);
+    crate::query::sql::register_functions(conn)?;
+    Ok(())
+}
