@@ -1,8 +1,8 @@
 //! Collection CRUD through the public API only.
 
 use pocketdb::{
-    ChangeOp, Client, Database, Error, FindOneAndModifyOptions, InsertManyOptions,
-    ReturnDocument, UpdateOptions, WriteModel,
+    ChangeOp, Client, Database, Error, FindOneAndModifyOptions, InsertManyOptions, ReturnDocument,
+    UpdateOptions, WriteModel,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -43,7 +43,9 @@ fn insert_generates_object_ids_first_in_field_order() {
 #[test]
 fn duplicate_id_is_typed_error_and_stores_nothing() {
     let (_db, c) = seeded();
-    let err = c.insert_one(json!({"_id": 1.0, "name": "dup"})).unwrap_err();
+    let err = c
+        .insert_one(json!({"_id": 1.0, "name": "dup"}))
+        .unwrap_err();
     match err {
         Error::DuplicateKey { index, key, .. } => {
             assert_eq!(index, "_id_");
@@ -52,7 +54,10 @@ fn duplicate_id_is_typed_error_and_stores_nothing() {
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(c.count_documents(json!({})).unwrap(), 4);
-    assert_eq!(c.find_one(json!({"_id": 1})).unwrap().unwrap()["name"], "Ada");
+    assert_eq!(
+        c.find_one(json!({"_id": 1})).unwrap().unwrap()["name"],
+        "Ada"
+    );
 }
 
 #[test]
@@ -77,14 +82,22 @@ fn insert_many_ordered_and_unordered_report_per_document() {
     c.insert_one(json!({"_id": 2})).unwrap();
     let err = c
         .insert_many_with(
-            [json!({"_id": 1}), json!({"_id": 2}), json!("bad"), json!({"_id": 3})],
+            [
+                json!({"_id": 1}),
+                json!({"_id": 2}),
+                json!("bad"),
+                json!({"_id": 3}),
+            ],
             InsertManyOptions { ordered: false },
         )
         .unwrap_err();
     let Error::BulkWrite(f) = err else {
         panic!("expected BulkWrite")
     };
-    assert_eq!(f.write_errors.iter().map(|e| e.index).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        f.write_errors.iter().map(|e| e.index).collect::<Vec<_>>(),
+        [1, 2]
+    );
     assert_eq!(c.count_documents(json!({})).unwrap(), 3);
 }
 
@@ -102,7 +115,12 @@ fn find_sort_skip_limit_projection() {
         .unwrap();
     assert_eq!(docs, vec![json!({"name": "Ada"}), json!({"name": "Linus"})]);
     // null sorts first ascending.
-    let docs = c.find(json!({})).unwrap().sort(json!({"age": 1})).to_vec().unwrap();
+    let docs = c
+        .find(json!({}))
+        .unwrap()
+        .sort(json!({"age": 1}))
+        .to_vec()
+        .unwrap();
     assert_eq!(ids(&docs), [json!(4), json!(2), json!(1), json!(3)]);
 }
 
@@ -119,7 +137,13 @@ fn cursor_is_lazy_across_pages() {
     let rest: Vec<Value> = cursor.map(Result::unwrap).collect();
     assert_eq!(rest.len(), 500);
     assert_eq!(rest.last().unwrap()["_id"], 5000);
-    let limited = c.find(json!({"even": true})).unwrap().skip(495).limit(3).to_vec().unwrap();
+    let limited = c
+        .find(json!({"even": true}))
+        .unwrap()
+        .skip(495)
+        .limit(3)
+        .to_vec()
+        .unwrap();
     assert_eq!(ids(&limited), [json!(990), json!(992), json!(994)]);
 }
 
@@ -137,7 +161,10 @@ fn array_element_and_dotted_queries() {
     let got = |f: Value| ids(&c.find(f).unwrap().to_vec().unwrap());
     assert_eq!(got(json!({"items.sku": "A1"})), [json!(1)]);
     assert_eq!(got(json!({"items.qty": {"$gt": 4}})), [json!(1), json!(2)]);
-    assert_eq!(got(json!({"items": {"$elemMatch": {"sku": "A1", "qty": 9}}})), Vec::<Value>::new());
+    assert_eq!(
+        got(json!({"items": {"$elemMatch": {"sku": "A1", "qty": 9}}})),
+        Vec::<Value>::new()
+    );
     assert_eq!(got(json!({"tags": "x"})), [json!(3), json!(4)]);
     assert_eq!(got(json!({"n": {"$gt": 5}})), [json!(3)]);
     assert_eq!(got(json!({"items.0.sku": "C3"})), [json!(2)]);
@@ -148,11 +175,17 @@ fn array_element_and_dotted_queries() {
 fn updates_report_matched_modified_and_upserted() {
     let (_db, c) = seeded();
     let r = c
-        .update_many(json!({"age": {"$gte": 30}}), json!({"$set": {"senior": true}}))
+        .update_many(
+            json!({"age": {"$gte": 30}}),
+            json!({"$set": {"senior": true}}),
+        )
         .unwrap();
     assert_eq!((r.matched_count, r.modified_count), (2, 2));
     let r = c
-        .update_many(json!({"age": {"$gte": 30}}), json!({"$set": {"senior": true}}))
+        .update_many(
+            json!({"age": {"$gte": 30}}),
+            json!({"$set": {"senior": true}}),
+        )
         .unwrap();
     assert_eq!((r.matched_count, r.modified_count), (2, 0));
     let r = c
@@ -200,14 +233,20 @@ fn invalid_updates_change_nothing() {
 #[test]
 fn replace_keeps_id_and_rejects_operators() {
     let (_db, c) = seeded();
-    let r = c.replace_one(json!({"_id": 2}), json!({"name": "Torvalds"})).unwrap();
+    let r = c
+        .replace_one(json!({"_id": 2}), json!({"name": "Torvalds"}))
+        .unwrap();
     assert_eq!((r.matched_count, r.modified_count), (1, 1));
     assert_eq!(
         c.find_one(json!({"_id": 2})).unwrap().unwrap(),
         json!({"_id": 2, "name": "Torvalds"})
     );
-    assert!(c.replace_one(json!({"_id": 2}), json!({"$set": {"a": 1}})).is_err());
-    assert!(c.replace_one(json!({"_id": 2}), json!({"_id": 3, "a": 1})).is_err());
+    assert!(c
+        .replace_one(json!({"_id": 2}), json!({"$set": {"a": 1}}))
+        .is_err());
+    assert!(c
+        .replace_one(json!({"_id": 2}), json!({"_id": 3, "a": 1}))
+        .is_err());
     let r = c
         .replace_one_with(json!({"_id": 10}), json!({"name": "new"}), true)
         .unwrap();
@@ -217,8 +256,18 @@ fn replace_keeps_id_and_rejects_operators() {
 #[test]
 fn deletes_and_counts() {
     let (_db, c) = seeded();
-    assert_eq!(c.delete_one(json!({"age": {"$gt": 0}})).unwrap().deleted_count, 1);
-    assert_eq!(c.delete_many(json!({"age": {"$gt": 0}})).unwrap().deleted_count, 2);
+    assert_eq!(
+        c.delete_one(json!({"age": {"$gt": 0}}))
+            .unwrap()
+            .deleted_count,
+        1
+    );
+    assert_eq!(
+        c.delete_many(json!({"age": {"$gt": 0}}))
+            .unwrap()
+            .deleted_count,
+        2
+    );
     assert_eq!(c.estimated_count().unwrap(), 1);
     assert_eq!(c.count_documents(json!({"age": null})).unwrap(), 1);
 }
@@ -231,7 +280,11 @@ fn find_one_and_modify_variants() {
         ..Default::default()
     };
     let before = c
-        .find_one_and_update(json!({"age": {"$type": "number"}}), json!({"$inc": {"age": 1}}), &opts)
+        .find_one_and_update(
+            json!({"age": {"$type": "number"}}),
+            json!({"$inc": {"age": 1}}),
+            &opts,
+        )
         .unwrap()
         .unwrap();
     assert_eq!(before["age"], 45);
@@ -257,7 +310,11 @@ fn find_one_and_modify_variants() {
     assert_eq!(deleted["name"], "Ada");
     assert!(c.find_one(json!({"_id": 1})).unwrap().is_none());
     let none = c
-        .find_one_and_update(json!({"_id": 99}), json!({"$set": {"a": 1}}), &Default::default())
+        .find_one_and_update(
+            json!({"_id": 99}),
+            json!({"$set": {"a": 1}}),
+            &Default::default(),
+        )
         .unwrap();
     assert!(none.is_none());
 }
@@ -277,7 +334,9 @@ fn bulk_write_mixes_operations() {
     let r = c
         .bulk_write(
             vec![
-                WriteModel::InsertOne { document: json!({"_id": 10}) },
+                WriteModel::InsertOne {
+                    document: json!({"_id": 10}),
+                },
                 WriteModel::UpdateMany {
                     filter: json!({"age": {"$gt": 30}}),
                     update: json!({"$set": {"x": 1}}),
@@ -288,7 +347,9 @@ fn bulk_write_mixes_operations() {
                     replacement: json!({"y": 1}),
                     upsert: true,
                 },
-                WriteModel::DeleteOne { filter: json!({"_id": 2}) },
+                WriteModel::DeleteOne {
+                    filter: json!({"_id": 2}),
+                },
             ],
             true,
         )
@@ -300,8 +361,12 @@ fn bulk_write_mixes_operations() {
     let err = c
         .bulk_write(
             vec![
-                WriteModel::InsertOne { document: json!({"_id": 10}) },
-                WriteModel::DeleteOne { filter: json!({"_id": 1}) },
+                WriteModel::InsertOne {
+                    document: json!({"_id": 10}),
+                },
+                WriteModel::DeleteOne {
+                    filter: json!({"_id": 1}),
+                },
             ],
             false,
         )
@@ -314,7 +379,8 @@ fn bulk_write_mixes_operations() {
 #[test]
 fn change_log_records_every_write_in_order() {
     let (db, c) = seeded();
-    c.update_one(json!({"_id": 1}), json!({"$set": {"a": 1}})).unwrap();
+    c.update_one(json!({"_id": 1}), json!({"$set": {"a": 1}}))
+        .unwrap();
     c.replace_one(json!({"_id": 2}), json!({"b": 1})).unwrap();
     c.delete_one(json!({"_id": 3})).unwrap();
     // A failed write logs nothing.
@@ -322,7 +388,10 @@ fn change_log_records_every_write_in_order() {
     let changes = c.changes_since(0, 100).unwrap();
     let ops: Vec<ChangeOp> = changes.iter().map(|ch| ch.op).collect();
     use ChangeOp::*;
-    assert_eq!(ops, [Insert, Insert, Insert, Insert, Update, Replace, Delete]);
+    assert_eq!(
+        ops,
+        [Insert, Insert, Insert, Insert, Update, Replace, Delete]
+    );
     assert!(changes.windows(2).all(|w| w[0].seq < w[1].seq));
     assert_eq!(changes[4].id, json!(1));
     assert_eq!(changes[4].rev, 2);
@@ -345,13 +414,19 @@ fn typed_collections_round_trip() {
     let db = Database::memory().unwrap();
     let c = db.collection::<User>("users");
     let r = c
-        .insert_one(User { id: None, name: "Ada".into(), age: 36 })
+        .insert_one(User {
+            id: None,
+            name: "Ada".into(),
+            age: 36,
+        })
         .unwrap();
     let got = c.find_one(json!({"name": "Ada"})).unwrap().unwrap();
     assert_eq!(got.id.as_deref(), r.inserted_id.as_str());
     assert_eq!(got.age, 36);
     // Documents that do not fit the type are a Serde error, not a panic.
-    db.collection::<Value>("users").insert_one(json!({"name": 5})).unwrap();
+    db.collection::<Value>("users")
+        .insert_one(json!({"name": 5}))
+        .unwrap();
     let err = c.find(json!({})).unwrap().to_vec().unwrap_err();
     assert!(matches!(err, Error::Serde(_)));
 }
@@ -368,11 +443,19 @@ fn collections_are_listed_renamed_dropped_and_names_checked() {
     assert_eq!(db.list_collections().unwrap(), ["a", "b"]);
     db.collection::<Value>("a").rename("c").unwrap();
     assert_eq!(db.list_collections().unwrap(), ["b", "c"]);
-    assert_eq!(db.collection::<Value>("c").count_documents(json!({})).unwrap(), 1);
+    assert_eq!(
+        db.collection::<Value>("c")
+            .count_documents(json!({}))
+            .unwrap(),
+        1
+    );
     assert!(db.drop_collection("b").unwrap());
     assert!(!db.drop_collection("b").unwrap());
     for bad in ["", "a b", "x\"; DROP TABLE c; --", "system.x"] {
-        let err = db.collection::<Value>(bad).insert_one(json!({})).unwrap_err();
+        let err = db
+            .collection::<Value>(bad)
+            .insert_one(json!({}))
+            .unwrap_err();
         assert!(matches!(err, Error::InvalidName { .. }), "{bad}: {err:?}");
     }
     assert_eq!(db.list_collections().unwrap(), ["c"]);
@@ -382,9 +465,18 @@ fn collections_are_listed_renamed_dropped_and_names_checked() {
 fn bad_documents_are_rejected() {
     let db = Database::memory_with(pocketdb::Options::default().max_document_size(100)).unwrap();
     let c = users(&db);
-    assert!(matches!(c.insert_one(json!([1])), Err(Error::InvalidDocument(_))));
-    assert!(matches!(c.insert_one(json!({"$a": 1})), Err(Error::InvalidDocument(_))));
-    assert!(matches!(c.insert_one(json!({"_id": [1]})), Err(Error::InvalidDocument(_))));
+    assert!(matches!(
+        c.insert_one(json!([1])),
+        Err(Error::InvalidDocument(_))
+    ));
+    assert!(matches!(
+        c.insert_one(json!({"$a": 1})),
+        Err(Error::InvalidDocument(_))
+    ));
+    assert!(matches!(
+        c.insert_one(json!({"_id": [1]})),
+        Err(Error::InvalidDocument(_))
+    ));
     assert!(matches!(
         c.insert_one(json!({"big": "x".repeat(200)})),
         Err(Error::DocumentTooLarge { .. })
@@ -397,17 +489,28 @@ fn client_manages_database_files() {
     let dir = tempfile::tempdir().unwrap();
     let client = Client::open(dir.path()).unwrap();
     let a = client.database("alpha").unwrap();
-    a.collection::<Value>("x").insert_one(json!({"v": 1})).unwrap();
+    a.collection::<Value>("x")
+        .insert_one(json!({"v": 1}))
+        .unwrap();
     client.database("beta").unwrap();
     assert_eq!(client.list_databases().unwrap(), ["alpha", "beta"]);
     assert!(dir.path().join("alpha.sqlite").exists());
     client.drop_database("beta").unwrap();
-    assert!(matches!(client.drop_database("beta"), Err(Error::DatabaseNotFound(_))));
+    assert!(matches!(
+        client.drop_database("beta"),
+        Err(Error::DatabaseNotFound(_))
+    ));
     assert!(client.database("../evil").is_err());
     drop(a);
     // Reopening sees the data.
     let again = Client::open(dir.path()).unwrap().database("alpha").unwrap();
-    assert_eq!(again.collection::<Value>("x").count_documents(json!({"v": 1})).unwrap(), 1);
+    assert_eq!(
+        again
+            .collection::<Value>("x")
+            .count_documents(json!({"v": 1}))
+            .unwrap(),
+        1
+    );
 }
 
 #[test]
