@@ -56,13 +56,16 @@ fn reach<'a>(value: &'a Value, segs: &[String], scalars_missing: bool, out: &mut
         },
         Value::Array(items) => {
             let index = FieldPath::as_index(seg);
+            // For sorting, a scalar element yields "missing" unless the segment picks an
+            // element of this array by position.
+            let positional = index.is_some_and(|i| i < items.len());
             for (i, item) in items.iter().enumerate() {
                 if index == Some(i) {
                     reach(item, rest, scalars_missing, out);
                 }
                 match item {
                     Value::Object(_) => reach(item, segs, scalars_missing, out),
-                    _ if scalars_missing && index != Some(i) => out.push(Found::Missing),
+                    _ if scalars_missing && !positional => out.push(Found::Missing),
                     _ => {}
                 }
             }
