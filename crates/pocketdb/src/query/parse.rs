@@ -43,7 +43,12 @@ pub fn combine_and(mut parts: Vec<Filter>) -> Filter {
     Filter::And(parts)
 }
 
-fn parse_top_level_entry(key: &str, value: &Value, parts: &mut Vec<Filter>) -> Result<()> {
+/// Parses one top-level entry of a filter document into `parts`.
+pub(crate) fn parse_top_level_entry(
+    key: &str,
+    value: &Value,
+    parts: &mut Vec<Filter>,
+) -> Result<()> {
     if let Some(op) = key.strip_prefix('$') {
         match op {
             "and" | "or" | "nor" => {
