@@ -681,3 +681,121 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod prop_tests {
+    use crate::query::{parse_filter, Projection, SortSpec};
+    use proptest::prelude::*;
+    use serde_json::{json, Map, Value};
+    use std::cmp::Ordering;
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just("0".to_string()),
+            Just("a.b".to_string()),
+            Just("a.0".to_string()),
+        ]
+    }
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-3i64..4).prop_map(Value::from),
+            (-3.0f64..3.0).prop_map(|f| json!((f * 2.0).round() / 2.0)),
+            prop_oneof![Just("x"), Just("y"), Just("ab")].prop_map(Value::from),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        scalar().prop_recursive(3, 16, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::vec((key(), inner), 0..3)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    fn doc() -> impl Strategy<Value = Value> {
+        prop::collection::vec((prop_oneof![Just("a"), Just("b")], value()), 0..3)
+            .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+    }
+
+    /// Filters built from any mix of operators and values, valid or not.
+    fn raw_filter() -> impl Strategy<Value = Value> {
+        let op = prop_oneof![
+            Just("$eq"),
+            Just("$ne"),
+            Just("$gt"),
+            Just("$lte"),
+            Just("$in"),
+            Just("$nin"),
+            Just("$all"),
+            Just("$size"),
+            Just("$exists"),
+            Just("$type"),
+            Just("$mod"),
+            Just("$not"),
+            Just("$elemMatch"),
+            Just("$regex"),
+            Just("$or"),
+            Just("$foo"),
+        ];
+        let arg = value().prop_recursive(2, 8, 2, move |inner| {
+            (op.clone(), inner).prop_map(|(o, v)| json!({ o: v }))
+        });
+        prop::collection::vec((key(), arg), 0..3)
+            .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>()))
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(f in raw_filter(), d in doc()) {
+            if let Ok(filter) = parse_filter(&f) {
+                let _ = filter.matches(&d);
+            }
+            if let Ok(p) = Projection::parse(&f) {
+                let _ = p.apply(&d);
+            }
+            if let Ok(s) = SortSpec::parse(&f) {
+                let _ = s.compare(&d, &d);
+            }
+        }
+
+        #[test]
+        fn negations_are_complements(d in doc(), path in key(), v in value()) {
+            let eq = parse_filter(&json!({ path.clone(): { "$eq": v.clone() } })).unwrap();
+            let ne = parse_filter(&json!({ path.clone(): { "$ne": v.clone() } })).unwrap();
+            let inn = parse_filter(&json!({ path.clone(): { "$in": [v.clone()] } })).unwrap();
+            let nin = parse_filter(&json!({ path.clone(): { "$nin": [v.clone()] } })).unwrap();
+            let not = parse_filter(&json!({ path.clone(): { "$not": { "$eq": v.clone() } } })).unwrap();
+            let nor = parse_filter(&json!({ "$nor": [{ path.clone(): { "$eq": v.clone() } }] })).unwrap();
+            let all = parse_filter(&json!({ path.clone(): { "$all": [v.clone()] } })).unwrap();
+            let m = eq.matches(&d);
+            prop_assert_eq!(ne.matches(&d), !m);
+            prop_assert_eq!(inn.matches(&d), m);
+            prop_assert_eq!(nin.matches(&d), !m);
+            prop_assert_eq!(not.matches(&d), !m);
+            prop_assert_eq!(nor.matches(&d), !m);
+            prop_assert_eq!(all.matches(&d), m);
+            let gte = parse_filter(&json!({ path.clone(): { "$gte": v.clone() } })).unwrap();
+            let lte = parse_filter(&json!({ path.clone(): { "$lte": v.clone() } })).unwrap();
+            if m {
+                prop_assert!(gte.matches(&d) && lte.matches(&d));
+            }
+        }
+
+        #[test]
+        fn sort_is_a_total_order(a in doc(), b in doc(), c in doc(), path in key(), desc in any::<bool>()) {
+            let s = SortSpec::parse(&json!({ path: if desc { -1 } else { 1 } })).unwrap();
+            prop_assert_eq!(s.compare(&a, &b), s.compare(&b, &a).reverse());
+            prop_assert_eq!(s.compare(&a, &a), Ordering::Equal);
+            if s.compare(&a, &b) != Ordering::Greater && s.compare(&b, &c) != Ordering::Greater {
+                prop_assert_ne!(s.compare(&a, &c), Ordering::Greater);
+            }
+        }
+    }
+}
