@@ -288,10 +288,9 @@ fn parse_entry(op: &'static str, path_text: &str, arg: &Value) -> Result<Entry> 
         "$rename" => Action::Rename(parse_rename(&path, arg)?),
         "$push" => Action::Push(parse_push(path_text, arg)?),
         "$addToSet" => Action::AddToSet(parse_add_to_set(path_text, arg)?),
-        "$pop" => match arg.as_f64() {
-            Some(x) if x == 1.0 => Action::Pop { first: false },
-            Some(x) if x == -1.0 => Action::Pop { first: true },
-            _ => return Err(err(format!("$pop expects 1 or -1, found: {arg}"))),
+        "$pop" => match sort_direction(arg) {
+            Some(last) => Action::Pop { first: !last },
+            None => return Err(err(format!("$pop expects 1 or -1, found: {arg}"))),
         },
         "$pull" => Action::Pull(parse_pull(path_text, arg)?),
         "$pullAll" => match arg {
@@ -364,10 +363,11 @@ fn integer_operand(v: &Value) -> Option<i64> {
     (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
 }
 
+/// `Some(true)` for the number 1, `Some(false)` for -1 (any representation).
 fn sort_direction(v: &Value) -> Option<bool> {
     match v.as_f64() {
-        Some(x) if x == 1.0 => Some(true),
-        Some(x) if x == -1.0 => Some(false),
+        Some(1.0) => Some(true),
+        Some(-1.0) => Some(false),
         _ => None,
     }
 }

@@ -3,6 +3,7 @@
 
 use super::path::{Seg, UpdatePath};
 use crate::error::{Error, Result};
+use crate::query::matcher::first_matching_index;
 use crate::query::Filter;
 use crate::value::FieldPath;
 use serde_json::Value;
@@ -45,41 +46,4 @@ pub(super) fn resolve<'p>(
         *slot = Seg::Field(index.to_string());
     }
     Ok(Cow::Owned(segs))
-}
-
-/// Temporary stand-in for `crate::query::matcher::first_matching_index`: the first
-/// element `i` such that the document with the array at `array_path` reduced to its
-/// element `i` matches the filter.
-fn first_matching_index(filter: &Filter, doc: &Value, array_path: &FieldPath) -> Option<usize> {
-    let mut current = doc;
-    for seg in array_path.segments() {
-        current = match current {
-            Value::Object(m) => m.get(seg.as_str())?,
-            Value::Array(a) => a.get(FieldPath::as_index(seg)?)?,
-            _ => return None,
-        };
-    }
-    let Value::Array(items) = current else {
-        return None;
-    };
-    (0..items.len()).find(|&i| {
-        let mut probe = doc.clone();
-        let mut slot = &mut probe;
-        for seg in array_path.segments() {
-            let next = match slot {
-                Value::Object(m) => m.get_mut(seg.as_str()),
-                Value::Array(a) => FieldPath::as_index(seg).and_then(|k| a.get_mut(k)),
-                _ => None,
-            };
-            match next {
-                Some(v) => slot = v,
-                None => return false,
-            }
-        }
-        if let Value::Array(a) = slot {
-            let elem = a.get(i).cloned().unwrap_or(Value::Null);
-            *a = vec![elem];
-        }
-        filter.matches(&probe)
-    })
 }
