@@ -64,18 +64,22 @@ pub(super) fn apply_entries(
 ) -> Result<()> {
     // `$` designates the element the filter matched in the document as it was before
     // the update, so every positional path is resolved before anything changes.
-    let resolved = entries
+    // `$setOnInsert` entries are skipped (not resolved) unless inserting.
+    let active: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| ctx.is_insert || !matches!(e.action, Action::SetOnInsert(_)))
+        .collect();
+    let resolved = active
         .iter()
         .map(|e| positional::resolve(e.op, &e.path, doc, ctx.filter))
         .collect::<Result<Vec<_>>>()?;
-    for (entry, segs) in entries.iter().zip(resolved) {
+    for (entry, segs) in active.into_iter().zip(resolved) {
         let walker = Walker {
             op: entry.op,
             text: &entry.path.text,
             array_filters,
         };
         match &entry.action {
-            Action::SetOnInsert(_) if !ctx.is_insert => {}
             Action::Rename(to) => rename(doc, &entry.path, to, array_filters)?,
             action => {
                 let mut leaf = OpLeaf {

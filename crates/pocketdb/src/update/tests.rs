@@ -501,6 +501,12 @@ fn set_on_insert_ignored_on_update() {
 }
 
 #[test]
+fn set_on_insert_positional_ignored_on_update() {
+    let (_, changed) = apply(json!({"a": [1]}), json!({"$setOnInsert": {"a.$": 2}}));
+    assert!(!changed);
+}
+
+#[test]
 fn set_on_insert_applied_on_insert() {
     let (out, _) = try_update(
         json!({"_id": 1}),
@@ -1621,4 +1627,47 @@ fn error_display_names_operator_and_path() {
     let s = e.to_string();
     assert!(s.starts_with("invalid update: $inc at 'a':"), "{s}");
     assert_eq!(e.code(), 9);
+}
+
+#[test]
+fn all_positional_with_array_operators() {
+    check(
+        json!({"a": [{"b": [1, 2]}, {"b": [2, 3]}]}),
+        json!({"$pull": {"a.$[].b": 2}}),
+        json!({"a": [{"b": [1]}, {"b": [3]}]}),
+    );
+    check(
+        json!({"a": [[1], []]}),
+        json!({"$push": {"a.$[]": 9}}),
+        json!({"a": [[1, 9], [9]]}),
+    );
+}
+
+#[test]
+fn filtered_positional_add_to_set() {
+    check_af(
+        json!({"a": [{"k": 1, "s": [1]}, {"k": 2, "s": [1]}]}),
+        json!({"$addToSet": {"a.$[e].s": 2}}),
+        vec![json!({"e.k": 1})],
+        json!({"a": [{"k": 1, "s": [1, 2]}, {"k": 2, "s": [1]}]}),
+    );
+}
+
+#[test]
+fn filtered_positional_on_non_array_is_error() {
+    let r = try_update(
+        json!({"a": {"b": 1}}),
+        json!({"$set": {"a.$[i]": 0}}),
+        json!({}),
+        Some(vec![json!({"i": 1})]),
+        false,
+    );
+    assert!(matches!(r, Err(Error::InvalidUpdate { .. })));
+}
+
+#[test]
+fn rename_is_a_modification_even_with_same_value() {
+    let (out, changed) = apply(json!({"a": 1, "b": 1}), json!({"$rename": {"a": "b"}}));
+    assert!(changed);
+    assert_eq!(out, json!({"b": 1}));
 }
