@@ -7,8 +7,10 @@
 //!   nested directly in arrays are not entered), and a numeric segment also selects the
 //!   element at that index;
 //! * a document lacking the next field yields "missing" (which `null` equality matches),
-//!   a scalar met before the path ends too; array elements that are not documents yield
-//!   nothing;
+//!   and so does a scalar met before the path ends, an empty array, and each element of
+//!   an array that is not a document (unless a numeric segment picks an element of that
+//!   array by position): `{"a.b": null}` matches `{a: [1, 2]}` and `{a: []}` but not
+//!   `{a: [{b: 1}]}`, as MongoDB's `null_query_semantics` tests specify;
 //! * at the end of the path, most operators test an array value as a whole *and* each of
 //!   its elements (one level); `$size`, `$elemMatch` and `$all`'s `$elemMatch` items only
 //!   look at arrays as a whole.
@@ -28,44 +30,43 @@ pub(crate) enum Found<'a> {
 }
 
 /// Follows `segs` from `value` with MongoDB's query rules (see the module docs) and
-/// returns every value reached, unexpanded. An empty result means the path went only
-/// through arrays that held no documents.
+/// returns every value reached, unexpanded.
 pub(crate) fn lookup<'a>(value: &'a Value, segs: &[String]) -> Vec<Found<'a>> {
     let mut out = Vec::new();
-    reach(value, segs, false, &mut out);
+    reach(value, segs, &mut out);
     out
 }
 
-/// Like [`lookup`], but array elements that are not documents (met with path segments
-/// left) yield "missing", as index key generation and sorting treat them.
+/// The candidates a sort key is chosen from: the same as [`lookup`].
 pub(crate) fn lookup_for_sort<'a>(value: &'a Value, segs: &[String]) -> Vec<Found<'a>> {
-    let mut out = Vec::new();
-    reach(value, segs, true, &mut out);
-    out
+    lookup(value, segs)
 }
 
-fn reach<'a>(value: &'a Value, segs: &[String], scalars_missing: bool, out: &mut Vec<Found<'a>>) {
+fn reach<'a>(value: &'a Value, segs: &[String], out: &mut Vec<Found<'a>>) {
     let Some((seg, rest)) = segs.split_first() else {
         out.push(Found::Value(value));
         return;
     };
     match value {
         Value::Object(m) => match m.get(seg) {
-            Some(child) => reach(child, rest, scalars_missing, out),
+            Some(child) => reach(child, rest, out),
             None => out.push(Found::Missing),
         },
         Value::Array(items) => {
+            if items.is_empty() {
+                out.push(Found::Missing);
+            }
             let index = FieldPath::as_index(seg);
-            // For sorting, a scalar element yields "missing" unless the segment picks an
-            // element of this array by position.
+            // A numeric segment that picks an element of this array by position: the
+            // other, non-document elements then do not stand for "missing".
             let positional = index.is_some_and(|i| i < items.len());
             for (i, item) in items.iter().enumerate() {
                 if index == Some(i) {
-                    reach(item, rest, scalars_missing, out);
+                    reach(item, rest, out);
                 }
                 match item {
-                    Value::Object(_) => reach(item, segs, scalars_missing, out),
-                    _ if scalars_missing && !positional => out.push(Found::Missing),
+                    Value::Object(_) => reach(item, segs, out),
+                    _ if !positional => out.push(Found::Missing),
                     _ => {}
                 }
             }
@@ -375,6 +376,24 @@ mod tests {
             (json!({"a": [{"c": 1}, {"b": 2}]}), json!({"a.b": null}), true),
             (json!({"a": [{"b": 1}, {"b": 2}]}), json!({"a.b": null}), false),
             (json!({"a": 5}), json!({"a.b": null}), true),
+            // arrays holding no documents: "a.b" is missing there
+            (json!({"a": [1, "s", 4]}), json!({"a.b": null}), true),
+            (json!({"a": []}), json!({"a.b": null}), true),
+            (json!({"a": [[]]}), json!({"a.b": null}), true),
+            (json!({"a": [1, "s", 4]}), json!({"a.b": {"$ne": null}}), false),
+            (json!({"a": [{"b": 1}, {"b": 3}]}), json!({"a.b": {"$ne": null}}), true),
+            (json!({"a": [{"b": 3}, {}]}), json!({"a.b": {"$ne": null}}), false),
+            (json!({"a": [1, 2]}), json!({"a.b": {"$in": [null, 75]}}), true),
+            (json!({"a": [1, 2]}), json!({"a.b": {"$nin": [null, 75]}}), false),
+            (json!({"a": [5, 6]}), json!({"a.0": null}), false),
+            (json!({"a": [5, 6]}), json!({"a.5": null}), true),
+            (json!({"a": [[]]}), json!({"a": {"$elemMatch": {"b": null}}}), true),
+            (json!({"a": [[]]}), json!({"a": {"$elemMatch": {"b": {"$ne": null}}}}), false),
+            (json!({"a": [1, 2]}), json!({"a": {"$elemMatch": {"b": null}}}), false),
+            (json!({"a": [null]}), json!({"a": {"$elemMatch": {"$eq": null}}}), true),
+            (json!({"a": null}), json!({"a": {"$elemMatch": {"$eq": null}}}), false),
+            (json!({"a": [[]]}), json!({"a": {"$ne": null}}), true),
+            (json!({"a": []}), json!({"a": {"$not": {"$gte": null}}}), true),
             (json!({"a": {"c": 1}}), json!({"a.b": null}), true),
             (json!({}), json!({"a": {"$ne": null}}), false),
             (json!({"a": null}), json!({"a": {"$ne": null}}), false),
@@ -389,6 +408,7 @@ mod tests {
             (json!({"a": [{"b": 1}]}), json!({"a.b": {"$exists": true}}), true),
             (json!({"a": [{"c": 1}]}), json!({"a.b": {"$exists": true}}), false),
             (json!({"a": [1, 2]}), json!({"a.b": {"$exists": false}}), true),
+            (json!({"a": []}), json!({"a.b": {"$exists": false}}), true),
             (json!({"a": [5]}), json!({"a.0": {"$exists": true}}), true),
             (json!({"a": [5]}), json!({"a.1": {"$exists": true}}), false),
             // --- $ne / $eq
@@ -674,10 +694,139 @@ mod tests {
             vec![Found::Value(&json!(1)), Found::Value(&json!([2, 3]))]
         );
         assert_eq!(lookup(&doc, &segs("x")), vec![Found::Missing]);
-        assert_eq!(lookup(&json!({"a": [1]}), &segs("a.b")), vec![]);
+        assert_eq!(
+            lookup(&json!({"a": [1]}), &segs("a.b")),
+            vec![Found::Missing]
+        );
+        assert_eq!(
+            lookup(&json!({"a": []}), &segs("a.b")),
+            vec![Found::Missing]
+        );
+        assert_eq!(
+            lookup(&json!({"a": [5, 6]}), &segs("a.0")),
+            vec![Found::Value(&json!(5))]
+        );
         assert_eq!(
             lookup_for_sort(&json!({"a": [1]}), &segs("a.b")),
             vec![Found::Missing]
         );
+    }
+}
+
+#[cfg(test)]
+mod prop_tests {
+    use crate::query::{parse_filter, Projection, SortSpec};
+    use proptest::prelude::*;
+    use serde_json::{json, Map, Value};
+    use std::cmp::Ordering;
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just("0".to_string()),
+            Just("a.b".to_string()),
+            Just("a.0".to_string()),
+        ]
+    }
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-3i64..4).prop_map(Value::from),
+            (-3.0f64..3.0).prop_map(|f| json!((f * 2.0).round() / 2.0)),
+            prop_oneof![Just("x"), Just("y"), Just("ab")].prop_map(Value::from),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        scalar().prop_recursive(3, 16, 3, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::vec((key(), inner), 0..3)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    fn doc() -> impl Strategy<Value = Value> {
+        prop::collection::vec((prop_oneof![Just("a"), Just("b")], value()), 0..3)
+            .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+    }
+
+    /// Filters built from any mix of operators and values, valid or not.
+    fn raw_filter() -> impl Strategy<Value = Value> {
+        let op = prop_oneof![
+            Just("$eq"),
+            Just("$ne"),
+            Just("$gt"),
+            Just("$lte"),
+            Just("$in"),
+            Just("$nin"),
+            Just("$all"),
+            Just("$size"),
+            Just("$exists"),
+            Just("$type"),
+            Just("$mod"),
+            Just("$not"),
+            Just("$elemMatch"),
+            Just("$regex"),
+            Just("$or"),
+            Just("$foo"),
+        ];
+        let arg = value().prop_recursive(2, 8, 2, move |inner| {
+            (op.clone(), inner).prop_map(|(o, v)| json!({ o: v }))
+        });
+        prop::collection::vec((key(), arg), 0..3)
+            .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>()))
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(f in raw_filter(), d in doc()) {
+            if let Ok(filter) = parse_filter(&f) {
+                let _ = filter.matches(&d);
+            }
+            if let Ok(p) = Projection::parse(&f) {
+                let _ = p.apply(&d);
+            }
+            if let Ok(s) = SortSpec::parse(&f) {
+                let _ = s.compare(&d, &d);
+            }
+        }
+
+        #[test]
+        fn negations_are_complements(d in doc(), path in key(), v in value()) {
+            let eq = parse_filter(&json!({ path.clone(): { "$eq": v.clone() } })).unwrap();
+            let ne = parse_filter(&json!({ path.clone(): { "$ne": v.clone() } })).unwrap();
+            let inn = parse_filter(&json!({ path.clone(): { "$in": [v.clone()] } })).unwrap();
+            let nin = parse_filter(&json!({ path.clone(): { "$nin": [v.clone()] } })).unwrap();
+            let not = parse_filter(&json!({ path.clone(): { "$not": { "$eq": v.clone() } } })).unwrap();
+            let nor = parse_filter(&json!({ "$nor": [{ path.clone(): { "$eq": v.clone() } }] })).unwrap();
+            let all = parse_filter(&json!({ path.clone(): { "$all": [v.clone()] } })).unwrap();
+            let m = eq.matches(&d);
+            prop_assert_eq!(ne.matches(&d), !m);
+            prop_assert_eq!(inn.matches(&d), m);
+            prop_assert_eq!(nin.matches(&d), !m);
+            prop_assert_eq!(not.matches(&d), !m);
+            prop_assert_eq!(nor.matches(&d), !m);
+            prop_assert_eq!(all.matches(&d), m);
+            let gte = parse_filter(&json!({ path.clone(): { "$gte": v.clone() } })).unwrap();
+            let lte = parse_filter(&json!({ path.clone(): { "$lte": v.clone() } })).unwrap();
+            if m {
+                prop_assert!(gte.matches(&d) && lte.matches(&d));
+            }
+        }
+
+        #[test]
+        fn sort_is_a_total_order(a in doc(), b in doc(), c in doc(), path in key(), desc in any::<bool>()) {
+            let s = SortSpec::parse(&json!({ path: if desc { -1 } else { 1 } })).unwrap();
+            prop_assert_eq!(s.compare(&a, &b), s.compare(&b, &a).reverse());
+            prop_assert_eq!(s.compare(&a, &a), Ordering::Equal);
+            if s.compare(&a, &b) != Ordering::Greater && s.compare(&b, &c) != Ordering::Greater {
+                prop_assert_ne!(s.compare(&a, &c), Ordering::Greater);
+            }
+        }
     }
 }

@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 /// condition; otherwise the conditions are combined with [`Filter::And`], in document
 /// order, each operator of an operator object becoming its own [`Filter::Field`].
 pub fn parse_filter(filter: &Value) -> Result<Filter> {
+    check_depth(filter)?;
     let obj = filter
         .as_object()
         .ok_or_else(|| Error::filter("", "a filter must be a document (JSON object)"))?;
@@ -30,6 +31,33 @@ pub fn parse_filter(filter: &Value) -> Result<Filter> {
         parse_top_level_entry(key, value, &mut parts)?;
     }
     Ok(combine_and(parts))
+}
+
+/// Deepest nesting of objects and arrays accepted in a filter (MongoDB allows 100
+/// levels of BSON nesting). Bounds the parser's and matcher's recursion.
+pub const MAX_DEPTH: usize = 128;
+
+fn exceeds_depth(v: &Value, budget: usize) -> bool {
+    match v {
+        Value::Array(items) => budget == 0 || items.iter().any(|i| exceeds_depth(i, budget - 1)),
+        Value::Object(m) => budget == 0 || m.values().any(|i| exceeds_depth(i, budget - 1)),
+        _ => false,
+    }
+}
+
+fn depth_error() -> Error {
+    Error::filter(
+        "",
+        format!("filter is nested more than {MAX_DEPTH} levels deep"),
+    )
+}
+
+fn check_depth(v: &Value) -> Result<()> {
+    if exceeds_depth(v, MAX_DEPTH) {
+        Err(depth_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Combines top-level conditions the way [`parse_filter`] does: none → match all, one →
@@ -43,7 +71,12 @@ pub fn combine_and(mut parts: Vec<Filter>) -> Filter {
     Filter::And(parts)
 }
 
-fn parse_top_level_entry(key: &str, value: &Value, parts: &mut Vec<Filter>) -> Result<()> {
+/// Parses one top-level entry of a filter document into `parts`.
+pub(crate) fn parse_top_level_entry(
+    key: &str,
+    value: &Value,
+    parts: &mut Vec<Filter>,
+) -> Result<()> {
     if let Some(op) = key.strip_prefix('$') {
         match op {
             "and" | "or" | "nor" => {
@@ -97,6 +130,7 @@ pub fn is_operator_object(value: &Value) -> bool {
 /// Parses the value given for a field in a filter: an operator object gives one condition
 /// per operator, anything else is implicit equality.
 pub fn parse_field_value(path: &str, value: &Value) -> Result<Vec<Cond>> {
+    check_depth(value)?;
     match value {
         Value::Object(m) if is_operator_object(value) => parse_operator_object(path, m),
         other => Ok(vec![Cond::Eq(other.clone())]),
@@ -106,6 +140,9 @@ pub fn parse_field_value(path: &str, value: &Value) -> Result<Vec<Cond>> {
 /// Parses an operator object (`{$gt: 1, $lt: 5}`) into its conditions, in order.
 /// `$regex` and `$options` together make one condition.
 pub fn parse_operator_object(path: &str, ops: &Map<String, Value>) -> Result<Vec<Cond>> {
+    if ops.values().any(|v| exceeds_depth(v, MAX_DEPTH)) {
+        return Err(depth_error());
+    }
     let mut conds = Vec::with_capacity(ops.len());
     let options = match ops.get("$options") {
         None => None,
@@ -368,6 +405,7 @@ fn parse_all(path: &str, arg: &Value) -> Result<Vec<AllItem>> {
 /// Parses the argument of `$elemMatch` (query or projection): the value form when every
 /// key is an operator other than `$and`/`$or`/`$nor`, the document form otherwise.
 pub fn parse_elem_match(path: &str, arg: &Value) -> Result<ElemMatch> {
+    check_depth(arg)?;
     let m = arg
         .as_object()
         .ok_or_else(|| Error::filter(path, "$elemMatch needs a document"))?;
@@ -599,6 +637,26 @@ mod tests {
                 field("b", Cond::Eq(json!(2)))
             ])
         );
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_not_overflowing() {
+        let mut f = json!({"$gt": 1});
+        for _ in 0..300 {
+            f = json!({ "$not": f });
+        }
+        let msg = err_msg(json!({ "a": f }));
+        assert!(msg.contains("nested"), "{msg}");
+        let mut g = json!({"a": 1});
+        for _ in 0..300 {
+            g = json!({ "$and": [g] });
+        }
+        assert!(err_msg(g).contains("nested"));
+        let mut ok = json!({"a": 1});
+        for _ in 0..50 {
+            ok = json!({ "$or": [ok] });
+        }
+        assert!(parse_filter(&ok).is_ok());
     }
 
     #[test]

@@ -68,15 +68,16 @@ impl SortSpec {
         let mut keys = Vec::with_capacity(obj.len());
         for (key, dir) in obj {
             let path = FieldPath::parse(key).map_err(|e| invalid(key, e.to_string()))?;
-            let order = match dir.as_f64() {
-                Some(d) if d == 1.0 => SortOrder::Asc,
-                Some(d) if d == -1.0 => SortOrder::Desc,
-                _ => {
-                    return Err(invalid(
-                        key,
-                        format!("sort direction must be 1 or -1, got {dir}"),
-                    ))
-                }
+            let d = dir.as_f64();
+            let order = if d == Some(1.0) {
+                SortOrder::Asc
+            } else if d == Some(-1.0) {
+                SortOrder::Desc
+            } else {
+                return Err(invalid(
+                    key,
+                    format!("sort direction must be 1 or -1, got {dir}"),
+                ));
             };
             keys.push((path, order));
         }
