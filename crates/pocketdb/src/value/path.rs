@@ -76,7 +76,11 @@ impl FieldPath {
     /// True when `self` is `other` or a prefix of it (`a` of `a.b`), segment-wise.
     pub fn is_prefix_of(&self, other: &FieldPath) -> bool {
         self.segments.len() <= other.segments.len()
-            && self.segments.iter().zip(&other.segments).all(|(a, b)| a == b)
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| a == b)
     }
 
     /// A new path with `segment` appended.
