@@ -422,14 +422,23 @@ impl Compiler<'_> {
     /// A condition that holds when some value reached through the path satisfies it.
     fn positive(&mut self, root: &str, top: bool, path: &FieldPath, cond: &Cond) -> Piece {
         let segs = path.segments();
-        if !segs.iter().all(|s| segment_ok(s)) {
-            return Piece::anything();
-        }
         let scalar = top && self.options.scalar_paths.contains(path);
-        if !scalar && segs.len() > MAX_TRAVERSAL_SEGMENTS {
+        if segs.iter().all(|s| segment_ok(s)) && (scalar || segs.len() <= MAX_TRAVERSAL_SEGMENTS) {
+            return self.walk(root, "$", segs, true, scalar, cond);
+        }
+        // Not expressible: a condition that a missing value cannot satisfy still needs
+        // the first segment to exist, whatever the rest of the path does.
+        let mut first = String::from("$");
+        if matches_missing(cond) || push_segment(&mut first, path.first()).is_none() {
             return Piece::anything();
         }
-        self.walk(root, "$", segs, true, scalar, cond)
+        Piece {
+            frag: Frag::lit(format!(
+                "json_type({root},{}) IS NOT NULL",
+                sql_string(&first)
+            )),
+            exact: false,
+        }
     }
 
     /// MongoDB's path traversal from the value at (`base`, `path`): arrays met before the
@@ -611,6 +620,29 @@ impl Compiler<'_> {
             .s("))"),
             exact: body.exact,
         }
+    }
+}
+
+/// True when a positive condition can hold for a missing value (it involves `null`).
+fn matches_missing(cond: &Cond) -> bool {
+    match cond {
+        Cond::Eq(Value::Null) | Cond::Gte(Value::Null) | Cond::Lte(Value::Null) => true,
+        Cond::In(items) => items
+            .iter()
+            .any(|i| matches!(i, InItem::Value(Value::Null))),
+        Cond::Eq(_)
+        | Cond::Gt(_)
+        | Cond::Gte(_)
+        | Cond::Lt(_)
+        | Cond::Lte(_)
+        | Cond::Exists(true)
+        | Cond::Type(_)
+        | Cond::Regex(_)
+        | Cond::Size(_)
+        | Cond::ElemMatch(_)
+        | Cond::Mod { .. } => false,
+        // Negations and `$all` are never passed here; answer conservatively.
+        Cond::Ne(_) | Cond::Nin(_) | Cond::Not(_) | Cond::Exists(false) | Cond::All(_) => true,
     }
 }
 

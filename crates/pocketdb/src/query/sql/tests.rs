@@ -1352,7 +1352,12 @@ fn operands_are_bound() {
         );
         let got = run(&conn, &sql);
         // The `$nin` filter (index 3) matches everything, the others nothing.
-        assert_eq!(got.len(), if i == 3 { corpus().len() } else { 0 }, "{i}: {}", sql.sql);
+        assert_eq!(
+            got.len(),
+            if i == 3 { corpus().len() } else { 0 },
+            "{i}: {}",
+            sql.sql
+        );
     }
     let count: i64 = conn
         .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
@@ -1423,6 +1428,23 @@ fn odd_keys_are_found() {
             sql.sql
         );
     }
+}
+
+#[test]
+fn inexact_paths_still_narrow() {
+    let conn = db();
+    let sql = compile_filter(&eq("num.0", json!("zero")));
+    assert!(!sql.exact);
+    assert_eq!(run(&conn, &sql), BTreeSet::from([63, 64]));
+    let sql = compile_filter(&fld("n.1", Cond::Gt(json!(3))));
+    assert_eq!(run(&conn, &sql).len(), 17);
+    // Null matches missing: no narrowing possible.
+    let sql = compile_filter(&eq("num.0", json!(null)));
+    assert_eq!(sql.sql, "1");
+    let sql = compile_filter(&fld("num.0", Cond::In(vals(&[json!(1), json!(null)]))));
+    assert_eq!(sql.sql, "1");
+    let sql = compile_filter(&eq("a\"b.c", json!(1)));
+    assert_eq!(sql.sql, "1");
 }
 
 #[test]
