@@ -1491,6 +1491,11 @@ fn expression_index_is_used_for_scalar_paths() {
     ] {
         let sql = compile_filter_with(&filter, &options);
         assert!(sql.exact);
+        assert!(
+            !sql.sql.contains("json_each(doc,'$.\"email\"')"),
+            "{}",
+            sql.sql
+        );
         let plan = plan(&conn, &sql);
         assert!(plan.contains("USING INDEX i"), "{plan}\n{}", sql.sql);
     }
