@@ -6,7 +6,7 @@ use crate::collection::{Collection, Document};
 use crate::engine::schema::{self, table_name, validate_collection_name};
 use crate::engine::{Options, Pool};
 use crate::error::{Error, Result};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::path::Path;
@@ -244,11 +244,7 @@ impl Database {
     /// Runs `f` inside an immediate transaction on the writer; commits when `f` returns
     /// `Ok`, rolls back otherwise.
     pub(crate) fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-        let mut conn = self.inner.pool.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        self.inner.pool.write(f)
     }
 
     /// Makes sure the collection's table exists (inside the caller's transaction).

@@ -112,6 +112,13 @@ pub enum Error {
     /// The database file is not a pocketdb database or is from an incompatible version.
     #[error("incompatible database file: {0}")]
     Incompatible(String),
+    /// The transaction holding this write did not commit (group commit: another write of
+    /// the same batch could not be made durable). Nothing of the write was stored.
+    #[error("write not committed: {0}")]
+    Commit(String),
+    /// The buffer log of a buffered database is unusable, or the buffer was shut down.
+    #[error("buffer log: {0}")]
+    Buffer(String),
 }
 
 fn at_path(path: &str) -> String {
@@ -202,7 +209,11 @@ impl Error {
             Error::BulkWrite(_) => 65,
             Error::Serde(_) => 2,
             Error::Json(_) => 9,
-            Error::Sqlite(_) | Error::Io(_) | Error::Incompatible(_) => 1,
+            Error::Sqlite(_)
+            | Error::Io(_)
+            | Error::Incompatible(_)
+            | Error::Commit(_)
+            | Error::Buffer(_) => 1,
         }
     }
 }

@@ -911,7 +911,14 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 /// Errors that concern one document of a bulk request (reported per document) rather
 /// than the database as a whole (which abort the request).
 fn is_document_error(e: &Error) -> bool {
-    !matches!(e, Error::Sqlite(_) | Error::Io(_) | Error::Incompatible(_))
+    !matches!(
+        e,
+        Error::Sqlite(_)
+            | Error::Io(_)
+            | Error::Incompatible(_)
+            | Error::Commit(_)
+            | Error::Buffer(_)
+    )
 }
 
 impl<T: Document> Collection<T> {

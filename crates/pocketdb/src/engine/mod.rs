@@ -5,6 +5,7 @@
 mod options;
 mod pool;
 pub(crate) mod schema;
+mod writer;
 
-pub use options::{JournalMode, Options, Synchronous};
+pub use options::{BufferOptions, Durability, FsyncPolicy, JournalMode, Options, Synchronous};
 pub(crate) use pool::Pool;
