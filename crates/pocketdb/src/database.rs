@@ -3,14 +3,16 @@
 
 use crate::changes::{self, Change, ChangeOp};
 use crate::collection::{Collection, Document};
+use crate::engine::buffer::{self, Buffer, BufferEvent, BufferStats, Op};
 use crate::engine::schema::{self, table_name, validate_collection_name};
-use crate::engine::{Options, Pool};
+use crate::engine::{BufferOptions, Durability, Options, Pool};
 use crate::error::{Error, Result};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// A handle on one database. Cheap to clone (`Arc` inside), `Send + Sync`; all clones
 /// share one writer connection and a pool of readers.
@@ -35,6 +37,16 @@ pub(crate) struct DbInner {
     pub(crate) pool: Pool,
     /// Collections known to have a table, so writes skip the catalog check.
     known: Mutex<HashSet<String>>,
+    /// The write buffer, in [`Durability::Buffered`] mode.
+    pub(crate) buffer: OnceLock<Arc<Buffer>>,
+}
+
+impl Drop for DbInner {
+    fn drop(&mut self) {
+        if let Some(buffer) = self.buffer.get() {
+            buffer.shutdown();
+        }
+    }
 }
 
 /// Options recorded in the catalog when a collection is created.
@@ -81,12 +93,106 @@ impl Database {
 
     pub(crate) fn from_pool(name: String, pool: Pool) -> Result<Database> {
         schema::init(&pool.writer())?;
-        Ok(Database {
+        let db = Database {
             inner: Arc::new(DbInner {
                 name,
                 pool,
                 known: Mutex::new(HashSet::new()),
+                buffer: OnceLock::new(),
             }),
+        };
+        if let Durability::Buffered(options) = &db.options().durability {
+            db.start_buffer(options.clone())?;
+        }
+        Ok(db)
+    }
+
+    /// Replays the buffer log (applying every write it holds that the database has not
+    /// applied yet), then starts the buffer and its applier.
+    fn start_buffer(&self, options: BufferOptions) -> Result<()> {
+        let path = self
+            .path()
+            .ok_or_else(|| {
+                Error::InvalidArgument(
+                    "buffered durability needs a database file (the buffer log lives beside it)"
+                        .to_string(),
+                )
+            })?
+            .to_path_buf();
+        let applied = applied_seq(&self.inner.pool.writer())?;
+        let pending = buffer::pending_in_logs(&path, applied)?;
+        let recovered = pending.len() as u64;
+        if recovered > 0 {
+            tracing::info!(writes = recovered, "replaying the buffer log");
+        }
+        let pending: Vec<Arc<Op>> = pending.into_iter().map(Arc::new).collect();
+        for chunk in pending.chunks(options.batch_size.max(1)) {
+            let last = chunk.last().map_or(applied, |op| op.seq);
+            for (seq, error) in crate::collection::apply_buffered(self, chunk, last)? {
+                tracing::warn!(seq, %error, "replayed buffered write dropped");
+            }
+        }
+        let applied = applied_seq(&self.inner.pool.writer())?;
+        let buffer = Buffer::open(&path, options, applied, recovered)?;
+        let weak = Arc::downgrade(&self.inner);
+        buffer.start(Box::new(move |ops, last| {
+            let inner = weak
+                .upgrade()
+                .ok_or_else(|| Error::Buffer("the database is closed".to_string()))?;
+            crate::collection::apply_buffered(&Database { inner }, ops, last)
+        }))?;
+        // Only this function sets the cell, once, right after the database is created.
+        let _ = self.inner.buffer.set(buffer);
+        Ok(())
+    }
+
+    pub(crate) fn buffer(&self) -> Option<&Arc<Buffer>> {
+        self.inner.buffer.get()
+    }
+
+    /// Waits until every buffered write acknowledged before the call is applied to
+    /// SQLite. Returns at once for databases that do not buffer. Fails when applying
+    /// fails (the writes stay buffered, readable, and are retried).
+    pub fn flush(&self) -> Result<()> {
+        match self.buffer() {
+            Some(b) => b.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes the buffer (see [`flush`](Database::flush)) and closes this handle; the
+    /// files close when the last clone is dropped.
+    pub fn close(self) -> Result<()> {
+        self.flush()
+    }
+
+    /// Counters of the write buffer; `None` unless the database is in
+    /// [`Durability::Buffered`] mode.
+    pub fn buffer_stats(&self) -> Option<BufferStats> {
+        self.buffer().map(|b| b.stats())
+    }
+
+    /// A channel of the buffer's events ([`BufferEvent::Flush`] after each applied batch,
+    /// [`BufferEvent::Error`] when something fails in the background). The channel holds
+    /// up to `capacity` events; a receiver that falls behind misses events rather than
+    /// growing memory. Fails unless the database is buffered.
+    pub fn buffer_events(&self, capacity: usize) -> Result<Receiver<BufferEvent>> {
+        Ok(self.require_buffer()?.subscribe(capacity))
+    }
+
+    /// Runs `callback` on the applier thread for every buffer event. Keep it short: it
+    /// delays the applier. Fails unless the database is buffered.
+    pub fn on_buffer_event(
+        &self,
+        callback: impl Fn(&BufferEvent) + Send + Sync + 'static,
+    ) -> Result<()> {
+        self.require_buffer()?.on_event(Box::new(callback));
+        Ok(())
+    }
+
+    fn require_buffer(&self) -> Result<&Arc<Buffer>> {
+        self.buffer().ok_or_else(|| {
+            Error::InvalidArgument("the database is not in buffered durability mode".to_string())
         })
     }
 
@@ -242,8 +348,22 @@ impl Database {
     }
 
     /// Runs `f` inside an immediate transaction on the writer; commits when `f` returns
-    /// `Ok`, rolls back otherwise.
+    /// `Ok`, rolls back otherwise. Returns once the transaction committed (under group
+    /// commit, possibly together with other threads' writes). In buffered mode, waits
+    /// until every buffered write is applied and holds buffered writers off meanwhile,
+    /// so a synchronous write never overtakes a buffered one.
     pub(crate) fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        match self.buffer() {
+            Some(buffer) => {
+                let _exclusive = buffer.exclusive()?;
+                self.inner.pool.write(f)
+            }
+            None => self.inner.pool.write(f),
+        }
+    }
+
+    /// [`write`](Database::write) without the buffer's gate: for the applier.
+    pub(crate) fn write_direct<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         self.inner.pool.write(f)
     }
 
@@ -255,9 +375,8 @@ impl Database {
         if !collection_exists(conn, name)? {
             create_collection_in(conn, name, &CollectionOptions::default())?;
         }
-        // Marked known only after commit would be stricter; a rollback of the creating
-        // transaction is handled by `forget` in the collection's error path.
-        self.mark_known(name);
+        // Marked known by the caller once the transaction committed: readers on other
+        // connections must not look for a table that is not committed yet.
         Ok(())
     }
 
@@ -281,7 +400,7 @@ impl Database {
             .contains(name)
     }
 
-    fn mark_known(&self, name: &str) {
+    pub(crate) fn mark_known(&self, name: &str) {
         self.inner
             .known
             .lock()
@@ -296,6 +415,18 @@ impl Database {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name);
     }
+}
+
+/// The sequence number of the last buffered write applied (0 when none).
+fn applied_seq(conn: &Connection) -> Result<u64> {
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM _pocketdb_meta WHERE key = 'buffer_applied_seq'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 fn collection_exists(conn: &Connection, name: &str) -> Result<bool> {

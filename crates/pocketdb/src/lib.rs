@@ -34,6 +34,9 @@ pub use collection::{
     UpdateResult, WriteModel,
 };
 pub use database::{CollectionOptions, Database};
-pub use engine::{BufferOptions, Durability, FsyncPolicy, JournalMode, Options, Synchronous};
+pub use engine::{
+    BufferEvent, BufferOptions, BufferStats, Durability, FsyncPolicy, JournalMode, Options,
+    Synchronous,
+};
 pub use error::{BulkWriteFailure, Error, Result, WriteError};
 pub use query::{Filter, QueryBuilder, SortOrder};

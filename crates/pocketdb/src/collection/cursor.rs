@@ -127,6 +127,9 @@ impl<T: Document> Cursor<T> {
     fn start(&mut self) -> Result<()> {
         let filter = self.filter.take().unwrap_or_else(Filter::all);
         let plan = Plan::new(filter);
+        if self.coll.buffer_pending() {
+            return self.start_merged(&plan);
+        }
         self.state = match &self.sort {
             Some(sort) => {
                 let mut rows = self.coll.read_all(&plan)?;
@@ -152,6 +155,27 @@ impl<T: Document> Cursor<T> {
                 remaining: self.limit,
             },
         };
+        Ok(())
+    }
+
+    /// Buffered writes are pending: read stored and buffered documents merged.
+    fn start_merged(&mut self, plan: &Plan) -> Result<()> {
+        let want = match (&self.sort, self.limit) {
+            (None, Some(l)) => {
+                Some(usize::try_from(l.saturating_add(self.skip)).unwrap_or(usize::MAX))
+            }
+            _ => None,
+        };
+        let mut rows = self.coll.read_merged(plan, want)?;
+        if let Some(sort) = &self.sort {
+            rows.sort_by(|a, b| sort.compare(&a.doc, &b.doc));
+        }
+        let skip = usize::try_from(self.skip).unwrap_or(usize::MAX);
+        let take = self
+            .limit
+            .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        let rows: Vec<Row> = rows.into_iter().skip(skip).take(take).collect();
+        self.state = State::Sorted(rows.into_iter());
         Ok(())
     }
 

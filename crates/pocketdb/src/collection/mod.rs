@@ -3,10 +3,13 @@
 //! Every write runs in one transaction on the database's writer connection and appends
 //! to the change log in that same transaction. Reads go through the reader pool.
 
+mod buffered;
 mod cursor;
 mod options;
 mod plan;
 
+pub(crate) use buffered::apply_buffered;
+use buffered::{Modified, Modify};
 pub use cursor::Cursor;
 pub use options::{
     BulkWriteResult, DeleteResult, FindOneAndModifyOptions, InsertManyOptions, InsertManyResult,
@@ -111,6 +114,17 @@ impl<T: Document> Collection<T> {
     /// `DuplicateKey` when the `_id` exists; nothing is stored then.
     pub fn insert_one(&self, document: impl Borrow<T>) -> Result<InsertOneResult> {
         let doc = to_document(document.borrow())?;
+        if let Some(buffer) = self.db.buffer() {
+            return match self.insert_buffered(buffer, vec![Ok(doc)], true) {
+                Ok(mut r) => Ok(InsertOneResult {
+                    inserted_id: r.inserted_ids.remove(&0).unwrap_or(Value::Null),
+                }),
+                Err(Error::BulkWrite(mut f)) if !f.write_errors.is_empty() => {
+                    Err(f.write_errors.swap_remove(0).error)
+                }
+                Err(e) => Err(e),
+            };
+        }
         let prepared = self.prepare_insert(doc)?;
         let inserted_id = self.write(|conn| self.insert_prepared(conn, &prepared))?;
         Ok(InsertOneResult { inserted_id })
@@ -137,6 +151,13 @@ impl<T: Document> Collection<T> {
         I: IntoIterator,
         I::Item: Borrow<T>,
     {
+        if let Some(buffer) = self.db.buffer() {
+            let docs = documents
+                .into_iter()
+                .map(|d| to_document(d.borrow()))
+                .collect();
+            return self.insert_buffered(buffer, docs, options.ordered);
+        }
         let prepared: Vec<Result<PreparedDoc>> = documents
             .into_iter()
             .map(|d| to_document(d.borrow()).and_then(|doc| self.prepare_insert(doc)))
@@ -196,11 +217,18 @@ impl<T: Document> Collection<T> {
     /// Number of documents matching `filter`.
     pub fn count_documents(&self, filter: Value) -> Result<u64> {
         let plan = Plan::new(parse_filter(&filter)?);
+        if self.buffer_pending() {
+            return Ok(self.read_merged(&plan, None)?.len() as u64);
+        }
         self.read(|conn| plan.count(conn, &self.name), || 0)
     }
 
     /// Number of documents in the collection, from the table without a filter.
     pub fn estimated_count(&self) -> Result<u64> {
+        if self.buffer_pending() {
+            let all = self.read_merged(&Plan::new(Filter::all()), None)?;
+            return Ok(all.len() as u64);
+        }
         self.read(
             |conn| {
                 let n: i64 = conn.query_row(
@@ -219,7 +247,11 @@ impl<T: Document> Collection<T> {
     pub fn distinct(&self, field: &str, filter: Value) -> Result<Vec<Value>> {
         let path = FieldPath::parse(field)?;
         let plan = Plan::new(parse_filter(&filter)?);
-        let rows = self.read(|conn| plan.fetch_all(conn, &self.name), Vec::new)?;
+        let rows = if self.buffer_pending() {
+            self.read_merged(&plan, None)?
+        } else {
+            self.read(|conn| plan.fetch_all(conn, &self.name), Vec::new)?
+        };
         let mut values: Vec<Value> = Vec::new();
         for row in &rows {
             let mut found = Vec::new();
@@ -250,6 +282,11 @@ impl<T: Document> Collection<T> {
     ) -> Result<UpdateResult> {
         let update = parse_operator_update(&update, options.array_filters.as_deref())?;
         let filter = parse_filter(&filter)?;
+        if let Some(Modified::Update(r)) =
+            self.modify_buffered(&filter, Modify::Update(&update, options.upsert))?
+        {
+            return Ok(r);
+        }
         self.write(|conn| self.update_in(conn, &filter, &update, options.upsert, false))
     }
 
@@ -285,6 +322,11 @@ impl<T: Document> Collection<T> {
     ) -> Result<UpdateResult> {
         let update = parse_replacement(&Value::Object(to_document(replacement.borrow())?))?;
         let filter = parse_filter(&filter)?;
+        if let Some(Modified::Update(r)) =
+            self.modify_buffered(&filter, Modify::Update(&update, upsert))?
+        {
+            return Ok(r);
+        }
         self.write(|conn| self.update_in(conn, &filter, &update, upsert, false))
     }
 
@@ -293,6 +335,9 @@ impl<T: Document> Collection<T> {
     /// Deletes the first document matching `filter`.
     pub fn delete_one(&self, filter: Value) -> Result<DeleteResult> {
         let filter = parse_filter(&filter)?;
+        if let Some(Modified::Delete(r)) = self.modify_buffered(&filter, Modify::Delete)? {
+            return Ok(r);
+        }
         self.write(|conn| self.delete_in(conn, &filter, false))
     }
 
@@ -432,9 +477,10 @@ impl<T: Document> Collection<T> {
             self.db.ensure_collection(conn, &self.name)?;
             f(conn)
         });
-        if result.is_err() {
+        match &result {
+            Ok(_) => self.db.mark_known(&self.name),
             // The transaction may have created the table and then rolled back.
-            self.db.forget(&self.name);
+            Err(_) => self.db.forget(&self.name),
         }
         result
     }
@@ -977,6 +1023,9 @@ impl<T: Document> QueryBuilder<Collection<T>> {
     pub fn count(self) -> Result<u64> {
         let (coll, q) = self.into_parts()?;
         let plan = Plan::new(q.filter);
+        if coll.buffer_pending() {
+            return Ok(coll.read_merged(&plan, None)?.len() as u64);
+        }
         coll.read(|conn| plan.count(conn, &coll.name), || 0)
     }
 }

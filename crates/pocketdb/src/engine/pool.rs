@@ -7,7 +7,7 @@
 //! in WAL mode they read the last committed state while the writer works. An in-memory
 //! database has a single connection, so reads go through the writer.
 
-use super::options::{Durability, JournalMode, Options};
+use super::options::{Durability, FsyncPolicy, JournalMode, Options, Synchronous};
 use super::writer::{Writer, WriterGuard};
 use crate::error::Result;
 use rusqlite::{Connection, OpenFlags};
@@ -105,6 +105,22 @@ fn new_writer(conn: Connection, options: &Options) -> Writer {
     Writer::new(conn, group, MAX_GROUP)
 }
 
+/// In buffered mode the log is truncated once its writes are committed, so the commits
+/// of the applier must be as durable as the log was: at least `FULL` unless the log is
+/// never synced.
+fn synchronous(options: &Options, writer: bool) -> Synchronous {
+    match &options.durability {
+        Durability::Buffered(b)
+            if writer
+                && b.fsync != FsyncPolicy::Never
+                && matches!(options.synchronous, Synchronous::Off | Synchronous::Normal) =>
+        {
+            Synchronous::Full
+        }
+        _ => options.synchronous,
+    }
+}
+
 fn configure(conn: &Connection, options: &Options, writer: bool) -> Result<()> {
     conn.busy_timeout(options.busy_timeout)?;
     if writer {
@@ -121,7 +137,7 @@ fn configure(conn: &Connection, options: &Options, writer: bool) -> Result<()> {
          PRAGMA mmap_size={};
          PRAGMA temp_store={};
          PRAGMA foreign_keys=OFF;",
-        options.synchronous.pragma(),
+        synchronous(options, writer).pragma(),
         options.cache_size_kib,
         options.mmap_size,
         if options.temp_store_memory {
