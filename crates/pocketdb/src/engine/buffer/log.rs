@@ -1,18 +1,20 @@
 //! The buffer log's file format.
 //!
-//! A log is a sequence of records, each framed as
+//! A log is a sequence of frames, one per acknowledged append (an `insert_many` is one
+//! frame, so it is replayed whole or not at all):
 //!
 //! ```text
 //! len: u32 LE    length of the payload
 //! crc: u32 LE    CRC-32 (IEEE) of the payload
-//! payload:       seq u64 LE | kind u8 | coll_len u16 LE | collection | key_len u32 LE | key
+//! payload:       one or more writes, each
+//!                seq u64 LE | kind u8 | coll_len u16 LE | collection | key_len u32 LE | key
 //!                | doc_len u32 LE | document JSON text (empty for deletes)
 //! ```
 //!
-//! Records are only appended. A crash can leave a torn last record (short, or with a
-//! CRC that does not match); reading stops there and the file is truncated to the last
-//! whole record, which never drops an acknowledged write: a write is acknowledged only
-//! after its whole record was handed to the OS (and synced, when the policy says so).
+//! Frames are only appended. A crash can leave a torn last frame (short, or with a CRC
+//! that does not match); reading stops there and the file is truncated to the last whole
+//! frame, which never drops an acknowledged write: a write is acknowledged only after its
+//! whole frame was handed to the OS (and synced, when the policy says so).
 
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
@@ -72,38 +74,41 @@ pub(crate) struct Op {
 
 const HEADER: usize = 8;
 
-/// Appends the framed record of `op` to `out`.
-pub(crate) fn encode(op: &Op, out: &mut Vec<u8>) {
+/// Appends the encoding of `op` to a frame's payload.
+pub(crate) fn encode_op(op: &Op, payload: &mut Vec<u8>) {
     let doc = op.doc.as_deref().unwrap_or("");
-    let payload_len = 8 + 1 + 2 + op.collection.len() + 4 + op.key.len() + 4 + doc.len();
-    let start = out.len();
-    out.extend_from_slice(&(payload_len as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&op.seq.to_le_bytes());
-    out.push(op.kind.code());
-    out.extend_from_slice(&(op.collection.len() as u16).to_le_bytes());
-    out.extend_from_slice(op.collection.as_bytes());
-    out.extend_from_slice(&(op.key.len() as u32).to_le_bytes());
-    out.extend_from_slice(op.key.as_bytes());
-    out.extend_from_slice(&(doc.len() as u32).to_le_bytes());
-    out.extend_from_slice(doc.as_bytes());
-    let crc = crc32fast::hash(&out[start + HEADER..]);
-    out[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+    payload.extend_from_slice(&op.seq.to_le_bytes());
+    payload.push(op.kind.code());
+    payload.extend_from_slice(&(op.collection.len() as u16).to_le_bytes());
+    payload.extend_from_slice(op.collection.as_bytes());
+    payload.extend_from_slice(&(op.key.len() as u32).to_le_bytes());
+    payload.extend_from_slice(op.key.as_bytes());
+    payload.extend_from_slice(&(doc.len() as u32).to_le_bytes());
+    payload.extend_from_slice(doc.as_bytes());
 }
 
-/// Decodes the records of `bytes`. Returns them and the length of the valid prefix
-/// (shorter than `bytes` when the tail is torn or corrupt).
+/// Frames a payload: length, CRC, payload.
+pub(crate) fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Decodes the frames of `bytes`. Returns their writes and the length of the valid
+/// prefix (shorter than `bytes` when the tail is torn or corrupt).
 pub(crate) fn decode_all(bytes: &[u8]) -> (Vec<Op>, usize) {
     let mut ops = Vec::new();
     let mut pos = 0;
-    while let Some((op, next)) = decode_one(bytes, pos) {
-        ops.push(op);
+    while let Some((frame_ops, next)) = decode_frame(bytes, pos) {
+        ops.extend(frame_ops);
         pos = next;
     }
     (ops, pos)
 }
 
-fn decode_one(bytes: &[u8], pos: usize) -> Option<(Op, usize)> {
+fn decode_frame(bytes: &[u8], pos: usize) -> Option<(Vec<Op>, usize)> {
     let header = bytes.get(pos..pos + HEADER)?;
     let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
@@ -112,6 +117,14 @@ fn decode_one(bytes: &[u8], pos: usize) -> Option<(Op, usize)> {
         return None;
     }
     let mut r = Reader { bytes: payload };
+    let mut ops = Vec::new();
+    while !r.bytes.is_empty() {
+        ops.push(decode_op(&mut r)?);
+    }
+    Some((ops, pos + HEADER + len))
+}
+
+fn decode_op(r: &mut Reader<'_>) -> Option<Op> {
     let seq = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
     let kind = OpKind::from_code(r.take(1)?[0])?;
     let coll_len = u16::from_le_bytes(r.take(2)?.try_into().ok()?) as usize;
@@ -121,16 +134,13 @@ fn decode_one(bytes: &[u8], pos: usize) -> Option<(Op, usize)> {
     let doc_len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
     let doc = std::str::from_utf8(r.take(doc_len)?).ok()?;
     let doc = (kind != OpKind::Delete).then(|| Arc::from(doc));
-    Some((
-        Op {
-            seq,
-            kind,
-            collection: Arc::from(collection),
-            key,
-            doc,
-        },
-        pos + HEADER + len,
-    ))
+    Some(Op {
+        seq,
+        kind,
+        collection: Arc::from(collection),
+        key,
+        doc,
+    })
 }
 
 struct Reader<'a> {
@@ -202,16 +212,21 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip_and_torn_tails_are_cut() {
+    fn frames_round_trip_and_torn_tails_are_cut() {
         let ops = vec![
             op(1, OpKind::Insert, Some(r#"{"_id":"k1","a":1}"#)),
             op(2, OpKind::Update, Some(r#"{"_id":"k1","a":2}"#)),
             op(3, OpKind::Delete, None),
             op(4, OpKind::Replace, Some("{}")),
         ];
+        // Three frames: [1], [2, 3], [4].
         let mut bytes = Vec::new();
-        for o in &ops {
-            encode(o, &mut bytes);
+        for group in [&ops[0..1], &ops[1..3], &ops[3..4]] {
+            let mut payload = Vec::new();
+            for o in group {
+                encode_op(o, &mut payload);
+            }
+            bytes.extend(frame(&payload));
         }
         let (back, valid) = decode_all(&bytes);
         assert_eq!(valid, bytes.len());
@@ -219,13 +234,14 @@ mod tests {
         assert_eq!(back[1].doc.as_deref(), Some(r#"{"_id":"k1","a":2}"#));
         assert_eq!(back[2].kind, OpKind::Delete);
         assert!(back[2].doc.is_none());
-        // Every truncation point keeps exactly the whole records before it.
+        // Every truncation point keeps exactly the whole frames before it.
         for cut in 0..bytes.len() {
             let (some, valid) = decode_all(&bytes[..cut]);
             assert!(valid <= cut);
+            assert!([0, 1, 3].contains(&some.len()), "{}", some.len());
             assert!(some.iter().zip(&back).all(|(a, b)| a.seq == b.seq));
         }
-        // A flipped bit stops decoding at that record.
+        // A flipped bit stops decoding at that frame.
         let mut bad = bytes.clone();
         let last = bad.len() - 2;
         bad[last] ^= 1;

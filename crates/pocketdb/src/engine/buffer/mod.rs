@@ -170,7 +170,7 @@ impl Appender<'_> {
             key,
             doc,
         });
-        log::encode(&op, &mut self.bytes);
+        log::encode_op(&op, &mut self.bytes);
         self.state
             .overlay
             .entry(collection.clone())
@@ -320,6 +320,7 @@ impl Buffer {
         if pushed == 0 {
             return Ok(out);
         }
+        let bytes = log::frame(&bytes);
         if let Err(e) = log::append(&st.active, &bytes) {
             // The records are not in the log: take them back out of the buffer.
             let n = st.queue.len() - pushed;
