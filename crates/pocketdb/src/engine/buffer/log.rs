@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_torn_tails_are_cut() {
-        let ops = vec![
+        let ops = [
             op(1, OpKind::Insert, Some(r#"{"_id":"k1","a":1}"#)),
             op(2, OpKind::Update, Some(r#"{"_id":"k1","a":2}"#)),
             op(3, OpKind::Delete, None),
