@@ -411,6 +411,8 @@ def run_update(corpus, case):
     coll = fresh(corpus)
     filt = to_mongomock(case["filter"])
     upsert = case.get("upsert", False)
+    if "array_filters" in case:
+        raise NotImplementedError("mongomock lacks arrayFilters")
     if case["op"] == "replace_one":
         r = coll.replace_one(filt, case["replacement"], upsert=upsert)
     elif case["op"] == "update_one":
@@ -708,8 +710,10 @@ HAND_PROJECTIONS = {
 PROJECTION_FILTER = {"_id": {"$lte": 24}}
 
 
-def up(op, filt, update=None, upsert=False, replacement=None):
+def up(op, filt, update=None, upsert=False, replacement=None, array_filters=None):
     case = {"op": op, "filter": filt, "upsert": upsert}
+    if array_filters is not None:
+        case["array_filters"] = array_filters
     if op == "replace_one":
         case["replacement"] = replacement
     else:
@@ -824,6 +828,10 @@ HAND_UPDATES = {
     "mul-missing": up("update_one", {"_id": 16}, {"$mul": {"zz": 3}}),
     "all-positional": up("update_one", {"_id": 1}, {"$inc": {"nums.$[]": 10}}),
     "all-positional-nested": up("update_one", {"_id": 18}, {"$set": {"items.$[].v": 0}}),
+    "array-filters-doc": up("update_one", {"_id": 14}, {"$set": {"items.$[e].v": 0}},
+                            array_filters=[{"e.v": {"$gt": 5}}]),
+    "array-filters-value": up("update_many", {"nums": {"$elemMatch": {"$gte": 5}}},
+                              {"$inc": {"nums.$[n]": 100}}, array_filters=[{"n": {"$gte": 9}}]),
 }
 
 
@@ -881,6 +889,26 @@ def override_all_positional_nested(corpus, case):
     d = doc_of(corpus, 18)
     d["items"] = [with_fields(i, v=0) for i in d["items"]]
     return update_docs(corpus, {18: d}, 1, 1)
+
+
+def override_array_filters_doc(corpus, case):
+    d = doc_of(corpus, 14)
+    d["items"] = [with_fields(i, v=0) if i["v"] > 5 else i for i in d["items"]]
+    return update_docs(corpus, {14: d}, 1, 1)
+
+
+def override_array_filters_value(corpus, case):
+    changes, matched = {}, 0
+    for d in corpus:
+        nums = d.get("nums")
+        if not (isinstance(nums, list) and any(is_num(v) and v >= 5 for v in nums)):
+            continue
+        matched += 1
+        if isinstance(nums, list) and any(is_num(v) and v >= 9 for v in nums):
+            changes[d["_id"]] = with_fields(
+                doc_of(corpus, d["_id"]),
+                nums=[v + 100 if is_num(v) and v >= 9 else v for v in nums])
+    return update_docs(corpus, changes, matched, len(changes))
 
 
 def ids_where(pred):
@@ -959,6 +987,12 @@ OVERRIDES = {
                                                     [{"_id": 65, "k": 1, "l": [2]}]),
                    "MongoDB docs: an upsert takes equality fields from top-level $and too "
                    "(mongomock ignores them, inventing an _id)"),
+    "array-filters-doc": (override_array_filters_doc,
+                          "MongoDB docs: $[<id>] updates the elements matching arrayFilters "
+                          "(mongomock lacks arrayFilters)"),
+    "array-filters-value": (override_array_filters_value,
+                            "MongoDB docs: $[<id>] with a condition on the element itself; "
+                            "matched counts every matched document (mongomock lacks arrayFilters)"),
     "all-positional-nested": (override_all_positional_nested,
                               "MongoDB docs: $[] then a field updates that field in every "
                               "element (mongomock lacks $[])"),
