@@ -233,13 +233,16 @@ impl<C> QueryBuilder<C> {
             .as_ref()
             .map(Projection::parse)
             .transpose()?;
-        Ok((self.target, BuiltQuery {
-            filter: combine_and(self.parts),
-            sort,
-            skip: self.skip,
-            limit: self.limit,
-            projection,
-        }))
+        Ok((
+            self.target,
+            BuiltQuery {
+                filter: combine_and(self.parts),
+                sort,
+                skip: self.skip,
+                limit: self.limit,
+                projection,
+            },
+        ))
     }
 
     fn into_filter(self) -> Result<Filter> {

@@ -877,9 +877,3 @@ fn json_cmp_fn(ctx: &Context<'_>) -> rusqlite::Result<Option<i64>> {
         Ordering::Greater => 1,
     }))
 }
-
-/// Registers the SQL functions compiled filters may call.
-pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let _ = conn;
-    Ok(())
-}
