@@ -54,8 +54,10 @@ fn document() -> impl Strategy<Value = Value> {
 }
 
 fn path() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["a", "b", "tags", "a.b", "a.c", "b.a", "a.0", "tags.1", "a.b.c"])
-        .prop_map(String::from)
+    prop::sample::select(vec![
+        "a", "b", "tags", "a.b", "a.c", "b.a", "a.0", "tags.1", "a.b.c",
+    ])
+    .prop_map(String::from)
 }
 
 fn condition() -> impl Strategy<Value = Value> {
@@ -72,14 +74,17 @@ fn condition() -> impl Strategy<Value = Value> {
         prop::collection::vec(s.clone(), 0..3).prop_map(|v| json!({"$in": v})),
         prop::collection::vec(s.clone(), 0..3).prop_map(|v| json!({"$nin": v})),
         any::<bool>().prop_map(|b| json!({"$exists": b})),
-        prop::sample::select(vec!["number", "string", "array", "object", "bool", "null", "int", "double"])
-            .prop_map(|t| json!({"$type": t})),
+        prop::sample::select(vec![
+            "number", "string", "array", "object", "bool", "null", "int", "double"
+        ])
+        .prop_map(|t| json!({"$type": t})),
         (0u64..3).prop_map(|n| json!({"$size": n})),
         prop::collection::vec(s.clone(), 0..3).prop_map(|v| json!({"$all": v})),
         s.clone().prop_map(|v| json!({"$elemMatch": {"$gte": v}})),
         s.clone().prop_map(|v| json!({"$elemMatch": {"a": v}})),
         (1i64..4, 0i64..3).prop_map(|(d, r)| json!({"$mod": [d, r]})),
-        prop::sample::select(vec!["^a", "b$", "A", "^$"]).prop_map(|r| json!({"$regex": r, "$options": "i"})),
+        prop::sample::select(vec!["^a", "b$", "A", "^$"])
+            .prop_map(|r| json!({"$regex": r, "$options": "i"})),
         s.clone().prop_map(|v| json!({"$not": {"$gt": v}})),
     ]
 }
@@ -120,7 +125,9 @@ fn sql_ids(conn: &Connection, filter: &Filter) -> (BTreeSet<i64>, bool) {
         .prepare(&format!("SELECT rid FROM t WHERE {}", compiled.sql))
         .unwrap_or_else(|e| panic!("bad SQL {}: {e}", compiled.sql));
     let ids = stmt
-        .query_map(rusqlite::params_from_iter(compiled.params.iter()), |r| r.get(0))
+        .query_map(rusqlite::params_from_iter(compiled.params.iter()), |r| {
+            r.get(0)
+        })
         .unwrap()
         .collect::<rusqlite::Result<BTreeSet<i64>>>()
         .unwrap();
