@@ -1474,7 +1474,8 @@ def main():
         f.write('"mongomock": %s,\n' % json.dumps(doc["mongomock"]))
         f.write('"seed": %d,\n' % SEED)
         f.write('"corpus": [\n%s\n],\n' % ",\n".join(json.dumps(d) for d in corpus))
-        f.write('"cases": [\n%s\n]\n' % ",\n".join(json.dumps(c, default=str) for c in doc["cases"]))
+        f.write('"cases": [\n%s\n]\n' % ",\n".join(json.dumps(c, default=lambda o: "<%s>" % type(o).__name__)
+                                                       for c in doc["cases"]))
         f.write("}\n")
 
     counts = {}
