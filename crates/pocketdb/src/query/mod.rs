@@ -6,6 +6,7 @@
 //! which back end answers a query.
 
 pub mod ast;
+pub mod builder;
 pub mod matcher;
 pub mod parse;
 pub mod projection;
@@ -13,6 +14,7 @@ pub mod sort;
 pub mod sql;
 
 pub use ast::{AllItem, Cond, ElemMatch, Filter, InItem, Regex};
+pub use builder::{BuiltQuery, FieldClause, QueryBuilder};
 pub use parse::parse_filter;
 pub use projection::Projection;
 pub use sort::{SortOrder, SortSpec};
