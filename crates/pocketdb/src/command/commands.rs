@@ -353,13 +353,15 @@ pub(super) fn find_and_modify(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
                 "aggregation pipeline updates are not supported; use update operators",
             ))
         }
-        Some(other) => return Err(CommandError::new(
-            14,
-            format!(
+        Some(other) => {
+            return Err(CommandError::new(
+                14,
+                format!(
                 "BSON field 'findAndModify.update' is the wrong type '{}', expected type 'object'",
                 crate::value::BsonType::of(other).name()
             ),
-        )),
+            ))
+        }
     };
     match (remove, update) {
         (true, Some(_)) => {
