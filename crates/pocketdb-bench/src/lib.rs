@@ -73,7 +73,7 @@ pub fn document(i: u64) -> Value {
         "age": i % 90,
         "city": CITIES[(i % 50) as usize],
         "score": ((i * 7919) % 10000) as f64 / 100.0,
-        "active": i % 3 == 0,
+        "active": i.is_multiple_of(3),
         "tags": [format!("t{}", i % 10), format!("t{}", i % 7)],
         "address": {"zip": format!("{:05}", i % 100000), "street": format!("{} Main St", i % 1000)},
     })

@@ -37,4 +37,4 @@ pub use collection::{
 pub use database::{CollectionOptions, Database};
 pub use engine::{JournalMode, Options, Synchronous};
 pub use error::{BulkWriteFailure, Error, Result, WriteError};
-pub use query::{Filter, SortOrder};
+pub use query::{Filter, QueryBuilder, SortOrder};

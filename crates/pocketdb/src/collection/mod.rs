@@ -18,7 +18,7 @@ use crate::database::Database;
 use crate::engine::schema::{table_name, validate_collection_name};
 use crate::error::{BulkWriteFailure, Error, Result, WriteError};
 use crate::id::{ensure_id, id_key};
-use crate::query::{parse_filter, Filter, Projection, SortSpec};
+use crate::query::{parse_filter, Filter, Projection, QueryBuilder, SortSpec};
 use crate::update::{upsert_seed, ApplyContext, Update};
 use crate::value::{values_equal, FieldPath};
 use plan::{Plan, Row};
@@ -912,4 +912,64 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 /// than the database as a whole (which abort the request).
 fn is_document_error(e: &Error) -> bool {
     !matches!(e, Error::Sqlite(_) | Error::Io(_) | Error::Incompatible(_))
+}
+
+impl<T: Document> Collection<T> {
+    /// A fluent query on this collection, compiling to the same filter AST as
+    /// [`find`](Collection::find):
+    ///
+    /// ```
+    /// use pocketdb::{Database, SortOrder};
+    /// use serde_json::{json, Value};
+    ///
+    /// let db = Database::memory()?;
+    /// let users = db.collection::<Value>("users");
+    /// users.insert_many([json!({"name": "b", "age": 20}), json!({"name": "a", "age": 30})])?;
+    /// let adults = users
+    ///     .query()
+    ///     .where_("age").gte(18)
+    ///     .sort("name", SortOrder::Asc)
+    ///     .limit(10)
+    ///     .to_vec()?;
+    /// assert_eq!(adults[0]["name"], "a");
+    /// # Ok::<(), pocketdb::Error>(())
+    /// ```
+    pub fn query(&self) -> QueryBuilder<Collection<T>> {
+        QueryBuilder::with_target(self.clone())
+    }
+}
+
+impl<T: Document> QueryBuilder<Collection<T>> {
+    /// Runs the query: a lazy cursor over the results.
+    pub fn find(self) -> Result<Cursor<T>> {
+        let (coll, q) = self.into_parts()?;
+        let mut cursor = Cursor::new(coll, q.filter).skip(q.skip);
+        if let Some(sort) = q.sort {
+            cursor = cursor.sort_spec(sort);
+        }
+        if let Some(limit) = q.limit {
+            cursor = cursor.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        if let Some(p) = q.projection {
+            cursor = cursor.projection_spec(p);
+        }
+        Ok(cursor)
+    }
+
+    /// Runs the query and collects the results.
+    pub fn to_vec(self) -> Result<Vec<T>> {
+        self.find()?.to_vec()
+    }
+
+    /// The first result, if any.
+    pub fn first(self) -> Result<Option<T>> {
+        self.limit(1).find()?.next().transpose()
+    }
+
+    /// Number of matching documents (skip and limit ignored).
+    pub fn count(self) -> Result<u64> {
+        let (coll, q) = self.into_parts()?;
+        let plan = Plan::new(q.filter);
+        coll.read(|conn| plan.count(conn, &coll.name), || 0)
+    }
 }

@@ -30,9 +30,14 @@ use crate::value::FieldPath;
 use serde_json::{Map, Value};
 
 /// A query under construction: filter conditions, sort, skip, limit and projection.
+///
+/// `C` is what the query runs against: `()` for a free-standing query (finish it with
+/// [`build`](QueryBuilder::build)), or a collection for `coll.query()` (finish it with
+/// `find`, `to_vec`, `first` or `count`).
 #[derive(Debug, Clone, Default)]
 #[must_use]
-pub struct QueryBuilder {
+pub struct QueryBuilder<C = ()> {
+    target: C,
     parts: Vec<Filter>,
     sort: Vec<(String, SortOrder)>,
     skip: u64,
@@ -79,8 +84,8 @@ pub struct BuiltQuery {
 /// and returns the [`QueryBuilder`].
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct FieldClause {
-    builder: QueryBuilder,
+pub struct FieldClause<C = ()> {
+    builder: QueryBuilder<C>,
     path: String,
 }
 
@@ -89,9 +94,29 @@ impl QueryBuilder {
     pub fn new() -> QueryBuilder {
         QueryBuilder::default()
     }
+}
+
+impl<C> QueryBuilder<C> {
+    /// An empty query bound to `target` (a collection, for `coll.query()`).
+    pub fn with_target(target: C) -> QueryBuilder<C> {
+        QueryBuilder {
+            target,
+            parts: Vec::new(),
+            sort: Vec::new(),
+            skip: 0,
+            limit: None,
+            projection: None,
+            deferred: None,
+        }
+    }
+
+    /// What the query is bound to.
+    pub fn target(&self) -> &C {
+        &self.target
+    }
 
     /// Starts a condition on a dotted field path (`"address.city"`).
-    pub fn where_(self, path: impl Into<String>) -> FieldClause {
+    pub fn where_(self, path: impl Into<String>) -> FieldClause<C> {
         FieldClause {
             builder: self,
             path: path.into(),
@@ -99,7 +124,7 @@ impl QueryBuilder {
     }
 
     /// Adds a MongoDB-style JSON filter (`{"a": {"$gt": 1}}`), ANDed with the rest.
-    pub fn filter(mut self, filter: Value) -> QueryBuilder {
+    pub fn filter(mut self, filter: Value) -> QueryBuilder<C> {
         let Some(obj) = filter.as_object() else {
             self.fail(Error::filter(
                 "",
@@ -118,17 +143,17 @@ impl QueryBuilder {
 
     /// Adds `$or` over the filters of the given builders (their sort, skip, limit and
     /// projection are ignored). An empty list is an error, as in JSON.
-    pub fn or(self, alternatives: Vec<QueryBuilder>) -> QueryBuilder {
+    pub fn or(self, alternatives: Vec<QueryBuilder>) -> QueryBuilder<C> {
         self.logical("$or", alternatives, Filter::Or)
     }
 
     /// Adds `$and` over the filters of the given builders.
-    pub fn and(self, all: Vec<QueryBuilder>) -> QueryBuilder {
+    pub fn and(self, all: Vec<QueryBuilder>) -> QueryBuilder<C> {
         self.logical("$and", all, Filter::And)
     }
 
     /// Adds `$nor` over the filters of the given builders.
-    pub fn nor(self, none: Vec<QueryBuilder>) -> QueryBuilder {
+    pub fn nor(self, none: Vec<QueryBuilder>) -> QueryBuilder<C> {
         self.logical("$nor", none, Filter::Nor)
     }
 
@@ -137,7 +162,7 @@ impl QueryBuilder {
         op: &str,
         children: Vec<QueryBuilder>,
         make: fn(Vec<Filter>) -> Filter,
-    ) -> QueryBuilder {
+    ) -> QueryBuilder<C> {
         if children.is_empty() {
             self.fail(Error::filter("", format!("{op} needs a non-empty array")));
             return self;
@@ -157,31 +182,36 @@ impl QueryBuilder {
     }
 
     /// Adds a sort key (keys apply in the order they are added).
-    pub fn sort(mut self, path: impl Into<String>, order: SortOrder) -> QueryBuilder {
+    pub fn sort(mut self, path: impl Into<String>, order: SortOrder) -> QueryBuilder<C> {
         self.sort.push((path.into(), order));
         self
     }
 
     /// Skips the first `n` matching documents.
-    pub fn skip(mut self, n: u64) -> QueryBuilder {
+    pub fn skip(mut self, n: u64) -> QueryBuilder<C> {
         self.skip = n;
         self
     }
 
     /// Returns at most `n` documents.
-    pub fn limit(mut self, n: u64) -> QueryBuilder {
+    pub fn limit(mut self, n: u64) -> QueryBuilder<C> {
         self.limit = Some(n);
         self
     }
 
     /// Sets the projection (`{"name": 1, "_id": 0}`), parsed by [`Projection::parse`].
-    pub fn project(mut self, projection: Value) -> QueryBuilder {
+    pub fn project(mut self, projection: Value) -> QueryBuilder<C> {
         self.projection = Some(projection);
         self
     }
 
     /// Finishes the query, reporting the first error met while building it.
     pub fn build(self) -> Result<BuiltQuery> {
+        self.into_parts().map(|(_, q)| q)
+    }
+
+    /// Finishes the query and hands back its target.
+    pub fn into_parts(self) -> Result<(C, BuiltQuery)> {
         if let Some(slot) = self.deferred {
             return Err(slot.0);
         }
@@ -203,13 +233,16 @@ impl QueryBuilder {
             .as_ref()
             .map(Projection::parse)
             .transpose()?;
-        Ok(BuiltQuery {
-            filter: combine_and(self.parts),
-            sort,
-            skip: self.skip,
-            limit: self.limit,
-            projection,
-        })
+        Ok((
+            self.target,
+            BuiltQuery {
+                filter: combine_and(self.parts),
+                sort,
+                skip: self.skip,
+                limit: self.limit,
+                projection,
+            },
+        ))
     }
 
     fn into_filter(self) -> Result<Filter> {
@@ -226,15 +259,15 @@ impl QueryBuilder {
     }
 }
 
-impl FieldClause {
-    fn op(self, op: &str, arg: Value) -> QueryBuilder {
+impl<C> FieldClause<C> {
+    fn op(self, op: &str, arg: Value) -> QueryBuilder<C> {
         let mut m = Map::new();
         m.insert(op.to_string(), arg);
         self.ops(m)
     }
 
     /// Adds the conditions of an operator object, through the JSON operator parser.
-    fn ops(self, m: Map<String, Value>) -> QueryBuilder {
+    fn ops(self, m: Map<String, Value>) -> QueryBuilder<C> {
         let FieldClause { mut builder, path } = self;
         let parsed =
             FieldPath::parse(&path).and_then(|fp| Ok((fp, parse_operator_object(&path, &m)?)));
@@ -251,52 +284,52 @@ impl FieldClause {
     }
 
     /// `$eq`: equal to the value (or, for an array field, holding it).
-    pub fn eq(self, value: impl Into<Value>) -> QueryBuilder {
+    pub fn eq(self, value: impl Into<Value>) -> QueryBuilder<C> {
         self.op("$eq", value.into())
     }
 
     /// `$ne`: not equal (also matches a missing field).
-    pub fn ne(self, value: impl Into<Value>) -> QueryBuilder {
+    pub fn ne(self, value: impl Into<Value>) -> QueryBuilder<C> {
         self.op("$ne", value.into())
     }
 
     /// `$gt`: greater, within the same type bracket.
-    pub fn gt(self, value: impl Into<Value>) -> QueryBuilder {
+    pub fn gt(self, value: impl Into<Value>) -> QueryBuilder<C> {
         self.op("$gt", value.into())
     }
 
     /// `$gte`: greater or equal, within the same type bracket.
-    pub fn gte(self, value: impl Into<Value>) -> QueryBuilder {
+    pub fn gte(self, value: impl Into<Value>) -> QueryBuilder<C> {
         self.op("$gte", value.into())
     }
 
     /// `$lt`: less, within the same type bracket.
-    pub fn lt(self, value: impl Into<Value>) -> QueryBuilder {
+    pub fn lt(self, value: impl Into<Value>) -> QueryBuilder<C> {
         self.op("$lt", value.into())
     }
 
     /// `$lte`: less or equal, within the same type bracket.
-    pub fn lte(self, value: impl Into<Value>) -> QueryBuilder {
+    pub fn lte(self, value: impl Into<Value>) -> QueryBuilder<C> {
         self.op("$lte", value.into())
     }
 
     /// `$in`: equal to one of the values (`{"$regex": …}` objects act as regexes).
-    pub fn in_<V: Into<Value>>(self, values: impl IntoIterator<Item = V>) -> QueryBuilder {
+    pub fn in_<V: Into<Value>>(self, values: impl IntoIterator<Item = V>) -> QueryBuilder<C> {
         self.op("$in", values.into_iter().map(Into::into).collect())
     }
 
     /// `$nin`: equal to none of the values.
-    pub fn nin<V: Into<Value>>(self, values: impl IntoIterator<Item = V>) -> QueryBuilder {
+    pub fn nin<V: Into<Value>>(self, values: impl IntoIterator<Item = V>) -> QueryBuilder<C> {
         self.op("$nin", values.into_iter().map(Into::into).collect())
     }
 
     /// `$exists`.
-    pub fn exists(self, exists: bool) -> QueryBuilder {
+    pub fn exists(self, exists: bool) -> QueryBuilder<C> {
         self.op("$exists", Value::Bool(exists))
     }
 
     /// `$regex` with MongoDB options (a subset of `imsx`, may be empty).
-    pub fn regex(self, pattern: impl Into<String>, options: impl Into<String>) -> QueryBuilder {
+    pub fn regex(self, pattern: impl Into<String>, options: impl Into<String>) -> QueryBuilder<C> {
         let options: String = options.into();
         let mut m = Map::new();
         m.insert("$regex".to_string(), Value::String(pattern.into()));
@@ -307,22 +340,22 @@ impl FieldClause {
     }
 
     /// `$size`: an array of exactly `n` elements.
-    pub fn size(self, n: u64) -> QueryBuilder {
+    pub fn size(self, n: u64) -> QueryBuilder<C> {
         self.op("$size", Value::from(n))
     }
 
     /// `$all`: an array holding every value.
-    pub fn all<V: Into<Value>>(self, values: impl IntoIterator<Item = V>) -> QueryBuilder {
+    pub fn all<V: Into<Value>>(self, values: impl IntoIterator<Item = V>) -> QueryBuilder<C> {
         self.op("$all", values.into_iter().map(Into::into).collect())
     }
 
     /// `$elemMatch` with a JSON argument (`{"qty": {"$gt": 5}}` or `{"$gte": 80}`).
-    pub fn elem_match(self, spec: Value) -> QueryBuilder {
+    pub fn elem_match(self, spec: Value) -> QueryBuilder<C> {
         self.op("$elemMatch", spec)
     }
 
     /// `$mod: [divisor, remainder]`.
-    pub fn mod_(self, divisor: i64, remainder: i64) -> QueryBuilder {
+    pub fn mod_(self, divisor: i64, remainder: i64) -> QueryBuilder<C> {
         self.op(
             "$mod",
             Value::Array(vec![Value::from(divisor), Value::from(remainder)]),
@@ -331,12 +364,12 @@ impl FieldClause {
 
     /// `$type` with an alias (`"string"`, `"number"`), a BSON type number, or an array of
     /// them.
-    pub fn type_(self, types: impl Into<Value>) -> QueryBuilder {
+    pub fn type_(self, types: impl Into<Value>) -> QueryBuilder<C> {
         self.op("$type", types.into())
     }
 
     /// `$not` with an operator object (`{"$gt": 5}` or `{"$regex": "^a"}`).
-    pub fn not(self, ops: Value) -> QueryBuilder {
+    pub fn not(self, ops: Value) -> QueryBuilder<C> {
         self.op("$not", ops)
     }
 }

@@ -1,7 +1,42 @@
 //! The SQL back end: compiles a [`Filter`] into a `WHERE` clause over the collection
 //! table's JSONB `doc` column.
+//!
+//! # Spelling
+//!
+//! A field path is always read with `json_extract(doc,'$."a"."b"')` and its type with
+//! `json_type(doc,'$."a"."b"')` ([`path_expr`], [`type_expr`]). Expression indexes must be
+//! created with exactly the text [`path_expr`] returns so SQLite's planner matches them.
+//! Path literals are SQL string literals built from the validated [`FieldPath`]; every
+//! operand is a bound parameter (`?`).
+//!
+//! # Semantics
+//!
+//! MongoDB's rules are reproduced exactly where [`SqlFilter::exact`] is true:
+//! type brackets (every comparison is guarded by `json_type`, so `true` never equals `1`
+//! and a string never compares with a number), array element matching (a branch over
+//! `json_each` for arrays at the leaf), traversal of arrays of documents in dotted paths
+//! (nested `json_each`), `null` matching missing fields, and negations that never see SQL
+//! `NULL` (`NOT coalesce(…, 0)`). Equality and ordering against embedded documents and
+//! arrays, and `$regex`, call the SQL functions installed by [`register_functions`], which
+//! must therefore be registered on every connection that runs compiled filters.
+//!
+//! Paths with numeric segments (`a.0`, array index or field name depending on the
+//! document), segments SQLite's JSON path syntax cannot express safely, and very deep
+//! paths compile to the superset `1` with `exact: false`: the caller re-checks rows with the
+//! in-memory matcher. Inexact parts narrow the result only where a superset stays valid
+//! (`$and`, `$or`, `$elemMatch`); under a negation they widen to `1`.
 
-use crate::query::ast::Filter;
+#[cfg(test)]
+mod tests;
+
+use crate::query::ast::{AllItem, Cond, ElemMatch, Filter, InItem, Regex};
+use crate::value::{compare_values, BsonType, FieldPath};
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use serde_json::{Number, Value};
+use std::cmp::Ordering;
+use std::collections::HashSet;
+use std::sync::Arc;
 
 /// A compiled `WHERE` clause.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,14 +50,830 @@ pub struct SqlFilter {
     pub exact: bool,
 }
 
-/// Compiles a filter to SQL.
-pub fn compile_filter(filter: &Filter) -> SqlFilter {
-    let _ = filter;
-    todo!("compile_filter")
+/// What the caller knows about the collection that lets the compiler emit simpler SQL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Paths at which no document holds an array, neither at the path itself nor at any
+    /// prefix of it (an index's "multikey" flag is off). Conditions on these paths omit
+    /// the `json_each` array branches, so an expression index on [`path_expr`] can serve
+    /// them.
+    pub scalar_paths: HashSet<FieldPath>,
 }
 
-/// Registers the SQL functions compiled filters may call.
+/// Name of the SQL function `pocketdb_regex(pattern, options, text)`: 1 when `text` is a
+/// string matching the MongoDB regex, 0 otherwise. Installed by [`register_functions`].
+pub const REGEX_FUNCTION: &str = "pocketdb_regex";
+
+/// Name of the SQL function `pocketdb_json_cmp(a, b)`: compares two JSON texts with
+/// MongoDB's value order and returns -1, 0 or 1 (NULL when either is not JSON text).
+/// Installed by [`register_functions`].
+pub const JSON_CMP_FUNCTION: &str = "pocketdb_json_cmp";
+
+/// Deepest dotted path compiled with array traversal; the SQL doubles with each segment.
+const MAX_TRAVERSAL_SEGMENTS: usize = 5;
+
+/// Compiles a filter to SQL.
+pub fn compile_filter(filter: &Filter) -> SqlFilter {
+    compile_filter_with(filter, &CompileOptions::default())
+}
+
+/// Compiles a filter to SQL, using what `options` says about the collection.
+pub fn compile_filter_with(filter: &Filter, options: &CompileOptions) -> SqlFilter {
+    let mut compiler = Compiler {
+        options,
+        aliases: 0,
+    };
+    let piece = compiler.filter(filter, "doc", true);
+    SqlFilter {
+        sql: piece.frag.sql,
+        params: piece.frag.params,
+        exact: piece.exact,
+    }
+}
+
+/// The SQL expression reading `path` from the `doc` column:
+/// `json_extract(doc,'$."a"."b"')`. Expression indexes must use exactly this text.
+/// `None` when the path cannot be expressed exactly as one JSON path: a segment is
+/// numeric (array index or field name, decided per document) or contains `"`, `\` or a
+/// control character.
+pub fn path_expr(path: &FieldPath) -> Option<String> {
+    Some(format!(
+        "json_extract(doc,{})",
+        sql_string(&json_path(path)?)
+    ))
+}
+
+/// The SQL expression giving the JSON type of `path` in `doc`:
+/// `json_type(doc,'$."a"."b"')` (`NULL` when missing). `None` where [`path_expr`] is.
+pub fn type_expr(path: &FieldPath) -> Option<String> {
+    Some(format!("json_type(doc,{})", sql_string(&json_path(path)?)))
+}
+
+/// The JSON path text (`$."a"."b"`) of a field path, unquoted for SQL.
+fn json_path(path: &FieldPath) -> Option<String> {
+    let mut out = String::from("$");
+    for seg in path.segments() {
+        push_segment(&mut out, seg)?;
+    }
+    Some(out)
+}
+
+/// Appends `."seg"` to a JSON path, or `None` when the segment is unsafe or numeric.
+fn push_segment(out: &mut String, seg: &str) -> Option<()> {
+    if !segment_ok(seg) {
+        return None;
+    }
+    out.push_str(".\"");
+    out.push_str(seg);
+    out.push('"');
+    Some(())
+}
+
+fn segment_ok(seg: &str) -> bool {
+    !seg.is_empty()
+        && !seg.bytes().all(|b| b.is_ascii_digit())
+        && !seg.chars().any(|c| c == '"' || c == '\\' || c.is_control())
+}
+
+/// An SQL string literal.
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// SQL text with the parameters its `?` placeholders bind, in order.
+#[derive(Debug, Clone, Default)]
+struct Frag {
+    sql: String,
+    params: Vec<SqlValue>,
+}
+
+impl Frag {
+    fn lit(sql: impl Into<String>) -> Frag {
+        Frag {
+            sql: sql.into(),
+            params: Vec::new(),
+        }
+    }
+
+    fn s(mut self, sql: &str) -> Frag {
+        self.sql.push_str(sql);
+        self
+    }
+
+    fn p(mut self, value: SqlValue) -> Frag {
+        self.sql.push('?');
+        self.params.push(value);
+        self
+    }
+
+    fn f(mut self, other: Frag) -> Frag {
+        self.sql.push_str(&other.sql);
+        self.params.extend(other.params);
+        self
+    }
+}
+
+/// A compiled predicate: exact, or a superset of the matching documents.
+#[derive(Debug, Clone)]
+struct Piece {
+    frag: Frag,
+    exact: bool,
+}
+
+impl Piece {
+    fn exact(frag: Frag) -> Piece {
+        Piece { frag, exact: true }
+    }
+
+    fn bool(b: bool) -> Piece {
+        Piece::exact(Frag::lit(if b { "1" } else { "0" }))
+    }
+
+    /// The superset of everything.
+    fn anything() -> Piece {
+        Piece {
+            frag: Frag::lit("1"),
+            exact: false,
+        }
+    }
+
+    fn is(&self, lit: &str) -> bool {
+        self.frag.sql == lit
+    }
+
+    fn inexact_if(mut self, cond: bool) -> Piece {
+        if cond {
+            self.exact = false;
+        }
+        self
+    }
+}
+
+/// Conjunction; supersets of the parts give a superset of the whole.
+fn and_all(parts: Vec<Piece>) -> Piece {
+    let exact = parts.iter().all(|p| p.exact);
+    if parts.iter().any(|p| p.is("0") && p.exact) {
+        return Piece::bool(false);
+    }
+    let kept: Vec<Piece> = parts.into_iter().filter(|p| !p.is("1")).collect();
+    join(kept, " AND ", "1", exact)
+}
+
+/// Disjunction; supersets of the parts give a superset of the whole.
+fn or_any(parts: Vec<Piece>) -> Piece {
+    let exact = parts.iter().all(|p| p.exact);
+    if parts.iter().any(|p| p.is("1")) {
+        return Piece::bool(true).inexact_if(!exact);
+    }
+    let kept: Vec<Piece> = parts.into_iter().filter(|p| !p.is("0")).collect();
+    join(kept, " OR ", "0", exact)
+}
+
+fn join(mut parts: Vec<Piece>, sep: &str, empty: &str, exact: bool) -> Piece {
+    let frag = match parts.len() {
+        0 => Frag::lit(empty),
+        1 => parts.remove(0).frag,
+        _ => {
+            let mut frag = Frag::lit("(");
+            for (i, p) in parts.into_iter().enumerate() {
+                if i > 0 {
+                    frag = frag.s(sep);
+                }
+                frag = frag.f(p.frag);
+            }
+            frag.s(")")
+        }
+    };
+    Piece { frag, exact }
+}
+
+/// Negation. Only an exact piece can be negated; a superset of a negation is `1`.
+fn negate(p: Piece) -> Piece {
+    if !p.exact {
+        return Piece::anything();
+    }
+    if p.is("1") {
+        return Piece::bool(false);
+    }
+    if p.is("0") {
+        return Piece::bool(true);
+    }
+    Piece::exact(Frag::lit("NOT coalesce(").f(p.frag).s(",0)"))
+}
+
+/// Where a value is read from.
+#[derive(Debug, Clone)]
+enum Loc {
+    /// `json_extract(base,'path')`: may be missing.
+    Path { base: String, path: String },
+    /// The current row of `json_each(…) AS alias`: always present.
+    Elem { alias: String },
+}
+
+impl Loc {
+    fn ty(&self) -> String {
+        match self {
+            Loc::Path { base, path } => format!("json_type({base},{})", sql_string(path)),
+            Loc::Elem { alias } => format!("{alias}.type"),
+        }
+    }
+
+    fn val(&self) -> String {
+        match self {
+            Loc::Path { base, path } => format!("json_extract({base},{})", sql_string(path)),
+            Loc::Elem { alias } => format!("{alias}.value"),
+        }
+    }
+
+    fn each(&self) -> String {
+        match self {
+            Loc::Path { base, path } => format!("json_each({base},{})", sql_string(path)),
+            Loc::Elem { alias } => format!("json_each({alias}.value)"),
+        }
+    }
+
+    fn array_len(&self) -> String {
+        match self {
+            Loc::Path { base, path } => {
+                format!("json_array_length({base},{})", sql_string(path))
+            }
+            Loc::Elem { alias } => format!("json_array_length({alias}.value)"),
+        }
+    }
+}
+
+/// The bound form of a JSON number; `false` when SQLite can only approximate it (an
+/// unsigned integer above `i64::MAX` becomes a REAL).
+fn number_param(n: &Number) -> (SqlValue, bool) {
+    if let Some(i) = n.as_i64() {
+        (SqlValue::Integer(i), true)
+    } else if let Some(u) = n.as_u64() {
+        (SqlValue::Real(u as f64), false)
+    } else {
+        (SqlValue::Real(n.as_f64().unwrap_or(0.0)), true)
+    }
+}
+
+fn json_text_param(v: &Value) -> SqlValue {
+    SqlValue::Text(v.to_string())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CmpOp {
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+}
+
+impl CmpOp {
+    fn sql(self) -> &'static str {
+        match self {
+            CmpOp::Gt => ">",
+            CmpOp::Gte => ">=",
+            CmpOp::Lt => "<",
+            CmpOp::Lte => "<=",
+        }
+    }
+
+    /// The non-strict form, for operands SQLite may round.
+    fn relaxed(self) -> CmpOp {
+        match self {
+            CmpOp::Gt | CmpOp::Gte => CmpOp::Gte,
+            CmpOp::Lt | CmpOp::Lte => CmpOp::Lte,
+        }
+    }
+
+    fn holds(self, o: Ordering) -> bool {
+        match self {
+            CmpOp::Gt => o == Ordering::Greater,
+            CmpOp::Gte => o != Ordering::Less,
+            CmpOp::Lt => o == Ordering::Less,
+            CmpOp::Lte => o != Ordering::Greater,
+        }
+    }
+}
+
+struct Compiler<'a> {
+    options: &'a CompileOptions,
+    aliases: usize,
+}
+
+impl Compiler<'_> {
+    fn alias(&mut self) -> String {
+        self.aliases += 1;
+        format!("je{}", self.aliases)
+    }
+
+    /// Compiles a filter whose documents are the JSON at `root` (`doc` at the top,
+    /// `jeN.value` inside `$elemMatch`).
+    fn filter(&mut self, filter: &Filter, root: &str, top: bool) -> Piece {
+        match filter {
+            Filter::And(parts) => {
+                let parts = parts.iter().map(|f| self.filter(f, root, top)).collect();
+                and_all(parts)
+            }
+            Filter::Or(parts) => {
+                let parts = parts.iter().map(|f| self.filter(f, root, top)).collect();
+                or_any(parts)
+            }
+            Filter::Nor(parts) => {
+                let parts = parts.iter().map(|f| self.filter(f, root, top)).collect();
+                negate(or_any(parts))
+            }
+            Filter::Field { path, cond } => self.field(root, top, path, cond),
+        }
+    }
+
+    /// A condition on a field, with negations taken over the whole field.
+    fn field(&mut self, root: &str, top: bool, path: &FieldPath, cond: &Cond) -> Piece {
+        match cond {
+            Cond::Ne(v) => negate(self.field(root, top, path, &Cond::Eq(v.clone()))),
+            Cond::Nin(items) => negate(self.field(root, top, path, &Cond::In(items.clone()))),
+            Cond::Exists(false) => negate(self.field(root, top, path, &Cond::Exists(true))),
+            Cond::Not(conds) => {
+                let parts = conds
+                    .iter()
+                    .map(|c| self.field(root, top, path, c))
+                    .collect();
+                negate(and_all(parts))
+            }
+            Cond::All(items) => {
+                if items.is_empty() {
+                    return Piece::bool(false);
+                }
+                let parts = items
+                    .iter()
+                    .map(|item| {
+                        let c = match item {
+                            AllItem::Value(v) => Cond::Eq(v.clone()),
+                            AllItem::Regex(r) => Cond::Regex(r.clone()),
+                            AllItem::ElemMatch(em) => Cond::ElemMatch(em.clone()),
+                        };
+                        self.field(root, top, path, &c)
+                    })
+                    .collect();
+                and_all(parts)
+            }
+            _ => self.positive(root, top, path, cond),
+        }
+    }
+
+    /// A condition that holds when some value reached through the path satisfies it.
+    fn positive(&mut self, root: &str, top: bool, path: &FieldPath, cond: &Cond) -> Piece {
+        let segs = path.segments();
+        let scalar = top && self.options.scalar_paths.contains(path);
+        if segs.iter().all(|s| segment_ok(s)) && (scalar || segs.len() <= MAX_TRAVERSAL_SEGMENTS) {
+            return self.walk(root, "$", segs, true, scalar, cond);
+        }
+        // Not expressible: a condition that a missing value cannot satisfy still needs
+        // the first segment to exist, whatever the rest of the path does.
+        let mut first = String::from("$");
+        if matches_missing(cond) || push_segment(&mut first, path.first()).is_none() {
+            return Piece::anything();
+        }
+        Piece {
+            frag: Frag::lit(format!(
+                "json_type({root},{}) IS NOT NULL",
+                sql_string(&first)
+            )),
+            exact: false,
+        }
+    }
+
+    /// MongoDB's path traversal from the value at (`base`, `path`): arrays met before the
+    /// last segment are entered, and each element that is a document continues the walk;
+    /// other values yield one "missing" candidate. `at_root` values are documents.
+    fn walk(
+        &mut self,
+        base: &str,
+        path: &str,
+        segs: &[String],
+        at_root: bool,
+        scalar: bool,
+        cond: &Cond,
+    ) -> Piece {
+        let (first, rest) = match segs.split_first() {
+            Some(split) => split,
+            None => {
+                return self.leaf(
+                    &Loc::Path {
+                        base: base.into(),
+                        path: path.into(),
+                    },
+                    cond,
+                    scalar,
+                )
+            }
+        };
+        let mut child = path.to_string();
+        if push_segment(&mut child, first).is_none() {
+            return Piece::anything();
+        }
+        let inner = self.walk(base, &child, rest, false, scalar, cond);
+        if at_root || scalar {
+            return inner;
+        }
+        let here = Loc::Path {
+            base: base.into(),
+            path: path.into(),
+        };
+        let alias = self.alias();
+        let sub = self.walk(&format!("{alias}.value"), "$", segs, true, scalar, cond);
+        let exact = sub.exact && inner.exact;
+        let frag = Frag::lit("((")
+            .s(&here.ty())
+            .s("='array' AND EXISTS (SELECT 1 FROM ")
+            .s(&here.each())
+            .s(" AS ")
+            .s(&alias)
+            .s(" WHERE ")
+            .s(&alias)
+            .s(".type='object' AND ")
+            .f(sub.frag)
+            .s(")) OR (")
+            .s(&here.ty())
+            .s(" IS NOT 'array' AND ")
+            .f(inner.frag)
+            .s("))");
+        Piece { frag, exact }
+    }
+
+    /// A condition on one candidate value, which may be missing. Conditions that
+    /// MongoDB applies to array elements also hold when an element satisfies them.
+    fn leaf(&mut self, loc: &Loc, cond: &Cond, scalar: bool) -> Piece {
+        let single = self.single(loc, cond);
+        let expands = matches!(
+            cond,
+            Cond::Eq(_)
+                | Cond::Gt(_)
+                | Cond::Gte(_)
+                | Cond::Lt(_)
+                | Cond::Lte(_)
+                | Cond::In(_)
+                | Cond::Type(_)
+                | Cond::Regex(_)
+                | Cond::Mod { .. }
+        );
+        if !expands || scalar {
+            return single;
+        }
+        let alias = self.alias();
+        let elem = self.single(
+            &Loc::Elem {
+                alias: alias.clone(),
+            },
+            cond,
+        );
+        let elements = if elem.is("0") && elem.exact {
+            Piece::bool(false)
+        } else {
+            Piece {
+                frag: Frag::lit("(")
+                    .s(&loc.ty())
+                    .s("='array' AND EXISTS (SELECT 1 FROM ")
+                    .s(&loc.each())
+                    .s(" AS ")
+                    .s(&alias)
+                    .s(" WHERE ")
+                    .f(elem.frag)
+                    .s("))"),
+                exact: elem.exact,
+            }
+        };
+        or_any(vec![single, elements])
+    }
+
+    /// A condition on one value as a whole, without looking into arrays (also the
+    /// semantics of conditions inside `$elemMatch: {$gt: …}`).
+    fn single(&mut self, loc: &Loc, cond: &Cond) -> Piece {
+        match cond {
+            Cond::Eq(v) => eq_single(loc, v),
+            Cond::Ne(v) => negate(eq_single(loc, v)),
+            Cond::Gt(v) => cmp_single(loc, CmpOp::Gt, v),
+            Cond::Gte(v) => cmp_single(loc, CmpOp::Gte, v),
+            Cond::Lt(v) => cmp_single(loc, CmpOp::Lt, v),
+            Cond::Lte(v) => cmp_single(loc, CmpOp::Lte, v),
+            Cond::In(items) => in_single(loc, items),
+            Cond::Nin(items) => negate(in_single(loc, items)),
+            Cond::Exists(true) => Piece::exact(Frag::lit(format!("{} IS NOT NULL", loc.ty()))),
+            Cond::Exists(false) => Piece::exact(Frag::lit(format!("{} IS NULL", loc.ty()))),
+            Cond::Type(types) => type_single(loc, types),
+            Cond::Regex(re) => regex_single(loc, re),
+            Cond::Size(n) => match i64::try_from(*n) {
+                Ok(n) => Piece::exact(
+                    Frag::lit(format!("({}='array' AND {}=", loc.ty(), loc.array_len()))
+                        .p(SqlValue::Integer(n))
+                        .s(")"),
+                ),
+                Err(_) => Piece::bool(false),
+            },
+            Cond::Mod { divisor, remainder } => Piece::exact(
+                Frag::lit(format!(
+                    "({} IN ('integer','real') AND (CAST({} AS INTEGER) % ",
+                    loc.ty(),
+                    loc.val()
+                ))
+                .p(SqlValue::Integer(*divisor))
+                .s(")=")
+                .p(SqlValue::Integer(*remainder))
+                .s(")"),
+            ),
+            Cond::ElemMatch(em) => self.elem_match(loc, em),
+            Cond::Not(conds) => {
+                let parts = conds.iter().map(|c| self.single(loc, c)).collect();
+                negate(and_all(parts))
+            }
+            // `$all` inside `$elemMatch: {…}` on elements: rare; re-checked in memory.
+            Cond::All(_) => Piece::anything(),
+        }
+    }
+
+    fn elem_match(&mut self, loc: &Loc, em: &ElemMatch) -> Piece {
+        let alias = self.alias();
+        let body = match em {
+            ElemMatch::Value(conds) => {
+                let elem = Loc::Elem {
+                    alias: alias.clone(),
+                };
+                let parts = conds.iter().map(|c| self.single(&elem, c)).collect();
+                and_all(parts)
+            }
+            ElemMatch::Document(filter) => {
+                let sub = self.filter(filter, &format!("{alias}.value"), false);
+                and_all(vec![
+                    Piece::exact(Frag::lit(format!("{alias}.type IN ('object','array')"))),
+                    sub,
+                ])
+            }
+        };
+        if body.is("0") && body.exact {
+            return Piece::bool(false);
+        }
+        Piece {
+            frag: Frag::lit(format!(
+                "({}='array' AND EXISTS (SELECT 1 FROM {} AS {alias} WHERE ",
+                loc.ty(),
+                loc.each()
+            ))
+            .f(body.frag)
+            .s("))"),
+            exact: body.exact,
+        }
+    }
+}
+
+/// True when a positive condition can hold for a missing value (it involves `null`).
+fn matches_missing(cond: &Cond) -> bool {
+    match cond {
+        Cond::Eq(Value::Null) | Cond::Gte(Value::Null) | Cond::Lte(Value::Null) => true,
+        Cond::In(items) => items
+            .iter()
+            .any(|i| matches!(i, InItem::Value(Value::Null))),
+        Cond::Eq(_)
+        | Cond::Gt(_)
+        | Cond::Gte(_)
+        | Cond::Lt(_)
+        | Cond::Lte(_)
+        | Cond::Exists(true)
+        | Cond::Type(_)
+        | Cond::Regex(_)
+        | Cond::Size(_)
+        | Cond::ElemMatch(_)
+        | Cond::Mod { .. } => false,
+        // Negations and `$all` are never passed here; answer conservatively.
+        Cond::Ne(_) | Cond::Nin(_) | Cond::Not(_) | Cond::Exists(false) | Cond::All(_) => true,
+    }
+}
+
+fn eq_single(loc: &Loc, v: &Value) -> Piece {
+    let (ty, val) = (loc.ty(), loc.val());
+    match v {
+        Value::Null => Piece::exact(Frag::lit(format!("{val} IS NULL"))),
+        Value::Bool(b) => Piece::exact(Frag::lit(format!("{ty}='{b}'"))),
+        Value::Number(n) => {
+            let (param, exact) = number_param(n);
+            Piece {
+                frag: Frag::lit(format!("({ty} IN ('integer','real') AND {val}="))
+                    .p(param)
+                    .s(")"),
+                exact,
+            }
+        }
+        Value::String(s) => Piece::exact(
+            Frag::lit(format!("({ty}='text' AND {val}="))
+                .p(SqlValue::Text(s.clone()))
+                .s(")"),
+        ),
+        Value::Array(_) | Value::Object(_) => {
+            let t = if v.is_array() { "array" } else { "object" };
+            Piece::exact(
+                Frag::lit(format!("({ty}='{t}' AND {JSON_CMP_FUNCTION}({val},"))
+                    .p(json_text_param(v))
+                    .s(")=0)"),
+            )
+        }
+    }
+}
+
+fn cmp_single(loc: &Loc, op: CmpOp, v: &Value) -> Piece {
+    let (ty, val) = (loc.ty(), loc.val());
+    match v {
+        Value::Null => match op {
+            CmpOp::Gte | CmpOp::Lte => Piece::exact(Frag::lit(format!("{val} IS NULL"))),
+            CmpOp::Gt | CmpOp::Lt => Piece::bool(false),
+        },
+        Value::Bool(b) => {
+            let types: Vec<&str> = [false, true]
+                .into_iter()
+                .filter(|x| op.holds(x.cmp(b)))
+                .map(|x| if x { "'true'" } else { "'false'" })
+                .collect();
+            if types.is_empty() {
+                Piece::bool(false)
+            } else {
+                Piece::exact(Frag::lit(format!("{ty} IN ({})", types.join(","))))
+            }
+        }
+        Value::Number(n) => {
+            let (param, exact) = number_param(n);
+            let op = if exact { op } else { op.relaxed() };
+            Piece {
+                frag: Frag::lit(format!("({ty} IN ('integer','real') AND {val}{}", op.sql()))
+                    .p(param)
+                    .s(")"),
+                exact,
+            }
+        }
+        Value::String(s) => Piece::exact(
+            Frag::lit(format!("({ty}='text' AND {val}{}", op.sql()))
+                .p(SqlValue::Text(s.clone()))
+                .s(")"),
+        ),
+        Value::Array(_) | Value::Object(_) => {
+            let t = if v.is_array() { "array" } else { "object" };
+            Piece::exact(
+                Frag::lit(format!("({ty}='{t}' AND {JSON_CMP_FUNCTION}({val},"))
+                    .p(json_text_param(v))
+                    .s(format!("){}0)", op.sql()).as_str()),
+            )
+        }
+    }
+}
+
+fn in_single(loc: &Loc, items: &[InItem]) -> Piece {
+    let (ty, val) = (loc.ty(), loc.val());
+    let mut numbers = Vec::new();
+    let mut numbers_exact = true;
+    let mut strings = Vec::new();
+    let mut parts = Vec::new();
+    for item in items {
+        match item {
+            InItem::Value(Value::Number(n)) => {
+                let (param, exact) = number_param(n);
+                numbers_exact &= exact;
+                numbers.push(param);
+            }
+            InItem::Value(Value::String(s)) => strings.push(SqlValue::Text(s.clone())),
+            InItem::Value(v) => parts.push(eq_single(loc, v)),
+            InItem::Regex(re) => parts.push(regex_single(loc, re)),
+        }
+    }
+    let list = |head: String, values: Vec<SqlValue>| {
+        let mut frag = Frag::lit(head);
+        for (i, v) in values.into_iter().enumerate() {
+            if i > 0 {
+                frag = frag.s(",");
+            }
+            frag = frag.p(v);
+        }
+        frag.s("))")
+    };
+    if !strings.is_empty() {
+        let frag = list(format!("({ty}='text' AND {val} IN ("), strings);
+        parts.insert(0, Piece::exact(frag));
+    }
+    if !numbers.is_empty() {
+        let frag = list(
+            format!("({ty} IN ('integer','real') AND {val} IN ("),
+            numbers,
+        );
+        parts.insert(
+            0,
+            Piece {
+                frag,
+                exact: numbers_exact,
+            },
+        );
+    }
+    or_any(parts)
+}
+
+fn type_single(loc: &Loc, types: &[BsonType]) -> Piece {
+    let (ty, val) = (loc.ty(), loc.val());
+    let parts = types
+        .iter()
+        .map(|t| {
+            Piece::exact(Frag::lit(match t {
+                BsonType::Double => format!("{ty}='real'"),
+                BsonType::String => format!("{ty}='text'"),
+                BsonType::Object => format!("{ty}='object'"),
+                BsonType::Array => format!("{ty}='array'"),
+                BsonType::Bool => format!("{ty} IN ('true','false')"),
+                BsonType::Null => format!("{ty}='null'"),
+                BsonType::Int => {
+                    format!("({ty}='integer' AND {val} BETWEEN -2147483648 AND 2147483647)")
+                }
+                BsonType::Long => {
+                    format!("({ty}='integer' AND {val} NOT BETWEEN -2147483648 AND 2147483647)")
+                }
+            }))
+        })
+        .collect();
+    or_any(parts)
+}
+
+fn regex_single(loc: &Loc, re: &Regex) -> Piece {
+    Piece::exact(
+        Frag::lit(format!("({}='text' AND {REGEX_FUNCTION}(", loc.ty()))
+            .p(SqlValue::Text(re.pattern.clone()))
+            .s(",")
+            .p(SqlValue::Text(re.options.clone()))
+            .s(&format!(",{}))", loc.val())),
+    )
+}
+
+/// Installs the SQL functions compiled filters call ([`REGEX_FUNCTION`],
+/// [`JSON_CMP_FUNCTION`]) on a connection. Call it once per connection before running
+/// any SQL from [`compile_filter`].
 pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let _ = conn;
+    let flags = FunctionFlags::SQLITE_UTF8
+        | FunctionFlags::SQLITE_DETERMINISTIC
+        | FunctionFlags::SQLITE_INNOCUOUS;
+    conn.create_scalar_function(REGEX_FUNCTION, 3, flags, regex_fn)?;
+    conn.create_scalar_function(JSON_CMP_FUNCTION, 2, flags, json_cmp_fn)?;
     Ok(())
+}
+
+fn user_error(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::UserFunctionError(Box::new(e))
+}
+
+/// A compiled regex remembered per call site with the options it was built with.
+struct CachedRegex {
+    options: String,
+    regex: regex::Regex,
+}
+
+fn regex_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
+    let text = match ctx.get_raw(2) {
+        ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(_) => return Ok(false),
+        },
+        _ => return Ok(false),
+    };
+    let options: String = ctx.get(1)?;
+    let build = |pattern: &str| -> rusqlite::Result<CachedRegex> {
+        let compiled = Regex::new(pattern, &options).map_err(user_error)?;
+        Ok(CachedRegex {
+            options: options.clone(),
+            regex: compiled.compiled,
+        })
+    };
+    let cached: Arc<CachedRegex> =
+        ctx.get_or_create_aux(0, |v| -> rusqlite::Result<CachedRegex> {
+            build(
+                v.as_str()
+                    .map_err(|e| user_error(rusqlite::Error::from(e)))?,
+            )
+        })?;
+    if cached.options == options {
+        return Ok(cached.regex.is_match(text));
+    }
+    let pattern: String = ctx.get(0)?;
+    Ok(build(&pattern)?.regex.is_match(text))
+}
+
+fn parse_json(v: ValueRef<'_>) -> Option<Value> {
+    match v {
+        ValueRef::Text(bytes) => serde_json::from_slice(bytes).ok(),
+        _ => None,
+    }
+}
+
+fn json_cmp_fn(ctx: &Context<'_>) -> rusqlite::Result<Option<i64>> {
+    let a = match parse_json(ctx.get_raw(0)) {
+        Some(a) => a,
+        None => return Ok(None),
+    };
+    let b: Arc<Option<Value>> = ctx
+        .get_or_create_aux(1, |v| -> rusqlite::Result<Option<Value>> {
+            Ok(parse_json(v))
+        })?;
+    Ok(b.as_ref().as_ref().map(|b| match compare_values(&a, b) {
+        Ordering::Less => -1,
+        Ordering::Equal => 0,
+        Ordering::Greater => 1,
+    }))
 }

@@ -1,14 +1,68 @@
 //! Update documents: parsing (`$set`, `$inc`, … or a replacement document) and applying
 //! them to a document in memory. Owns no storage.
+//!
+//! Semantics follow MongoDB's documentation:
+//!
+//! - Operators: `$set $unset $inc $mul $min $max $rename $setOnInsert $currentDate $push
+//!   $addToSet $pop $pull $pullAll`. Anything else is an "Unknown modifier" error.
+//! - Paths are dotted; missing intermediate fields are created as embedded documents,
+//!   numeric segments index into arrays (setting past the end pads with `null`), and
+//!   creating a field inside a scalar is an error. Positional forms: `$` (the element the
+//!   query filter matched), `$[]` (every element) and `$[<id>]` (elements matching the
+//!   `arrayFilters` entry for `<id>`).
+//! - Operators are applied in the order of their field paths (string segments byte-wise,
+//!   numeric segments numerically, before string ones), as MongoDB 5.0+ does: fields an
+//!   update creates are appended at the end of their document in that order. A field that
+//!   already exists keeps its position; `$rename` removes the source (and any existing
+//!   target) and appends the target.
+//! - `$currentDate` (with `true`, `{$type: "date"}` or `{$type: "timestamp"}`) stores the
+//!   extended-JSON date `{"$date": "YYYY-MM-DDTHH:MM:SS.mmmZ"}` built from
+//!   [`ApplyContext::now_millis`]. Timestamps use the same representation.
+//! - Integer arithmetic (`$inc`, `$mul`) stays integral and is checked: a result that
+//!   fits neither `i64` nor `u64` is an `integer overflow` error. Any float operand makes
+//!   the result a float; a non-finite float result is an error (JSON cannot hold it).
+//! - `_id` is immutable: operators that always change a field (`$unset`, `$rename`,
+//!   `$inc`, `$mul`, `$currentDate` and the array operators) are rejected on `_id` at
+//!   parse time; `$set`, `$setOnInsert`, `$min` and `$max` may name `_id`, and
+//!   [`Update::apply`] fails if the `_id` the document had before ends up different (type
+//!   included). A replacement without `_id` keeps the document's `_id` (first in field
+//!   order); one with a different `_id` fails the same way.
+//! - [`Update::apply`] reports whether the document changed (MongoDB's `nModified`): a
+//!   change is any difference in values, value types or field order.
 
-use crate::error::Result;
+mod apply;
+mod parse;
+mod path;
+mod positional;
+mod seed;
+
+#[cfg(test)]
+mod tests;
+
+use crate::error::{Error, Result};
 use crate::query::Filter;
+use crate::value::FieldPath;
 use serde_json::Value;
+use std::collections::BTreeMap;
+
+pub use apply::date_value;
+pub use seed::upsert_seed;
 
 /// A parsed update: operators or a replacement document.
 #[derive(Debug, Clone)]
 pub struct Update {
-    _private: (),
+    kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    /// A replacement document (an object without `$` keys at the top level).
+    Replacement(Value),
+    /// Operator entries, sorted in application order, and the parsed array filters.
+    Operators {
+        entries: Vec<parse::Entry>,
+        array_filters: BTreeMap<String, Filter>,
+    },
 }
 
 /// Context of one application of an update.
@@ -24,27 +78,141 @@ pub struct ApplyContext<'a> {
 
 impl Update {
     /// Parses an update document; `array_filters` are the `arrayFilters` option.
+    ///
+    /// A document whose first key starts with `$` is an operator update; any other
+    /// object (including `{}`) is a replacement. Every validation that does not need the
+    /// target document happens here (see the module docs).
     pub fn parse(update: &Value, array_filters: Option<&[Value]>) -> Result<Update> {
-        let _ = (update, array_filters);
-        todo!("Update::parse")
+        parse::parse(update, array_filters).map(|kind| Update { kind })
     }
 
     /// True for a replacement document (no operators).
     pub fn is_replacement(&self) -> bool {
-        todo!("Update::is_replacement")
+        matches!(self.kind, Kind::Replacement(_))
+    }
+
+    /// The replacement document, for a replacement update.
+    pub fn replacement(&self) -> Option<&Value> {
+        match &self.kind {
+            Kind::Replacement(doc) => Some(doc),
+            Kind::Operators { .. } => None,
+        }
+    }
+
+    /// The fields an operator update may change, each cut before its first positional
+    /// segment (`a.$[].b` → `a`, `$rename` contributes source and target), in
+    /// application order. `None` for a replacement, which may change every field.
+    pub fn touched_paths(&self) -> Option<Vec<FieldPath>> {
+        match &self.kind {
+            Kind::Replacement(_) => None,
+            Kind::Operators { entries, .. } => Some(
+                entries
+                    .iter()
+                    .flat_map(|e| e.paths())
+                    .filter_map(|p| p.static_prefix())
+                    .collect(),
+            ),
+        }
     }
 
     /// Applies the update to `doc` in place. Returns whether the document changed. On
     /// error `doc` may be partially modified; callers apply to a copy.
+    ///
+    /// `doc` must be an object. For a replacement, `doc`'s `_id` (if any) is kept and
+    /// the replacement may not change it.
     pub fn apply(&self, doc: &mut Value, ctx: &ApplyContext<'_>) -> Result<bool> {
-        let _ = (doc, ctx);
-        todo!("Update::apply")
+        if !doc.is_object() {
+            return Err(Error::update(
+                "update",
+                "",
+                "the target document must be an object",
+            ));
+        }
+        let before = doc.clone();
+        match &self.kind {
+            Kind::Replacement(replacement) => apply_replacement(doc, replacement)?,
+            Kind::Operators {
+                entries,
+                array_filters,
+            } => {
+                apply::apply_entries(doc, entries, array_filters, ctx)?;
+                check_id_unchanged(&before, doc, "update")?;
+            }
+        }
+        if ctx.is_insert {
+            move_id_first(doc);
+        }
+        Ok(!identical(&before, doc))
     }
 }
 
-/// The document an upsert starts from: the equality conditions of the filter
-/// (`{a: 1, "b.c": 2}` → `{a: 1, b: {c: 2}}`), before the update is applied.
-pub fn upsert_seed(filter: &Filter) -> Result<Value> {
-    let _ = filter;
-    todo!("upsert_seed")
+fn apply_replacement(doc: &mut Value, replacement: &Value) -> Result<()> {
+    let old_id = doc.get("_id").cloned();
+    let mut new_doc = replacement.clone();
+    if let (Some(old), Some(new)) = (&old_id, new_doc.get("_id")) {
+        if !identical(old, new) {
+            return Err(Error::update(
+                "replacement",
+                "_id",
+                format!(
+                    "After applying the update, the (immutable) field '_id' was found to \
+                     have been altered to _id: {new}"
+                ),
+            ));
+        }
+    }
+    if let (Some(old), Value::Object(map)) = (old_id, &mut new_doc) {
+        if !map.contains_key("_id") {
+            map.insert("_id".to_string(), old);
+        }
+    }
+    move_id_first(&mut new_doc);
+    *doc = new_doc;
+    Ok(())
+}
+
+fn check_id_unchanged(before: &Value, after: &Value, operator: &str) -> Result<()> {
+    if let Some(old) = before.get("_id") {
+        match after.get("_id") {
+            Some(new) if identical(old, new) => {}
+            _ => {
+                return Err(Error::update(
+                    operator,
+                    "_id",
+                    "Performing an update on the path '_id' would modify the immutable \
+                     field '_id'",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves `_id` to the first position of an object, as MongoDB stores it.
+fn move_id_first(doc: &mut Value) {
+    if let Value::Object(map) = doc {
+        if map.keys().next().is_some_and(|k| k != "_id") {
+            if let Some(id) = map.shift_remove("_id") {
+                map.shift_insert(0, "_id".to_string(), id);
+            }
+        }
+    }
+}
+
+/// Strict identity of two values: same types (an integer is not identical to a float of
+/// equal value), same values, and for objects the same fields in the same order. This is
+/// what decides whether an update modified a document.
+pub(crate) fn identical(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|((ka, va), (kb, vb))| ka == kb && identical(va, vb))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(l, r)| identical(l, r))
+        }
+        _ => a == b,
+    }
 }
