@@ -88,11 +88,6 @@ impl<'a> CommandDoc<'a> {
         self.name
     }
 
-    /// The value of the command's first key.
-    pub fn target(&self) -> &'a Value {
-        self.target
-    }
-
     /// The collection the command addresses: the first key's value, which must be a
     /// string.
     pub fn collection(&self) -> Result<&'a str, CommandError> {

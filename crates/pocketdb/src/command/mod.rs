@@ -35,7 +35,7 @@ use crate::error::Error;
 use serde_json::{json, Map, Value};
 use std::fmt;
 
-pub use args::CommandDoc;
+pub(crate) use args::CommandDoc;
 
 /// Executes one MongoDB database command against `db` and returns MongoDB's reply
 /// document. Never panics on malformed input: every problem becomes an error reply.
