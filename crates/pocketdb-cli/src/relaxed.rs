@@ -7,10 +7,11 @@ use serde_json::Value;
 
 /// Parses relaxed JSON text into a value.
 pub fn parse(text: &str) -> Result<Value, String> {
-    let rewritten = rewrite(text)?;
+    let rewritten = rewrite(text, 0)?;
     if rewritten.trim().is_empty() {
         return Err("expected a JSON value, found nothing".to_string());
     }
+    check_depth(&rewritten)?;
     json5::from_str::<Value>(&rewritten).map_err(|e| format!("malformed JSON: {e}"))
 }
 
@@ -52,8 +53,44 @@ fn value_expected(prev: Option<char>) -> bool {
     matches!(prev, None | Some(':' | '[' | ',' | '('))
 }
 
+/// Deepest nesting of arrays and documents accepted (the JSON5 parser recurses).
+const MAX_DEPTH: usize = 200;
+
+/// Rejects text nested deeper than [`MAX_DEPTH`] before it reaches the parser.
+fn check_depth(text: &str) -> Result<(), String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '"' | '\'' => {
+                // An unterminated string is left for the parser to report.
+                i = skip_string(&chars, i).unwrap_or(chars.len());
+                continue;
+            }
+            '/' if matches!(chars.get(i + 1), Some('/' | '*')) => {
+                i = skip_comment(&chars, i).unwrap_or(chars.len());
+                continue;
+            }
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(format!("nesting deeper than {MAX_DEPTH} levels"));
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 /// Rewrites regex literals and wrapper calls into JSON5 that json5 understands.
-fn rewrite(text: &str) -> Result<String, String> {
+fn rewrite(text: &str, nesting: usize) -> Result<String, String> {
+    if nesting > 8 {
+        return Err(format!("{} nested too deeply", WRAPPERS.join("/")));
+    }
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
     let mut prev: Option<char> = None;
@@ -112,7 +149,7 @@ fn rewrite(text: &str) -> Result<String, String> {
                         out.push_str(&pocketdb::id::new_object_id());
                         out.push('"');
                     } else {
-                        out.push_str(&rewrite(inner)?);
+                        out.push_str(&rewrite(inner, nesting + 1)?);
                     }
                     prev = Some(')');
                     i = close + 1;
@@ -334,6 +371,17 @@ mod tests {
         let v = parse("{_id: new ObjectId()}").unwrap();
         assert_eq!(v["_id"].as_str().unwrap().len(), 24);
         assert!(parse("{a: NumberInt()}").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("{{a: {}{}}}", "[".repeat(50_000), "]".repeat(50_000));
+        assert!(parse(&deep).unwrap_err().contains("nesting deeper"));
+        let ok = format!("{{a: {}{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(parse(&ok).is_ok());
+        let wrapped = format!("{}1{}", "NumberInt(".repeat(5000), ")".repeat(5000));
+        assert!(parse(&wrapped).is_err());
+        assert!(parse("{a: '[[[[', b: \"{{{\"}").is_ok());
     }
 
     #[test]

@@ -574,7 +574,9 @@ fn bad_input_exits_2_and_changes_nothing() {
         &["--database", "bad/name", "collections"],
         &["find"],
     ];
-    for args in cases {
+    let deep = format!("{{a: {}{}}}", "[".repeat(5000), "]".repeat(5000));
+    let deep_case: &[&str] = &["find", "-c", "users", "--filter", &deep];
+    for args in cases.iter().chain([&deep_case]) {
         let out = run_in(d, args, "");
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
