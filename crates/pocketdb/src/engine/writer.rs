@@ -34,6 +34,9 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
+/// Times a writer about to commit a shared batch yields to let others join it.
+const DWELL_YIELDS: usize = 4;
+
 /// The writer connection with its commit protocol.
 pub(crate) struct Writer {
     state: Mutex<WriterState>,
@@ -54,6 +57,8 @@ struct WriterState {
     /// Jobs of the open batch whose writers wait for its commit.
     waiters: usize,
     last_batch: u64,
+    /// The thread that ran the last job that finished with no writer queued.
+    last_thread: Option<std::thread::ThreadId>,
 }
 
 #[derive(Default)]
@@ -95,6 +100,7 @@ impl Writer {
                 jobs: 0,
                 waiters: 0,
                 last_batch: 0,
+                last_thread: None,
             }),
             waiting: AtomicUsize::new(0),
             commits: Mutex::new(Commits::default()),
@@ -141,7 +147,7 @@ impl Writer {
         let batch = match st.open {
             Some(b) => b,
             None => {
-                st.conn.execute_batch("BEGIN IMMEDIATE")?;
+                run_cached(&st.conn, "BEGIN IMMEDIATE")?;
                 st.last_batch += 1;
                 st.open = Some(st.last_batch);
                 st.jobs = 0;
@@ -149,26 +155,46 @@ impl Writer {
                 st.last_batch
             }
         };
-        if let Err(e) = st.conn.execute_batch("SAVEPOINT pocketdb_job") {
+        if let Err(e) = run_cached(&st.conn, "SAVEPOINT pocketdb_job") {
             self.abort(&mut st, &e.to_string());
             return Err(e.into());
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| f(&st.conn)));
         let succeeded = matches!(outcome, Ok(Ok(_)));
         let end = if succeeded {
-            "RELEASE pocketdb_job"
+            run_cached(&st.conn, "RELEASE pocketdb_job")
         } else {
-            "ROLLBACK TO pocketdb_job; RELEASE pocketdb_job"
+            run_cached(&st.conn, "ROLLBACK TO pocketdb_job")
+                .and_then(|()| run_cached(&st.conn, "RELEASE pocketdb_job"))
         };
         st.jobs += 1;
         let mut own_commit = None;
-        if let Err(e) = st.conn.execute_batch(end) {
+        if let Err(e) = end {
             // The transaction's state is unknown: give up the whole batch.
             let message = format!("could not end a write's savepoint: {e}");
             self.abort(&mut st, &message);
             own_commit = Some(Err(Error::Commit(message)));
-        } else if self.waiting.load(Ordering::SeqCst) == 0 || st.jobs >= self.max_batch {
+        } else if st.jobs >= self.max_batch {
             own_commit = Some(self.commit(&mut st));
+        } else if self.waiting.load(Ordering::SeqCst) == 0 {
+            // A different thread wrote the previous job: writers are concurrent.
+            let me = std::thread::current().id();
+            let concurrent = st.waiters > 0 || st.last_thread.is_some_and(|t| t != me);
+            st.last_thread = Some(me);
+            if !concurrent || !succeeded {
+                own_commit = Some(self.commit(&mut st));
+            } else {
+                // Other writers are about (the ones just woken by the previous commit
+                // may be on their way). Give them a moment to join
+                // before paying for a commit, then commit unless one of them took over.
+                st.waiters += 1;
+                drop(st);
+                st = self.dwell();
+                if st.open == Some(batch) && self.waiting.load(Ordering::SeqCst) == 0 {
+                    st.waiters -= 1;
+                    own_commit = Some(self.commit(&mut st));
+                }
+            }
         } else if succeeded {
             st.waiters += 1;
         }
@@ -184,12 +210,23 @@ impl Writer {
         }
     }
 
+    /// Lets other threads run briefly, then re-locks the connection.
+    fn dwell(&self) -> MutexGuard<'_, WriterState> {
+        for _ in 0..DWELL_YIELDS {
+            std::thread::yield_now();
+            if self.waiting.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+        }
+        self.lock_state()
+    }
+
     /// Commits the open batch and wakes its waiters.
     fn commit(&self, st: &mut WriterState) -> Result<()> {
         let Some(batch) = st.open.take() else {
             return Ok(());
         };
-        match st.conn.execute_batch("COMMIT") {
+        match run_cached(&st.conn, "COMMIT") {
             Ok(()) => {
                 self.finish(batch, None, st.waiters);
                 Ok(())
@@ -243,6 +280,12 @@ impl Writer {
         }
         Err(error)
     }
+}
+
+/// Runs a statement without parameters through the statement cache (transaction
+/// control statements are run for every write).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 #[cfg(test)]
