@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Pages copied per step of the backup API (progress is reported after each).
-const PAGES_PER_STEP: i32 = 256;
+const PAGES_PER_STEP: i32 = 128;
 
 /// Progress of a backup or restore, reported after each step.
 #[derive(Debug, Clone, PartialEq, Eq)]
