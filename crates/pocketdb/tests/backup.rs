@@ -28,7 +28,8 @@ fn backup_while_writing_then_restore() {
         std::thread::spawn(move || {
             let mut i = 100_000;
             while !stop.load(Ordering::Relaxed) {
-                coll.insert_one(json!({"_id": i, "payload": "live"})).unwrap();
+                coll.insert_one(json!({"_id": i, "payload": "live"}))
+                    .unwrap();
                 i += 1;
             }
             i - 100_000
@@ -55,8 +56,14 @@ fn backup_while_writing_then_restore() {
     let copy = Database::open(&backup_path).unwrap();
     assert!(copy.integrity_check().unwrap().ok);
     assert_eq!(copy.last_change_seq().unwrap(), report.last_change_seq);
-    let n = copy.collection::<Value>("events").count_documents(json!({})).unwrap();
-    assert_eq!(n as i64, report.last_change_seq, "one insert per change-log entry");
+    let n = copy
+        .collection::<Value>("events")
+        .count_documents(json!({}))
+        .unwrap();
+    assert_eq!(
+        n as i64, report.last_change_seq,
+        "one insert per change-log entry"
+    );
     assert!(n >= 2000);
     assert!(n <= 2000 + written as u64);
     let snapshot = all(&copy, "events");
@@ -64,9 +71,12 @@ fn backup_while_writing_then_restore() {
 
     // Restore the snapshot into the live database: same documents as the backup.
     coll.insert_one(json!({"_id": "after"})).unwrap();
-    db.collection::<Value>("other").insert_one(json!({"a": 1})).unwrap();
+    db.collection::<Value>("other")
+        .insert_one(json!({"a": 1}))
+        .unwrap();
     let mut restore_steps = 0;
-    db.restore_from_with(&backup_path, &mut |_| restore_steps += 1).unwrap();
+    db.restore_from_with(&backup_path, &mut |_| restore_steps += 1)
+        .unwrap();
     assert!(restore_steps > 0);
     assert_eq!(all(&db, "events"), snapshot);
     assert_eq!(db.list_collections().unwrap(), vec!["events".to_string()]);
@@ -79,12 +89,23 @@ fn backup_while_writing_then_restore() {
 fn restore_refuses_damaged_backups() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(dir.path().join("a.sqlite")).unwrap();
-    db.collection::<Value>("c").insert_one(json!({"_id": 1})).unwrap();
+    db.collection::<Value>("c")
+        .insert_one(json!({"_id": 1}))
+        .unwrap();
     let bad = dir.path().join("bad.sqlite");
-    std::fs::write(&bad, b"this is not a database, just text that goes on and on").unwrap();
+    std::fs::write(
+        &bad,
+        b"this is not a database, just text that goes on and on",
+    )
+    .unwrap();
     assert!(db.restore_from(&bad).is_err());
     assert!(db.restore_from(dir.path().join("missing.sqlite")).is_err());
-    assert_eq!(db.collection::<Value>("c").count_documents(json!({})).unwrap(), 1);
+    assert_eq!(
+        db.collection::<Value>("c")
+            .count_documents(json!({}))
+            .unwrap(),
+        1
+    );
 }
 
 #[test]
@@ -123,7 +144,9 @@ fn client_backup_and_restore_directory() {
 fn memory_database_backup() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::memory().unwrap();
-    db.collection::<Value>("c").insert_one(json!({"_id": 1})).unwrap();
+    db.collection::<Value>("c")
+        .insert_one(json!({"_id": 1}))
+        .unwrap();
     let path = dir.path().join("mem.sqlite");
     db.backup_to(&path).unwrap();
     let copy = Database::open(&path).unwrap();
@@ -142,12 +165,17 @@ fn changes_applied_twice_give_the_same_result() {
     users
         .insert_many((0..20).map(|i| json!({"_id": i, "v": 0})))
         .unwrap();
-    primary.collection::<Value>("tmp").insert_one(json!({"_id": 1})).unwrap();
+    primary
+        .collection::<Value>("tmp")
+        .insert_one(json!({"_id": 1}))
+        .unwrap();
     let first = primary.export_changes(0).unwrap();
     let r1 = replica.apply_changes(&first).unwrap();
     assert_eq!(r1.upserted, 21);
     // More changes: updates, a delete, a delete-then-reinsert, a drop.
-    users.update_many(json!({"_id": {"$lt": 5}}), json!({"$inc": {"v": 1}})).unwrap();
+    users
+        .update_many(json!({"_id": {"$lt": 5}}), json!({"$inc": {"v": 1}}))
+        .unwrap();
     users.delete_one(json!({"_id": 7})).unwrap();
     users.delete_one(json!({"_id": 8})).unwrap();
     users.insert_one(json!({"_id": 8, "v": "reborn"})).unwrap();
@@ -162,12 +190,17 @@ fn changes_applied_twice_give_the_same_result() {
     assert_eq!(again.applied, 0);
     let older = replica.apply_changes(&first).unwrap();
     assert_eq!(older.applied, 0, "an older set does not roll back");
-    assert_eq!((all(&replica, "users"), replica.list_collections().unwrap()), once);
+    assert_eq!(
+        (all(&replica, "users"), replica.list_collections().unwrap()),
+        once
+    );
     assert_eq!(all(&replica, "users"), all(&primary, "users"));
     assert_eq!(once.1, vec!["users".to_string()]);
     // A fresh replica given both sets (or the whole log at once) converges too.
     let fresh = Database::memory().unwrap();
-    fresh.apply_changes(&primary.export_changes(0).unwrap()).unwrap();
+    fresh
+        .apply_changes(&primary.export_changes(0).unwrap())
+        .unwrap();
     assert_eq!(all(&fresh, "users"), all(&primary, "users"));
     // Chunked export converges as well.
     let chunked = Database::memory().unwrap();

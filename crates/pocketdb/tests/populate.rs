@@ -30,21 +30,24 @@ fn setup() -> (tempfile::TempDir, Client) {
 #[test]
 fn populate_single_array_missing_across_databases() {
     let (_dir, client) = setup();
-    let users = client.database("base").unwrap().collection::<Value>("users");
-    let orders = client.database("shop").unwrap().collection::<Value>("orders");
-    let mut cursor = orders
-        .find(json!({}))
+    let users = client
+        .database("base")
         .unwrap()
-        .populate_many([
-            PopulateSpec::new("user_id", &users)
-                .projection(json!({"name": 1}))
-                .report_missing(true),
-            PopulateSpec::new("watchers", &users)
-                .projection(json!({"_id": 0, "name": 1}))
-                .as_field("watcher_docs")
-                .report_missing(true),
-            PopulateSpec::new("meta.owner", &users).projection(json!({"_id": 0, "email": 1})),
-        ]);
+        .collection::<Value>("users");
+    let orders = client
+        .database("shop")
+        .unwrap()
+        .collection::<Value>("orders");
+    let mut cursor = orders.find(json!({})).unwrap().populate_many([
+        PopulateSpec::new("user_id", &users)
+            .projection(json!({"name": 1}))
+            .report_missing(true),
+        PopulateSpec::new("watchers", &users)
+            .projection(json!({"_id": 0, "name": 1}))
+            .as_field("watcher_docs")
+            .report_missing(true),
+        PopulateSpec::new("meta.owner", &users).projection(json!({"_id": 0, "email": 1})),
+    ]);
     let docs: Vec<Value> = cursor.by_ref().collect::<Result<_, _>>().unwrap();
     // One page: one query per spec with references.
     assert_eq!(cursor.lookups(), 3);
@@ -98,7 +101,10 @@ fn populate_batches_per_page() {
     let mut count = 0;
     for doc in cursor.by_ref() {
         let doc = doc.unwrap();
-        assert_eq!(doc["author"]["n"].as_i64(), doc["_id"].as_i64().map(|i| i % 50));
+        assert_eq!(
+            doc["author"]["n"].as_i64(),
+            doc["_id"].as_i64().map(|i| i % 50)
+        );
         count += 1;
     }
     assert_eq!(count, 1000);
@@ -117,8 +123,14 @@ fn populate_typed_and_errors() {
         name: String,
     }
     let (_dir, client) = setup();
-    let users = client.database("base").unwrap().collection::<Value>("users");
-    let orders = client.database("shop").unwrap().collection::<Value>("orders");
+    let users = client
+        .database("base")
+        .unwrap()
+        .collection::<Value>("users");
+    let orders = client
+        .database("shop")
+        .unwrap()
+        .collection::<Value>("orders");
     let typed: Vec<Order> = orders
         .find(json!({"_id": {"$lte": 2}}))
         .unwrap()
@@ -126,11 +138,18 @@ fn populate_typed_and_errors() {
         .typed::<Order>()
         .to_vec()
         .unwrap();
-    assert_eq!(typed[0].user_id.as_ref().map(|u| u.name.as_str()), Some("Ada"));
+    assert_eq!(
+        typed[0].user_id.as_ref().map(|u| u.name.as_str()),
+        Some("Ada")
+    );
     assert!(typed[1].user_id.is_none());
     assert_eq!(typed[1]._id, 2);
     // Bad path and bad projection are reported, not panicked on.
-    let err = orders.find(json!({})).unwrap().populate("a..b", &users).next();
+    let err = orders
+        .find(json!({}))
+        .unwrap()
+        .populate("a..b", &users)
+        .next();
     assert!(matches!(err, Some(Err(_))));
     let err = orders
         .find(json!({}))
@@ -233,7 +252,12 @@ fn sql_reads_joins_and_refuses_writes() {
     assert!(err.to_string().contains("read-only"), "{err}");
     assert!(shop.sql("ATTACH 'x' AS y", &[]).is_err());
     assert!(shop.sql("SELECT * FROM nope", &[]).is_err());
-    assert_eq!(shop.collection::<Value>("orders").count_documents(json!({})).unwrap(), 5);
+    assert_eq!(
+        shop.collection::<Value>("orders")
+            .count_documents(json!({}))
+            .unwrap(),
+        5
+    );
     let out = shop
         .sql_write(
             "UPDATE base.c_users SET rev = rev + 1 WHERE id = ?1 RETURNING rev",

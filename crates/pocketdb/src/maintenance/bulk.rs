@@ -121,3 +121,37 @@ impl Drop for BulkLoad {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Database;
+
+    fn writer_sync(db: &Database) -> i64 {
+        db.inner
+            .pool
+            .writer()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap_or(-1)
+    }
+
+    #[test]
+    fn settings_are_relaxed_then_restored() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let db = Database::open(dir.path().join("b.sqlite")).unwrap_or_else(|e| panic!("{e}"));
+        let normal = writer_sync(&db);
+        assert_eq!(normal, 1);
+        let failed: crate::Result<()> = db.with_bulk_load(|db| {
+            assert_eq!(writer_sync(db), 0);
+            Err(crate::Error::InvalidArgument("import failed".to_string()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(writer_sync(&db), normal);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = db.bulk_load();
+            panic!("import panicked");
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(writer_sync(&db), normal);
+        assert!(!db.in_bulk_load());
+    }
+}
