@@ -30,9 +30,9 @@ pub mod value;
 pub use changes::{Change, ChangeOp};
 pub use client::Client;
 pub use collection::{
-    BulkWriteResult, Collection, Cursor, DeleteResult, Document, FindOneAndModifyOptions,
-    InsertManyOptions, InsertManyResult, InsertOneResult, ReturnDocument, UpdateOptions,
-    UpdateResult, WriteModel,
+    BulkWriteResult, Collection, Cursor, DeleteResult, Document, FindAndModifyOutcome,
+    FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult, Modification,
+    ReturnDocument, UpdateOptions, UpdateResult, WriteModel,
 };
 pub use database::{CollectionOptions, Database};
 pub use engine::{JournalMode, Options, Synchronous};
