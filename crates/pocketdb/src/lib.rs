@@ -18,6 +18,7 @@
 pub mod changes;
 pub mod client;
 pub mod collection;
+pub mod command;
 pub mod database;
 pub mod engine;
 pub mod error;
@@ -30,10 +31,10 @@ pub mod value;
 pub use changes::{Change, ChangeOp};
 pub use client::Client;
 pub use collection::{
-    BulkWriteResult, Collection, Cursor, DeleteResult, Document, FindOneAndModifyOptions,
-    InsertManyOptions, InsertManyResult, InsertOneResult, LookupOutput, LookupSpec, LookupStrategy,
-    MissingReference, PopulateSpec, Populated, ReturnDocument, UpdateOptions, UpdateResult,
-    WriteModel,
+    BulkWriteResult, Collection, Cursor, DeleteResult, Document, FindAndModifyOutcome,
+    FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult, LookupOutput,
+    LookupSpec, LookupStrategy, MissingReference, Modification, PopulateSpec, Populated,
+    ReturnDocument, UpdateOptions, UpdateResult, WriteModel,
 };
 pub use database::{CollectionOptions, Database};
 pub use engine::{JournalMode, Options, Synchronous};
