@@ -39,6 +39,8 @@ pub(crate) struct DbInner {
     known: Mutex<HashSet<String>>,
     /// The write buffer, in [`Durability::Buffered`] mode.
     pub(crate) buffer: OnceLock<Arc<Buffer>>,
+    /// State of the maintenance layer (attachments, expiry, slow queries, bulk mode).
+    pub(crate) extras: crate::maintenance::DbExtras,
 }
 
 impl Drop for DbInner {
@@ -99,11 +101,13 @@ impl Database {
                 pool,
                 known: Mutex::new(HashSet::new()),
                 buffer: OnceLock::new(),
+                extras: Default::default(),
             }),
         };
         if let Durability::Buffered(options) = &db.options().durability {
             db.start_buffer(options.clone())?;
         }
+        db.start_expiry_if_needed()?;
         Ok(db)
     }
 
@@ -235,6 +239,8 @@ impl Database {
         options: CollectionOptions,
     ) -> Result<Collection<Value>> {
         validate_collection_name(name)?;
+        crate::collection::expiry::validate_options(&options.options)?;
+        self.forget_expiry(name);
         self.write(|conn| {
             if collection_exists(conn, name)? {
                 return Err(Error::CollectionExists(name.to_string()));
@@ -414,6 +420,16 @@ impl Database {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name);
+        self.forget_expiry(name);
+    }
+
+    /// Forgets every cached collection (after a restore).
+    pub(crate) fn forget_all(&self) {
+        self.inner
+            .known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 
@@ -445,5 +461,6 @@ fn create_collection_in(conn: &Connection, name: &str, options: &CollectionOptio
             changes::now_millis()
         ],
     )?;
+    crate::collection::expiry::install(conn, name, &options.options)?;
     Ok(())
 }

@@ -5,15 +5,22 @@
 
 mod buffered;
 mod cursor;
+pub(crate) mod expiry;
 mod options;
 mod plan;
+mod populate;
 
 pub(crate) use buffered::apply_buffered;
 use buffered::{Modified, Modify};
 pub use cursor::Cursor;
 pub use options::{
-    BulkWriteResult, DeleteResult, FindOneAndModifyOptions, InsertManyOptions, InsertManyResult,
-    InsertOneResult, ReturnDocument, UpdateOptions, UpdateResult, WriteModel,
+    BulkWriteResult, DeleteResult, FindAndModifyOutcome, FindOneAndModifyOptions,
+    InsertManyOptions, InsertManyResult, InsertOneResult, Modification, ReturnDocument,
+    UpdateOptions, UpdateResult, WriteModel,
+};
+pub use populate::{
+    LookupOutput, LookupSpec, LookupStrategy, MissingReference, PopulateSpec, Populated,
+    DEFAULT_POPULATE_PAGE,
 };
 
 use crate::changes::{self, Change, ChangeOp};
@@ -359,7 +366,7 @@ impl<T: Document> Collection<T> {
         options: &FindOneAndModifyOptions,
     ) -> Result<Option<T>> {
         let update = parse_operator_update(&update, options.array_filters.as_deref())?;
-        self.find_and_modify(filter, Some(update), options)
+        Ok(self.modify_one(filter, Some(update), options)?.document)
     }
 
     /// Atomically replaces the first document matching `filter` and returns it as it was
@@ -371,7 +378,7 @@ impl<T: Document> Collection<T> {
         options: &FindOneAndModifyOptions,
     ) -> Result<Option<T>> {
         let update = parse_replacement(&Value::Object(to_document(replacement.borrow())?))?;
-        self.find_and_modify(filter, Some(update), options)
+        Ok(self.modify_one(filter, Some(update), options)?.document)
     }
 
     /// Atomically deletes the first document matching `filter` and returns it.
@@ -380,7 +387,26 @@ impl<T: Document> Collection<T> {
         filter: Value,
         options: &FindOneAndModifyOptions,
     ) -> Result<Option<T>> {
-        self.find_and_modify(filter, None, options)
+        Ok(self.modify_one(filter, None, options)?.document)
+    }
+
+    /// The general find-and-modify (MongoDB's `findAndModify` command): applies the
+    /// modification to the first document matching `filter` in `sort` order and reports
+    /// whether an existing document was updated or a new one upserted.
+    pub fn find_and_modify(
+        &self,
+        filter: Value,
+        modification: Modification,
+        options: &FindOneAndModifyOptions,
+    ) -> Result<FindAndModifyOutcome<T>> {
+        let update = match modification {
+            Modification::Update(u) => {
+                Some(parse_operator_update(&u, options.array_filters.as_deref())?)
+            }
+            Modification::Replace(r) => Some(parse_replacement(&r)?),
+            Modification::Delete => None,
+        };
+        self.modify_one(filter, update, options)
     }
 
     // ----- bulk ------------------------------------------------------------------------
@@ -448,6 +474,7 @@ impl<T: Document> Collection<T> {
         absent: impl FnOnce() -> R,
     ) -> Result<R> {
         validate_collection_name(&self.name)?;
+        self.db.expire_due(&self.name)?;
         self.db.read(|conn| {
             if !self.db.has_collection(conn, &self.name)? {
                 return Ok(absent());
@@ -462,20 +489,29 @@ impl<T: Document> Collection<T> {
         after: i64,
         limit: usize,
     ) -> Result<(Vec<Row>, Option<i64>)> {
-        self.read(
+        let started = std::time::Instant::now();
+        let out = self.read(
             |conn| plan.fetch_page(conn, &self.name, after, limit),
             || (Vec::new(), None),
-        )
+        );
+        self.db
+            .observe_read(&self.name, &plan.filter, started.elapsed());
+        out
     }
 
     pub(crate) fn read_all(&self, plan: &Plan) -> Result<Vec<Row>> {
-        self.read(|conn| plan.fetch_all(conn, &self.name), Vec::new)
+        let started = std::time::Instant::now();
+        let out = self.read(|conn| plan.fetch_all(conn, &self.name), Vec::new);
+        self.db
+            .observe_read(&self.name, &plan.filter, started.elapsed());
+        out
     }
 
     fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         validate_collection_name(&self.name)?;
         let result = self.db.write(|conn| {
             self.db.ensure_collection(conn, &self.name)?;
+            self.purge_expired_in(conn)?;
             f(conn)
         });
         match &result {
@@ -692,12 +728,12 @@ impl<T: Document> Collection<T> {
         }
     }
 
-    fn find_and_modify(
+    fn modify_one(
         &self,
         filter: Value,
         update: Option<Update>,
         options: &FindOneAndModifyOptions,
-    ) -> Result<Option<T>> {
+    ) -> Result<FindAndModifyOutcome<T>> {
         let filter = parse_filter(&filter)?;
         let sort = options.sort.as_ref().map(SortSpec::parse).transpose()?;
         let projection = options
@@ -720,16 +756,17 @@ impl<T: Document> Collection<T> {
                 (None, Some(update)) if options.upsert => {
                     let doc = self.upsert_document(&filter, update, now)?;
                     let prepared = self.prepare_insert(doc)?;
-                    self.insert_prepared(conn, &prepared)?;
-                    Ok(match options.return_document {
+                    let id = self.insert_prepared(conn, &prepared)?;
+                    let doc = match options.return_document {
                         ReturnDocument::Before => None,
                         ReturnDocument::After => Some(serde_json::from_str(&prepared.text)?),
-                    })
+                    };
+                    Ok((doc, false, Some(id)))
                 }
-                (None, _) => Ok(None),
+                (None, _) => Ok((None, false, None)),
                 (Some(row), None) => {
                     self.delete_row(conn, &row)?;
-                    Ok(Some(row.doc))
+                    Ok((Some(row.doc), false, None))
                 }
                 (Some(row), Some(update)) => {
                     let ctx = ApplyContext {
@@ -746,21 +783,29 @@ impl<T: Document> Collection<T> {
                         };
                         self.store_updated(conn, &row, &doc, op)?;
                     }
-                    Ok(Some(match options.return_document {
+                    let doc = match options.return_document {
                         ReturnDocument::Before => row.doc,
                         ReturnDocument::After => doc,
-                    }))
+                    };
+                    Ok((Some(doc), true, None))
                 }
             }
         })?;
-        out.map(|doc| {
-            let doc = match &projection {
-                Some(p) => p.apply(&doc),
-                None => doc,
-            };
-            from_document(doc)
+        let (doc, updated_existing, upserted_id) = out;
+        let document = doc
+            .map(|doc| {
+                let doc = match &projection {
+                    Some(p) => p.apply(&doc),
+                    None => doc,
+                };
+                from_document(doc)
+            })
+            .transpose()?;
+        Ok(FindAndModifyOutcome {
+            document,
+            updated_existing,
+            upserted_id,
         })
-        .transpose()
     }
 
     fn bulk_one(

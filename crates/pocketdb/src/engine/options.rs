@@ -77,6 +77,12 @@ pub struct Options {
     pub max_document_size: usize,
     /// How writes are made durable and acknowledged (default [`Durability::Sync`]).
     pub durability: Durability,
+    /// Reads slower than this are logged with `tracing::warn!` (target
+    /// `pocketdb::slow_query`) and kept for `Database::stats` (default `None`: off).
+    pub slow_query_threshold: Option<Duration>,
+    /// How often the background thread deletes expired documents of collections with
+    /// `expire_after` (default 1 s).
+    pub expiry_interval: Duration,
 }
 
 /// How writes are committed and when they are acknowledged.
@@ -176,6 +182,8 @@ impl Default for Options {
             max_readers: 4,
             max_document_size: 16 * 1024 * 1024,
             durability: Durability::Sync,
+            slow_query_threshold: None,
+            expiry_interval: Duration::from_secs(1),
         }
     }
 }
@@ -214,6 +222,18 @@ impl Options {
     /// Sets the largest accepted document size in bytes.
     pub fn max_document_size(mut self, value: usize) -> Options {
         self.max_document_size = value;
+        self
+    }
+
+    /// Logs reads slower than `value` (`None` turns the log off).
+    pub fn slow_query_threshold(mut self, value: Option<Duration>) -> Options {
+        self.slow_query_threshold = value;
+        self
+    }
+
+    /// Sets how often expired documents are swept in the background.
+    pub fn expiry_interval(mut self, value: Duration) -> Options {
+        self.expiry_interval = value;
         self
     }
 

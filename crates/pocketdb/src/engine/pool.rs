@@ -100,6 +100,21 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// Runs `f` on the writer and on every idle pooled reader (for statistics).
+    pub(crate) fn each_connection(&self, f: &mut dyn FnMut(&Connection)) {
+        f(&self.writer());
+        for c in self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            f(c);
+        }
+    }
+}
+
 fn new_writer(conn: Connection, options: &Options) -> Writer {
     let group = options.durability == Durability::GroupCommit;
     Writer::new(conn, group, MAX_GROUP)
