@@ -22,6 +22,7 @@ pub mod database;
 pub mod engine;
 pub mod error;
 pub mod id;
+pub mod index;
 pub mod query;
 pub mod update;
 pub mod value;
@@ -29,11 +30,14 @@ pub mod value;
 pub use changes::{Change, ChangeOp};
 pub use client::Client;
 pub use collection::{
-    BulkWriteResult, Collection, Cursor, DeleteResult, Document, FindOneAndModifyOptions,
+    BulkWriteResult, Collection, Cursor, DeleteResult, Explain, Document, FindOneAndModifyOptions,
     InsertManyOptions, InsertManyResult, InsertOneResult, ReturnDocument, UpdateOptions,
     UpdateResult, WriteModel,
 };
 pub use database::{CollectionOptions, Database};
 pub use engine::{JournalMode, Options, Synchronous};
 pub use error::{BulkWriteFailure, Error, Result, WriteError};
+pub use index::{
+    parse_date_millis, IndexBuildPhase, IndexInfo, IndexModel, IndexOptions, IndexProgress,
+};
 pub use query::{Filter, QueryBuilder, SortOrder};

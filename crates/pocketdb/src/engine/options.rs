@@ -75,6 +75,9 @@ pub struct Options {
     pub max_readers: usize,
     /// Largest document accepted, in bytes of JSON text (default 16 MiB, as MongoDB).
     pub max_document_size: usize,
+    /// How often the background TTL pass deletes expired documents (default 60 s, as
+    /// MongoDB). The thread starts only once a TTL index exists.
+    pub ttl_interval: Duration,
 }
 
 impl Default for Options {
@@ -88,6 +91,7 @@ impl Default for Options {
             busy_timeout: Duration::from_secs(5),
             max_readers: 4,
             max_document_size: 16 * 1024 * 1024,
+            ttl_interval: Duration::from_secs(60),
         }
     }
 }
@@ -126,6 +130,12 @@ impl Options {
     /// Sets the largest accepted document size in bytes.
     pub fn max_document_size(mut self, value: usize) -> Options {
         self.max_document_size = value;
+        self
+    }
+
+    /// Sets the interval of the background TTL pass.
+    pub fn ttl_interval(mut self, value: Duration) -> Options {
+        self.ttl_interval = value;
         self
     }
 
