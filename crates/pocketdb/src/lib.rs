@@ -30,7 +30,7 @@ pub mod value;
 pub use changes::{Change, ChangeOp};
 pub use client::Client;
 pub use collection::{
-    BulkWriteResult, Collection, Cursor, DeleteResult, Explain, Document, FindOneAndModifyOptions,
+    BulkWriteResult, Collection, Cursor, DeleteResult, Document, Explain, FindOneAndModifyOptions,
     InsertManyOptions, InsertManyResult, InsertOneResult, ReturnDocument, UpdateOptions,
     UpdateResult, WriteModel,
 };

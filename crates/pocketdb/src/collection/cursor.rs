@@ -36,6 +36,8 @@ enum State {
     NotStarted,
     Streaming {
         plan: Plan,
+        /// Candidate `rid`s still to read, when an index range drives the query.
+        rids: Option<VecDeque<i64>>,
         after: i64,
         buffer: VecDeque<Row>,
         exhausted: bool,
@@ -162,13 +164,14 @@ impl<T: Document> Cursor<T> {
         let filter = self.filter.take().unwrap_or_else(Filter::all);
         let (plan, set) = self.coll.read_plan(filter, self.hint.as_ref())?;
         let order_by = self.sort.as_ref().and_then(|s| plan.sort_sql(&set, s));
-        let sql = match &order_by {
-            Some(o) => plan.ordered_sql(&self.coll.name, o),
-            None => plan.page_sql(&self.coll.name),
+        let (sql, params) = match &order_by {
+            Some(o) => (plan.ordered_sql(&self.coll.name, o), plan.params.len() + 2),
+            None if plan.index_range => (plan.rids_sql(&self.coll.name), plan.params.len()),
+            None => (plan.page_sql(&self.coll.name), plan.params.len() + 2),
         };
         let sqlite_plan = self
             .coll
-            .read_with(|conn| query_plan(conn, &sql, plan.params.len() + 2), Vec::new)?;
+            .read_with(|conn| query_plan(conn, &sql, params), Vec::new)?;
         let index = plan
             .chosen_index
             .clone()
@@ -177,7 +180,7 @@ impl<T: Document> Cursor<T> {
             collection: self.coll.name.to_string(),
             index,
             sql,
-            params: plan.params.len() + 2,
+            params,
             sqlite_plan,
             exact: plan.exact,
             filtered_in_memory: !plan.exact,
@@ -215,6 +218,15 @@ impl<T: Document> Cursor<T> {
                 State::Sorted(rows.into_iter())
             }
             None => State::Streaming {
+                rids: if plan.index_range {
+                    Some(
+                        self.coll
+                            .read_with(|conn| plan.fetch_rids(conn, &self.coll.name), Vec::new)?
+                            .into(),
+                    )
+                } else {
+                    None
+                },
                 plan,
                 after: 0,
                 buffer: VecDeque::new(),
@@ -232,6 +244,7 @@ impl<T: Document> Cursor<T> {
             State::Sorted(rows) => Ok(rows.next()),
             State::Streaming {
                 plan,
+                rids,
                 after,
                 buffer,
                 exhausted,
@@ -260,6 +273,20 @@ impl<T: Document> Cursor<T> {
                         let want = r.saturating_add(*to_skip);
                         page = page.min(usize::try_from(want).unwrap_or(usize::MAX));
                     }
+                }
+                if let Some(rids) = rids {
+                    let chunk: Vec<i64> = rids.drain(..page.min(rids.len())).collect();
+                    if rids.is_empty() {
+                        *exhausted = true;
+                    }
+                    if !chunk.is_empty() {
+                        let rows = self.coll.read_with(
+                            |conn| plan.fetch_by_rids(conn, &self.coll.name, &chunk),
+                            Vec::new,
+                        )?;
+                        buffer.extend(rows);
+                    }
+                    continue;
                 }
                 let (rows, last) = self.coll.read_rows(plan, *after, page)?;
                 match last {
@@ -362,6 +389,7 @@ fn index_in_plan(set: &IndexSet, plan: &[String]) -> Option<String> {
         if let Some(def) = set.mentioned_in(line) {
             return Some(def.name.clone());
         }
-        line.contains("sqlite_autoindex_c_").then(|| "_id_".to_string())
+        line.contains("sqlite_autoindex_c_")
+            .then(|| "_id_".to_string())
     })
 }

@@ -18,10 +18,10 @@ use crate::database::Database;
 use crate::engine::schema::{table_name, validate_collection_name};
 use crate::error::{BulkWriteFailure, Error, Result, WriteError};
 use crate::id::{ensure_id, id_key};
+use crate::index::{self, IndexInfo, IndexModel, IndexOptions, IndexProgress, IndexSet};
 use crate::query::{parse_filter, Filter, Projection, QueryBuilder, SortSpec};
 use crate::update::{upsert_seed, ApplyContext, Update};
 use crate::value::{values_equal, FieldPath};
-use crate::index::{self, IndexInfo, IndexModel, IndexOptions, IndexProgress, IndexSet};
 use plan::{Plan, Row};
 use rusqlite::Connection;
 use serde::de::DeserializeOwned;
@@ -435,7 +435,9 @@ impl<T: Document> Collection<T> {
     ) -> Result<String> {
         let model = IndexModel { keys, options };
         let mut names = self.build_indexes(std::slice::from_ref(&model), &mut progress)?;
-        names.pop().ok_or_else(|| Error::InvalidArgument("no index created".to_string()))
+        names
+            .pop()
+            .ok_or_else(|| Error::InvalidArgument("no index created".to_string()))
     }
 
     /// Creates several indexes in one transaction (all or none); returns their names.
@@ -449,8 +451,8 @@ impl<T: Document> Collection<T> {
         progress: &mut dyn FnMut(IndexProgress),
     ) -> Result<Vec<String>> {
         let table = table_name(&self.name);
-        let names = self
-            .write(|conn| index::create_indexes(conn, &self.name, &table, models, progress))?;
+        let names =
+            self.write(|conn| index::create_indexes(conn, &self.name, &table, models, progress))?;
         if models
             .iter()
             .any(|m| m.options.expire_after_seconds.is_some())
@@ -660,7 +662,14 @@ impl<T: Document> Collection<T> {
 
     fn insert_prepared(&self, conn: &Connection, p: &PreparedDoc) -> Result<Value> {
         let table = table_name(&self.name);
-        let indexes = index::before_write(conn, &self.db.inner.indexes, &self.name, &table, None, &p.doc)?;
+        let indexes = index::before_write(
+            conn,
+            &self.db.inner.indexes,
+            &self.name,
+            &table,
+            None,
+            &p.doc,
+        )?;
         let mut stmt = conn.prepare_cached(&format!(
             "INSERT INTO {}(id, doc, rev) VALUES (?1, jsonb(?2), 1)",
             table_name(&self.name)
@@ -1059,6 +1068,8 @@ pub(crate) fn from_document<T: DeserializeOwned>(doc: Value) -> Result<T> {
 }
 
 /// Field names may not start with `$`, contain `.` or NUL: queries could not address them.
+/// The one exception is a MongoDB extended-JSON date, `{"$date": …}` (see
+/// [`crate::parse_date_millis`]), stored as it is.
 fn validate_field_names(value: &Value, depth: usize) -> Result<()> {
     if depth > 100 {
         return Err(Error::InvalidDocument(
@@ -1066,6 +1077,7 @@ fn validate_field_names(value: &Value, depth: usize) -> Result<()> {
         ));
     }
     match value {
+        Value::Object(_) if crate::index::parse_date_millis(value).is_some() => Ok(()),
         Value::Object(map) => {
             for (k, v) in map {
                 if k.starts_with('$') || k.contains('.') || k.contains('\0') {

@@ -39,6 +39,10 @@ pub(crate) struct Plan {
     /// The index pocketdb chose itself (a multikey side table, or a hint); SQLite's
     /// own choice among expression indexes is read from its plan by `explain`.
     pub chosen_index: Option<String>,
+    /// True when a range on an indexed path should drive the query: unsorted reads then
+    /// collect matching `rid`s without `ORDER BY rid` (so SQLite seeks the index rather
+    /// than walking the table in `rid` order) and fetch documents by `rid`.
+    pub index_range: bool,
 }
 
 impl Plan {
@@ -47,7 +51,11 @@ impl Plan {
     /// indexes), a multikey index narrows candidates through its side table, a prefix
     /// regex on an indexed path becomes a range. `hint` (an index name, or a key
     /// specification) forces an index.
-    pub(crate) fn with_indexes(filter: Filter, set: &IndexSet, hint: Option<&Value>) -> Result<Plan> {
+    pub(crate) fn with_indexes(
+        filter: Filter,
+        set: &IndexSet,
+        hint: Option<&Value>,
+    ) -> Result<Plan> {
         let hinted = match hint {
             None => None,
             Some(h) => match resolve_hint(set, h)? {
@@ -64,6 +72,7 @@ impl Plan {
                 params: id_params,
                 exact: true,
                 chosen_index: None,
+                index_range: false,
             });
         }
         let options = CompileOptions {
@@ -162,6 +171,23 @@ impl Plan {
             format!("{} AND ({})", parts.join(" AND "), compiled.sql)
         };
         params.extend(compiled.params);
+        let index_range = !has_id
+            && chosen_index.is_none()
+            && !served_by_expression_index(set, &conjuncts)
+            && conjuncts.iter().any(|(path, cond)| {
+                let bounded = match cond {
+                    Cond::Gt(v) | Cond::Gte(v) | Cond::Lt(v) | Cond::Lte(v) => {
+                        v.is_number() || v.is_string()
+                    }
+                    Cond::Regex(re) => prefix_range(re).is_some(),
+                    _ => false,
+                };
+                bounded
+                    && set
+                        .defs
+                        .iter()
+                        .any(|d| d.multikey & 1 == 0 && d.keys[0].0 == **path)
+            });
         Ok(Plan {
             filter,
             from,
@@ -169,6 +195,7 @@ impl Plan {
             params,
             exact: compiled.exact,
             chosen_index,
+            index_range,
         })
     }
 
@@ -200,30 +227,33 @@ impl Plan {
                 SortOrder::Desc => format!("{expr} DESC"),
             });
         }
-        let reversed = set
-            .defs
-            .iter()
-            .filter(|d| d.keys.len() >= sort.keys.len())
-            .find_map(|d| {
-                let paths_match = d
-                    .keys
-                    .iter()
-                    .zip(&sort.keys)
-                    .all(|((a, _), (b, _))| a == b);
-                if !paths_match {
-                    return None;
-                }
-                let same = d.keys.iter().zip(&sort.keys).all(|((_, a), (_, b))| a == b);
-                let opposite = d.keys.iter().zip(&sort.keys).all(|((_, a), (_, b))| a != b);
-                if same {
-                    Some(false)
-                } else if opposite {
-                    Some(true)
-                } else {
-                    None
-                }
-            })
-            .unwrap_or(false);
+        // An index serves the sort when its keys, after those the filter fixes by
+        // equality, start with the sort's paths in the same or the opposite directions.
+        let fixed: Vec<&FieldPath> = top_conjuncts(&self.filter)
+            .into_iter()
+            .filter(|(_, c)| matches!(c, Cond::Eq(v) if v.is_number() || v.is_string()))
+            .map(|(p, _)| p)
+            .collect();
+        let mut best: Option<(usize, bool)> = None;
+        for d in &set.defs {
+            let stripped = d
+                .keys
+                .iter()
+                .take_while(|(p, _)| fixed.contains(&p))
+                .count();
+            let rest = &d.keys[stripped..];
+            if rest.len() < sort.keys.len()
+                || !rest.iter().zip(&sort.keys).all(|((a, _), (b, _))| a == b)
+            {
+                continue;
+            }
+            let same = rest.iter().zip(&sort.keys).all(|((_, a), (_, b))| a == b);
+            let opposite = rest.iter().zip(&sort.keys).all(|((_, a), (_, b))| a != b);
+            if (same || opposite) && best.map_or(true, |(n, _)| stripped > n) {
+                best = Some((stripped, opposite));
+            }
+        }
+        let reversed = best.is_some_and(|(_, r)| r);
         terms.push(if reversed { "rid DESC" } else { "rid" }.to_string());
         Some(format!("ORDER BY {}", terms.join(", ")))
     }
@@ -270,6 +300,54 @@ impl Plan {
             self.from_sql(collection),
             self.where_sql
         )
+    }
+
+    /// The `rid`s of the candidate rows, ascending (see [`Plan::index_range`]).
+    pub(crate) fn fetch_rids(&self, conn: &Connection, collection: &str) -> Result<Vec<i64>> {
+        let mut stmt = conn.prepare_cached(&self.rids_sql(collection))?;
+        let mut rids: Vec<i64> = stmt
+            .query_map(rusqlite::params_from_iter(self.params.iter()), |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        rids.sort_unstable();
+        Ok(rids)
+    }
+
+    /// The SQL of [`Plan::fetch_rids`].
+    pub(crate) fn rids_sql(&self, collection: &str) -> String {
+        format!(
+            "SELECT rid FROM {} WHERE {}",
+            self.from_sql(collection),
+            self.where_sql
+        )
+    }
+
+    /// The matching rows among `rids`, in `rid` order.
+    pub(crate) fn fetch_by_rids(
+        &self,
+        conn: &Connection,
+        collection: &str,
+        rids: &[i64],
+    ) -> Result<Vec<Row>> {
+        let list = serde_json::to_string(rids)?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT rid, id, rev, json(doc) FROM {} WHERE rid IN (SELECT value FROM json_each(?1)) ORDER BY rid",
+            table_name(collection)
+        ))?;
+        let mut rows = stmt.query([list])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let text: String = r.get(3)?;
+            let doc: Value = serde_json::from_str(&text)?;
+            if self.exact || self.filter.matches(&doc) {
+                out.push(Row {
+                    rid: r.get(0)?,
+                    key: r.get(1)?,
+                    rev: r.get(2)?,
+                    doc,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// The SQL of [`Plan::fetch_page`] (parameters: the plan's, then `after`, limit).
@@ -348,6 +426,12 @@ impl Plan {
     /// Every matching row, in `rid` order.
     pub(crate) fn fetch_all(&self, conn: &Connection, collection: &str) -> Result<Vec<Row>> {
         let mut out = Vec::new();
+        if self.index_range {
+            for chunk in self.fetch_rids(conn, collection)?.chunks(1024) {
+                out.extend(self.fetch_by_rids(conn, collection, chunk)?);
+            }
+            return Ok(out);
+        }
         let mut after = 0;
         loop {
             let (rows, last) = self.fetch_page(conn, collection, after, 1024)?;
@@ -451,7 +535,9 @@ enum Hinted<'a> {
 fn resolve_hint<'a>(set: &'a IndexSet, hint: &Value) -> Result<Hinted<'a>> {
     let not_found = || Error::IndexNotFound {
         collection: String::new(),
-        name: hint.as_str().map_or_else(|| hint.to_string(), str::to_string),
+        name: hint
+            .as_str()
+            .map_or_else(|| hint.to_string(), str::to_string),
     };
     match hint {
         Value::String(name) if name == "_id_" => Ok(Hinted::Id),

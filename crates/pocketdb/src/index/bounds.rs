@@ -116,10 +116,7 @@ pub(crate) fn side_bounds(cond: &Cond) -> Option<Bounds> {
 }
 
 fn best(conds: &[Cond]) -> Option<Bounds> {
-    conds
-        .iter()
-        .filter_map(side_bounds)
-        .min_by_key(|b| b.rank)
+    conds.iter().filter_map(side_bounds).min_by_key(|b| b.rank)
 }
 
 /// The string range `[lo, hi)` holding every string a regex can match, when the regex
@@ -183,7 +180,10 @@ mod tests {
         assert_eq!(range("^ab.*", ""), Some(("ab".into(), Some("ac".into()))));
         assert_eq!(range("^abc?", ""), Some(("ab".into(), Some("ac".into()))));
         assert_eq!(range("^abc+", ""), Some(("abc".into(), Some("abd".into()))));
-        assert_eq!(range("^a\u{10FFFF}", ""), Some(("a\u{10FFFF}".into(), Some("b".into()))));
+        assert_eq!(
+            range("^a\u{10FFFF}", ""),
+            Some(("a\u{10FFFF}".into(), Some("b".into())))
+        );
         assert_eq!(range("^abc", "i"), None);
         assert_eq!(range("abc", ""), None);
         assert_eq!(range("^a|b", ""), None);

@@ -5,7 +5,9 @@
 //! multikey, then has SQLite build the expression index. Any failure — a duplicate key
 //! of a unique index above all — rolls the transaction back and leaves nothing behind.
 
-use super::keys::{has_array_on_path, key_tuples, scalar_value, sorts_differently, tuple_text, KeyPart};
+use super::keys::{
+    has_array_on_path, key_tuples, scalar_value, sorts_differently, tuple_text, KeyPart,
+};
 use super::{
     bump_gen, default_name, load, parse_keys, validate_index_name, IndexBuildPhase, IndexDef,
     IndexModel, IndexProgress,
@@ -146,7 +148,8 @@ fn create_one(
         .keys
         .iter()
         .map(|(p, o)| {
-            let expr = path_expr(p).ok_or_else(|| Error::InvalidArgument(format!("index path '{p}'")))?;
+            let expr =
+                path_expr(p).ok_or_else(|| Error::InvalidArgument(format!("index path '{p}'")))?;
             Ok(if *o == SortOrder::Desc {
                 format!("{expr} DESC")
             } else {
@@ -251,7 +254,8 @@ fn scan_new_index(
             }
         }
         if probe.unique && probe.indexes(&doc) {
-            let tuples = key_tuples(&doc, &path_refs).ok_or_else(|| super::too_many_keys(&probe))?;
+            let tuples =
+                key_tuples(&doc, &path_refs).ok_or_else(|| super::too_many_keys(&probe))?;
             for t in tuples {
                 if seen.insert(tuple_text(&t), ()).is_some() {
                     return Err(Error::DuplicateKey {

@@ -225,7 +225,10 @@ mod tests {
             vec![KeyPart::Value(json!("a")), KeyPart::Value(json!("b"))]
         );
         assert_eq!(path_keys(&doc, &p("x")), vec![KeyPart::Undefined]);
-        assert_eq!(path_keys(&doc, &p("nope")), vec![KeyPart::Value(json!(null))]);
+        assert_eq!(
+            path_keys(&doc, &p("nope")),
+            vec![KeyPart::Value(json!(null))]
+        );
         let skus = path_keys(&doc, &p("items.sku"));
         assert!(skus.contains(&KeyPart::Value(json!(1))));
         assert!(skus.contains(&KeyPart::Value(json!(null))));

@@ -31,14 +31,19 @@ mod keys;
 mod ttl;
 
 pub(crate) use bounds::{prefix_range, side_bounds, Bounds};
-pub(crate) use build::{create_indexes, drop_all, drop_index, on_drop_collection, on_rename_collection};
+pub(crate) use build::{
+    create_indexes, drop_all, drop_index, on_drop_collection, on_rename_collection,
+};
 pub use ttl::parse_date_millis;
 pub(crate) use ttl::{expire_collection, TtlMonitor};
 
 use crate::error::{Error, Result};
 use crate::query::{parse_filter, Filter, SortOrder};
 use crate::value::FieldPath;
-use keys::{describe_key, has_any_field, has_array_on_path, key_tuples, scalar_value, sorts_differently, KeyPart};
+use keys::{
+    describe_key, has_any_field, has_array_on_path, key_tuples, scalar_value, sorts_differently,
+    KeyPart,
+};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
@@ -122,7 +127,11 @@ impl IndexOptions {
                     out.expire_after_seconds = Some(v.as_i64().ok_or_else(bad)?)
                 }
                 "v" | "background" => {}
-                _ => return Err(Error::InvalidArgument(format!("unknown index option '{k}'"))),
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown index option '{k}'"
+                    )))
+                }
             }
         }
         Ok(out)
@@ -354,9 +363,12 @@ impl IndexSet {
     /// The index a SQLite plan line mentions (expression index or side table).
     pub(crate) fn mentioned_in(&self, plan_line: &str) -> Option<&IndexDef> {
         self.defs.iter().find(|d| {
-            [format!("pocketdb_x{}", d.ident), format!("pocketdb_m{}", d.ident)]
-                .iter()
-                .any(|needle| mentions(plan_line, needle))
+            [
+                format!("pocketdb_x{}", d.ident),
+                format!("pocketdb_m{}", d.ident),
+            ]
+            .iter()
+            .any(|needle| mentions(plan_line, needle))
         })
     }
 }
@@ -373,9 +385,11 @@ fn mentions(line: &str, needle: &str) -> bool {
 /// Parses a key specification into paths and directions.
 pub(crate) fn parse_keys(spec: &Value) -> Result<Vec<(FieldPath, SortOrder)>> {
     let bad = |message: String| Error::InvalidArgument(format!("index keys: {message}"));
-    let obj = spec
-        .as_object()
-        .ok_or_else(|| bad(format!("expected a document like {{\"field\": 1}}, got {spec}")))?;
+    let obj = spec.as_object().ok_or_else(|| {
+        bad(format!(
+            "expected a document like {{\"field\": 1}}, got {spec}"
+        ))
+    })?;
     if obj.is_empty() {
         return Err(bad("at least one key is required".to_string()));
     }
@@ -389,7 +403,9 @@ pub(crate) fn parse_keys(spec: &Value) -> Result<Vec<(FieldPath, SortOrder)>> {
             return Err(Error::InvalidName {
                 kind: "field",
                 name: k.clone(),
-                reason: "index paths may not have numeric segments or '\"', '\\' or control characters".to_string(),
+                reason:
+                    "index paths may not have numeric segments or '\"', '\\' or control characters"
+                        .to_string(),
             });
         }
         let order = match v.as_f64() {
@@ -489,8 +505,14 @@ pub(crate) fn load(conn: &Connection, collection: &str) -> Result<IndexSet> {
         defs.push(IndexDef {
             keys: parse_keys(&key_spec)?,
             key_spec,
-            unique: options.get("unique").and_then(Value::as_bool).unwrap_or(false),
-            sparse: options.get("sparse").and_then(Value::as_bool).unwrap_or(false),
+            unique: options
+                .get("unique")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            sparse: options
+                .get("sparse")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             partial: partial_json.as_ref().map(parse_filter).transpose()?,
             partial_json,
             ttl: options.get("expireAfterSeconds").and_then(Value::as_i64),
@@ -598,17 +620,19 @@ pub(crate) fn after_write(
 ) -> Result<()> {
     for def in set.defs.iter().filter(|d| d.is_multikey()) {
         let paths = def.paths();
-        let old_keys = old.map(|d| key_tuples(d, &paths)).unwrap_or(Some(Vec::new()));
-        let new_keys = new.map(|d| key_tuples(d, &paths)).unwrap_or(Some(Vec::new()));
+        let old_keys = old
+            .map(|d| key_tuples(d, &paths))
+            .unwrap_or(Some(Vec::new()));
+        let new_keys = new
+            .map(|d| key_tuples(d, &paths))
+            .unwrap_or(Some(Vec::new()));
         let new_keys = new_keys.ok_or_else(|| too_many_keys(def))?;
         if old_keys.as_ref() == Some(&new_keys) {
             continue;
         }
         if old.is_some() {
-            let mut del = conn.prepare_cached(&format!(
-                "DELETE FROM {} WHERE rid = ?1",
-                def.side_table()
-            ))?;
+            let mut del =
+                conn.prepare_cached(&format!("DELETE FROM {} WHERE rid = ?1", def.side_table()))?;
             del.execute([rid])?;
         }
         build::insert_keys(conn, def, rid, &new_keys)?;

@@ -59,8 +59,9 @@ fn digits(s: &[u8]) -> Option<i64> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    s.iter()
-        .try_fold(0i64, |acc, d| acc.checked_mul(10)?.checked_add(i64::from(d - b'0')))
+    s.iter().try_fold(0i64, |acc, d| {
+        acc.checked_mul(10)?.checked_add(i64::from(d - b'0'))
+    })
 }
 
 /// Days from 1970-01-01 to a proleptic Gregorian date.
@@ -92,7 +93,11 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
         return None;
     }
     let (y, mo, d) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
-    let (h, mi, sec) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    let (h, mi, sec) = (
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    );
     if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60
     {
         return None;
@@ -223,7 +228,10 @@ impl TtlMonitor {
 impl Drop for TtlMonitor {
     fn drop(&mut self) {
         // The last handle is gone: wake the thread so it sees that and exits.
-        let slot = self.thread.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let slot = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(t) = slot.take() {
             t.unpark();
         }
@@ -240,7 +248,10 @@ mod tests {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("1970-01-01 00:00:00.5z"), Some(500));
         assert_eq!(parse_rfc3339("2000-03-01T00:00:00Z"), Some(951_868_800_000));
-        assert_eq!(parse_rfc3339("2024-02-29T23:59:59-00:30"), Some(1_709_252_999_000));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T23:59:59-00:30"),
+            Some(1_709_252_999_000)
+        );
         assert_eq!(parse_rfc3339("2023-02-29T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("2024-01-01T00:00:00"), None);
         assert_eq!(parse_rfc3339("2024-01-01"), None);
