@@ -18,6 +18,7 @@
 pub mod changes;
 pub mod client;
 pub mod collection;
+pub mod command;
 pub mod database;
 pub mod engine;
 pub mod error;

@@ -165,9 +165,20 @@ impl<T: Document> Cursor<T> {
         let (plan, set) = self.coll.read_plan(filter, self.hint.as_ref())?;
         let order_by = self.sort.as_ref().and_then(|s| plan.sort_sql(&set, s));
         let (sql, params) = match &order_by {
-            Some(o) => (plan.ordered_sql(&self.coll.name, o), plan.params.len() + 2),
+            Some(o) => (
+                plan.ordered_sql(&self.coll.name, o, self.skip, self.limit),
+                plan.params.len(),
+            ),
             None if plan.index_range => (plan.rids_sql(&self.coll.name), plan.params.len()),
-            None => (plan.page_sql(&self.coll.name), plan.params.len() + 2),
+            None => {
+                let page = self
+                    .limit
+                    .map_or(self.batch_size, |l| {
+                        usize::try_from(l.saturating_add(self.skip)).unwrap_or(usize::MAX)
+                    })
+                    .min(self.batch_size);
+                (plan.page_sql(&self.coll.name, page), plan.params.len() + 1)
+            }
         };
         let sqlite_plan = self
             .coll

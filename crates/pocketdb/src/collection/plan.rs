@@ -268,18 +268,9 @@ impl Plan {
         skip: u64,
         limit: Option<u64>,
     ) -> Result<Vec<Row>> {
-        let sql = self.ordered_sql(collection, order_by);
+        let sql = self.ordered_sql(collection, order_by, skip, limit);
         let mut stmt = conn.prepare_cached(&sql)?;
-        let mut params: Vec<&dyn rusqlite::ToSql> = self
-            .params
-            .iter()
-            .map(|p| p as &dyn rusqlite::ToSql)
-            .collect();
-        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let skip = i64::try_from(skip).unwrap_or(i64::MAX);
-        params.push(&limit);
-        params.push(&skip);
-        let mut rows = stmt.query(params.as_slice())?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(self.params.iter()))?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             let text: String = r.get(3)?;
@@ -293,10 +284,19 @@ impl Plan {
         Ok(out)
     }
 
-    /// The SQL of [`Plan::fetch_ordered`] (parameters: the plan's, then limit, offset).
-    pub(crate) fn ordered_sql(&self, collection: &str, order_by: &str) -> String {
+    /// The SQL of [`Plan::fetch_ordered`] (parameters: the plan's; LIMIT and OFFSET are
+    /// literals, see [`Plan::page_sql`]).
+    pub(crate) fn ordered_sql(
+        &self,
+        collection: &str,
+        order_by: &str,
+        skip: u64,
+        limit: Option<u64>,
+    ) -> String {
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let skip = i64::try_from(skip).unwrap_or(i64::MAX);
         format!(
-            "SELECT rid, id, rev, json(doc) FROM {} WHERE {} {order_by} LIMIT ? OFFSET ?",
+            "SELECT rid, id, rev, json(doc) FROM {} WHERE {} {order_by} LIMIT {limit} OFFSET {skip}",
             self.from_sql(collection),
             self.where_sql
         )
@@ -350,12 +350,15 @@ impl Plan {
         Ok(out)
     }
 
-    /// The SQL of [`Plan::fetch_page`] (parameters: the plan's, then `after`, limit).
-    pub(crate) fn page_sql(&self, collection: &str) -> String {
+    /// The SQL of [`Plan::fetch_page`] (parameters: the plan's, then `after`). LIMIT is
+    /// a literal: SQLite's planner reads a bound LIMIT, so rebinding one re-prepares the
+    /// cached statement at every execution.
+    pub(crate) fn page_sql(&self, collection: &str, limit: usize) -> String {
         format!(
-            "SELECT rid, id, rev, json(doc) FROM {} WHERE ({}) AND rid > ? ORDER BY rid LIMIT ?",
+            "SELECT rid, id, rev, json(doc) FROM {} WHERE ({}) AND rid > ? ORDER BY rid LIMIT {}",
             self.from_sql(collection),
-            self.where_sql
+            self.where_sql,
+            i64::try_from(limit).unwrap_or(i64::MAX)
         )
     }
 
@@ -368,16 +371,14 @@ impl Plan {
         after: i64,
         limit: usize,
     ) -> Result<(Vec<Row>, Option<i64>)> {
-        let sql = self.page_sql(collection);
+        let sql = self.page_sql(collection, limit);
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut params: Vec<&dyn rusqlite::ToSql> = self
             .params
             .iter()
             .map(|p| p as &dyn rusqlite::ToSql)
             .collect();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         params.push(&after);
-        params.push(&limit);
         let mut rows = stmt.query(params.as_slice())?;
         let mut out = Vec::new();
         let mut last = None;

@@ -47,8 +47,6 @@ pub(crate) fn init(conn: &Connection) -> Result<()> {
              op TEXT NOT NULL,
              rev INTEGER NOT NULL,
              ts INTEGER NOT NULL);
-         CREATE INDEX IF NOT EXISTS _pocketdb_changes_by_collection
-             ON _pocketdb_changes(collection, seq);
          CREATE TABLE IF NOT EXISTS _pocketdb_indexes(
              collection TEXT NOT NULL,
              name TEXT NOT NULL,
