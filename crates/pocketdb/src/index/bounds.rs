@@ -115,8 +115,26 @@ pub(crate) fn side_bounds(cond: &Cond) -> Option<Bounds> {
     }
 }
 
+/// The best bounds among conditions an array element must satisfy *as a whole* (the
+/// value form of `$elemMatch`): only conditions that compare the element itself; a
+/// nested `$elemMatch` or `$all` looks inside the element, which is not a key.
 fn best(conds: &[Cond]) -> Option<Bounds> {
-    conds.iter().filter_map(side_bounds).min_by_key(|b| b.rank)
+    conds
+        .iter()
+        .filter(|c| {
+            matches!(
+                c,
+                Cond::Eq(_)
+                    | Cond::Gt(_)
+                    | Cond::Gte(_)
+                    | Cond::Lt(_)
+                    | Cond::Lte(_)
+                    | Cond::In(_)
+                    | Cond::Regex(_)
+            )
+        })
+        .filter_map(side_bounds)
+        .min_by_key(|b| b.rank)
 }
 
 /// The string range `[lo, hi)` holding every string a regex can match, when the regex
@@ -197,5 +215,15 @@ mod tests {
         assert_eq!(b.params[0], SqlValue::Integer(TAG_NUMBER));
         assert!(side_bounds(&Cond::Eq(serde_json::json!([1]))).is_none());
         assert!(side_bounds(&Cond::Exists(true)).is_none());
+        // Elements of elements are not keys.
+        let nested = Cond::ElemMatch(ElemMatch::Value(vec![Cond::ElemMatch(ElemMatch::Value(
+            vec![Cond::Eq(serde_json::json!(3))],
+        ))]));
+        assert!(side_bounds(&nested).is_none());
+        // Elements of elements are not keys.
+        let nested = Cond::ElemMatch(ElemMatch::Value(vec![Cond::ElemMatch(ElemMatch::Value(
+            vec![Cond::Eq(serde_json::json!(3))],
+        ))]));
+        assert!(side_bounds(&nested).is_none());
     }
 }
