@@ -35,7 +35,7 @@ pub struct Cursor<T> {
 enum State {
     NotStarted,
     Streaming {
-        plan: Plan,
+        plan: Box<Plan>,
         /// Candidate `rid`s still to read, when an index range drives the query.
         rids: Option<VecDeque<i64>>,
         after: i64,
@@ -238,7 +238,7 @@ impl<T: Document> Cursor<T> {
                 } else {
                     None
                 },
-                plan,
+                plan: Box::new(plan),
                 after: 0,
                 buffer: VecDeque::new(),
                 exhausted: false,

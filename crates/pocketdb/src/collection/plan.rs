@@ -145,7 +145,7 @@ impl Plan {
                     let leading = &def.keys[0].0;
                     for (_, cond) in conjuncts.iter().filter(|(p, _)| *p == leading) {
                         if let Some(b) = side_bounds(cond) {
-                            if best.as_ref().map_or(true, |(_, cur)| b.rank < cur.rank) {
+                            if best.as_ref().is_none_or(|(_, cur)| b.rank < cur.rank) {
                                 best = Some((def, b));
                             }
                         }
@@ -200,7 +200,7 @@ impl Plan {
     }
 
     /// The `FROM` target for `collection`.
-    pub(crate) fn from_sql(&self, collection: &str) -> String {
+    pub(crate) fn target_sql(&self, collection: &str) -> String {
         if self.from.is_empty() {
             table_name(collection)
         } else {
@@ -249,7 +249,7 @@ impl Plan {
             }
             let same = rest.iter().zip(&sort.keys).all(|((_, a), (_, b))| a == b);
             let opposite = rest.iter().zip(&sort.keys).all(|((_, a), (_, b))| a != b);
-            if (same || opposite) && best.map_or(true, |(n, _)| stripped > n) {
+            if (same || opposite) && best.is_none_or(|(n, _)| stripped > n) {
                 best = Some((stripped, opposite));
             }
         }
@@ -297,7 +297,7 @@ impl Plan {
         let skip = i64::try_from(skip).unwrap_or(i64::MAX);
         format!(
             "SELECT rid, id, rev, json(doc) FROM {} WHERE {} {order_by} LIMIT {limit} OFFSET {skip}",
-            self.from_sql(collection),
+            self.target_sql(collection),
             self.where_sql
         )
     }
@@ -316,7 +316,7 @@ impl Plan {
     pub(crate) fn rids_sql(&self, collection: &str) -> String {
         format!(
             "SELECT rid FROM {} WHERE {}",
-            self.from_sql(collection),
+            self.target_sql(collection),
             self.where_sql
         )
     }
@@ -356,7 +356,7 @@ impl Plan {
     pub(crate) fn page_sql(&self, collection: &str, limit: usize) -> String {
         format!(
             "SELECT rid, id, rev, json(doc) FROM {} WHERE ({}) AND rid > ? ORDER BY rid LIMIT {}",
-            self.from_sql(collection),
+            self.target_sql(collection),
             self.where_sql,
             i64::try_from(limit).unwrap_or(i64::MAX)
         )
@@ -404,7 +404,7 @@ impl Plan {
         if self.exact {
             let sql = format!(
                 "SELECT count(*) FROM {} WHERE {}",
-                self.from_sql(collection),
+                self.target_sql(collection),
                 self.where_sql
             );
             let mut stmt = conn.prepare_cached(&sql)?;

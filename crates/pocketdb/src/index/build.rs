@@ -267,7 +267,7 @@ fn scan_new_index(
             }
         }
         done += 1;
-        if done % REPORT_EVERY == 0 {
+        if done.is_multiple_of(REPORT_EVERY) {
             progress(IndexProgress {
                 phase: IndexBuildPhase::Scanning,
                 done,
@@ -313,7 +313,7 @@ pub(crate) fn create_side_table(
         let tuples = key_tuples(&doc, &paths).ok_or_else(|| super::too_many_keys(def))?;
         insert_keys(conn, def, rid, &tuples)?;
         done += 1;
-        if done % REPORT_EVERY == 0 {
+        if done.is_multiple_of(REPORT_EVERY) {
             if let Some(p) = progress.as_mut() {
                 p(IndexProgress {
                     phase: IndexBuildPhase::Multikey,

@@ -409,8 +409,8 @@ pub(crate) fn parse_keys(spec: &Value) -> Result<Vec<(FieldPath, SortOrder)>> {
             });
         }
         let order = match v.as_f64() {
-            Some(d) if d == 1.0 => SortOrder::Asc,
-            Some(d) if d == -1.0 => SortOrder::Desc,
+            Some(1.0) => SortOrder::Asc,
+            Some(-1.0) => SortOrder::Desc,
             _ => {
                 return Err(bad(format!(
                     "'{k}': direction must be 1 or -1 (text, hashed and geo indexes are not supported), got {v}"
