@@ -124,7 +124,8 @@ pub(crate) fn insert_with_skus(conn: &mut Connection, docs: &[Value]) -> rusqlit
                  PRIMARY KEY(value, rid)) WITHOUT ROWID",
         )?;
         let mut stmt = tx.prepare_cached("INSERT INTO docs(id, doc) VALUES (?1, jsonb(?2))")?;
-        let mut side = tx.prepare_cached("INSERT OR IGNORE INTO skus(value, rid) VALUES (?1, ?2)")?;
+        let mut side =
+            tx.prepare_cached("INSERT OR IGNORE INTO skus(value, rid) VALUES (?1, ?2)")?;
         for d in docs {
             let id = d["_id"].as_str().unwrap_or_default();
             stmt.execute(params![id, serde_json::to_string(d).unwrap_or_default()])?;

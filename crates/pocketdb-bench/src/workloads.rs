@@ -265,7 +265,10 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
             })?;
             latencies(&mut extra, "", lat);
             latencies(&mut extra, "raw_", raw_lat);
-            explain_index(&mut extra, coll.find(json!({"email": email(1)}))?.explain()?);
+            explain_index(
+                &mut extra,
+                coll.find(json!({"email": email(1)}))?.explain()?,
+            );
             (ops, s, r)
         }
         Workload::FindRangeSort => {

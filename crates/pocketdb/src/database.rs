@@ -37,6 +37,8 @@ pub(crate) struct DbInner {
     known: Mutex<HashSet<String>>,
     /// Index catalog cache and TTL monitor.
     pub(crate) indexes: crate::index::DbIndexes,
+    /// State of the maintenance layer (attachments, expiry, slow queries, bulk mode).
+    pub(crate) extras: crate::maintenance::DbExtras,
 }
 
 /// Options recorded in the catalog when a collection is created.
@@ -93,8 +95,10 @@ impl Database {
                 pool,
                 known: Mutex::new(HashSet::new()),
                 indexes: crate::index::DbIndexes::default(),
+                extras: Default::default(),
             }),
         };
+        db.start_expiry_if_needed()?;
         if has_ttl {
             db.inner.indexes.ttl.ensure_started(&db);
         }
@@ -159,6 +163,8 @@ impl Database {
         options: CollectionOptions,
     ) -> Result<Collection<Value>> {
         validate_collection_name(name)?;
+        crate::collection::expiry::validate_options(&options.options)?;
+        self.forget_expiry(name);
         self.write(|conn| {
             if collection_exists(conn, name)? {
                 return Err(Error::CollectionExists(name.to_string()));
@@ -332,6 +338,16 @@ impl Database {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name);
+        self.forget_expiry(name);
+    }
+
+    /// Forgets every cached collection (after a restore).
+    pub(crate) fn forget_all(&self) {
+        self.inner
+            .known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 
@@ -351,5 +367,6 @@ fn create_collection_in(conn: &Connection, name: &str, options: &CollectionOptio
             changes::now_millis()
         ],
     )?;
+    crate::collection::expiry::install(conn, name, &options.options)?;
     Ok(())
 }

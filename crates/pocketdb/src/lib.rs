@@ -24,6 +24,7 @@ pub mod engine;
 pub mod error;
 pub mod id;
 pub mod index;
+pub mod maintenance;
 pub mod query;
 pub mod update;
 pub mod value;
@@ -31,14 +32,19 @@ pub mod value;
 pub use changes::{Change, ChangeOp};
 pub use client::Client;
 pub use collection::{
-    BulkWriteResult, Collection, Cursor, DeleteResult, Document, Explain, FindOneAndModifyOptions,
-    InsertManyOptions, InsertManyResult, InsertOneResult, ReturnDocument, UpdateOptions,
-    UpdateResult, WriteModel,
+    BulkWriteResult, Collection, Cursor, DeleteResult, Document, Explain, FindAndModifyOutcome,
+    FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult, LookupOutput,
+    LookupSpec, LookupStrategy, MissingReference, Modification, PopulateSpec, Populated,
+    ReturnDocument, UpdateOptions, UpdateResult, WriteModel,
 };
 pub use database::{CollectionOptions, Database};
 pub use engine::{JournalMode, Options, Synchronous};
 pub use error::{BulkWriteFailure, Error, Result, WriteError};
 pub use index::{
     parse_date_millis, IndexBuildPhase, IndexInfo, IndexModel, IndexOptions, IndexProgress,
+};
+pub use maintenance::{
+    check_file, ApplyReport, BackupProgress, BackupReport, BulkLoad, ChangeSet, ChangeSetEntry,
+    CheckpointMode, CheckpointResult, DatabaseStats, IntegrityReport,
 };
 pub use query::{Filter, QueryBuilder, SortOrder};

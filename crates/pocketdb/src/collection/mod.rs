@@ -4,13 +4,20 @@
 //! to the change log in that same transaction. Reads go through the reader pool.
 
 mod cursor;
+pub(crate) mod expiry;
 mod options;
 mod plan;
+mod populate;
 
 pub use cursor::{Cursor, Explain};
 pub use options::{
-    BulkWriteResult, DeleteResult, FindOneAndModifyOptions, InsertManyOptions, InsertManyResult,
-    InsertOneResult, ReturnDocument, UpdateOptions, UpdateResult, WriteModel,
+    BulkWriteResult, DeleteResult, FindAndModifyOutcome, FindOneAndModifyOptions,
+    InsertManyOptions, InsertManyResult, InsertOneResult, Modification, ReturnDocument,
+    UpdateOptions, UpdateResult, WriteModel,
+};
+pub use populate::{
+    LookupOutput, LookupSpec, LookupStrategy, MissingReference, PopulateSpec, Populated,
+    DEFAULT_POPULATE_PAGE,
 };
 
 use crate::changes::{self, Change, ChangeOp};
@@ -321,7 +328,7 @@ impl<T: Document> Collection<T> {
         options: &FindOneAndModifyOptions,
     ) -> Result<Option<T>> {
         let update = parse_operator_update(&update, options.array_filters.as_deref())?;
-        self.find_and_modify(filter, Some(update), options)
+        Ok(self.modify_one(filter, Some(update), options)?.document)
     }
 
     /// Atomically replaces the first document matching `filter` and returns it as it was
@@ -333,7 +340,7 @@ impl<T: Document> Collection<T> {
         options: &FindOneAndModifyOptions,
     ) -> Result<Option<T>> {
         let update = parse_replacement(&Value::Object(to_document(replacement.borrow())?))?;
-        self.find_and_modify(filter, Some(update), options)
+        Ok(self.modify_one(filter, Some(update), options)?.document)
     }
 
     /// Atomically deletes the first document matching `filter` and returns it.
@@ -342,7 +349,26 @@ impl<T: Document> Collection<T> {
         filter: Value,
         options: &FindOneAndModifyOptions,
     ) -> Result<Option<T>> {
-        self.find_and_modify(filter, None, options)
+        Ok(self.modify_one(filter, None, options)?.document)
+    }
+
+    /// The general find-and-modify (MongoDB's `findAndModify` command): applies the
+    /// modification to the first document matching `filter` in `sort` order and reports
+    /// whether an existing document was updated or a new one upserted.
+    pub fn find_and_modify(
+        &self,
+        filter: Value,
+        modification: Modification,
+        options: &FindOneAndModifyOptions,
+    ) -> Result<FindAndModifyOutcome<T>> {
+        let update = match modification {
+            Modification::Update(u) => {
+                Some(parse_operator_update(&u, options.array_filters.as_deref())?)
+            }
+            Modification::Replace(r) => Some(parse_replacement(&r)?),
+            Modification::Delete => None,
+        };
+        self.modify_one(filter, update, options)
     }
 
     // ----- bulk ------------------------------------------------------------------------
@@ -556,6 +582,7 @@ impl<T: Document> Collection<T> {
         absent: impl FnOnce() -> R,
     ) -> Result<R> {
         validate_collection_name(&self.name)?;
+        self.db.expire_due(&self.name)?;
         self.db.read(|conn| {
             if !self.db.has_collection(conn, &self.name)? {
                 return Ok(absent());
@@ -570,14 +597,22 @@ impl<T: Document> Collection<T> {
         after: i64,
         limit: usize,
     ) -> Result<(Vec<Row>, Option<i64>)> {
-        self.read(
+        let started = std::time::Instant::now();
+        let out = self.read(
             |conn| plan.fetch_page(conn, &self.name, after, limit),
             || (Vec::new(), None),
-        )
+        );
+        self.db
+            .observe_read(&self.name, &plan.filter, started.elapsed());
+        out
     }
 
     pub(crate) fn read_all(&self, plan: &Plan) -> Result<Vec<Row>> {
-        self.read(|conn| plan.fetch_all(conn, &self.name), Vec::new)
+        let started = std::time::Instant::now();
+        let out = self.read(|conn| plan.fetch_all(conn, &self.name), Vec::new);
+        self.db
+            .observe_read(&self.name, &plan.filter, started.elapsed());
+        out
     }
 
     /// The collection's indexes as `conn` sees them.
@@ -628,6 +663,7 @@ impl<T: Document> Collection<T> {
         validate_collection_name(&self.name)?;
         let result = self.db.write(|conn| {
             self.db.ensure_collection(conn, &self.name)?;
+            self.purge_expired_in(conn)?;
             f(conn)
         });
         if result.is_err() {
@@ -871,12 +907,12 @@ impl<T: Document> Collection<T> {
         }
     }
 
-    fn find_and_modify(
+    fn modify_one(
         &self,
         filter: Value,
         update: Option<Update>,
         options: &FindOneAndModifyOptions,
-    ) -> Result<Option<T>> {
+    ) -> Result<FindAndModifyOutcome<T>> {
         let filter = parse_filter(&filter)?;
         let sort = options.sort.as_ref().map(SortSpec::parse).transpose()?;
         let projection = options
@@ -899,16 +935,17 @@ impl<T: Document> Collection<T> {
                 (None, Some(update)) if options.upsert => {
                     let doc = self.upsert_document(&filter, update, now)?;
                     let prepared = self.prepare_insert(doc)?;
-                    self.insert_prepared(conn, &prepared)?;
-                    Ok(match options.return_document {
+                    let id = self.insert_prepared(conn, &prepared)?;
+                    let doc = match options.return_document {
                         ReturnDocument::Before => None,
                         ReturnDocument::After => Some(serde_json::from_str(&prepared.text)?),
-                    })
+                    };
+                    Ok((doc, false, Some(id)))
                 }
-                (None, _) => Ok(None),
+                (None, _) => Ok((None, false, None)),
                 (Some(row), None) => {
                     self.delete_row(conn, &row)?;
-                    Ok(Some(row.doc))
+                    Ok((Some(row.doc), false, None))
                 }
                 (Some(row), Some(update)) => {
                     let ctx = ApplyContext {
@@ -925,21 +962,29 @@ impl<T: Document> Collection<T> {
                         };
                         self.store_updated(conn, &row, &doc, op)?;
                     }
-                    Ok(Some(match options.return_document {
+                    let doc = match options.return_document {
                         ReturnDocument::Before => row.doc,
                         ReturnDocument::After => doc,
-                    }))
+                    };
+                    Ok((Some(doc), true, None))
                 }
             }
         })?;
-        out.map(|doc| {
-            let doc = match &projection {
-                Some(p) => p.apply(&doc),
-                None => doc,
-            };
-            from_document(doc)
+        let (doc, updated_existing, upserted_id) = out;
+        let document = doc
+            .map(|doc| {
+                let doc = match &projection {
+                    Some(p) => p.apply(&doc),
+                    None => doc,
+                };
+                from_document(doc)
+            })
+            .transpose()?;
+        Ok(FindAndModifyOutcome {
+            document,
+            updated_existing,
+            upserted_id,
         })
-        .transpose()
     }
 
     fn bulk_one(

@@ -46,6 +46,23 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    /// A plan that knows nothing of secondary indexes (every path may hold arrays).
+    pub(crate) fn new(filter: Filter) -> Plan {
+        match Plan::with_indexes(filter.clone(), &IndexSet::default(), None) {
+            Ok(plan) => plan,
+            // Only a hint can fail; without one, fall back to checking every row.
+            Err(_) => Plan {
+                filter,
+                from: String::new(),
+                where_sql: "1".to_string(),
+                params: Vec::new(),
+                exact: false,
+                chosen_index: None,
+                index_range: false,
+            },
+        }
+    }
+
     /// A plan using what the collection's indexes know: paths that never held an array
     /// compile without array branches (so SQLite's planner can use their expression
     /// indexes), a multikey index narrows candidates through its side table, a prefix

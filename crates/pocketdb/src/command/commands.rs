@@ -9,9 +9,8 @@ use crate::collection::{
 use crate::database::{CollectionOptions, Database};
 use crate::engine::schema::validate_collection_name;
 use crate::error::Error;
-use crate::id::id_key;
 use crate::query::{parse_filter, Projection};
-use crate::ChangeOp;
+use crate::Modification;
 use serde_json::{json, Map, Value};
 
 type Reply = Result<Map<String, Value>, CommandError>;
@@ -390,8 +389,6 @@ pub(super) fn find_and_modify(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
         }
         _ => {}
     }
-    // The projection is applied here rather than by the collection, so that the `_id`
-    // needed to tell an upsert from an update is always at hand.
     let projection = fields.map(Projection::parse).transpose()?;
     let options = FindOneAndModifyOptions {
         sort,
@@ -417,19 +414,13 @@ pub(super) fn find_and_modify(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
             ("value", project(removed)),
         ]));
     };
-    let seq_before = db.last_change_seq()?;
-    let doc = if is_operator_update(update) {
-        coll.find_one_and_update(query, update.clone(), &options)?
+    let modification = if is_operator_update(update) {
+        Modification::Update(update.clone())
     } else {
-        coll.find_one_and_replace(query, update, &options)?
+        Modification::Replace(update.clone())
     };
-    // Whether the write inserted a document is read back from the change log, which
-    // records an `insert` for an upsert and an `update`/`replace` otherwise.
-    let upserted_id = if upsert {
-        upserted_since(&coll, seq_before, doc.as_ref())?
-    } else {
-        None
-    };
+    let outcome = coll.find_and_modify(query, modification, &options)?;
+    let (doc, upserted_id) = (outcome.document, outcome.upserted_id);
     let last_error = match (&doc, &upserted_id) {
         (_, Some(id)) => json!({"n": 1, "updatedExisting": false, "upserted": id}),
         (Some(_), None) => json!({"n": 1, "updatedExisting": true}),
@@ -439,34 +430,6 @@ pub(super) fn find_and_modify(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
         ("lastErrorObject", last_error),
         ("value", project(doc)),
     ]))
-}
-
-/// The `_id` inserted by an upsert of a find-and-modify that ran after change `since`:
-/// with the document in hand, an `insert` entry for its `_id`; without it (the upsert
-/// returns no "before" document), the first `insert` entry of the collection.
-fn upserted_since(
-    coll: &Collection,
-    since: i64,
-    doc: Option<&Value>,
-) -> Result<Option<Value>, CommandError> {
-    let key = doc.and_then(|d| d.get("_id")).map(id_key);
-    let mut after = since;
-    loop {
-        let changes = coll.changes_since(after, 256)?;
-        let Some(last) = changes.last() else {
-            return Ok(None);
-        };
-        after = last.seq;
-        for change in changes {
-            if change.op != ChangeOp::Insert {
-                continue;
-            }
-            match &key {
-                Some(k) if *k != id_key(&change.id) => continue,
-                _ => return Ok(Some(change.id)),
-            }
-        }
-    }
 }
 
 /// `{create: coll}` → `{ok: 1}`; fails with `NamespaceExists` when it exists.

@@ -78,6 +78,12 @@ pub struct Options {
     /// How often the background TTL pass deletes expired documents (default 60 s, as
     /// MongoDB). The thread starts only once a TTL index exists.
     pub ttl_interval: Duration,
+    /// Reads slower than this are logged with `tracing::warn!` (target
+    /// `pocketdb::slow_query`) and kept for `Database::stats` (default `None`: off).
+    pub slow_query_threshold: Option<Duration>,
+    /// How often the background thread deletes expired documents of collections with
+    /// `expire_after` (default 1 s).
+    pub expiry_interval: Duration,
 }
 
 impl Default for Options {
@@ -92,6 +98,8 @@ impl Default for Options {
             max_readers: 4,
             max_document_size: 16 * 1024 * 1024,
             ttl_interval: Duration::from_secs(60),
+            slow_query_threshold: None,
+            expiry_interval: Duration::from_secs(1),
         }
     }
 }
@@ -136,6 +144,18 @@ impl Options {
     /// Sets the interval of the background TTL pass.
     pub fn ttl_interval(mut self, value: Duration) -> Options {
         self.ttl_interval = value;
+        self
+    }
+
+    /// Logs reads slower than `value` (`None` turns the log off).
+    pub fn slow_query_threshold(mut self, value: Option<Duration>) -> Options {
+        self.slow_query_threshold = value;
+        self
+    }
+
+    /// Sets how often expired documents are swept in the background.
+    pub fn expiry_interval(mut self, value: Duration) -> Options {
+        self.expiry_interval = value;
         self
     }
 
