@@ -39,6 +39,8 @@ pub(crate) struct DbInner {
     known: Mutex<HashSet<String>>,
     /// The write buffer, in [`Durability::Buffered`] mode.
     pub(crate) buffer: OnceLock<Arc<Buffer>>,
+    /// Index catalog cache and TTL monitor.
+    pub(crate) indexes: crate::index::DbIndexes,
     /// State of the maintenance layer (attachments, expiry, slow queries, bulk mode).
     pub(crate) extras: crate::maintenance::DbExtras,
 }
@@ -94,13 +96,18 @@ impl Database {
     }
 
     pub(crate) fn from_pool(name: String, pool: Pool) -> Result<Database> {
-        schema::init(&pool.writer())?;
+        let has_ttl = {
+            let conn = pool.writer();
+            schema::init(&conn)?;
+            crate::index::has_ttl_index(&conn)?
+        };
         let db = Database {
             inner: Arc::new(DbInner {
                 name,
                 pool,
                 known: Mutex::new(HashSet::new()),
                 buffer: OnceLock::new(),
+                indexes: crate::index::DbIndexes::default(),
                 extras: Default::default(),
             }),
         };
@@ -108,6 +115,9 @@ impl Database {
             db.start_buffer(options.clone())?;
         }
         db.start_expiry_if_needed()?;
+        if has_ttl {
+            db.inner.indexes.ttl.ensure_started(&db);
+        }
         Ok(db)
     }
 
@@ -200,6 +210,25 @@ impl Database {
         })
     }
 
+    /// Runs a TTL pass now: deletes, in every collection with a TTL index, the documents
+    /// whose date is older than the index's `expire_after_seconds`. Returns how many were
+    /// deleted. The background pass calls this every [`Options::ttl_interval`].
+    pub fn expire_now(&self) -> Result<u64> {
+        let names: Vec<String> = self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT DISTINCT collection FROM _pocketdb_indexes
+                 WHERE json_extract(options, '$.expireAfterSeconds') IS NOT NULL",
+            )?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })?;
+        let mut deleted = 0;
+        for name in names {
+            deleted += self.collection::<Value>(&name).expire_now()?;
+        }
+        Ok(deleted)
+    }
+
     /// The database's name (file stem, or `:memory:`).
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -280,6 +309,7 @@ impl Database {
             if !collection_exists(conn, name)? {
                 return Ok(false);
             }
+            crate::index::on_drop_collection(conn, name)?;
             conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", table_name(name)))?;
             conn.execute("DELETE FROM _pocketdb_collections WHERE name = ?1", [name])?;
             changes::record(conn, name, "null", ChangeOp::Drop, 0, changes::now_millis())?;
@@ -307,6 +337,7 @@ impl Database {
                 if !drop_target {
                     return Err(Error::CollectionExists(to.to_string()));
                 }
+                crate::index::on_drop_collection(conn, to)?;
                 conn.execute_batch(&format!("DROP TABLE {}", table_name(to)))?;
                 conn.execute("DELETE FROM _pocketdb_collections WHERE name = ?1", [to])?;
                 changes::record(conn, to, "null", ChangeOp::Drop, 0, changes::now_millis())?;
@@ -324,6 +355,7 @@ impl Database {
                 "UPDATE _pocketdb_changes SET collection = ?2 WHERE collection = ?1",
                 [from, to],
             )?;
+            crate::index::on_rename_collection(conn, from, to)?;
             Ok(())
         })?;
         self.forget(from);

@@ -24,6 +24,25 @@ pub enum Error {
         /// The offending key, as JSON.
         key: String,
     },
+    /// No index of that name exists on the collection (drop, hint).
+    #[error("index '{name}' not found in collection '{collection}'")]
+    IndexNotFound {
+        /// Collection searched.
+        collection: String,
+        /// The index name (or key specification, as JSON) asked for.
+        name: String,
+    },
+    /// An index cannot be created as asked: bad key specification or options, or an
+    /// index with the same name or keys but different options exists.
+    #[error("index '{name}' on collection '{collection}': {message}")]
+    InvalidIndex {
+        /// Collection of the index.
+        collection: String,
+        /// Name of the index (as given or generated).
+        name: String,
+        /// What was wrong.
+        message: String,
+    },
     /// A query filter is malformed: unknown operator, wrong operand type, bad regex…
     #[error("invalid filter{}: {message}", at_path(path))]
     InvalidFilter {
@@ -194,6 +213,8 @@ impl Error {
     pub fn code(&self) -> i32 {
         match self {
             Error::DuplicateKey { .. } => 11000,
+            Error::IndexNotFound { .. } => 27,
+            Error::InvalidIndex { .. } => 67,
             Error::InvalidFilter { .. } => 2,
             Error::InvalidUpdate { .. } => 9,
             Error::InvalidProjection { .. } => 2,

@@ -23,6 +23,7 @@ pub mod database;
 pub mod engine;
 pub mod error;
 pub mod id;
+pub mod index;
 pub mod maintenance;
 pub mod query;
 pub mod update;
@@ -31,7 +32,7 @@ pub mod value;
 pub use changes::{Change, ChangeOp};
 pub use client::Client;
 pub use collection::{
-    BulkWriteResult, Collection, Cursor, DeleteResult, Document, FindAndModifyOutcome,
+    BulkWriteResult, Collection, Cursor, DeleteResult, Document, Explain, FindAndModifyOutcome,
     FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult, LookupOutput,
     LookupSpec, LookupStrategy, MissingReference, Modification, PopulateSpec, Populated,
     ReturnDocument, UpdateOptions, UpdateResult, WriteModel,
@@ -42,6 +43,9 @@ pub use engine::{
     Synchronous,
 };
 pub use error::{BulkWriteFailure, Error, Result, WriteError};
+pub use index::{
+    parse_date_millis, IndexBuildPhase, IndexInfo, IndexModel, IndexOptions, IndexProgress,
+};
 pub use maintenance::{
     check_file, ApplyReport, BackupProgress, BackupReport, BulkLoad, ChangeSet, ChangeSetEntry,
     CheckpointMode, CheckpointResult, DatabaseStats, IntegrityReport,

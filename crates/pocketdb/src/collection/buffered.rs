@@ -490,6 +490,7 @@ fn apply_op(db: &Database, conn: &Connection, coll: &Collection<Value>, op: &Op)
             id: serde_json::from_str(&op.key)?,
             key: op.key.clone(),
             text: text.to_string(),
+            doc: serde_json::from_str(text)?,
         };
         coll.insert_prepared(conn, &prepared).map(|_| ())
     };

@@ -77,6 +77,9 @@ pub struct Options {
     pub max_document_size: usize,
     /// How writes are made durable and acknowledged (default [`Durability::Sync`]).
     pub durability: Durability,
+    /// How often the background TTL pass deletes expired documents (default 60 s, as
+    /// MongoDB). The thread starts only once a TTL index exists.
+    pub ttl_interval: Duration,
     /// Reads slower than this are logged with `tracing::warn!` (target
     /// `pocketdb::slow_query`) and kept for `Database::stats` (default `None`: off).
     pub slow_query_threshold: Option<Duration>,
@@ -182,6 +185,7 @@ impl Default for Options {
             max_readers: 4,
             max_document_size: 16 * 1024 * 1024,
             durability: Durability::Sync,
+            ttl_interval: Duration::from_secs(60),
             slow_query_threshold: None,
             expiry_interval: Duration::from_secs(1),
         }
@@ -222,6 +226,12 @@ impl Options {
     /// Sets the largest accepted document size in bytes.
     pub fn max_document_size(mut self, value: usize) -> Options {
         self.max_document_size = value;
+        self
+    }
+
+    /// Sets the interval of the background TTL pass.
+    pub fn ttl_interval(mut self, value: Duration) -> Options {
+        self.ttl_interval = value;
         self
     }
 
