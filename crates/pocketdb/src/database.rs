@@ -35,6 +35,9 @@ pub(crate) struct DbInner {
     pub(crate) pool: Pool,
     /// Collections known to have a table, so writes skip the catalog check.
     known: Mutex<HashSet<String>>,
+    /// The client the database was opened through, if any (weak: the client owns its
+    /// cache of databases). Lets `$lookup` reach the client's other databases.
+    client: std::sync::OnceLock<crate::client::WeakClient>,
 }
 
 /// Options recorded in the catalog when a collection is created.
@@ -86,6 +89,7 @@ impl Database {
                 name,
                 pool,
                 known: Mutex::new(HashSet::new()),
+                client: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -234,6 +238,16 @@ impl Database {
                 |r| r.get(0),
             )?)
         })
+    }
+
+    /// The client this database was opened through, while that client is alive.
+    pub(crate) fn client(&self) -> Option<crate::Client> {
+        self.inner.client.get().and_then(|c| c.upgrade())
+    }
+
+    /// Records the client that opened this database (first call wins).
+    pub(crate) fn set_client(&self, client: crate::client::WeakClient) {
+        let _ = self.inner.client.set(client);
     }
 
     /// Runs `f` on a reader connection.
