@@ -78,7 +78,7 @@ fn expr_compiles_to_an_inexact_superset() {
     let f =
         pocketdb::query::parse_filter(&json!({"a": 1, "$nor": [{"$expr": true}]})).expect("parse");
     assert!(!compile_filter(&f).exact);
-    assert!(f.matches(&json!({"a": 1})) == false);
+    assert!(!f.matches(&json!({"a": 1})));
     let f = pocketdb::query::parse_filter(&json!({"$expr": "$flag"})).expect("parse");
     assert!(f.matches(&json!({"flag": 1})));
     assert!(!f.matches(&json!({"flag": 0})));
