@@ -19,6 +19,7 @@ pub mod aggregate;
 pub mod changes;
 pub mod client;
 pub mod collection;
+pub mod command;
 pub mod database;
 pub mod engine;
 pub mod error;
@@ -31,9 +32,9 @@ pub use aggregate::{AggregateCursor, AggregateOptions};
 pub use changes::{Change, ChangeOp};
 pub use client::Client;
 pub use collection::{
-    BulkWriteResult, Collection, Cursor, DeleteResult, Document, FindOneAndModifyOptions,
-    InsertManyOptions, InsertManyResult, InsertOneResult, ReturnDocument, UpdateOptions,
-    UpdateResult, WriteModel,
+    BulkWriteResult, Collection, Cursor, DeleteResult, Document, FindAndModifyOutcome,
+    FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult, Modification,
+    ReturnDocument, UpdateOptions, UpdateResult, WriteModel,
 };
 pub use database::{CollectionOptions, Database};
 pub use engine::{JournalMode, Options, Synchronous};
