@@ -23,17 +23,21 @@ pub enum Workload {
     FindScan,
     /// `update_one({_id}, {$inc: {age: 1}})`.
     UpdateOne,
+    /// `aggregate([{$group: {_id: "$city", n: {$sum: 1}, avg: {$avg: "$score"}}}])`
+    /// against the same `GROUP BY` written by hand (see `group_by`).
+    GroupBy,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 6] = [
+    pub const ALL: [Workload; 7] = [
         Workload::InsertMany,
         Workload::InsertOne,
         Workload::GetById,
         Workload::FindIndexed,
         Workload::FindScan,
         Workload::UpdateOne,
+        Workload::GroupBy,
     ];
 
     /// The workload's command-line name.
@@ -45,6 +49,7 @@ impl Workload {
             Workload::FindIndexed => "find-indexed",
             Workload::FindScan => "find-scan",
             Workload::UpdateOne => "update-one",
+            Workload::GroupBy => "group-by",
         }
     }
 }
@@ -255,6 +260,13 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
             extra.insert("results".into(), json!(found));
             extra.insert("docs_scanned_per_sec".into(), json!((n * ops) as f64 / s));
             extra.insert("ms_per_scan".into(), json!(s * 1000.0 / ops as f64));
+            (ops, s, r)
+        }
+        Workload::GroupBy => {
+            load(&coll, n)?;
+            load_raw(&mut conn, n)?;
+            let ops = config.ops.unwrap_or(3);
+            let (s, r) = crate::group_by::measure(&coll, &conn, ops, &mut extra)?;
             (ops, s, r)
         }
         Workload::UpdateOne => {
