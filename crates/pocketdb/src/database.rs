@@ -38,6 +38,8 @@ pub(crate) struct DbInner {
     /// The client the database was opened through, if any (weak: the client owns its
     /// cache of databases). Lets `$lookup` reach the client's other databases.
     client: std::sync::OnceLock<crate::client::WeakClient>,
+    /// State of the maintenance layer (attachments, expiry, slow queries, bulk mode).
+    pub(crate) extras: crate::maintenance::DbExtras,
 }
 
 /// Options recorded in the catalog when a collection is created.
@@ -84,14 +86,17 @@ impl Database {
 
     pub(crate) fn from_pool(name: String, pool: Pool) -> Result<Database> {
         schema::init(&pool.writer())?;
-        Ok(Database {
+        let db = Database {
             inner: Arc::new(DbInner {
                 name,
                 pool,
                 known: Mutex::new(HashSet::new()),
                 client: std::sync::OnceLock::new(),
+                extras: Default::default(),
             }),
-        })
+        };
+        db.start_expiry_if_needed()?;
+        Ok(db)
     }
 
     /// The database's name (file stem, or `:memory:`).
@@ -133,6 +138,8 @@ impl Database {
         options: CollectionOptions,
     ) -> Result<Collection<Value>> {
         validate_collection_name(name)?;
+        crate::collection::expiry::validate_options(&options.options)?;
+        self.forget_expiry(name);
         self.write(|conn| {
             if collection_exists(conn, name)? {
                 return Err(Error::CollectionExists(name.to_string()));
@@ -313,6 +320,16 @@ impl Database {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name);
+        self.forget_expiry(name);
+    }
+
+    /// Forgets every cached collection (after a restore).
+    pub(crate) fn forget_all(&self) {
+        self.inner
+            .known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 
@@ -332,5 +349,6 @@ fn create_collection_in(conn: &Connection, name: &str, options: &CollectionOptio
             changes::now_millis()
         ],
     )?;
+    crate::collection::expiry::install(conn, name, &options.options)?;
     Ok(())
 }

@@ -24,6 +24,7 @@ pub mod database;
 pub mod engine;
 pub mod error;
 pub mod id;
+pub mod maintenance;
 pub mod query;
 pub mod update;
 pub mod value;
@@ -33,10 +34,15 @@ pub use changes::{Change, ChangeOp};
 pub use client::Client;
 pub use collection::{
     BulkWriteResult, Collection, Cursor, DeleteResult, Document, FindAndModifyOutcome,
-    FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult, Modification,
+    FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult, LookupOutput,
+    LookupSpec, LookupStrategy, MissingReference, Modification, PopulateSpec, Populated,
     ReturnDocument, UpdateOptions, UpdateResult, WriteModel,
 };
 pub use database::{CollectionOptions, Database};
 pub use engine::{JournalMode, Options, Synchronous};
 pub use error::{BulkWriteFailure, Error, Result, WriteError};
+pub use maintenance::{
+    check_file, ApplyReport, BackupProgress, BackupReport, BulkLoad, ChangeSet, ChangeSetEntry,
+    CheckpointMode, CheckpointResult, DatabaseStats, IntegrityReport,
+};
 pub use query::{Filter, QueryBuilder, SortOrder};

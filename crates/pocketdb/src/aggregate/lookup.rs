@@ -24,6 +24,9 @@ use std::sync::Arc;
 /// Input documents handled per foreign query.
 pub(crate) const PAGE: usize = 256;
 
+/// Most local values sent in one `$in` (SQLite binds at most 32,766 parameters).
+const MAX_KEYS: usize = 10_000;
+
 /// Where `from` points.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Source {
@@ -413,22 +416,33 @@ impl Paged {
                 items.push(InItem::Value(v.clone()));
             }
         }
-        let filter = Filter::Field {
-            path: foreign.clone(),
-            cond: Cond::In(items),
-        };
         let mut budget = Budget::new("$lookup", &self.ctx.options);
         let mut found: Vec<Value> = Vec::new();
         let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
-        for f in self.foreign.find_filter(filter) {
-            let f = f?;
-            budget.add(approx_size(&f))?;
-            let mut keys = Vec::new();
-            foreign_keys(&f, foreign, &mut keys);
-            for k in keys {
-                by_key.entry(k).or_default().push(found.len());
+        let mut seen_rows: HashMap<String, ()> = HashMap::new();
+        // Local arrays can make a page's keys many: stay under SQLite's parameter limit.
+        for chunk in items.chunks(MAX_KEYS) {
+            let filter = Filter::Field {
+                path: foreign.clone(),
+                cond: Cond::In(chunk.to_vec()),
+            };
+            for f in self.foreign.find_filter(filter) {
+                let f = f?;
+                if items.len() > MAX_KEYS {
+                    // A document can match keys of two chunks; keep it once.
+                    let id = f.get("_id").map(ToString::to_string).unwrap_or_default();
+                    if seen_rows.insert(id, ()).is_some() {
+                        continue;
+                    }
+                }
+                budget.add(approx_size(&f))?;
+                let mut keys = Vec::new();
+                foreign_keys(&f, foreign, &mut keys);
+                for k in keys {
+                    by_key.entry(k).or_default().push(found.len());
+                }
+                found.push(f);
             }
-            found.push(f);
         }
         Ok(per_doc
             .iter()
