@@ -39,11 +39,14 @@ pub enum Workload {
     IndexBuild,
     /// `insert_many` with 0, 1, 2 and 4 secondary indexes: the write cost per index.
     IndexWriteCost,
+    /// `aggregate([{$group: {_id: "$city", n: {$sum: 1}, avg: {$avg: "$score"}}}])`
+    /// against the same `GROUP BY` written by hand (see `group_by`).
+    GroupBy,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 12] = [
+    pub const ALL: [Workload; 13] = [
         Workload::InsertMany,
         Workload::InsertOne,
         Workload::GetById,
@@ -56,6 +59,7 @@ impl Workload {
         Workload::FindMultikey,
         Workload::IndexBuild,
         Workload::IndexWriteCost,
+        Workload::GroupBy,
     ];
 
     /// The workload's command-line name.
@@ -73,6 +77,7 @@ impl Workload {
             Workload::FindMultikey => "find-multikey",
             Workload::IndexBuild => "index-build",
             Workload::IndexWriteCost => "index-write-cost",
+            Workload::GroupBy => "group-by",
         }
     }
 }
@@ -420,6 +425,13 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
             extra.insert("results".into(), json!(found));
             extra.insert("docs_scanned_per_sec".into(), json!((n * ops) as f64 / s));
             extra.insert("ms_per_scan".into(), json!(s * 1000.0 / ops as f64));
+            (ops, s, r)
+        }
+        Workload::GroupBy => {
+            load(&coll, n)?;
+            load_raw(&mut conn, n)?;
+            let ops = config.ops.unwrap_or(3);
+            let (s, r) = crate::group_by::measure(&coll, &conn, ops, &mut extra)?;
             (ops, s, r)
         }
         Workload::UpdateOne => {

@@ -41,6 +41,9 @@ pub(crate) struct DbInner {
     pub(crate) buffer: OnceLock<Arc<Buffer>>,
     /// Index catalog cache and TTL monitor.
     pub(crate) indexes: crate::index::DbIndexes,
+    /// The client the database was opened through, if any (weak: the client owns its
+    /// cache of databases). Lets `$lookup` reach the client's other databases.
+    client: std::sync::OnceLock<crate::client::WeakClient>,
     /// State of the maintenance layer (attachments, expiry, slow queries, bulk mode).
     pub(crate) extras: crate::maintenance::DbExtras,
 }
@@ -108,6 +111,7 @@ impl Database {
                 known: Mutex::new(HashSet::new()),
                 buffer: OnceLock::new(),
                 indexes: crate::index::DbIndexes::default(),
+                client: std::sync::OnceLock::new(),
                 extras: Default::default(),
             }),
         };
@@ -378,6 +382,16 @@ impl Database {
                 |r| r.get(0),
             )?)
         })
+    }
+
+    /// The client this database was opened through, while that client is alive.
+    pub(crate) fn client(&self) -> Option<crate::Client> {
+        self.inner.client.get().and_then(|c| c.upgrade())
+    }
+
+    /// Records the client that opened this database (first call wins).
+    pub(crate) fn set_client(&self, client: crate::client::WeakClient) {
+        let _ = self.inner.client.set(client);
     }
 
     /// Runs `f` on a reader connection.

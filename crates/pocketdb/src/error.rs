@@ -138,6 +138,26 @@ pub enum Error {
     /// The buffer log of a buffered database is unusable, or the buffer was shut down.
     #[error("buffer log: {0}")]
     Buffer(String),
+    /// An aggregation pipeline is malformed or cannot be evaluated: unknown stage or
+    /// operator, wrong operand type, a value an operator cannot accept.
+    #[error("invalid pipeline: {stage}: {message}")]
+    InvalidPipeline {
+        /// The stage (`$group`, …) or expression operator (`$add`, …) involved.
+        stage: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A blocking aggregation stage needed more memory than allowed and spilling to disk
+    /// was not allowed (MongoDB's `allowDiskUse`).
+    #[error(
+        "{stage} exceeded the memory limit of {limit} bytes; set allow_disk_use to spill to disk"
+    )]
+    MemoryLimitExceeded {
+        /// The stage that ran out of memory.
+        stage: String,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
 }
 
 fn at_path(path: &str) -> String {
@@ -197,6 +217,13 @@ impl Error {
         }
     }
 
+    pub(crate) fn pipeline(stage: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::InvalidPipeline {
+            stage: stage.into(),
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn update(
         operator: impl Into<String>,
         path: impl Into<String>,
@@ -230,6 +257,8 @@ impl Error {
             Error::BulkWrite(_) => 65,
             Error::Serde(_) => 2,
             Error::Json(_) => 9,
+            Error::InvalidPipeline { .. } => 40324,
+            Error::MemoryLimitExceeded { .. } => 292,
             Error::Sqlite(_)
             | Error::Io(_)
             | Error::Incompatible(_)

@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod changes;
 pub mod client;
 pub mod collection;
@@ -29,6 +30,7 @@ pub mod query;
 pub mod update;
 pub mod value;
 
+pub use aggregate::{AggregateCursor, AggregateOptions};
 pub use changes::{Change, ChangeOp};
 pub use client::Client;
 pub use collection::{

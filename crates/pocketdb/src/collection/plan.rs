@@ -521,7 +521,7 @@ fn collect_conjuncts<'a>(filter: &'a Filter, out: &mut Vec<(&'a FieldPath, &'a C
     match filter {
         Filter::And(children) => children.iter().for_each(|c| collect_conjuncts(c, out)),
         Filter::Field { path, cond } => out.push((path, cond)),
-        Filter::Or(_) | Filter::Nor(_) => {}
+        Filter::Or(_) | Filter::Nor(_) | Filter::Expr(_) => {}
     }
 }
 
