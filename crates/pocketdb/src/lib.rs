@@ -26,7 +26,10 @@ pub mod query;
 pub mod update;
 pub mod value;
 
-pub use changes::{Change, ChangeOp};
+pub use changes::{
+    Change, ChangeEvent, ChangeOp, ChangeRetention, ChangeStream, FullDocument, UpdateDescription,
+    WatchHandle, WatchOptions,
+};
 pub use client::Client;
 pub use collection::{
     BulkWriteResult, Collection, Cursor, DeleteResult, Document, FindOneAndModifyOptions,
