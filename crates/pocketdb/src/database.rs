@@ -33,6 +33,8 @@ pub struct Database {
 pub(crate) struct DbInner {
     pub(crate) name: String,
     pub(crate) pool: Pool,
+    /// Commit notification and fan-out of the change log (watch, live queries).
+    pub(crate) hub: Arc<changes::hub::Hub>,
     /// Collections known to have a table, so writes skip the catalog check.
     known: Mutex<HashSet<String>>,
 }
@@ -81,10 +83,12 @@ impl Database {
 
     pub(crate) fn from_pool(name: String, pool: Pool) -> Result<Database> {
         schema::init(&pool.writer())?;
+        let hub = changes::hub::Hub::new(&pool.writer())?;
         Ok(Database {
             inner: Arc::new(DbInner {
                 name,
                 pool,
+                hub,
                 known: Mutex::new(HashSet::new()),
             }),
         })
@@ -248,6 +252,7 @@ impl Database {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
+        self.inner.hub.committed(&conn);
         Ok(out)
     }
 
