@@ -522,13 +522,15 @@ impl<T: Document> Collection<T> {
             table_name(&self.name)
         ))?;
         stmt.execute(rusqlite::params![text, row.rev + 1, row.rid])?;
-        changes::record(
+        changes::record_rewrite(
             conn,
             &self.name,
             &row.key,
             op,
             row.rev + 1,
             changes::now_millis(),
+            &row.doc,
+            new_doc,
         )?;
         Ok(())
     }
