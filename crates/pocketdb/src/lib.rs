@@ -22,6 +22,7 @@ pub mod database;
 pub mod engine;
 pub mod error;
 pub mod id;
+pub mod live;
 pub mod query;
 pub mod update;
 pub mod value;
@@ -39,4 +40,7 @@ pub use collection::{
 pub use database::{CollectionOptions, Database};
 pub use engine::{JournalMode, Options, Synchronous};
 pub use error::{BulkWriteFailure, Error, Result, WriteError};
+pub use live::{
+    LiveDiff, LiveHandle, LiveItem, LiveMove, LiveQuery, LiveStats, LiveSubscription, LiveUpdate,
+};
 pub use query::{Filter, QueryBuilder, SortOrder};

@@ -82,12 +82,17 @@ fn diff_objects(
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|((k1, v1), (k2, v2))| k1 == k2 && same(v1, v2))
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((k1, v1), (k2, v2))| k1 == k2 && same(v1, v2))
         }
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
         }
-        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64() && x.is_f64() == y.is_f64(),
+        (Value::Number(x), Value::Number(y)) => {
+            x == y || x.as_f64() == y.as_f64() && x.is_f64() == y.is_f64()
+        }
         _ => a == b,
     }
 }
@@ -103,7 +108,13 @@ mod tests {
             &json!({"_id": 1, "a": {"b": 1, "c": 2}, "x": 1, "arr": [1, 2]}),
             &json!({"_id": 1, "a": {"b": 5, "c": 2}, "arr": [1, 2, 3], "n": null}),
         );
-        assert_eq!(d.updated_fields, json!({"a.b": 5, "arr": [1, 2, 3], "n": null}).as_object().cloned().unwrap_or_default());
+        assert_eq!(
+            d.updated_fields,
+            json!({"a.b": 5, "arr": [1, 2, 3], "n": null})
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+        );
         assert_eq!(d.removed_fields, vec!["x".to_string()]);
         assert!(UpdateDescription::between(&json!({"a": 1}), &json!({"a": 1})).is_empty());
     }

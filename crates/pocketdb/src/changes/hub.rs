@@ -253,7 +253,7 @@ fn dispatch(db: &Database, st: &mut HubState) -> Result<()> {
             };
             let events = build_events(&tx, rows, |collection, op| {
                 st.subscribers.iter().any(|s| {
-                    s.sink.collection().map_or(true, |c| c == collection) && s.sink.wants_document(op)
+                    s.sink.collection().is_none_or(|c| c == collection) && s.sink.wants_document(op)
                 })
             })?;
             let mut by_collection: HashMap<&str, Vec<Arc<Event>>> = HashMap::new();

@@ -104,6 +104,7 @@ pub(crate) fn record(
 
 /// Appends the entry of a document rewritten from `old` to `new`; an `Update` also
 /// records which fields changed (MongoDB's `updateDescription`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn record_rewrite(
     conn: &Connection,
     collection: &str,
@@ -115,10 +116,20 @@ pub(crate) fn record_rewrite(
     new: &Value,
 ) -> Result<()> {
     let fields = match op {
-        ChangeOp::Update => Some(serde_json::to_string(&UpdateDescription::between(old, new))?),
+        ChangeOp::Update => Some(serde_json::to_string(&UpdateDescription::between(
+            old, new,
+        ))?),
         _ => None,
     };
-    record_with_fields(conn, collection, id_key, op, rev, ts_millis, fields.as_deref())
+    record_with_fields(
+        conn,
+        collection,
+        id_key,
+        op,
+        rev,
+        ts_millis,
+        fields.as_deref(),
+    )
 }
 
 fn record_with_fields(
@@ -134,7 +145,14 @@ fn record_with_fields(
         "INSERT INTO _pocketdb_changes(collection, doc_id, op, rev, ts, fields)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    stmt.execute(params![collection, id_key, op.as_str(), rev, ts_millis, fields])?;
+    stmt.execute(params![
+        collection,
+        id_key,
+        op.as_str(),
+        rev,
+        ts_millis,
+        fields
+    ])?;
     Ok(())
 }
 

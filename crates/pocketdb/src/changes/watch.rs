@@ -194,7 +194,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     fn accepts(&self, e: &ChangeEvent) -> bool {
-        self.filter.as_ref().map_or(true, |f| f.matches(&e.to_json()))
+        self.filter.as_ref().is_none_or(|f| f.matches(&e.to_json()))
     }
 
     fn close(&self) {
@@ -295,14 +295,20 @@ pub struct ChangeStream {
 impl std::fmt::Debug for ChangeStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChangeStream")
-            .field("databases", &self.sources.iter().map(|s| &s.name).collect::<Vec<_>>())
+            .field(
+                "databases",
+                &self.sources.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            )
             .field("done", &self.done)
             .finish()
     }
 }
 
 impl ChangeStream {
-    fn open(targets: Vec<(Database, Option<String>, Option<i64>)>, options: &WatchOptions) -> Result<ChangeStream> {
+    fn open(
+        targets: Vec<(Database, Option<String>, Option<i64>)>,
+        options: &WatchOptions,
+    ) -> Result<ChangeStream> {
         let filter = options.filter.as_ref().map(parse_filter).transpose()?;
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
@@ -568,6 +574,12 @@ impl<T: Document> Collection<T> {
 }
 
 impl Database {
+    /// Number of open change streams and live queries on this database (a dropped
+    /// stream or handle is unsubscribed at once).
+    pub fn change_subscribers(&self) -> usize {
+        self.inner.hub.subscriber_count()
+    }
+
     /// A change stream of every collection of this database, starting now.
     pub fn watch(&self) -> Result<ChangeStream> {
         self.watch_with(WatchOptions::default())
