@@ -1,1 +1,386 @@
-fn main() {}
+//! `pocketdb`: the command-line tool and shell of the pocketdb document database.
+//!
+//! Exit codes: 0 success, 1 failure, 2 bad input (the database is left unchanged).
+
+mod error;
+mod import;
+mod output;
+mod relaxed;
+mod shell;
+mod target;
+
+use clap::{Parser, Subcommand};
+use error::{is_input_code, CliError, CliResult};
+use output::line;
+use pocketdb::command::run_command;
+use pocketdb::{Collection, UpdateOptions};
+use serde_json::Value;
+use std::io::{self, BufRead, Write};
+use target::DbArgs;
+
+/// pocketdb: an embedded document database on SQLite with MongoDB semantics.
+#[derive(Debug, Parser)]
+#[command(name = "pocketdb", version, about)]
+struct Cli {
+    #[command(flatten)]
+    target: DbArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Interactive shell in the style of mongosh (statements from stdin when piped)
+    Shell,
+    /// Import NDJSON or a JSON array into a collection
+    Import {
+        /// Target collection
+        #[arg(long, short)]
+        collection: String,
+        /// Input file; `-` or nothing reads stdin
+        file: Option<String>,
+        /// Abort at the first bad document instead of reporting it and going on
+        #[arg(long)]
+        stop_on_error: bool,
+        /// Documents per insert batch
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        batch_size: u32,
+    },
+    /// Print matching documents, one compact JSON document per line
+    Find {
+        /// Target collection
+        #[arg(long, short)]
+        collection: String,
+        /// Query filter, e.g. '{age: {$gt: 30}}'
+        #[arg(long)]
+        filter: Option<String>,
+        /// Sort, e.g. '{age: -1}'
+        #[arg(long)]
+        sort: Option<String>,
+        /// Documents to skip
+        #[arg(long)]
+        skip: Option<u64>,
+        /// Maximum number of documents
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Projection, e.g. '{name: 1, _id: 0}'
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Run MongoDB database commands and print their replies as JSON lines
+    Run {
+        /// The command document, e.g. '{count: "users"}'; without it, one command per
+        /// line is read from stdin
+        command: Option<String>,
+    },
+    /// Count matching documents
+    Count {
+        /// Target collection
+        #[arg(long, short)]
+        collection: String,
+        /// Query filter
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Print the distinct values of a field, one JSON value per line
+    Distinct {
+        /// Target collection
+        #[arg(long, short)]
+        collection: String,
+        /// Field path, e.g. 'address.city'
+        #[arg(long)]
+        field: String,
+        /// Query filter
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Update (or replace) matching documents
+    Update {
+        /// Target collection
+        #[arg(long, short)]
+        collection: String,
+        /// Query filter
+        #[arg(long)]
+        filter: String,
+        /// Update operators ('{$set: {a: 1}}') or a replacement document
+        #[arg(long)]
+        update: String,
+        /// Update every match instead of the first
+        #[arg(long)]
+        many: bool,
+        /// Insert a document when nothing matches
+        #[arg(long)]
+        upsert: bool,
+    },
+    /// Delete matching documents
+    Delete {
+        /// Target collection
+        #[arg(long, short)]
+        collection: String,
+        /// Query filter ('{}' for all)
+        #[arg(long)]
+        filter: String,
+        /// Delete every match instead of the first
+        #[arg(long)]
+        many: bool,
+    },
+    /// Write a collection as NDJSON to stdout
+    Export {
+        /// Source collection
+        #[arg(long, short)]
+        collection: String,
+        /// Query filter
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// List the collections of the database
+    Collections,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match execute(cli) {
+        Ok(code) => code,
+        Err(CliError::BrokenPipe) => 0,
+        Err(e) => {
+            eprintln!("error: {}", e.to_string().replace('\n', " "));
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn input(text: &str, what: &str) -> CliResult<Value> {
+    relaxed::parse_document(text, what).map_err(CliError::Input)
+}
+
+fn optional(text: Option<&String>, what: &str) -> CliResult<Option<Value>> {
+    text.map(|t| input(t, what)).transpose()
+}
+
+fn filter_or_all(text: Option<&String>) -> CliResult<Value> {
+    Ok(optional(text, "--filter")?.unwrap_or_else(|| Value::Object(Default::default())))
+}
+
+/// Runs a subcommand; returns the exit code on success paths that still report
+/// something (import with failures, `run` with an error reply).
+fn execute(cli: Cli) -> CliResult<i32> {
+    // Every argument is parsed before the database is opened, so bad input never
+    // touches it.
+    cli.target.validate()?;
+    let stdout = io::stdout();
+    match cli.command {
+        Command::Shell => {
+            shell::run(cli.target.open()?)?;
+        }
+        Command::Import {
+            collection,
+            file,
+            stop_on_error,
+            batch_size,
+        } => {
+            let db = cli.target.open()?.db;
+            let coll = db.collection::<Value>(&collection);
+            let options = import::ImportOptions {
+                batch_size: batch_size as usize,
+                stop_on_error,
+            };
+            let summary = import::import(&coll, file.as_deref(), &options)?;
+            line(
+                &mut stdout.lock(),
+                &format!("inserted {}, failed {}", summary.inserted, summary.failed),
+            )?;
+            if summary.failed > 0 {
+                return Ok(1);
+            }
+        }
+        Command::Find {
+            collection,
+            filter,
+            sort,
+            skip,
+            limit,
+            projection,
+        } => {
+            let filter = filter_or_all(filter.as_ref())?;
+            let sort = optional(sort.as_ref(), "--sort")?;
+            let projection = optional(projection.as_ref(), "--projection")?;
+            let db = cli.target.open()?.db;
+            let mut cursor = db.collection::<Value>(&collection).find(filter)?;
+            if let Some(sort) = sort {
+                cursor = cursor.sort(sort);
+            }
+            if let Some(p) = projection {
+                cursor = cursor.projection(p);
+            }
+            if let Some(skip) = skip {
+                cursor = cursor.skip(skip);
+            }
+            if let Some(limit) = limit {
+                cursor = cursor.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+            }
+            print_documents(cursor)?;
+        }
+        Command::Export { collection, filter } => {
+            let filter = filter_or_all(filter.as_ref())?;
+            let db = cli.target.open()?.db;
+            print_documents(db.collection::<Value>(&collection).find(filter)?)?;
+        }
+        Command::Run { command } => {
+            return match command {
+                Some(text) => {
+                    let command = relaxed::parse(&text)
+                        .map_err(|e| CliError::Input(format!("command: {e}")))?;
+                    let db = cli.target.open()?.db;
+                    let reply = run_command(&db, &command);
+                    line(&mut stdout.lock(), &reply.to_string())?;
+                    Ok(reply_exit_code(&reply))
+                }
+                None => {
+                    let db = cli.target.open()?.db;
+                    run_stdin(&db)?;
+                    Ok(0)
+                }
+            };
+        }
+        Command::Count { collection, filter } => {
+            let filter = filter_or_all(filter.as_ref())?;
+            let db = cli.target.open()?.db;
+            let n = db
+                .collection::<Value>(&collection)
+                .count_documents(filter)?;
+            line(&mut stdout.lock(), &n.to_string())?;
+        }
+        Command::Distinct {
+            collection,
+            field,
+            filter,
+        } => {
+            let filter = filter_or_all(filter.as_ref())?;
+            let db = cli.target.open()?.db;
+            let values = db
+                .collection::<Value>(&collection)
+                .distinct(&field, filter)?;
+            let mut out = stdout.lock();
+            for v in values {
+                line(&mut out, &v.to_string())?;
+            }
+        }
+        Command::Update {
+            collection,
+            filter,
+            update,
+            many,
+            upsert,
+        } => {
+            let filter = input(&filter, "--filter")?;
+            let update = input(&update, "--update")?;
+            let is_operator = update
+                .as_object()
+                .and_then(|m| m.keys().next())
+                .is_some_and(|k| k.starts_with('$'));
+            if many && !is_operator {
+                return Err(CliError::Input(
+                    "--many needs update operators such as {$set: {...}}; a replacement document replaces one document".to_string(),
+                ));
+            }
+            let db = cli.target.open()?.db;
+            let coll: Collection = db.collection(&collection);
+            let options = UpdateOptions {
+                upsert,
+                array_filters: None,
+            };
+            let r = match (is_operator, many) {
+                (true, true) => coll.update_many_with(filter, update, &options)?,
+                (true, false) => coll.update_one_with(filter, update, &options)?,
+                (false, _) => coll.replace_one_with(filter, update, upsert)?,
+            };
+            let mut text = format!(
+                "matched {}, modified {}, upserted {}",
+                r.matched_count,
+                r.modified_count,
+                u8::from(r.upserted_id.is_some())
+            );
+            if let Some(id) = r.upserted_id {
+                text.push_str(&format!(" (_id: {id})"));
+            }
+            line(&mut stdout.lock(), &text)?;
+        }
+        Command::Delete {
+            collection,
+            filter,
+            many,
+        } => {
+            let filter = input(&filter, "--filter")?;
+            let db = cli.target.open()?.db;
+            let coll: Collection = db.collection(&collection);
+            let r = if many {
+                coll.delete_many(filter)?
+            } else {
+                coll.delete_one(filter)?
+            };
+            line(&mut stdout.lock(), &format!("deleted {}", r.deleted_count))?;
+        }
+        Command::Collections => {
+            let db = cli.target.open()?.db;
+            let mut out = stdout.lock();
+            for name in db.list_collections()? {
+                line(&mut out, &name)?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn print_documents(cursor: pocketdb::Cursor<Value>) -> CliResult {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    for doc in cursor {
+        line(&mut out, &doc?.to_string())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Exit code for a single `run` reply: 0 when ok, 2 for bad-input codes, else 1; the
+/// error is also reported on stderr.
+fn reply_exit_code(reply: &Value) -> i32 {
+    if reply["ok"] == 1 {
+        return 0;
+    }
+    eprintln!(
+        "error: {}",
+        reply["errmsg"].as_str().unwrap_or("command failed")
+    );
+    if reply["code"].as_i64().is_some_and(is_input_code) {
+        2
+    } else {
+        1
+    }
+}
+
+/// `run` without an argument: one command per stdin line, one reply per stdout line. A
+/// line that is not JSON gets a `FailedToParse` reply, so replies stay in step.
+fn run_stdin(db: &pocketdb::Database) -> CliResult {
+    let stdin = io::stdin();
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let mut raw = Vec::new();
+    let mut input = stdin.lock();
+    loop {
+        raw.clear();
+        if input.read_until(b'\n', &mut raw)? == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&raw);
+        if text.trim().is_empty() {
+            continue;
+        }
+        let reply = match relaxed::parse(&text) {
+            Ok(command) => run_command(db, &command),
+            Err(e) => pocketdb::command::CommandError::new(9, e).to_reply(),
+        };
+        line(&mut out, &reply.to_string())?;
+        out.flush()?;
+    }
+}

@@ -18,6 +18,7 @@
 pub mod changes;
 pub mod client;
 pub mod collection;
+pub mod command;
 pub mod database;
 pub mod engine;
 pub mod error;
@@ -33,9 +34,9 @@ pub use changes::{
 };
 pub use client::Client;
 pub use collection::{
-    BulkWriteResult, Collection, Cursor, DeleteResult, Document, FindOneAndModifyOptions,
-    InsertManyOptions, InsertManyResult, InsertOneResult, ReturnDocument, UpdateOptions,
-    UpdateResult, WriteModel,
+    BulkWriteResult, Collection, Cursor, DeleteResult, Document, FindAndModifyOutcome,
+    FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult, Modification,
+    ReturnDocument, UpdateOptions, UpdateResult, WriteModel,
 };
 pub use database::{CollectionOptions, Database};
 pub use engine::{JournalMode, Options, Synchronous};

@@ -538,3 +538,45 @@ fn handles_are_shared_across_threads() {
     assert_eq!(users(&db).count_documents(json!({})).unwrap(), 400);
     assert_eq!(db.changes_since(0, 1000).unwrap().len(), 400);
 }
+
+#[test]
+fn find_and_modify_reports_upserts_and_updates() {
+    use pocketdb::Modification;
+    let (_db, c) = seeded();
+    let opts = FindOneAndModifyOptions {
+        upsert: true,
+        return_document: ReturnDocument::After,
+        ..Default::default()
+    };
+    let out = c
+        .find_and_modify(
+            json!({"_id": 1}),
+            Modification::Update(json!({"$inc": {"age": 1}})),
+            &opts,
+        )
+        .unwrap();
+    assert!(out.updated_existing);
+    assert_eq!(out.upserted_id, None);
+    assert_eq!(out.document.unwrap()["age"], 37);
+    let out = c
+        .find_and_modify(
+            json!({"_id": 50}),
+            Modification::Replace(json!({"x": 1})),
+            &opts,
+        )
+        .unwrap();
+    assert!(!out.updated_existing);
+    assert_eq!(out.upserted_id, Some(json!(50)));
+    assert_eq!(out.document, Some(json!({"_id": 50, "x": 1})));
+    let out = c
+        .find_and_modify(
+            json!({"_id": 50}),
+            Modification::Delete,
+            &Default::default(),
+        )
+        .unwrap();
+    assert_eq!(out.document, Some(json!({"_id": 50, "x": 1})));
+    assert!(c
+        .find_and_modify(json!({}), Modification::Update(json!({"a": 1})), &opts)
+        .is_err());
+}

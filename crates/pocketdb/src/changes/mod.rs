@@ -176,12 +176,21 @@ pub(crate) fn read_keyed(
     since: i64,
     limit: usize,
 ) -> Result<Vec<(Change, String)>> {
+    // LIMIT is a literal and the collection test is chosen here rather than with
+    // `?2 IS NULL`: parameters the planner reads force a re-prepare when rebound.
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, collection, doc_id, op, rev, ts, fields FROM _pocketdb_changes
-         WHERE seq > ?1 AND (?2 IS NULL OR collection = ?2) ORDER BY seq LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(params![since, collection, limit], |r| {
+    let sql = match collection {
+        Some(_) => format!(
+            "SELECT seq, collection, doc_id, op, rev, ts, fields FROM _pocketdb_changes
+             WHERE seq > ?1 AND collection = ?2 ORDER BY seq LIMIT {limit}"
+        ),
+        None => format!(
+            "SELECT seq, collection, doc_id, op, rev, ts, fields FROM _pocketdb_changes
+             WHERE seq > ?1 ORDER BY seq LIMIT {limit}"
+        ),
+    };
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let map_row = |r: &rusqlite::Row<'_>| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
@@ -191,10 +200,17 @@ pub(crate) fn read_keyed(
             r.get::<_, i64>(5)?,
             r.get::<_, Option<String>>(6)?,
         ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (seq, collection, key, op, rev, ts_millis, fields) = row?;
+    };
+    let rows: Vec<_> = match collection {
+        Some(c) => stmt
+            .query_map(params![since, c], map_row)?
+            .collect::<rusqlite::Result<_>>()?,
+        None => stmt
+            .query_map(params![since], map_row)?
+            .collect::<rusqlite::Result<_>>()?,
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for (seq, collection, key, op, rev, ts_millis, fields) in rows {
         let change = Change {
             seq,
             collection,

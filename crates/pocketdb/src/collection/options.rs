@@ -158,3 +158,25 @@ pub struct BulkWriteResult {
     /// `_id`s of upserted documents by request position.
     pub upserted_ids: BTreeMap<usize, Value>,
 }
+
+/// The change a [`find_and_modify`](crate::Collection::find_and_modify) makes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Modification {
+    /// Update operators (`{"$set": …}`).
+    Update(Value),
+    /// A replacement document.
+    Replace(Value),
+    /// Delete the document.
+    Delete,
+}
+
+/// What a find-and-modify did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindAndModifyOutcome<T> {
+    /// The document before or after the write (per `return_document`), projected.
+    pub document: Option<T>,
+    /// True when an existing document was updated or replaced.
+    pub updated_existing: bool,
+    /// The `_id` of the document inserted by an upsert.
+    pub upserted_id: Option<Value>,
+}

@@ -70,10 +70,14 @@ impl Plan {
         after: i64,
         limit: usize,
     ) -> Result<(Vec<Row>, Option<i64>)> {
+        // LIMIT is spliced as an integer literal, not bound: SQLite's planner reads a
+        // bound LIMIT, so rebinding it (rusqlite clears bindings when a cached statement
+        // is returned) forces a full re-prepare on every execution.
         let sql = format!(
-            "SELECT rid, id, rev, json(doc) FROM {} WHERE ({}) AND rid > ? ORDER BY rid LIMIT ?",
+            "SELECT rid, id, rev, json(doc) FROM {} WHERE ({}) AND rid > ? ORDER BY rid LIMIT {}",
             table_name(collection),
-            self.where_sql
+            self.where_sql,
+            i64::try_from(limit).unwrap_or(i64::MAX)
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut params: Vec<&dyn rusqlite::ToSql> = self
@@ -81,9 +85,7 @@ impl Plan {
             .iter()
             .map(|p| p as &dyn rusqlite::ToSql)
             .collect();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         params.push(&after);
-        params.push(&limit);
         let mut rows = stmt.query(params.as_slice())?;
         let mut out = Vec::new();
         let mut last = None;

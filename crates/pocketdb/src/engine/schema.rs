@@ -35,9 +35,7 @@ pub(crate) fn init(conn: &Connection) -> Result<()> {
              doc_id TEXT NOT NULL,
              op TEXT NOT NULL,
              rev INTEGER NOT NULL,
-             ts INTEGER NOT NULL);
-         CREATE INDEX IF NOT EXISTS _pocketdb_changes_by_collection
-             ON _pocketdb_changes(collection, seq);",
+             ts INTEGER NOT NULL);",
     )?;
     let version: Option<String> = conn
         .query_row(

@@ -1,0 +1,735 @@
+//! `pocketdb shell`: an interactive shell in the style of mongosh.
+//!
+//! On a terminal it reads with line editing and history (rustyline); from a pipe it reads
+//! statements line by line without a prompt. Results are printed as one line of JSON
+//! each (a cursor prints one document per line); errors are printed on stderr as
+//! `error: <message>` and the shell goes on.
+
+pub mod parse;
+
+use crate::error::{CliError, CliResult};
+use crate::output::{line, spaced};
+use crate::target::Target;
+use parse::{is_incomplete, parse_statement, Call, Chain, Receiver, Statement};
+use pocketdb::command::{error_message, run_command};
+use pocketdb::{
+    Collection, FindOneAndModifyOptions, InsertManyOptions, ReturnDocument, UpdateOptions,
+    UpdateResult,
+};
+use serde_json::{json, Map, Value};
+use std::io::{self, BufRead, IsTerminal, Write};
+
+const HELP: &str = "\
+Statements:
+  db.<coll>.insertOne(doc)                  db.<coll>.insertMany([doc, ...], {ordered})
+  db.<coll>.find(filter, projection)        ...sort({f: 1}).skip(n).limit(n).projection({...})
+                                            ...count()  ...toArray()
+  db.<coll>.findOne(filter, projection)     db.<coll>.countDocuments(filter)
+  db.<coll>.distinct(\"field\", filter)       db.<coll>.estimatedDocumentCount()
+  db.<coll>.updateOne(filter, update, {upsert, arrayFilters})   db.<coll>.updateMany(...)
+  db.<coll>.replaceOne(filter, doc, {upsert})
+  db.<coll>.deleteOne(filter)               db.<coll>.deleteMany(filter)
+  db.<coll>.findOneAndUpdate(filter, update, {sort, projection, upsert, returnDocument: 'after', arrayFilters})
+  db.<coll>.findOneAndReplace(filter, doc, {...})   db.<coll>.findOneAndDelete(filter, {sort, projection})
+  db.<coll>.drop()
+  db.getCollection(\"name\").<method>(...)    db.getCollectionNames()
+  db.runCommand({...})                      db.createCollection(\"name\")
+  show collections   show dbs   use <db>   db   help   exit
+Documents are relaxed JSON: {name: 'Ada', tags: ['a', 'b',]}, regexes /^A/i, ObjectId('...').";
+
+/// Whether the shell goes on after a statement.
+enum Flow {
+    Continue,
+    Exit,
+}
+
+/// The shell's state: the database in use and, with `--dir`, the client for `use`.
+pub struct Shell {
+    target: Target,
+}
+
+/// Runs the shell on stdin until `exit` or end of input.
+pub fn run(target: Target) -> CliResult {
+    let mut shell = Shell { target };
+    if io::stdin().is_terminal() {
+        shell.interactive()
+    } else {
+        shell.piped()
+    }
+}
+
+/// True when a line clearly begins a new statement (so a previous unfinished one was a
+/// mistake rather than the start of a multi-line statement).
+fn starts_statement(line: &str) -> bool {
+    let t = line.trim_start();
+    t.starts_with("db.") || t.starts_with("db[") || t.starts_with("show ") || t.starts_with("use ")
+}
+
+impl Shell {
+    fn prompt(&self) -> String {
+        format!("{}> ", self.target.db.name())
+    }
+
+    fn piped(&mut self) -> CliResult {
+        let stdin = io::stdin();
+        let mut input = stdin.lock();
+        let mut buffer = String::new();
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            if input.read_until(b'\n', &mut raw)? == 0 {
+                break;
+            }
+            let text = String::from_utf8_lossy(&raw);
+            let text = text.trim_end_matches(['\n', '\r']);
+            if !buffer.is_empty() && starts_statement(text) {
+                report(&format!("incomplete statement: {}", buffer.trim()));
+                buffer.clear();
+            }
+            buffer.push_str(text);
+            buffer.push('\n');
+            if is_incomplete(&buffer) {
+                continue;
+            }
+            let statement = std::mem::take(&mut buffer);
+            if let Flow::Exit = self.execute_reporting(&statement)? {
+                return Ok(());
+            }
+        }
+        if !buffer.trim().is_empty() {
+            report(&format!("incomplete statement: {}", buffer.trim()));
+        }
+        Ok(())
+    }
+
+    fn interactive(&mut self) -> CliResult {
+        let mut editor = rustyline::DefaultEditor::new()
+            .map_err(|e| CliError::Failure(format!("cannot start line editor: {e}")))?;
+        let history =
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".pocketdb_history"));
+        if let Some(h) = &history {
+            let _ = editor.load_history(h);
+        }
+        println!(
+            "pocketdb shell on '{}'. Type help for help, exit to leave.",
+            self.target.db.name()
+        );
+        let mut buffer = String::new();
+        loop {
+            let prompt = if buffer.is_empty() {
+                self.prompt()
+            } else {
+                "... ".to_string()
+            };
+            match editor.readline(&prompt) {
+                Ok(text) => {
+                    buffer.push_str(&text);
+                    buffer.push('\n');
+                    if is_incomplete(&buffer) {
+                        continue;
+                    }
+                    let statement = std::mem::take(&mut buffer);
+                    if !statement.trim().is_empty() {
+                        let _ = editor.add_history_entry(statement.trim());
+                    }
+                    if let Flow::Exit = self.execute_reporting(&statement)? {
+                        break;
+                    }
+                }
+                Err(rustyline::error::ReadlineError::Interrupted) => {
+                    // Ctrl-C abandons the statement being typed.
+                    buffer.clear();
+                }
+                Err(rustyline::error::ReadlineError::Eof) => break,
+                Err(e) => return Err(CliError::Failure(format!("reading input: {e}"))),
+            }
+        }
+        if let Some(h) = &history {
+            let _ = editor.save_history(h);
+        }
+        Ok(())
+    }
+
+    /// Executes a statement, printing its error (if any) instead of failing. Only a
+    /// closed stdout ends the shell.
+    fn execute_reporting(&mut self, text: &str) -> CliResult<Flow> {
+        let stdout = io::stdout();
+        let mut out = stdout.lock();
+        let result = self.execute(text, &mut out);
+        out.flush()?;
+        match result {
+            Ok(flow) => Ok(flow),
+            Err(ShellError::Io(e)) => Err(e.into()),
+            Err(ShellError::Message(m)) => {
+                report(&m);
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    fn execute(&mut self, text: &str, out: &mut impl Write) -> Result<Flow, ShellError> {
+        match parse_statement(text)? {
+            Statement::Empty => {}
+            Statement::Help => line(out, HELP)?,
+            Statement::Exit => return Ok(Flow::Exit),
+            Statement::DbName => line(out, self.target.db.name())?,
+            Statement::Show(what) => self.show(&what, out)?,
+            Statement::Use(name) => {
+                let client = self.target.client.as_ref().ok_or(
+                    "use needs a client directory: start the shell with --dir instead of --db",
+                )?;
+                self.target.db = client.database(&name).map_err(db_error)?;
+                line(out, &format!("switched to db {name}"))?;
+            }
+            Statement::Chain(chain) => self.chain(chain, out)?,
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn show(&self, what: &str, out: &mut impl Write) -> Result<(), ShellError> {
+        match what {
+            "collections" | "tables" => {
+                for name in self.target.db.list_collections().map_err(db_error)? {
+                    line(out, &name)?;
+                }
+            }
+            "dbs" | "databases" => {
+                let client = self.target.client.as_ref().ok_or(
+                    "show dbs needs a client directory: start the shell with --dir instead of --db",
+                )?;
+                for name in client.list_databases().map_err(db_error)? {
+                    line(out, &name)?;
+                }
+            }
+            other => {
+                return Err(
+                    format!("cannot show '{other}': try show collections or show dbs").into(),
+                )
+            }
+        }
+        Ok(())
+    }
+
+    fn chain(&mut self, chain: Chain, out: &mut impl Write) -> Result<(), ShellError> {
+        let mut calls = chain.calls.into_iter();
+        let name = match chain.receiver {
+            Receiver::Collection(name) => name,
+            Receiver::Db => {
+                let Some(first) = calls.next() else {
+                    return Ok(());
+                };
+                match self.db_method(first, out)? {
+                    Some(name) => name,
+                    None => {
+                        if let Some(next) = calls.next() {
+                            return Err(
+                                format!("cannot call .{}() on that result", next.method).into()
+                            );
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let calls: Vec<Call> = calls.collect();
+        if calls.is_empty() {
+            return Err(format!(
+                "call a method on the collection, e.g. db.getCollection('{name}').find()"
+            )
+            .into());
+        }
+        let coll = self.target.db.collection::<Value>(&name);
+        collection_call(&coll, calls, out)
+    }
+
+    /// Runs a method of `db`; returns a collection name for `getCollection`.
+    fn db_method(
+        &mut self,
+        call: Call,
+        out: &mut impl Write,
+    ) -> Result<Option<String>, ShellError> {
+        let db = &self.target.db;
+        let Call { method, args } = call;
+        let a = Args::new(&method, args);
+        match method.as_str() {
+            "getCollection" => {
+                a.max(1)?;
+                return Ok(Some(a.string(0, "collection name")?));
+            }
+            "getCollectionNames" => {
+                a.max(0)?;
+                let names = db.list_collections().map_err(db_error)?;
+                line(out, &spaced(&json!(names)))?;
+            }
+            "getName" => {
+                a.max(0)?;
+                line(out, &spaced(&json!(db.name())))?;
+            }
+            "runCommand" => {
+                a.max(1)?;
+                let command = a
+                    .document(0, "command")?
+                    .ok_or("runCommand needs a command document")?;
+                line(out, &spaced(&run_command(db, &command)))?;
+            }
+            "createCollection" => {
+                a.max(1)?;
+                let name = a.string(0, "collection name")?;
+                db.create_collection(&name, Default::default())
+                    .map_err(db_error)?;
+                line(out, &spaced(&json!({"ok": 1})))?;
+            }
+            "help" => line(out, HELP)?,
+            other => return Err(format!("unknown method db.{other}()").into()),
+        }
+        Ok(None)
+    }
+}
+
+/// Runs `db.<coll>.<method>(…)…` and prints the result.
+fn collection_call(
+    coll: &Collection,
+    calls: Vec<Call>,
+    out: &mut impl Write,
+) -> Result<(), ShellError> {
+    let mut calls = calls.into_iter();
+    let Some(Call { method, args }) = calls.next() else {
+        return Ok(());
+    };
+    let a = Args::new(&method, args);
+    if method == "find" {
+        a.max(2)?;
+        let spec = CursorSpec {
+            filter: a.document(0, "filter")?.unwrap_or_else(empty),
+            projection: a.document(1, "projection")?,
+            ..CursorSpec::default()
+        };
+        return cursor(coll, spec, calls.collect(), out);
+    }
+    if let Some(next) = calls.next() {
+        return Err(format!(
+            "{method}() does not return a cursor: cannot call .{}()",
+            next.method
+        )
+        .into());
+    }
+    let result: Value = match method.as_str() {
+        "insertOne" => {
+            a.max(2)?;
+            let doc = a
+                .document(0, "document")?
+                .ok_or("insertOne needs a document")?;
+            let r = coll.insert_one(doc).map_err(db_error)?;
+            json!({"acknowledged": true, "insertedId": r.inserted_id})
+        }
+        "insertMany" => {
+            a.max(2)?;
+            let docs = a.array(0, "documents")?;
+            let options = a.options(1, &["ordered"])?;
+            let ordered = opt_bool(&options, "ordered")?.unwrap_or(true);
+            let r = coll
+                .insert_many_with(docs, InsertManyOptions { ordered })
+                .map_err(db_error)?;
+            let ids: Map<String, Value> = r
+                .inserted_ids
+                .into_iter()
+                .map(|(i, id)| (i.to_string(), id))
+                .collect();
+            json!({"acknowledged": true, "insertedIds": ids})
+        }
+        "findOne" => {
+            a.max(2)?;
+            let spec = CursorSpec {
+                filter: a.document(0, "filter")?.unwrap_or_else(empty),
+                projection: a.document(1, "projection")?,
+                limit: 1,
+                ..CursorSpec::default()
+            };
+            spec.documents(coll)?
+                .into_iter()
+                .next()
+                .unwrap_or(Value::Null)
+        }
+        "countDocuments" | "count" => {
+            a.max(1)?;
+            let filter = a.document(0, "filter")?.unwrap_or_else(empty);
+            json!(coll.count_documents(filter).map_err(db_error)?)
+        }
+        "estimatedDocumentCount" => {
+            a.max(0)?;
+            json!(coll.estimated_count().map_err(db_error)?)
+        }
+        "distinct" => {
+            a.max(2)?;
+            let field = a.string(0, "field")?;
+            let filter = a.document(1, "filter")?.unwrap_or_else(empty);
+            Value::Array(coll.distinct(&field, filter).map_err(db_error)?)
+        }
+        "updateOne" | "updateMany" => {
+            a.max(3)?;
+            let filter = a
+                .document(0, "filter")?
+                .ok_or_else(|| format!("{method} needs a filter"))?;
+            let update = a
+                .document(1, "update")?
+                .ok_or_else(|| format!("{method} needs an update document"))?;
+            let options = update_options(&a.options(2, &["upsert", "arrayFilters"])?)?;
+            let r = if method == "updateOne" {
+                coll.update_one_with(filter, update, &options)
+            } else {
+                coll.update_many_with(filter, update, &options)
+            };
+            update_result(r.map_err(db_error)?)
+        }
+        "replaceOne" => {
+            a.max(3)?;
+            let filter = a
+                .document(0, "filter")?
+                .ok_or("replaceOne needs a filter")?;
+            let doc = a
+                .document(1, "replacement")?
+                .ok_or("replaceOne needs a replacement document")?;
+            let options = a.options(2, &["upsert"])?;
+            let upsert = opt_bool(&options, "upsert")?.unwrap_or(false);
+            update_result(
+                coll.replace_one_with(filter, doc, upsert)
+                    .map_err(db_error)?,
+            )
+        }
+        "deleteOne" | "deleteMany" => {
+            a.max(1)?;
+            let filter = a
+                .document(0, "filter")?
+                .ok_or_else(|| format!("{method} needs a filter"))?;
+            let r = if method == "deleteOne" {
+                coll.delete_one(filter)
+            } else {
+                coll.delete_many(filter)
+            };
+            json!({"acknowledged": true, "deletedCount": r.map_err(db_error)?.deleted_count})
+        }
+        "findOneAndUpdate" | "findOneAndReplace" => {
+            a.max(3)?;
+            let filter = a
+                .document(0, "filter")?
+                .ok_or_else(|| format!("{method} needs a filter"))?;
+            let update = a
+                .document(1, "update")?
+                .ok_or_else(|| format!("{method} needs an update"))?;
+            let options = find_and_modify_options(&a.options(
+                2,
+                &[
+                    "sort",
+                    "projection",
+                    "upsert",
+                    "returnDocument",
+                    "returnNewDocument",
+                    "arrayFilters",
+                ],
+            )?)?;
+            let r = if method == "findOneAndUpdate" {
+                coll.find_one_and_update(filter, update, &options)
+            } else {
+                coll.find_one_and_replace(filter, update, &options)
+            };
+            r.map_err(db_error)?.unwrap_or(Value::Null)
+        }
+        "findOneAndDelete" => {
+            a.max(2)?;
+            let filter = a
+                .document(0, "filter")?
+                .ok_or("findOneAndDelete needs a filter")?;
+            let options = find_and_modify_options(&a.options(1, &["sort", "projection"])?)?;
+            coll.find_one_and_delete(filter, &options)
+                .map_err(db_error)?
+                .unwrap_or(Value::Null)
+        }
+        "drop" => {
+            a.max(0)?;
+            json!(coll.drop().map_err(db_error)?)
+        }
+        other => return Err(format!("unknown collection method {other}(): try help").into()),
+    };
+    line(out, &spaced(&result))?;
+    Ok(())
+}
+
+/// A cursor being built by `find(...).sort(...).skip(...)…`.
+#[derive(Default)]
+struct CursorSpec {
+    filter: Value,
+    projection: Option<Value>,
+    sort: Option<Value>,
+    skip: u64,
+    limit: i64,
+}
+
+impl CursorSpec {
+    fn documents(&self, coll: &Collection) -> Result<Vec<Value>, ShellError> {
+        let mut cursor = coll.find(self.filter.clone()).map_err(db_error)?;
+        if let Some(sort) = &self.sort {
+            cursor = cursor.sort(sort.clone());
+        }
+        if let Some(p) = &self.projection {
+            cursor = cursor.projection(p.clone());
+        }
+        cursor
+            .skip(self.skip)
+            .limit(self.limit)
+            .to_vec()
+            .map_err(db_error)
+    }
+}
+
+fn cursor(
+    coll: &Collection,
+    mut spec: CursorSpec,
+    calls: Vec<Call>,
+    out: &mut impl Write,
+) -> Result<(), ShellError> {
+    let last = calls.len();
+    for (i, Call { method, args }) in calls.into_iter().enumerate() {
+        let a = Args::new(&method, args);
+        let terminal = |what: &str| -> Result<(), ShellError> {
+            if i + 1 != last {
+                return Err(format!("{what}() must be the last call of the chain").into());
+            }
+            Ok(())
+        };
+        match method.as_str() {
+            "sort" => {
+                a.max(1)?;
+                spec.sort = Some(
+                    a.document(0, "sort")?
+                        .ok_or("sort needs a document like {age: -1}")?,
+                );
+            }
+            "projection" => {
+                a.max(1)?;
+                spec.projection = Some(
+                    a.document(0, "projection")?
+                        .ok_or("projection needs a document")?,
+                );
+            }
+            "skip" => {
+                a.max(1)?;
+                let n = a.integer(0, "skip")?;
+                spec.skip =
+                    u64::try_from(n).map_err(|_| "skip must not be negative".to_string())?;
+            }
+            "limit" => {
+                a.max(1)?;
+                spec.limit = a.integer(0, "limit")?;
+            }
+            "pretty" | "batchSize" => {}
+            "count" => {
+                terminal("count")?;
+                a.max(0)?;
+                let n = coll
+                    .count_documents(spec.filter.clone())
+                    .map_err(db_error)?;
+                line(out, &n.to_string())?;
+                return Ok(());
+            }
+            "size" | "itcount" => {
+                terminal(&method)?;
+                a.max(0)?;
+                line(out, &spec.documents(coll)?.len().to_string())?;
+                return Ok(());
+            }
+            "toArray" => {
+                terminal("toArray")?;
+                a.max(0)?;
+                line(out, &spaced(&Value::Array(spec.documents(coll)?)))?;
+                return Ok(());
+            }
+            other => return Err(format!("unknown cursor method {other}(): try help").into()),
+        }
+    }
+    for doc in spec.documents(coll)? {
+        line(out, &spaced(&doc))?;
+    }
+    Ok(())
+}
+
+fn update_result(r: UpdateResult) -> Value {
+    json!({
+        "acknowledged": true,
+        "insertedId": r.upserted_id.clone().unwrap_or(Value::Null),
+        "matchedCount": r.matched_count,
+        "modifiedCount": r.modified_count,
+        "upsertedCount": u64::from(r.upserted_id.is_some()),
+    })
+}
+
+fn update_options(options: &Map<String, Value>) -> Result<UpdateOptions, ShellError> {
+    Ok(UpdateOptions {
+        upsert: opt_bool(options, "upsert")?.unwrap_or(false),
+        array_filters: opt_array(options, "arrayFilters")?,
+    })
+}
+
+fn find_and_modify_options(
+    options: &Map<String, Value>,
+) -> Result<FindOneAndModifyOptions, ShellError> {
+    let after = match options.get("returnDocument") {
+        None => opt_bool(options, "returnNewDocument")?.unwrap_or(false),
+        Some(Value::String(s)) if s == "after" => true,
+        Some(Value::String(s)) if s == "before" => false,
+        Some(other) => {
+            return Err(format!("returnDocument must be 'before' or 'after', got {other}").into())
+        }
+    };
+    let doc = |key: &str| -> Result<Option<Value>, ShellError> {
+        match options.get(key) {
+            None => Ok(None),
+            Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
+            Some(_) => Err(format!("option {key} must be a document").into()),
+        }
+    };
+    Ok(FindOneAndModifyOptions {
+        sort: doc("sort")?,
+        projection: doc("projection")?,
+        upsert: opt_bool(options, "upsert")?.unwrap_or(false),
+        return_document: if after {
+            ReturnDocument::After
+        } else {
+            ReturnDocument::Before
+        },
+        array_filters: opt_array(options, "arrayFilters")?,
+    })
+}
+
+fn opt_bool(options: &Map<String, Value>, key: &str) -> Result<Option<bool>, ShellError> {
+    match options.get(key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(format!("option {key} must be true or false").into()),
+    }
+}
+
+fn opt_array(options: &Map<String, Value>, key: &str) -> Result<Option<Vec<Value>>, ShellError> {
+    match options.get(key) {
+        None => Ok(None),
+        Some(Value::Array(items)) => Ok(Some(items.clone())),
+        Some(_) => Err(format!("option {key} must be an array").into()),
+    }
+}
+
+fn empty() -> Value {
+    Value::Object(Map::new())
+}
+
+/// The arguments of one call, with typed accessors that name the method in errors.
+struct Args<'a> {
+    method: &'a str,
+    args: Vec<Value>,
+}
+
+impl<'a> Args<'a> {
+    fn new(method: &'a str, args: Vec<Value>) -> Args<'a> {
+        Args { method, args }
+    }
+
+    fn max(&self, n: usize) -> Result<(), ShellError> {
+        if self.args.len() > n {
+            return Err(format!(
+                "{}() takes at most {n} argument{}, got {}",
+                self.method,
+                if n == 1 { "" } else { "s" },
+                self.args.len()
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    fn document(&self, i: usize, what: &str) -> Result<Option<Value>, ShellError> {
+        match self.args.get(i) {
+            None => Ok(None),
+            Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
+            Some(other) => Err(format!(
+                "{}(): {what} must be a document, got {}",
+                self.method,
+                crate::relaxed::type_name(other)
+            )
+            .into()),
+        }
+    }
+
+    fn options(&self, i: usize, allowed: &[&str]) -> Result<Map<String, Value>, ShellError> {
+        let Some(Value::Object(map)) = self.document(i, "options")? else {
+            return Ok(Map::new());
+        };
+        if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(format!(
+                "{}(): unknown option '{k}' (allowed: {})",
+                self.method,
+                allowed.join(", ")
+            )
+            .into());
+        }
+        Ok(map)
+    }
+
+    fn array(&self, i: usize, what: &str) -> Result<Vec<Value>, ShellError> {
+        match self.args.get(i) {
+            Some(Value::Array(items)) => Ok(items.clone()),
+            Some(other) => Err(format!(
+                "{}(): {what} must be an array, got {}",
+                self.method,
+                crate::relaxed::type_name(other)
+            )
+            .into()),
+            None => Err(format!("{}() needs an array of {what}", self.method).into()),
+        }
+    }
+
+    fn string(&self, i: usize, what: &str) -> Result<String, ShellError> {
+        match self.args.get(i) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => Err(format!("{}() needs the {what} as a string", self.method).into()),
+        }
+    }
+
+    fn integer(&self, i: usize, what: &str) -> Result<i64, ShellError> {
+        self.args
+            .get(i)
+            .and_then(Value::as_i64)
+            .ok_or_else(|| format!("{}() needs an integer {what}", self.method).into())
+    }
+}
+
+/// A statement's failure: a message for the user, or a write error on stdout.
+enum ShellError {
+    Message(String),
+    Io(io::Error),
+}
+
+impl From<String> for ShellError {
+    fn from(m: String) -> ShellError {
+        ShellError::Message(m)
+    }
+}
+
+impl From<&str> for ShellError {
+    fn from(m: &str) -> ShellError {
+        ShellError::Message(m.to_string())
+    }
+}
+
+impl From<io::Error> for ShellError {
+    fn from(e: io::Error) -> ShellError {
+        ShellError::Io(e)
+    }
+}
+
+fn db_error(e: pocketdb::Error) -> ShellError {
+    ShellError::Message(error_message(&e))
+}
+
+fn report(message: &str) {
+    // One line per error, whatever the message holds.
+    let one_line = message.replace('\n', " ");
+    eprintln!("error: {one_line}");
+}

@@ -1,0 +1,685 @@
+use super::*;
+use serde_json::json;
+
+fn db() -> Database {
+    Database::memory().unwrap()
+}
+
+fn run(db: &Database, cmd: Value) -> Value {
+    run_command(db, &cmd)
+}
+
+fn seed(db: &Database) {
+    let reply = run(
+        db,
+        json!({"insert": "users", "documents": [
+            {"_id": 1, "name": "Ada", "age": 36, "tags": ["math"]},
+            {"_id": 2, "name": "Linus", "age": 28, "tags": ["os", "git"]},
+            {"_id": 3, "name": "Grace", "age": 45, "tags": ["navy", "math"]},
+        ]}),
+    );
+    assert_eq!(reply, json!({"n": 3, "ok": 1}));
+}
+
+fn assert_error(reply: &Value, code: i32, code_name: &str, needle: &str) {
+    assert_eq!(reply["ok"], 0, "{reply}");
+    assert_eq!(reply["code"], code, "{reply}");
+    assert_eq!(reply["codeName"], code_name, "{reply}");
+    let msg = reply["errmsg"].as_str().unwrap();
+    assert!(msg.contains(needle), "{msg:?} should contain {needle:?}");
+}
+
+#[test]
+fn ping() {
+    assert_eq!(run(&db(), json!({"ping": 1})), json!({"ok": 1}));
+    assert_eq!(
+        run(&db(), json!({"ping": 1, "$db": "admin", "lsid": {"id": 1}})),
+        json!({"ok": 1})
+    );
+}
+
+#[test]
+fn unknown_command_and_malformed_documents() {
+    let db = db();
+    assert_error(
+        &run(&db, json!({"frobnicate": "users"})),
+        59,
+        "CommandNotFound",
+        "no such command: 'frobnicate'",
+    );
+    assert_error(
+        &run(&db, json!({})),
+        59,
+        "CommandNotFound",
+        "no such command",
+    );
+    assert_error(
+        &run(&db, json!([1, 2])),
+        9,
+        "FailedToParse",
+        "must be a document",
+    );
+    assert_error(
+        &run(&db, json!({"find": 5})),
+        73,
+        "InvalidNamespace",
+        "collection name has invalid type int",
+    );
+    assert_error(
+        &run(&db, json!({"find": "users", "fliter": {}})),
+        40415,
+        "Location40415",
+        "BSON field 'find.fliter' is an unknown field.",
+    );
+}
+
+#[test]
+fn insert_reports_count_and_generates_ids() {
+    let db = db();
+    seed(&db);
+    let reply = run(
+        &db,
+        json!({"insert": "users", "documents": [{"name": "New"}]}),
+    );
+    assert_eq!(reply, json!({"n": 1, "ok": 1}));
+    let doc = db
+        .collection::<Value>("users")
+        .find_one(json!({"name": "New"}))
+        .unwrap()
+        .unwrap();
+    assert!(doc["_id"].is_string());
+}
+
+#[test]
+fn insert_write_errors_ordered_and_unordered() {
+    let db = db();
+    seed(&db);
+    let reply = run(
+        &db,
+        json!({"insert": "users", "documents": [{"_id": 10}, {"_id": 1}, {"_id": 11}]}),
+    );
+    assert_eq!(reply["ok"], 1);
+    assert_eq!(reply["n"], 1);
+    let errors = reply["writeErrors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["index"], 1);
+    assert_eq!(errors[0]["code"], 11000);
+    assert!(errors[0]["errmsg"]
+        .as_str()
+        .unwrap()
+        .starts_with("E11000 duplicate key error"));
+    assert_eq!(
+        db.collection::<Value>("users")
+            .count_documents(json!({}))
+            .unwrap(),
+        4
+    );
+
+    let reply = run(
+        &db,
+        json!({"insert": "users", "ordered": false,
+               "documents": [{"_id": 1}, 5, {"_id": 20}, {"$bad": 1}]}),
+    );
+    assert_eq!(reply["n"], 1);
+    let indexes: Vec<Value> = reply["writeErrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["index"].clone())
+        .collect();
+    assert_eq!(indexes, vec![json!(0), json!(1), json!(3)]);
+    assert_eq!(reply["writeErrors"][1]["code"], 2);
+}
+
+#[test]
+fn insert_argument_errors() {
+    let db = db();
+    assert_error(
+        &run(&db, json!({"insert": "users"})),
+        40414,
+        "Location40414",
+        "BSON field 'insert.documents' is missing but a required field",
+    );
+    assert_error(
+        &run(&db, json!({"insert": "users", "documents": {"a": 1}})),
+        14,
+        "TypeMismatch",
+        "expected type 'array'",
+    );
+    assert_error(
+        &run(&db, json!({"insert": "users", "documents": []})),
+        16,
+        "InvalidLength",
+        "Write batch sizes",
+    );
+    assert_error(
+        &run(&db, json!({"insert": "bad$name", "documents": [{}]})),
+        73,
+        "InvalidNamespace",
+        "bad$name",
+    );
+    assert!(db.list_collections().unwrap().is_empty());
+}
+
+#[test]
+fn find_with_sort_skip_limit_projection() {
+    let db = db();
+    seed(&db);
+    let reply = run(
+        &db,
+        json!({"find": "users", "filter": {"age": {"$gt": 30}}, "sort": {"age": -1},
+               "projection": {"name": 1, "_id": 0}}),
+    );
+    assert_eq!(
+        reply,
+        json!({"cursor": {"firstBatch": [{"name": "Grace"}, {"name": "Ada"}], "id": 0,
+                          "ns": ":memory:.users"}, "ok": 1})
+    );
+    let reply = run(
+        &db,
+        json!({"find": "users", "sort": {"age": 1}, "skip": 1, "limit": 1, "batchSize": 10}),
+    );
+    assert_eq!(
+        reply["cursor"]["firstBatch"],
+        json!([{"_id": 1, "name": "Ada", "age": 36, "tags": ["math"]}])
+    );
+    let reply = run(&db, json!({"find": "nothing"}));
+    assert_eq!(reply["cursor"]["firstBatch"], json!([]));
+}
+
+#[test]
+fn find_errors() {
+    let db = db();
+    seed(&db);
+    assert_error(
+        &run(
+            &db,
+            json!({"find": "users", "filter": {"age": {"$bogus": 1}}}),
+        ),
+        2,
+        "BadValue",
+        "$bogus",
+    );
+    assert_error(
+        &run(&db, json!({"find": "users", "filter": 3})),
+        14,
+        "TypeMismatch",
+        "BSON field 'find.filter' is the wrong type 'int', expected type 'object'",
+    );
+    assert_error(
+        &run(&db, json!({"find": "users", "limit": -1})),
+        2,
+        "BadValue",
+        "must be >= 0",
+    );
+    assert_error(
+        &run(&db, json!({"find": "users", "sort": {"age": "up"}})),
+        2,
+        "BadValue",
+        "sort",
+    );
+}
+
+#[test]
+fn update_operators_upsert_multi_and_array_filters() {
+    let db = db();
+    seed(&db);
+    let reply = run(
+        &db,
+        json!({"update": "users", "updates": [
+            {"q": {"tags": "math"}, "u": {"$inc": {"age": 1}}, "multi": true},
+            {"q": {"name": "Nobody"}, "u": {"$set": {"age": 1}}, "upsert": true},
+            {"q": {"_id": 2}, "u": {"$set": {"tags.$[t]": "linux"}},
+             "arrayFilters": [{"t": "os"}]},
+            {"q": {"_id": 2}, "u": {"name": "Linus T", "age": 29}},
+        ]}),
+    );
+    assert_eq!(reply["ok"], 1, "{reply}");
+    assert_eq!(reply["n"], 5);
+    assert_eq!(reply["nModified"], 4);
+    assert_eq!(reply["upserted"][0]["index"], 1);
+    let upserted_id = reply["upserted"][0]["_id"].clone();
+    let users = db.collection::<Value>("users");
+    assert_eq!(
+        users
+            .find_one(json!({"_id": upserted_id}))
+            .unwrap()
+            .unwrap()["name"],
+        "Nobody"
+    );
+    assert_eq!(
+        users.find_one(json!({"_id": 2})).unwrap().unwrap(),
+        json!({"_id": 2, "name": "Linus T", "age": 29})
+    );
+    assert_eq!(
+        users.find_one(json!({"_id": 3})).unwrap().unwrap()["age"],
+        46
+    );
+    assert!(reply.get("writeErrors").is_none());
+}
+
+#[test]
+fn update_array_filters_apply() {
+    let db = db();
+    seed(&db);
+    let reply = run(
+        &db,
+        json!({"update": "users", "updates": [
+            {"q": {"_id": 2}, "u": {"$set": {"tags.$[t]": "linux"}}, "arrayFilters": [{"t": "os"}]},
+        ]}),
+    );
+    assert_eq!(reply, json!({"n": 1, "nModified": 1, "ok": 1}));
+    let doc = db
+        .collection::<Value>("users")
+        .find_one(json!({"_id": 2}))
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc["tags"], json!(["linux", "git"]));
+}
+
+#[test]
+fn update_write_errors_and_command_errors() {
+    let db = db();
+    seed(&db);
+    let reply = run(
+        &db,
+        json!({"update": "users", "ordered": false, "updates": [
+            {"q": {"_id": 1}, "u": {"$frob": {"a": 1}}},
+            {"q": {"_id": 1}, "u": {"$set": {"seen": true}}},
+            {"q": {}, "u": {"replaced": true}, "multi": true},
+            {"q": {"a": {"$nope": 1}}, "u": {"$set": {"x": 1}}},
+        ]}),
+    );
+    assert_eq!(reply["ok"], 1);
+    assert_eq!(reply["n"], 1);
+    assert_eq!(reply["nModified"], 1);
+    let errors = reply["writeErrors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3);
+    assert_eq!(errors[0]["index"], 0);
+    assert_eq!(errors[0]["code"], 9);
+    assert_eq!(errors[1]["index"], 2);
+    assert_eq!(errors[1]["code"], 9);
+    assert_eq!(errors[2]["index"], 3);
+    assert_eq!(errors[2]["code"], 2);
+
+    // Ordered: stops at the first failure.
+    let reply = run(
+        &db,
+        json!({"update": "users", "updates": [
+            {"q": {"_id": 1}, "u": {"$frob": {"a": 1}}},
+            {"q": {"_id": 1}, "u": {"$set": {"second": true}}},
+        ]}),
+    );
+    assert_eq!(reply["n"], 0);
+    assert_eq!(reply["writeErrors"].as_array().unwrap().len(), 1);
+    let doc = db
+        .collection::<Value>("users")
+        .find_one(json!({"_id": 1}))
+        .unwrap()
+        .unwrap();
+    assert!(doc.get("second").is_none());
+
+    assert_error(
+        &run(
+            &db,
+            json!({"update": "users", "updates": [{"u": {"$set": {"a": 1}}}]}),
+        ),
+        40414,
+        "Location40414",
+        "BSON field 'update.updates.q' is missing",
+    );
+    assert_error(
+        &run(
+            &db,
+            json!({"update": "users", "updates": [{"q": {}, "u": [{"$set": {"a": 1}}]}]}),
+        ),
+        2,
+        "BadValue",
+        "pipeline",
+    );
+    assert_error(
+        &run(&db, json!({"update": "users", "updates": [5]})),
+        14,
+        "TypeMismatch",
+        "update.updates",
+    );
+}
+
+#[test]
+fn delete_one_and_all() {
+    let db = db();
+    seed(&db);
+    let reply = run(
+        &db,
+        json!({"delete": "users", "deletes": [{"q": {"tags": "math"}, "limit": 1}]}),
+    );
+    assert_eq!(reply, json!({"n": 1, "ok": 1}));
+    let reply = run(
+        &db,
+        json!({"delete": "users", "deletes": [{"q": {}, "limit": 0}]}),
+    );
+    assert_eq!(reply, json!({"n": 2, "ok": 1}));
+}
+
+#[test]
+fn delete_errors() {
+    let db = db();
+    seed(&db);
+    assert_error(
+        &run(
+            &db,
+            json!({"delete": "users", "deletes": [{"q": {}, "limit": 2}]}),
+        ),
+        9,
+        "FailedToParse",
+        "must be 0 or 1",
+    );
+    assert_error(
+        &run(&db, json!({"delete": "users", "deletes": [{"q": {}}]})),
+        40414,
+        "Location40414",
+        "delete.deletes.limit",
+    );
+    let reply = run(
+        &db,
+        json!({"delete": "users", "deletes": [{"q": {"$where": "x"}, "limit": 0}]}),
+    );
+    assert_eq!(reply["ok"], 1);
+    assert_eq!(reply["n"], 0);
+    assert_eq!(reply["writeErrors"][0]["index"], 0);
+    assert_eq!(reply["writeErrors"][0]["code"], 2);
+    assert_eq!(
+        db.collection::<Value>("users")
+            .count_documents(json!({}))
+            .unwrap(),
+        3
+    );
+}
+
+#[test]
+fn count_with_skip_and_limit() {
+    let db = db();
+    seed(&db);
+    assert_eq!(
+        run(&db, json!({"count": "users"})),
+        json!({"n": 3, "ok": 1})
+    );
+    assert_eq!(
+        run(
+            &db,
+            json!({"count": "users", "query": {"age": {"$lt": 40}}})
+        ),
+        json!({"n": 2, "ok": 1})
+    );
+    assert_eq!(
+        run(&db, json!({"count": "users", "skip": 1, "limit": -1})),
+        json!({"n": 1, "ok": 1})
+    );
+    assert_eq!(run(&db, json!({"count": "none"})), json!({"n": 0, "ok": 1}));
+    assert_error(
+        &run(&db, json!({"count": "users", "query": {"$and": 1}})),
+        2,
+        "BadValue",
+        "$and",
+    );
+}
+
+#[test]
+fn distinct_values() {
+    let db = db();
+    seed(&db);
+    assert_eq!(
+        run(&db, json!({"distinct": "users", "key": "tags"})),
+        json!({"values": ["git", "math", "navy", "os"], "ok": 1})
+    );
+    assert_eq!(
+        run(
+            &db,
+            json!({"distinct": "users", "key": "age", "query": {"age": {"$gt": 30}}})
+        ),
+        json!({"values": [36, 45], "ok": 1})
+    );
+    assert_error(
+        &run(&db, json!({"distinct": "users"})),
+        40414,
+        "Location40414",
+        "distinct.key",
+    );
+    assert_error(
+        &run(&db, json!({"distinct": "users", "key": 5})),
+        14,
+        "TypeMismatch",
+        "expected type 'string'",
+    );
+}
+
+#[test]
+fn find_and_modify_update_before_and_after() {
+    let db = db();
+    seed(&db);
+    let reply = run(
+        &db,
+        json!({"findAndModify": "users", "query": {"tags": "math"}, "sort": {"age": -1},
+               "update": {"$inc": {"age": 1}}}),
+    );
+    assert_eq!(reply["ok"], 1);
+    assert_eq!(reply["value"]["name"], "Grace");
+    assert_eq!(reply["value"]["age"], 45);
+    assert_eq!(
+        reply["lastErrorObject"],
+        json!({"n": 1, "updatedExisting": true})
+    );
+
+    let reply = run(
+        &db,
+        json!({"findAndModify": "users", "query": {"_id": 3}, "new": true,
+               "update": {"$inc": {"age": 1}}, "fields": {"age": 1}}),
+    );
+    assert_eq!(reply["value"], json!({"_id": 3, "age": 47}));
+    assert_eq!(
+        reply["lastErrorObject"],
+        json!({"n": 1, "updatedExisting": true})
+    );
+
+    let reply = run(
+        &db,
+        json!({"findAndModify": "users", "query": {"_id": 99}, "update": {"$set": {"a": 1}}}),
+    );
+    assert_eq!(reply["value"], Value::Null);
+    assert_eq!(
+        reply["lastErrorObject"],
+        json!({"n": 0, "updatedExisting": false})
+    );
+}
+
+#[test]
+fn find_and_modify_upsert_and_replace() {
+    let db = db();
+    seed(&db);
+    let reply = run(
+        &db,
+        json!({"findAndModify": "users", "query": {"name": "Zed"}, "upsert": true,
+               "new": true, "update": {"$set": {"age": 20}}}),
+    );
+    let id = reply["value"]["_id"].clone();
+    assert!(id.is_string(), "{reply}");
+    assert_eq!(
+        reply["lastErrorObject"],
+        json!({"n": 1, "updatedExisting": false, "upserted": id})
+    );
+    // Upsert that returns the (absent) "before" document still reports the new _id.
+    let reply = run(
+        &db,
+        json!({"findAndModify": "users", "query": {"_id": 50}, "upsert": true,
+               "update": {"$set": {"age": 20}}}),
+    );
+    assert_eq!(reply["value"], Value::Null);
+    assert_eq!(
+        reply["lastErrorObject"],
+        json!({"n": 1, "updatedExisting": false, "upserted": 50})
+    );
+    // Upsert that matches an existing document.
+    let reply = run(
+        &db,
+        json!({"findAndModify": "users", "query": {"_id": 50}, "upsert": true, "new": true,
+               "update": {"$set": {"age": 21}}}),
+    );
+    assert_eq!(reply["value"], json!({"_id": 50, "age": 21}));
+    assert_eq!(
+        reply["lastErrorObject"],
+        json!({"n": 1, "updatedExisting": true})
+    );
+    // Replacement.
+    let reply = run(
+        &db,
+        json!({"findAndModify": "users", "query": {"_id": 50}, "new": true,
+               "update": {"name": "Fifty"}}),
+    );
+    assert_eq!(reply["value"], json!({"_id": 50, "name": "Fifty"}));
+}
+
+#[test]
+fn find_and_modify_remove() {
+    let db = db();
+    seed(&db);
+    let reply = run(
+        &db,
+        json!({"findAndModify": "users", "query": {}, "sort": {"age": 1}, "remove": true,
+               "fields": {"name": 1, "_id": 0}}),
+    );
+    assert_eq!(
+        reply,
+        json!({"lastErrorObject": {"n": 1}, "value": {"name": "Linus"}, "ok": 1})
+    );
+    let reply = run(
+        &db,
+        json!({"findAndModify": "users", "query": {"_id": 99}, "remove": true}),
+    );
+    assert_eq!(
+        reply,
+        json!({"lastErrorObject": {"n": 0}, "value": null, "ok": 1})
+    );
+    assert_eq!(
+        db.collection::<Value>("users")
+            .count_documents(json!({}))
+            .unwrap(),
+        2
+    );
+}
+
+#[test]
+fn find_and_modify_errors() {
+    let db = db();
+    seed(&db);
+    assert_error(
+        &run(&db, json!({"findAndModify": "users", "query": {}})),
+        9,
+        "FailedToParse",
+        "Either an update or remove=true",
+    );
+    assert_error(
+        &run(
+            &db,
+            json!({"findAndModify": "users", "remove": true, "update": {"$set": {"a": 1}}}),
+        ),
+        9,
+        "FailedToParse",
+        "Cannot specify both an update and remove=true",
+    );
+    assert_error(
+        &run(
+            &db,
+            json!({"findAndModify": "users", "remove": true, "new": true}),
+        ),
+        9,
+        "FailedToParse",
+        "new=true and remove=true",
+    );
+    assert_error(
+        &run(
+            &db,
+            json!({"findAndModify": "users", "query": {"_id": 1}, "update": {"$frob": {"a": 1}}}),
+        ),
+        9,
+        "FailedToParse",
+        "$frob",
+    );
+    assert_error(
+        &run(
+            &db,
+            json!({"findAndModify": "users", "query": {"_id": 1}, "update": {"$set": {"a": 1}},
+                   "fields": {"a": 1, "b": 0}}),
+        ),
+        2,
+        "BadValue",
+        "projection",
+    );
+    // Nothing changed.
+    let doc = db
+        .collection::<Value>("users")
+        .find_one(json!({"_id": 1}))
+        .unwrap()
+        .unwrap();
+    assert!(doc.get("a").is_none());
+}
+
+#[test]
+fn create_drop_and_list_collections() {
+    let db = db();
+    assert_eq!(run(&db, json!({"create": "logs"})), json!({"ok": 1}));
+    assert_error(
+        &run(&db, json!({"create": "logs"})),
+        48,
+        "NamespaceExists",
+        "logs",
+    );
+    assert_error(
+        &run(&db, json!({"create": "logs2", "capped": true})),
+        40415,
+        "Location40415",
+        "create.capped",
+    );
+    assert_error(&run(&db, json!({"create": ""})), 73, "InvalidNamespace", "");
+    seed(&db);
+    let reply = run(&db, json!({"listCollections": 1}));
+    assert_eq!(
+        reply,
+        json!({"cursor": {"firstBatch": [
+            {"name": "logs", "type": "collection", "options": {}, "info": {"readOnly": false}},
+            {"name": "users", "type": "collection", "options": {}, "info": {"readOnly": false}},
+        ], "id": 0, "ns": ":memory:.$cmd.listCollections"}, "ok": 1})
+    );
+    let reply = run(
+        &db,
+        json!({"listCollections": 1, "nameOnly": true, "filter": {"name": "users"}}),
+    );
+    assert_eq!(
+        reply["cursor"]["firstBatch"],
+        json!([{"name": "users", "type": "collection"}])
+    );
+    assert_eq!(
+        run(&db, json!({"drop": "logs"})),
+        json!({"ns": ":memory:.logs", "ok": 1})
+    );
+    assert_eq!(run(&db, json!({"drop": "logs"})), json!({"ok": 1}));
+    assert_eq!(db.list_collections().unwrap(), vec!["users".to_string()]);
+    assert_error(
+        &run(&db, json!({"drop": "a$b"})),
+        73,
+        "InvalidNamespace",
+        "a$b",
+    );
+}
+
+#[test]
+fn error_conversion_keeps_codes() {
+    let e = CommandError::from(Error::CollectionNotFound("x".into()));
+    assert_eq!(e.code, 26);
+    assert_eq!(e.code_name(), "NamespaceNotFound");
+    assert_eq!(code_name(12345), "Location12345");
+    assert_eq!(
+        e.to_reply(),
+        json!({"ok": 0, "errmsg": "collection 'x' does not exist", "code": 26,
+               "codeName": "NamespaceNotFound"})
+    );
+}
