@@ -3,9 +3,11 @@
 //! same pragmas, prepared statements, one transaction per batch), and reports the ratio
 //! of the two throughputs — raw rusqlite is the physical limit we measure ourselves against.
 
+mod live;
 mod raw;
 mod workloads;
 
+pub use live::{live_latency, LiveLatency};
 pub use workloads::{run, Config, Report, Workload};
 
 use serde_json::{json, Value};

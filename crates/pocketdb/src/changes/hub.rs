@@ -59,6 +59,10 @@ pub(crate) trait Sink: Send + Sync {
     /// Events of the sink's scope, in commit order, read in the snapshot `conn` is in.
     /// Returns false to be unsubscribed.
     fn deliver(&self, events: &[Arc<Event>], conn: &Connection) -> bool;
+    /// Called after every sink of the batch got its events, still in the snapshot:
+    /// expensive work (re-running a query) goes here so that it does not delay the
+    /// other sinks' notifications.
+    fn settle(&self, _conn: &Connection) {}
     /// Every change up to `seq` has been delivered (called after each batch).
     fn advance(&self, _seq: i64) {}
 }
@@ -231,8 +235,18 @@ impl Hub {
                 st.cursor = None;
                 return;
             }
+            let t = Instant::now();
             if let Err(e) = dispatch(&db, &mut st) {
                 tracing::warn!("change dispatcher: {e}");
+            }
+            if std::env::var_os("POCKETDB_TRACE").is_some()
+                && t.elapsed() > Duration::from_millis(2)
+            {
+                eprintln!(
+                    "dispatch took {:?} subs {}",
+                    t.elapsed(),
+                    st.subscribers.len()
+                );
             }
         }
     }
@@ -273,6 +287,9 @@ fn dispatch(db: &Database, st: &mut HubState) -> Result<()> {
                 };
                 s.sink.deliver(mine, &tx)
             });
+            for s in &st.subscribers {
+                s.sink.settle(&tx);
+            }
             cursor = last;
         }
         tx.commit()?;

@@ -381,6 +381,10 @@ struct LiveState {
     closed: bool,
     error: Option<Error>,
     stats: LiveStats,
+    /// The held prefix ran dry during this batch: re-run in `settle`.
+    rerun_pending: bool,
+    /// Consumers blocked on `ready` (notifying costs a system call: skip it when 0).
+    waiting: u32,
 }
 
 struct LiveShared {
@@ -394,6 +398,31 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LiveShared {
+    /// Wakes blocked consumers, if any, after releasing the lock.
+    fn wake(&self, st: MutexGuard<'_, LiveState>) {
+        let waiting = st.waiting > 0;
+        drop(st);
+        if waiting {
+            self.ready.notify_all();
+        }
+    }
+
+    /// Blocks on `ready`, counted in `waiting`.
+    fn wait<'a>(
+        &self,
+        mut st: MutexGuard<'a, LiveState>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, LiveState> {
+        st.waiting += 1;
+        let mut st = self
+            .ready
+            .wait_timeout(st, timeout)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        st.waiting -= 1;
+        st
+    }
+
     fn close(&self) {
         lock(&self.state).closed = true;
         self.ready.notify_all();
@@ -414,7 +443,7 @@ impl Sink for LiveSink {
         op != ChangeOp::Delete && op != ChangeOp::Drop
     }
 
-    fn deliver(&self, events: &[Arc<Event>], conn: &Connection) -> bool {
+    fn deliver(&self, events: &[Arc<Event>], _conn: &Connection) -> bool {
         let mut st = lock(&self.shared.state);
         if st.closed {
             return false;
@@ -431,33 +460,51 @@ impl Sink for LiveSink {
             }
         }
         if st.engine.needs_rerun() {
-            st.stats.runs += 1;
-            if let Err(err) = st.engine.rerun(conn) {
-                st.error = Some(err);
-            }
-            touched = true;
+            // re-run in `settle`, after the other sinks were notified
+            st.rerun_pending = true;
+            return true;
         }
         if touched {
-            let visible = st.engine.visible();
-            if visible != st.current {
-                st.current = visible;
-                st.stats.changes += 1;
-                if st.dirty_at.is_none() {
-                    st.dirty_at = Some(Instant::now());
-                }
-                drop(st);
-                self.shared.ready.notify_all();
-            }
+            publish(&mut st, &self.shared);
         }
         true
+    }
+
+    fn settle(&self, conn: &Connection) {
+        let mut st = lock(&self.shared.state);
+        if !st.rerun_pending || st.closed {
+            return;
+        }
+        st.rerun_pending = false;
+        st.stats.runs += 1;
+        if let Err(err) = st.engine.rerun(conn) {
+            st.error = Some(err);
+            self.shared.wake(st);
+            return;
+        }
+        publish(&mut st, &self.shared);
     }
 
     fn advance(&self, seq: i64) {
         let mut st = lock(&self.shared.state);
         if seq > st.token {
             st.token = seq;
-            drop(st);
-            self.shared.ready.notify_all();
+            self.shared.wake(st);
+        }
+    }
+}
+
+/// Recomputes the visible result and wakes the consumer when it changed.
+fn publish(st: &mut MutexGuard<'_, LiveState>, shared: &LiveShared) {
+    {
+        let visible = st.engine.visible();
+        if visible != st.current {
+            st.current = visible;
+            st.stats.changes += 1;
+            if st.dirty_at.is_none() {
+                st.dirty_at = Some(Instant::now());
+            }
+            shared.ready.notify_all();
         }
     }
 }
@@ -661,12 +708,7 @@ impl<T: Document> LiveHandle<T> {
             if now >= deadline {
                 return false;
             }
-            st = self
-                .shared
-                .ready
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            st = self.shared.wait(st, deadline - now);
         }
         st.token >= token
     }
@@ -732,12 +774,7 @@ impl<T: Document> LiveHandle<T> {
             if deadline.is_some_and(|e| e <= now) {
                 return Ok(None);
             }
-            st = self
-                .shared
-                .ready
-                .wait_timeout(st, wake.saturating_duration_since(now))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            st = self.shared.wait(st, wake.saturating_duration_since(now));
         }
     }
 
@@ -829,6 +866,8 @@ impl<T: Document> Collection<T> {
                         runs: 1,
                         ..LiveStats::default()
                     },
+                    rerun_pending: false,
+                    waiting: 0,
                 }),
                 ready: Condvar::new(),
                 coalesce: query.coalesce,
