@@ -4,6 +4,7 @@
 
 mod error;
 mod import;
+mod ops;
 mod output;
 mod relaxed;
 mod shell;
@@ -45,6 +46,10 @@ enum Command {
         /// Documents per insert batch
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         batch_size: u32,
+        /// Bulk-load mode: commits are not synced until the import ends (faster; an OS
+        /// crash or power loss during the import may lose it)
+        #[arg(long)]
+        bulk: bool,
     },
     /// Print matching documents, one compact JSON document per line
     Find {
@@ -155,6 +160,43 @@ enum Command {
         #[arg(long)]
         limit: Option<u64>,
     },
+    /// List the databases of the directory
+    Databases,
+    /// Online backup: one database to a file, or (--dir without --database) every
+    /// database into a directory
+    Backup {
+        /// Target file or directory
+        #[arg(long, value_name = "PATH")]
+        to: std::path::PathBuf,
+    },
+    /// Restore a backup file into a database, or a backup directory into --dir
+    Restore {
+        /// Backup file or directory
+        #[arg(long, value_name = "PATH")]
+        from: std::path::PathBuf,
+    },
+    /// Rebuild the database file(s), returning free space
+    Vacuum,
+    /// Check the database file(s): exit 0 when healthy, 1 with a report otherwise
+    Check,
+    /// Sizes, documents per collection, index sizes, cache hit ratio, slow queries
+    Stats {
+        /// One JSON document per database instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one SQL statement (read-only unless --write) and print rows as JSON lines;
+    /// see the storage layout in the pocketdb::maintenance docs
+    Sql {
+        /// The statement
+        query: String,
+        /// A parameter for the next placeholder (JSON), repeatable
+        #[arg(long = "param", value_name = "JSON")]
+        params: Vec<String>,
+        /// Allow statements that write (bypassing the change log and validation)
+        #[arg(long)]
+        write: bool,
+    },
 }
 
 fn main() {
@@ -198,6 +240,7 @@ fn execute(cli: Cli) -> CliResult<i32> {
             file,
             stop_on_error,
             batch_size,
+            bulk,
         } => {
             let db = cli.target.open()?.db;
             let coll = db.collection::<Value>(&collection);
@@ -205,7 +248,13 @@ fn execute(cli: Cli) -> CliResult<i32> {
                 batch_size: batch_size as usize,
                 stop_on_error,
             };
-            let summary = import::import(&coll, file.as_deref(), &options)?;
+            // Settings come back when the guard drops, whatever the import's outcome.
+            let bulk_mode = if bulk { Some(db.bulk_load()?) } else { None };
+            let summary = import::import(&coll, file.as_deref(), &options);
+            if let Some(guard) = bulk_mode {
+                guard.finish()?;
+            }
+            let summary = summary?;
             line(
                 &mut stdout.lock(),
                 &format!("inserted {}, failed {}", summary.inserted, summary.failed),
@@ -371,6 +420,17 @@ fn execute(cli: Cli) -> CliResult<i32> {
                 out.flush()?;
             }
         }
+        Command::Databases => ops::databases(&cli.target)?,
+        Command::Backup { to } => ops::backup(&cli.target, &to)?,
+        Command::Restore { from } => ops::restore(&cli.target, &from)?,
+        Command::Vacuum => ops::vacuum(&cli.target)?,
+        Command::Check => return ops::check(&cli.target),
+        Command::Stats { json } => ops::stats(&cli.target, json)?,
+        Command::Sql {
+            query,
+            params,
+            write,
+        } => ops::sql(&cli.target, &query, &params, write)?,
         Command::Collections => {
             let db = cli.target.open()?.db;
             let mut out = stdout.lock();

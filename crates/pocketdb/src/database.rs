@@ -37,6 +37,8 @@ pub(crate) struct DbInner {
     pub(crate) hub: Arc<changes::hub::Hub>,
     /// Collections known to have a table, so writes skip the catalog check.
     known: Mutex<HashSet<String>>,
+    /// State of the maintenance layer (attachments, expiry, slow queries, bulk mode).
+    pub(crate) extras: crate::maintenance::DbExtras,
 }
 
 /// Options recorded in the catalog when a collection is created.
@@ -84,14 +86,17 @@ impl Database {
     pub(crate) fn from_pool(name: String, pool: Pool) -> Result<Database> {
         schema::init(&pool.writer())?;
         let hub = changes::hub::Hub::new(&pool.writer())?;
-        Ok(Database {
+        let db = Database {
             inner: Arc::new(DbInner {
                 name,
                 pool,
                 hub,
                 known: Mutex::new(HashSet::new()),
+                extras: Default::default(),
             }),
-        })
+        };
+        db.start_expiry_if_needed()?;
+        Ok(db)
     }
 
     /// The database's name (file stem, or `:memory:`).
@@ -133,6 +138,8 @@ impl Database {
         options: CollectionOptions,
     ) -> Result<Collection<Value>> {
         validate_collection_name(name)?;
+        crate::collection::expiry::validate_options(&options.options)?;
+        self.forget_expiry(name);
         self.write(|conn| {
             if collection_exists(conn, name)? {
                 return Err(Error::CollectionExists(name.to_string()));
@@ -304,6 +311,16 @@ impl Database {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name);
+        self.forget_expiry(name);
+    }
+
+    /// Forgets every cached collection (after a restore).
+    pub(crate) fn forget_all(&self) {
+        self.inner
+            .known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 }
 
@@ -323,5 +340,6 @@ fn create_collection_in(conn: &Connection, name: &str, options: &CollectionOptio
             changes::now_millis()
         ],
     )?;
+    crate::collection::expiry::install(conn, name, &options.options)?;
     Ok(())
 }

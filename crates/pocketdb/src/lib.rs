@@ -24,6 +24,7 @@ pub mod engine;
 pub mod error;
 pub mod id;
 pub mod live;
+pub mod maintenance;
 pub mod query;
 pub mod update;
 pub mod value;
@@ -35,7 +36,8 @@ pub use changes::{
 pub use client::Client;
 pub use collection::{
     BulkWriteResult, Collection, Cursor, DeleteResult, Document, FindAndModifyOutcome,
-    FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult, Modification,
+    FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult, LookupOutput,
+    LookupSpec, LookupStrategy, MissingReference, Modification, PopulateSpec, Populated,
     ReturnDocument, UpdateOptions, UpdateResult, WriteModel,
 };
 pub use database::{CollectionOptions, Database};
@@ -43,5 +45,9 @@ pub use engine::{JournalMode, Options, Synchronous};
 pub use error::{BulkWriteFailure, Error, Result, WriteError};
 pub use live::{
     LiveDiff, LiveHandle, LiveItem, LiveMove, LiveQuery, LiveStats, LiveSubscription, LiveUpdate,
+};
+pub use maintenance::{
+    check_file, ApplyReport, BackupProgress, BackupReport, BulkLoad, ChangeSet, ChangeSetEntry,
+    CheckpointMode, CheckpointResult, DatabaseStats, IntegrityReport,
 };
 pub use query::{Filter, QueryBuilder, SortOrder};

@@ -4,14 +4,20 @@
 //! to the change log in that same transaction. Reads go through the reader pool.
 
 mod cursor;
+pub(crate) mod expiry;
 mod options;
 mod plan;
+mod populate;
 
 pub use cursor::Cursor;
 pub use options::{
     BulkWriteResult, DeleteResult, FindAndModifyOutcome, FindOneAndModifyOptions,
     InsertManyOptions, InsertManyResult, InsertOneResult, Modification, ReturnDocument,
     UpdateOptions, UpdateResult, WriteModel,
+};
+pub use populate::{
+    LookupOutput, LookupSpec, LookupStrategy, MissingReference, PopulateSpec, Populated,
+    DEFAULT_POPULATE_PAGE,
 };
 
 use crate::changes::{self, Change, ChangeOp};
@@ -423,6 +429,7 @@ impl<T: Document> Collection<T> {
         absent: impl FnOnce() -> R,
     ) -> Result<R> {
         validate_collection_name(&self.name)?;
+        self.db.expire_due(&self.name)?;
         self.db.read(|conn| {
             if !self.db.has_collection(conn, &self.name)? {
                 return Ok(absent());
@@ -437,20 +444,29 @@ impl<T: Document> Collection<T> {
         after: i64,
         limit: usize,
     ) -> Result<(Vec<Row>, Option<i64>)> {
-        self.read(
+        let started = std::time::Instant::now();
+        let out = self.read(
             |conn| plan.fetch_page(conn, &self.name, after, limit),
             || (Vec::new(), None),
-        )
+        );
+        self.db
+            .observe_read(&self.name, &plan.filter, started.elapsed());
+        out
     }
 
     pub(crate) fn read_all(&self, plan: &Plan) -> Result<Vec<Row>> {
-        self.read(|conn| plan.fetch_all(conn, &self.name), Vec::new)
+        let started = std::time::Instant::now();
+        let out = self.read(|conn| plan.fetch_all(conn, &self.name), Vec::new);
+        self.db
+            .observe_read(&self.name, &plan.filter, started.elapsed());
+        out
     }
 
     fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         validate_collection_name(&self.name)?;
         let result = self.db.write(|conn| {
             self.db.ensure_collection(conn, &self.name)?;
+            self.purge_expired_in(conn)?;
             f(conn)
         });
         if result.is_err() {

@@ -75,6 +75,12 @@ pub struct Options {
     pub max_readers: usize,
     /// Largest document accepted, in bytes of JSON text (default 16 MiB, as MongoDB).
     pub max_document_size: usize,
+    /// Reads slower than this are logged with `tracing::warn!` (target
+    /// `pocketdb::slow_query`) and kept for `Database::stats` (default `None`: off).
+    pub slow_query_threshold: Option<Duration>,
+    /// How often the background thread deletes expired documents of collections with
+    /// `expire_after` (default 1 s).
+    pub expiry_interval: Duration,
 }
 
 impl Default for Options {
@@ -88,6 +94,8 @@ impl Default for Options {
             busy_timeout: Duration::from_secs(5),
             max_readers: 4,
             max_document_size: 16 * 1024 * 1024,
+            slow_query_threshold: None,
+            expiry_interval: Duration::from_secs(1),
         }
     }
 }
@@ -126,6 +134,18 @@ impl Options {
     /// Sets the largest accepted document size in bytes.
     pub fn max_document_size(mut self, value: usize) -> Options {
         self.max_document_size = value;
+        self
+    }
+
+    /// Logs reads slower than `value` (`None` turns the log off).
+    pub fn slow_query_threshold(mut self, value: Option<Duration>) -> Options {
+        self.slow_query_threshold = value;
+        self
+    }
+
+    /// Sets how often expired documents are swept in the background.
+    pub fn expiry_interval(mut self, value: Duration) -> Options {
+        self.expiry_interval = value;
         self
     }
 

@@ -90,6 +90,21 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// Runs `f` on the writer and on every idle pooled reader (for statistics).
+    pub(crate) fn each_connection(&self, f: &mut dyn FnMut(&Connection)) {
+        f(&self.writer());
+        for c in self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            f(c);
+        }
+    }
+}
+
 fn configure(conn: &Connection, options: &Options, writer: bool) -> Result<()> {
     conn.busy_timeout(options.busy_timeout)?;
     if writer {

@@ -1,0 +1,339 @@
+//! Online backup and restore with SQLite's backup API.
+//!
+//! # Guarantees
+//!
+//! * A database backup is a consistent snapshot: the source is read inside one read
+//!   transaction, so it holds exactly the commits made before the backup started, while
+//!   writers keep committing (WAL lets them; they are never blocked).
+//! * A client backup ([`Client::backup_to_dir`]) briefly takes the writer of every open
+//!   database (in name order) while it opens the snapshots, so no write of this process
+//!   is half-way through when the cut is made: the files form one consistent point in
+//!   time for writes made through this `Client`. Writes to one file are atomic; writes
+//!   spanning files (shards of one collection) never were, and the backup keeps exactly
+//!   the ones that had committed. Other processes writing the files are not paused.
+//! * A restore replaces the database's content in one write transaction through the
+//!   backup API, so readers see either the old or the new content, and runs an
+//!   integrity check on the backup first and on the result afterwards.
+
+use crate::client::Client;
+use crate::database::Database;
+use crate::engine::schema::FORMAT_VERSION;
+use crate::error::{Error, Result};
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Pages copied per step of the backup API (progress is reported after each).
+const PAGES_PER_STEP: i32 = 128;
+
+/// Progress of a backup or restore, reported after each step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupProgress {
+    /// Database being copied.
+    pub database: String,
+    /// Pages copied so far.
+    pub copied: u64,
+    /// Pages in total.
+    pub total: u64,
+}
+
+/// What a backup wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupReport {
+    /// Database backed up.
+    pub database: String,
+    /// The file written.
+    pub path: PathBuf,
+    /// Size of the file in bytes.
+    pub bytes: u64,
+    /// Newest change-log sequence number included (a starting point for
+    /// [`Database::export_changes`]).
+    pub last_change_seq: i64,
+}
+
+fn open_read_only(path: &Path) -> Result<Connection> {
+    Ok(Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+    )?)
+}
+
+/// Copies every page of `src` into `dst`, reporting progress; retries while busy.
+fn copy(
+    src: &Connection,
+    dst: &mut Connection,
+    database: &str,
+    progress: &mut dyn FnMut(BackupProgress),
+) -> Result<()> {
+    let backup = Backup::new(src, dst)?;
+    let mut waits = 0u32;
+    loop {
+        let step = backup.step(PAGES_PER_STEP)?;
+        let p = backup.progress();
+        let total = u64::try_from(p.pagecount).unwrap_or(0);
+        let remaining = u64::try_from(p.remaining).unwrap_or(0);
+        progress(BackupProgress {
+            database: database.to_string(),
+            copied: total.saturating_sub(remaining),
+            total,
+        });
+        match step {
+            StepResult::Done => return Ok(()),
+            StepResult::More => waits = 0,
+            StepResult::Busy | StepResult::Locked => {
+                waits += 1;
+                if waits > 500 {
+                    return Err(Error::Sqlite(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                        Some("backup: the database stayed locked".to_string()),
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            _ => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+fn last_seq(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT coalesce(max(seq), 0) FROM _pocketdb_changes",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// A read-only connection holding an open read transaction on a database file.
+pub(crate) struct Snapshot {
+    conn: Connection,
+}
+
+impl Snapshot {
+    fn open(path: &Path) -> Result<Snapshot> {
+        let conn = open_read_only(path)?;
+        conn.execute_batch("BEGIN DEFERRED")?;
+        // The first read starts the transaction and pins the snapshot.
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        Ok(Snapshot { conn })
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let _ = self.conn.execute_batch("COMMIT");
+    }
+}
+
+fn write_atomically(
+    target: &Path,
+    write: impl FnOnce(&mut Connection) -> Result<()>,
+) -> Result<u64> {
+    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut tmp = target.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let result = (|| {
+        let mut dst = Connection::open(&tmp)?;
+        write(&mut dst)?;
+        // Leave a self-contained file: no WAL beside it.
+        let _: String = dst.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))?;
+        drop(dst);
+        std::fs::rename(&tmp, target)?;
+        Ok(std::fs::metadata(target)?.len())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl Database {
+    /// Writes a consistent copy of the database to the file `path` while writers keep
+    /// writing (see the [module docs](self) for the guarantees). The copy is written
+    /// beside `path` and renamed into place, so `path` is never half-written.
+    pub fn backup_to(&self, path: impl AsRef<Path>) -> Result<BackupReport> {
+        self.backup_to_with(path, &mut |_| {})
+    }
+
+    /// [`backup_to`](Database::backup_to) reporting progress after each step.
+    pub fn backup_to_with(
+        &self,
+        path: impl AsRef<Path>,
+        progress: &mut dyn FnMut(BackupProgress),
+    ) -> Result<BackupReport> {
+        match self.path() {
+            Some(src) => {
+                let snapshot = Snapshot::open(src)?;
+                self.backup_snapshot(&snapshot, path.as_ref(), progress)
+            }
+            None => {
+                let writer = self.inner.pool.writer();
+                let seq = last_seq(&writer)?;
+                let bytes = write_atomically(path.as_ref(), |dst| {
+                    copy(&writer, dst, self.name(), progress)
+                })?;
+                Ok(BackupReport {
+                    database: self.name().to_string(),
+                    path: path.as_ref().to_path_buf(),
+                    bytes,
+                    last_change_seq: seq,
+                })
+            }
+        }
+    }
+
+    fn backup_snapshot(
+        &self,
+        snapshot: &Snapshot,
+        path: &Path,
+        progress: &mut dyn FnMut(BackupProgress),
+    ) -> Result<BackupReport> {
+        let seq = last_seq(&snapshot.conn)?;
+        let bytes = write_atomically(path, |dst| copy(&snapshot.conn, dst, self.name(), progress))?;
+        Ok(BackupReport {
+            database: self.name().to_string(),
+            path: path.to_path_buf(),
+            bytes,
+            last_change_seq: seq,
+        })
+    }
+
+    /// Replaces the database's content with the backup at `path`, online: the backup is
+    /// checked first (a damaged or foreign file is refused and nothing changes), copied
+    /// in one write transaction, and the result checked again.
+    pub fn restore_from(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.restore_from_with(path, &mut |_| {})
+    }
+
+    /// [`restore_from`](Database::restore_from) reporting progress.
+    pub fn restore_from_with(
+        &self,
+        path: impl AsRef<Path>,
+        progress: &mut dyn FnMut(BackupProgress),
+    ) -> Result<()> {
+        let path = path.as_ref();
+        if !path.is_file() {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no backup at {}", path.display()),
+            )));
+        }
+        let report = super::check_file(path)?;
+        if !report.ok {
+            return Err(Error::Incompatible(format!(
+                "backup {} is damaged: {}",
+                path.display(),
+                report.problems.join("; ")
+            )));
+        }
+        let src = open_read_only(path)?;
+        let version: Option<String> = src
+            .query_row(
+                "SELECT value FROM _pocketdb_meta WHERE key = 'format_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| Error::Incompatible(format!("not a pocketdb database: {e}")))?;
+        if version != Some(FORMAT_VERSION.to_string()) {
+            return Err(Error::Incompatible(format!(
+                "backup {} has format version {:?}, this build reads {FORMAT_VERSION}",
+                path.display(),
+                version
+            )));
+        }
+        {
+            let mut writer = self.inner.pool.writer();
+            copy(&src, &mut writer, self.name(), progress)?;
+            let problems = super::check::integrity_problems(&writer, true)?;
+            if !problems.is_empty() {
+                return Err(Error::Incompatible(format!(
+                    "restored database failed its integrity check: {}",
+                    problems.join("; ")
+                )));
+            }
+        }
+        self.invalidate_caches();
+        Ok(())
+    }
+}
+
+impl Client {
+    /// Backs up every database of the client into `dir` (`<dir>/<name>.sqlite`) as one
+    /// consistent cut (see the [module docs](self)).
+    pub fn backup_to_dir(&self, dir: impl AsRef<Path>) -> Result<Vec<BackupReport>> {
+        self.backup_to_dir_with(dir, &mut |_| {})
+    }
+
+    /// [`backup_to_dir`](Client::backup_to_dir) reporting progress per database.
+    pub fn backup_to_dir_with(
+        &self,
+        dir: impl AsRef<Path>,
+        progress: &mut dyn FnMut(BackupProgress),
+    ) -> Result<Vec<BackupReport>> {
+        let dir = dir.as_ref();
+        if std::fs::canonicalize(dir).ok() == std::fs::canonicalize(self.dir()).ok() {
+            return Err(Error::InvalidArgument(
+                "cannot back up a client into its own directory".to_string(),
+            ));
+        }
+        std::fs::create_dir_all(dir)?;
+        let names = self.list_databases()?;
+        let dbs = names
+            .iter()
+            .map(|n| self.database(n))
+            .collect::<Result<Vec<_>>>()?;
+        // The cut: with every writer held, no write is in flight; open the snapshots.
+        let snapshots = {
+            let _writers: Vec<_> = dbs.iter().map(|d| d.inner.pool.writer()).collect();
+            dbs.iter()
+                .map(|d| match d.path() {
+                    Some(p) => Snapshot::open(p),
+                    None => Err(Error::InvalidArgument("in-memory database".to_string())),
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        let mut reports = Vec::new();
+        for ((name, db), snapshot) in names.iter().zip(&dbs).zip(&snapshots) {
+            let target = dir.join(format!("{name}.sqlite"));
+            reports.push(db.backup_snapshot(snapshot, &target, progress)?);
+        }
+        Ok(reports)
+    }
+
+    /// Restores every `<name>.sqlite` backup found in `dir` into the database of the
+    /// same name (created if needed). Returns the names restored. Each backup is checked
+    /// before anything is replaced.
+    pub fn restore_from_dir(&self, dir: impl AsRef<Path>) -> Result<Vec<String>> {
+        self.restore_from_dir_with(dir, &mut |_| {})
+    }
+
+    /// [`restore_from_dir`](Client::restore_from_dir) reporting progress.
+    pub fn restore_from_dir_with(
+        &self,
+        dir: impl AsRef<Path>,
+        progress: &mut dyn FnMut(BackupProgress),
+    ) -> Result<Vec<String>> {
+        let backup = Client::open(dir.as_ref())?;
+        let names = backup.list_databases()?;
+        for name in &names {
+            let report = super::check_file(&backup.database_path(name)?)?;
+            if !report.ok {
+                return Err(Error::Incompatible(format!(
+                    "backup of '{name}' is damaged: {}",
+                    report.problems.join("; ")
+                )));
+            }
+        }
+        for name in &names {
+            self.database(name)?
+                .restore_from_with(backup.database_path(name)?, progress)?;
+        }
+        Ok(names)
+    }
+}
