@@ -85,7 +85,7 @@ impl Database {
 
     pub(crate) fn from_pool(name: String, pool: Pool) -> Result<Database> {
         schema::init(&pool.writer())?;
-        let hub = changes::hub::Hub::new(&pool.writer())?;
+        let hub = changes::hub::Hub::new(&pool.writer(), &name)?;
         let db = Database {
             inner: Arc::new(DbInner {
                 name,

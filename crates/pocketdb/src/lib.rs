@@ -25,6 +25,7 @@ pub mod error;
 pub mod id;
 pub mod live;
 pub mod maintenance;
+pub mod plugin;
 pub mod query;
 pub mod update;
 pub mod value;

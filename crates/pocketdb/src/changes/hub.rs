@@ -89,6 +89,8 @@ struct Retention {
 
 /// The per-database notification and fan-out point.
 pub(crate) struct Hub {
+    name: String,
+    pub(crate) plugins: crate::plugin::Registry,
     generation: Mutex<u64>,
     wake: Condvar,
     state: Mutex<HubState>,
@@ -102,10 +104,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Hub {
     /// A hub for a database whose writer connection is `conn` (the retention policy is
     /// loaded from the file).
-    pub(crate) fn new(conn: &Connection) -> Result<Arc<Hub>> {
+    pub(crate) fn new(conn: &Connection, name: &str) -> Result<Arc<Hub>> {
         super::migrate(conn)?;
         let policy = retention::load(conn)?;
         Ok(Arc::new(Hub {
+            name: name.to_string(),
+            plugins: crate::plugin::Registry::default(),
             generation: Mutex::new(0),
             wake: Condvar::new(),
             state: Mutex::new(HubState {
@@ -122,14 +126,16 @@ impl Hub {
         }))
     }
 
-    /// Called on the writer after every commit: wakes the dispatcher and, when a
-    /// retention policy is set and due, trims the log. Never blocks on subscribers.
+    /// Called on the writer after every commit: wakes the dispatcher, runs the plugins'
+    /// `after_write` hooks and, when a retention policy is set and due, trims the log.
+    /// Never blocks on subscribers.
     pub(crate) fn committed(&self, conn: &Connection) {
         {
             let mut g = lock(&self.generation);
             *g = g.wrapping_add(1);
         }
         self.wake.notify_all();
+        self.plugins.committed(conn, &self.name);
         let due = {
             let mut r = lock(&self.retention);
             if r.policy.is_unbounded() {

@@ -126,7 +126,7 @@ pub struct ChangeEvent {
 }
 
 impl ChangeEvent {
-    fn from_event(e: &Event, database: &str, mode: FullDocument) -> ChangeEvent {
+    pub(crate) fn from_event(e: &Event, database: &str, mode: FullDocument) -> ChangeEvent {
         let c = &e.change;
         ChangeEvent {
             token: c.seq,
