@@ -7,6 +7,7 @@ fn main() {
             docs: n,
             ops: None,
             dir: None,
+            threads: None,
         };
         println!("{}", pocketdb_bench::run(&cfg).unwrap());
     }

@@ -3,6 +3,7 @@
 //! same pragmas, prepared statements, one transaction per batch), and reports the ratio
 //! of the two throughputs — raw rusqlite is the physical limit we measure ourselves against.
 
+pub mod group_by;
 mod live;
 mod raw;
 mod workloads;

@@ -59,7 +59,6 @@ pub(crate) fn scan(conn: &Connection, city: &str) -> rusqlite::Result<usize> {
     Ok(n)
 }
 
-#[allow(dead_code)] // used by find-indexed once secondary indexes land
 pub(crate) fn find_by_email(conn: &Connection, email: &str) -> rusqlite::Result<usize> {
     let mut stmt =
         conn.prepare_cached("SELECT json(doc) FROM docs WHERE json_extract(doc, '$.email') = ?1")?;
@@ -98,4 +97,57 @@ pub(crate) fn inc_age(conn: &mut Connection, id: &str) -> rusqlite::Result<()> {
         }
     }
     tx.commit()
+}
+
+pub(crate) fn range_sort(conn: &Connection, low: f64) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT json(doc) FROM docs WHERE json_extract(doc, '$.score') > ?1 \
+         ORDER BY json_extract(doc, '$.score') LIMIT 20",
+    )?;
+    let mut rows = stmt.query([low])?;
+    let mut n = 0;
+    while let Some(r) = rows.next()? {
+        let text: String = r.get(0)?;
+        let _doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Inserts documents and, by hand, one `(sku, rid)` row per element of `skus`: what an
+/// application does to index an array without pocketdb.
+pub(crate) fn insert_with_skus(conn: &mut Connection, docs: &[Value]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS skus(value TEXT NOT NULL, rid INTEGER NOT NULL,
+                 PRIMARY KEY(value, rid)) WITHOUT ROWID",
+        )?;
+        let mut stmt = tx.prepare_cached("INSERT INTO docs(id, doc) VALUES (?1, jsonb(?2))")?;
+        let mut side =
+            tx.prepare_cached("INSERT OR IGNORE INTO skus(value, rid) VALUES (?1, ?2)")?;
+        for d in docs {
+            let id = d["_id"].as_str().unwrap_or_default();
+            stmt.execute(params![id, serde_json::to_string(d).unwrap_or_default()])?;
+            let rid = tx.last_insert_rowid();
+            for sku in d["skus"].as_array().into_iter().flatten() {
+                side.execute(params![sku.as_str().unwrap_or_default(), rid])?;
+            }
+        }
+    }
+    tx.commit()
+}
+
+pub(crate) fn find_by_sku(conn: &Connection, sku: &str) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT json(doc) FROM docs WHERE rid IN (SELECT rid FROM skus WHERE value = ?1)",
+    )?;
+    let mut rows = stmt.query([sku])?;
+    let mut n = 0;
+    while let Some(r) = rows.next()? {
+        let text: String = r.get(0)?;
+        let _doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        n += 1;
+    }
+    Ok(n)
 }

@@ -1,7 +1,7 @@
 //! The workloads and their measurement.
 
 use crate::{doc_id, document, raw, CITIES};
-use pocketdb::{Collection, Database};
+use pocketdb::{BufferOptions, Collection, Database, Durability, Explain, IndexOptions, Options};
 use serde_json::{json, Map, Value};
 use std::fmt;
 use std::path::PathBuf;
@@ -23,17 +23,43 @@ pub enum Workload {
     FindScan,
     /// `update_one({_id}, {$inc: {age: 1}})`.
     UpdateOne,
+    /// `insert_one` from `threads` threads (default 16) with group commit; compared with
+    /// raw rusqlite inserting one document per transaction on one thread, and with
+    /// pocketdb's own single-threaded `insert_one` (`vs_insert_one`).
+    GroupCommit,
+    /// `insert_many` in batches of 1,000 into a buffered database: documents per second
+    /// acknowledged (burst), and until applied (`sustained_*`), against raw `insert-many`.
+    Buffered,
+    /// `find({score: {$gt: x}}).sort({score: 1}).limit(20)` with an index on `score`.
+    FindRangeSort,
+    /// `find({skus: s})` on an array field with a multikey index (documents get an extra
+    /// `skus` array of two values; raw rusqlite keeps the same side table by hand).
+    FindMultikey,
+    /// `create_index({email: 1})` on a loaded collection (ops = documents indexed).
+    IndexBuild,
+    /// `insert_many` with 0, 1, 2 and 4 secondary indexes: the write cost per index.
+    IndexWriteCost,
+    /// `aggregate([{$group: {_id: "$city", n: {$sum: 1}, avg: {$avg: "$score"}}}])`
+    /// against the same `GROUP BY` written by hand (see `group_by`).
+    GroupBy,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 6] = [
+    pub const ALL: [Workload; 13] = [
         Workload::InsertMany,
         Workload::InsertOne,
         Workload::GetById,
         Workload::FindIndexed,
         Workload::FindScan,
         Workload::UpdateOne,
+        Workload::GroupCommit,
+        Workload::Buffered,
+        Workload::FindRangeSort,
+        Workload::FindMultikey,
+        Workload::IndexBuild,
+        Workload::IndexWriteCost,
+        Workload::GroupBy,
     ];
 
     /// The workload's command-line name.
@@ -45,6 +71,13 @@ impl Workload {
             Workload::FindIndexed => "find-indexed",
             Workload::FindScan => "find-scan",
             Workload::UpdateOne => "update-one",
+            Workload::GroupCommit => "group-commit",
+            Workload::Buffered => "buffered",
+            Workload::FindRangeSort => "find-range-sort",
+            Workload::FindMultikey => "find-multikey",
+            Workload::IndexBuild => "index-build",
+            Workload::IndexWriteCost => "index-write-cost",
+            Workload::GroupBy => "group-by",
         }
     }
 }
@@ -65,8 +98,7 @@ impl FromStr for Workload {
             .ok_or_else(|| {
                 let names: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
                 format!(
-                    "unknown workload '{s}' (not yet available: group-commit, buffered, \
-                     sharded-insert, sharded-scan); known: {}",
+                    "unknown workload '{s}' (not yet available: sharded-insert, sharded-scan); known: {}",
                     names.join(", ")
                 )
             })
@@ -84,6 +116,8 @@ pub struct Config {
     pub ops: Option<u64>,
     /// Directory for the database files (a temporary one when `None`).
     pub dir: Option<PathBuf>,
+    /// Writer threads for concurrent workloads (`group-commit`: default 16).
+    pub threads: Option<usize>,
 }
 
 /// The outcome of one workload.
@@ -227,9 +261,145 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
             (ops, s, t.elapsed().as_secs_f64())
         }
         Workload::FindIndexed => {
-            return Err(
-                "find-indexed needs secondary indexes, which this build does not have yet".into(),
+            load(&coll, n)?;
+            load_raw(&mut conn, n)?;
+            coll.create_index(json!({"email": 1}), IndexOptions::default())?;
+            conn.execute_batch("CREATE INDEX docs_email ON docs(json_extract(doc, '$.email'))")?;
+            let ops = config.ops.unwrap_or(n.min(20_000));
+            let email = |k: u64| format!("user{}@example.com", (k * 7919) % n);
+            let (s, lat) = timed(ops, |k| {
+                let found = coll.find(json!({"email": email(k)}))?.to_vec()?;
+                if found.len() != 1 {
+                    return Err(format!("find-indexed found {} documents", found.len()).into());
+                }
+                Ok(())
+            })?;
+            let (r, raw_lat) = timed(ops, |k| {
+                if raw::find_by_email(&conn, &email(k))? != 1 {
+                    return Err("raw find-indexed missed".into());
+                }
+                Ok(())
+            })?;
+            latencies(&mut extra, "", lat);
+            latencies(&mut extra, "raw_", raw_lat);
+            explain_index(
+                &mut extra,
+                coll.find(json!({"email": email(1)}))?.explain()?,
             );
+            (ops, s, r)
+        }
+        Workload::FindRangeSort => {
+            load(&coll, n)?;
+            load_raw(&mut conn, n)?;
+            coll.create_index(json!({"score": 1}), IndexOptions::default())?;
+            conn.execute_batch("CREATE INDEX docs_score ON docs(json_extract(doc, '$.score'))")?;
+            let ops = config.ops.unwrap_or(n.min(20_000));
+            let low = |k: u64| ((k * 7919) % 9_000) as f64 / 100.0;
+            let (s, lat) = timed(ops, |k| {
+                let found = coll
+                    .find(json!({"score": {"$gt": low(k)}}))?
+                    .sort(json!({"score": 1}))
+                    .limit(20)
+                    .to_vec()?;
+                if found.len() != 20 {
+                    return Err(format!("find-range-sort found {}", found.len()).into());
+                }
+                Ok(())
+            })?;
+            let (r, raw_lat) = timed(ops, |k| {
+                if raw::range_sort(&conn, low(k))? != 20 {
+                    return Err("raw find-range-sort missed".into());
+                }
+                Ok(())
+            })?;
+            latencies(&mut extra, "", lat);
+            latencies(&mut extra, "raw_", raw_lat);
+            let e = coll
+                .find(json!({"score": {"$gt": 50}}))?
+                .sort(json!({"score": 1}))
+                .limit(20)
+                .explain()?;
+            extra.insert("sort_in_sql".into(), json!(e.sort_in_sql));
+            explain_index(&mut extra, e);
+            (ops, s, r)
+        }
+        Workload::FindMultikey => {
+            coll.create_index(json!({"skus": 1}), IndexOptions::default())?;
+            let mut start = 0;
+            while start < n {
+                let end = (start + BATCH).min(n);
+                coll.insert_many((start..end).map(|i| sku_document(i, n)))?;
+                let docs: Vec<Value> = (start..end).map(|i| sku_document(i, n)).collect();
+                raw::insert_with_skus(&mut conn, &docs)?;
+                start = end;
+            }
+            let ops = config.ops.unwrap_or(n.min(20_000));
+            let sku = |k: u64| format!("sku{}", (k * 7919) % n);
+            let (s, lat) = timed(ops, |k| {
+                if coll.find(json!({"skus": sku(k)}))?.to_vec()?.is_empty() {
+                    return Err("find-multikey found nothing".into());
+                }
+                Ok(())
+            })?;
+            let (r, raw_lat) = timed(ops, |k| {
+                if raw::find_by_sku(&conn, &sku(k))? == 0 {
+                    return Err("raw find-multikey found nothing".into());
+                }
+                Ok(())
+            })?;
+            latencies(&mut extra, "", lat);
+            latencies(&mut extra, "raw_", raw_lat);
+            explain_index(&mut extra, coll.find(json!({"skus": sku(1)}))?.explain()?);
+            (ops, s, r)
+        }
+        Workload::IndexBuild => {
+            load(&coll, n)?;
+            load_raw(&mut conn, n)?;
+            let t = Instant::now();
+            coll.create_index(json!({"email": 1}), IndexOptions::default())?;
+            let s = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            conn.execute_batch("CREATE INDEX docs_email ON docs(json_extract(doc, '$.email'))")?;
+            let r = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            coll.create_index(json!({"tags": 1}), IndexOptions::default())?;
+            extra.insert(
+                "multikey_docs_per_sec".into(),
+                json!(n as f64 / t.elapsed().as_secs_f64()),
+            );
+            (n, s, r)
+        }
+        Workload::IndexWriteCost => {
+            let per = config.ops.unwrap_or(n.min(200_000));
+            let specs = [
+                json!({"email": 1}),
+                json!({"city": 1}),
+                json!({"age": 1}),
+                json!({"score": 1}),
+            ];
+            let mut base = 0.0;
+            for k in [0usize, 1, 2, 4] {
+                let c = db.collection::<Value>(&format!("w{k}"));
+                for spec in &specs[..k] {
+                    c.create_index(spec.clone(), IndexOptions::default())?;
+                }
+                let t = Instant::now();
+                load(&c, per)?;
+                let rate = per as f64 / t.elapsed().as_secs_f64();
+                if k == 0 {
+                    base = rate;
+                }
+                extra.insert(format!("docs_per_sec_{k}_indexes"), json!(rate.round()));
+                if k > 0 {
+                    extra.insert(
+                        format!("slowdown_per_index_{k}"),
+                        json!(((1.0 - rate / base) / k as f64 * 1000.0).round() / 1000.0),
+                    );
+                }
+            }
+            let t = Instant::now();
+            load_raw(&mut conn, per)?;
+            (per, per as f64 / base, t.elapsed().as_secs_f64())
         }
         Workload::FindScan => {
             load(&coll, n)?;
@@ -257,6 +427,13 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
             extra.insert("ms_per_scan".into(), json!(s * 1000.0 / ops as f64));
             (ops, s, r)
         }
+        Workload::GroupBy => {
+            load(&coll, n)?;
+            load_raw(&mut conn, n)?;
+            let ops = config.ops.unwrap_or(3);
+            let (s, r) = crate::group_by::measure(&coll, &conn, ops, &mut extra)?;
+            (ops, s, r)
+        }
         Workload::UpdateOne => {
             load(&coll, n)?;
             load_raw(&mut conn, n)?;
@@ -272,6 +449,98 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
                 raw::inc_age(&mut conn, &doc_id((k * 7919) % n))?;
             }
             (ops, s, t.elapsed().as_secs_f64())
+        }
+        Workload::GroupCommit => {
+            let threads = config.threads.unwrap_or(16).max(1);
+            let ops = config.ops.unwrap_or(n.min(20_000)).max(threads as u64);
+            let per = ops / threads as u64;
+            let ops = per * threads as u64;
+            let group_db = Database::open_with(
+                dir.join("bench-group-commit-gc.sqlite"),
+                Options::default().durability(Durability::GroupCommit),
+            )?;
+            let t = Instant::now();
+            let handles: Vec<_> = (0..threads as u64)
+                .map(|k| {
+                    let c = group_db.collection::<Value>("bench");
+                    std::thread::spawn(move || -> Result<(), pocketdb::Error> {
+                        for i in 0..per {
+                            c.insert_one(document(k * per + i))?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().map_err(|_| "a writer thread panicked")??;
+            }
+            let s = t.elapsed().as_secs_f64();
+            // pocketdb's own insert-one on one thread, for the ratio the issue asks for.
+            let single = ops.min(5_000);
+            let t = Instant::now();
+            for i in 0..single {
+                coll.insert_one(document(i))?;
+            }
+            let single_rate = single as f64 / t.elapsed().as_secs_f64().max(1e-9);
+            let t = Instant::now();
+            for i in 0..single {
+                raw::insert_batch(&mut conn, &[document(i)])?;
+            }
+            let raw_rate = single as f64 / t.elapsed().as_secs_f64().max(1e-9);
+            let rate = ops as f64 / s.max(1e-9);
+            extra.insert("threads".into(), json!(threads));
+            extra.insert("insert_one_ops_per_sec".into(), json!(single_rate));
+            extra.insert("vs_insert_one".into(), json!(rate / single_rate.max(1e-9)));
+            (ops, s, ops as f64 / raw_rate)
+        }
+        Workload::Buffered => {
+            let buffered_db = Database::open_with(
+                dir.join("bench-buffered-buf.sqlite"),
+                Options::default().durability(Durability::Buffered(
+                    BufferOptions::default()
+                        .max_buffered(usize::try_from(n).unwrap_or(usize::MAX).max(1_000))
+                        .batch_size(10_000),
+                )),
+            )?;
+            let bcoll = buffered_db.collection::<Value>("bench");
+            let docs: Vec<Vec<Value>> = (0..n)
+                .step_by(BATCH as usize)
+                .map(|start| (start..(start + BATCH).min(n)).map(document).collect())
+                .collect();
+            let t = Instant::now();
+            for batch in &docs {
+                bcoll.insert_many(batch)?;
+            }
+            let acked = t.elapsed().as_secs_f64();
+            buffered_db.flush()?;
+            let applied = t.elapsed().as_secs_f64();
+            if bcoll.count_documents(json!({}))? != n {
+                return Err("buffered: documents missing after flush".into());
+            }
+            let stats = buffered_db.buffer_stats().unwrap_or_default();
+            // insert_one, acknowledged one at a time.
+            let singles = config.ops.unwrap_or(n.min(50_000));
+            let t = Instant::now();
+            for i in 0..singles {
+                bcoll.insert_one(document(n + i))?;
+            }
+            let single_s = t.elapsed().as_secs_f64();
+            buffered_db.flush()?;
+            let t = Instant::now();
+            load_raw(&mut conn, n)?;
+            let r = t.elapsed().as_secs_f64();
+            let raw_rate = n as f64 / r.max(1e-9);
+            extra.insert("sustained_docs_per_sec".into(), json!(n as f64 / applied));
+            extra.insert(
+                "sustained_ratio_vs_raw".into(),
+                json!(n as f64 / applied / raw_rate.max(1e-9)),
+            );
+            extra.insert(
+                "insert_one_acked_per_sec".into(),
+                json!(singles as f64 / single_s.max(1e-9)),
+            );
+            extra.insert("batches".into(), json!(stats.batches));
+            (n, acked, r)
         }
     };
     Ok(Report {
@@ -307,4 +576,47 @@ fn load_raw(conn: &mut rusqlite::Connection, n: u64) -> Result<(), BoxError> {
         start = end;
     }
     Ok(())
+}
+
+type OpResult = Result<(), BoxError>;
+
+/// Runs `op` for `0..ops`, returning the total seconds and each operation's latency.
+fn timed(ops: u64, mut op: impl FnMut(u64) -> OpResult) -> Result<(f64, Vec<f64>), BoxError> {
+    let mut lat = Vec::with_capacity(ops as usize);
+    let start = Instant::now();
+    for k in 0..ops {
+        let t = Instant::now();
+        op(k)?;
+        lat.push(t.elapsed().as_secs_f64());
+    }
+    Ok((start.elapsed().as_secs_f64(), lat))
+}
+
+/// Adds p50 / p99 / max latencies in milliseconds under `prefix`.
+fn latencies(extra: &mut Map<String, Value>, prefix: &str, mut lat: Vec<f64>) {
+    if lat.is_empty() {
+        return;
+    }
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let at = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize] * 1000.0;
+    let ms = |x: f64| json!((x * 1000.0).round() / 1000.0);
+    extra.insert(format!("{prefix}p50_ms"), ms(at(0.5)));
+    extra.insert(format!("{prefix}p99_ms"), ms(at(0.99)));
+    extra.insert(format!("{prefix}max_ms"), ms(at(1.0)));
+}
+
+fn explain_index(extra: &mut Map<String, Value>, e: Explain) {
+    extra.insert("index".into(), json!(e.index));
+}
+
+/// Document `i` with an extra `skus` array of two values for the multikey workload.
+fn sku_document(i: u64, n: u64) -> Value {
+    let mut d = document(i);
+    if let Value::Object(m) = &mut d {
+        m.insert(
+            "skus".into(),
+            json!([format!("sku{i}"), format!("sku{}", (i * 31 + 7) % n)]),
+        );
+    }
+    d
 }

@@ -47,6 +47,8 @@ pub fn is_input_error(e: &pocketdb::Error) -> bool {
             | E::InvalidName { .. }
             | E::InvalidCommand(_)
             | E::InvalidArgument(_)
+            | E::InvalidIndex { .. }
+            | E::IndexNotFound { .. }
             | E::DocumentTooLarge { .. }
             | E::Json(_)
             | E::Serde(_)

@@ -4,6 +4,7 @@
 
 mod error;
 mod import;
+mod index;
 mod ops;
 mod output;
 mod relaxed;
@@ -159,6 +160,30 @@ enum Command {
         /// Stop after this many events
         #[arg(long)]
         limit: Option<u64>,
+    },
+    /// Create, list and drop indexes
+    Index {
+        #[command(subcommand)]
+        action: index::IndexCommand,
+    },
+    /// Print the query plan as one JSON object ("index": the index used, or null for a
+    /// collection scan)
+    Explain {
+        /// Target collection
+        #[arg(long, short)]
+        collection: String,
+        /// Query filter
+        #[arg(long)]
+        filter: Option<String>,
+        /// Sort, e.g. '{age: -1}'
+        #[arg(long)]
+        sort: Option<String>,
+        /// Maximum number of documents
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Force an index: its name, or its key specification
+        #[arg(long)]
+        hint: Option<String>,
     },
     /// List the databases of the directory
     Databases,
@@ -419,6 +444,27 @@ fn execute(cli: Cli) -> CliResult<i32> {
                 line(&mut out, &event?.to_json().to_string())?;
                 out.flush()?;
             }
+        }
+        Command::Index { action } => {
+            let prepared = index::prepare(action)?;
+            index::run(&cli.target.open()?.db, prepared)?;
+        }
+        Command::Explain {
+            collection,
+            filter,
+            sort,
+            limit,
+            hint,
+        } => {
+            let filter = filter_or_all(filter.as_ref())?;
+            let sort = optional(sort.as_ref(), "--sort")?;
+            let hint = match hint {
+                Some(h) if h.trim_start().starts_with('{') => Some(input(&h, "--hint")?),
+                Some(h) => Some(Value::String(h)),
+                None => None,
+            };
+            let db = cli.target.open()?.db;
+            index::explain(&db, &collection, filter, sort, limit, hint)?;
         }
         Command::Databases => ops::databases(&cli.target)?,
         Command::Backup { to } => ops::backup(&cli.target, &to)?,

@@ -6,7 +6,7 @@ use crate::engine::Options;
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 /// A directory of databases. Cheap to clone; databases opened through it are cached so
 /// every handle on one database shares its connections.
@@ -28,6 +28,17 @@ struct ClientInner {
     dir: PathBuf,
     options: Options,
     open: Mutex<HashMap<String, Database>>,
+}
+
+/// A non-owning handle on a client, held by the databases it opened.
+#[derive(Clone)]
+pub(crate) struct WeakClient(Weak<ClientInner>);
+
+impl WeakClient {
+    /// The client, if it is still alive.
+    pub(crate) fn upgrade(&self) -> Option<Client> {
+        self.0.upgrade().map(|inner| Client { inner })
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -80,6 +91,7 @@ impl Client {
             return Ok(db.clone());
         }
         let db = Database::open_with(&path, self.inner.options.clone())?;
+        db.set_client(WeakClient(Arc::downgrade(&self.inner)));
         open.insert(name.to_string(), db.clone());
         Ok(db)
     }

@@ -3,14 +3,16 @@
 
 use crate::changes::{self, Change, ChangeOp};
 use crate::collection::{Collection, Document};
+use crate::engine::buffer::{self, Buffer, BufferEvent, BufferStats, Op};
 use crate::engine::schema::{self, table_name, validate_collection_name};
-use crate::engine::{Options, Pool};
+use crate::engine::{BufferOptions, Durability, Options, Pool};
 use crate::error::{Error, Result};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// A handle on one database. Cheap to clone (`Arc` inside), `Send + Sync`; all clones
 /// share one writer connection and a pool of readers.
@@ -37,8 +39,23 @@ pub(crate) struct DbInner {
     pub(crate) hub: Arc<changes::hub::Hub>,
     /// Collections known to have a table, so writes skip the catalog check.
     known: Mutex<HashSet<String>>,
+    /// The write buffer, in [`Durability::Buffered`] mode.
+    pub(crate) buffer: OnceLock<Arc<Buffer>>,
+    /// Index catalog cache and TTL monitor.
+    pub(crate) indexes: crate::index::DbIndexes,
+    /// The client the database was opened through, if any (weak: the client owns its
+    /// cache of databases). Lets `$lookup` reach the client's other databases.
+    client: std::sync::OnceLock<crate::client::WeakClient>,
     /// State of the maintenance layer (attachments, expiry, slow queries, bulk mode).
     pub(crate) extras: crate::maintenance::DbExtras,
+}
+
+impl Drop for DbInner {
+    fn drop(&mut self) {
+        if let Some(buffer) = self.buffer.get() {
+            buffer.shutdown();
+        }
+    }
 }
 
 /// Options recorded in the catalog when a collection is created.
@@ -84,7 +101,11 @@ impl Database {
     }
 
     pub(crate) fn from_pool(name: String, pool: Pool) -> Result<Database> {
-        schema::init(&pool.writer())?;
+        let has_ttl = {
+            let conn = pool.writer();
+            schema::init(&conn)?;
+            crate::index::has_ttl_index(&conn)?
+        };
         let hub = changes::hub::Hub::new(&pool.writer(), &name)?;
         let db = Database {
             inner: Arc::new(DbInner {
@@ -92,11 +113,128 @@ impl Database {
                 pool,
                 hub,
                 known: Mutex::new(HashSet::new()),
+                buffer: OnceLock::new(),
+                indexes: crate::index::DbIndexes::default(),
+                client: std::sync::OnceLock::new(),
                 extras: Default::default(),
             }),
         };
+        if let Durability::Buffered(options) = &db.options().durability {
+            db.start_buffer(options.clone())?;
+        }
         db.start_expiry_if_needed()?;
+        if has_ttl {
+            db.inner.indexes.ttl.ensure_started(&db);
+        }
         Ok(db)
+    }
+
+    /// Replays the buffer log (applying every write it holds that the database has not
+    /// applied yet), then starts the buffer and its applier.
+    fn start_buffer(&self, options: BufferOptions) -> Result<()> {
+        let path = self
+            .path()
+            .ok_or_else(|| {
+                Error::InvalidArgument(
+                    "buffered durability needs a database file (the buffer log lives beside it)"
+                        .to_string(),
+                )
+            })?
+            .to_path_buf();
+        let applied = applied_seq(&self.inner.pool.writer())?;
+        let pending = buffer::pending_in_logs(&path, applied)?;
+        let recovered = pending.len() as u64;
+        if recovered > 0 {
+            tracing::info!(writes = recovered, "replaying the buffer log");
+        }
+        let pending: Vec<Arc<Op>> = pending.into_iter().map(Arc::new).collect();
+        for chunk in pending.chunks(options.batch_size.max(1)) {
+            let last = chunk.last().map_or(applied, |op| op.seq);
+            for (seq, error) in crate::collection::apply_buffered(self, chunk, last)? {
+                tracing::warn!(seq, %error, "replayed buffered write dropped");
+            }
+        }
+        let applied = applied_seq(&self.inner.pool.writer())?;
+        let buffer = Buffer::open(&path, options, applied, recovered)?;
+        let weak = Arc::downgrade(&self.inner);
+        buffer.start(Box::new(move |ops, last| {
+            let inner = weak
+                .upgrade()
+                .ok_or_else(|| Error::Buffer("the database is closed".to_string()))?;
+            crate::collection::apply_buffered(&Database { inner }, ops, last)
+        }))?;
+        // Only this function sets the cell, once, right after the database is created.
+        let _ = self.inner.buffer.set(buffer);
+        Ok(())
+    }
+
+    pub(crate) fn buffer(&self) -> Option<&Arc<Buffer>> {
+        self.inner.buffer.get()
+    }
+
+    /// Waits until every buffered write acknowledged before the call is applied to
+    /// SQLite. Returns at once for databases that do not buffer. Fails when applying
+    /// fails (the writes stay buffered, readable, and are retried).
+    pub fn flush(&self) -> Result<()> {
+        match self.buffer() {
+            Some(b) => b.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes the buffer (see [`flush`](Database::flush)) and closes this handle; the
+    /// files close when the last clone is dropped.
+    pub fn close(self) -> Result<()> {
+        self.flush()
+    }
+
+    /// Counters of the write buffer; `None` unless the database is in
+    /// [`Durability::Buffered`] mode.
+    pub fn buffer_stats(&self) -> Option<BufferStats> {
+        self.buffer().map(|b| b.stats())
+    }
+
+    /// A channel of the buffer's events ([`BufferEvent::Flush`] after each applied batch,
+    /// [`BufferEvent::Error`] when something fails in the background). The channel holds
+    /// up to `capacity` events; a receiver that falls behind misses events rather than
+    /// growing memory. Fails unless the database is buffered.
+    pub fn buffer_events(&self, capacity: usize) -> Result<Receiver<BufferEvent>> {
+        Ok(self.require_buffer()?.subscribe(capacity))
+    }
+
+    /// Runs `callback` on the applier thread for every buffer event. Keep it short: it
+    /// delays the applier. Fails unless the database is buffered.
+    pub fn on_buffer_event(
+        &self,
+        callback: impl Fn(&BufferEvent) + Send + Sync + 'static,
+    ) -> Result<()> {
+        self.require_buffer()?.on_event(Box::new(callback));
+        Ok(())
+    }
+
+    fn require_buffer(&self) -> Result<&Arc<Buffer>> {
+        self.buffer().ok_or_else(|| {
+            Error::InvalidArgument("the database is not in buffered durability mode".to_string())
+        })
+    }
+
+    /// Runs a TTL pass now: deletes, in every collection with a TTL index, the documents
+    /// whose date is older than the index's `expire_after_seconds`. Returns how many were
+    /// deleted. The background pass calls this every [`Options::ttl_interval`].
+    pub fn expire_now(&self) -> Result<u64> {
+        let names: Vec<String> = self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT DISTINCT collection FROM _pocketdb_indexes
+                 WHERE json_extract(options, '$.expireAfterSeconds') IS NOT NULL",
+            )?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })?;
+        let mut deleted = 0;
+        for name in names {
+            deleted += self.collection::<Value>(&name).expire_now()?;
+        }
+        Ok(deleted)
     }
 
     /// The database's name (file stem, or `:memory:`).
@@ -179,6 +317,7 @@ impl Database {
             if !collection_exists(conn, name)? {
                 return Ok(false);
             }
+            crate::index::on_drop_collection(conn, name)?;
             conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", table_name(name)))?;
             conn.execute("DELETE FROM _pocketdb_collections WHERE name = ?1", [name])?;
             changes::record(conn, name, "null", ChangeOp::Drop, 0, changes::now_millis())?;
@@ -206,6 +345,7 @@ impl Database {
                 if !drop_target {
                     return Err(Error::CollectionExists(to.to_string()));
                 }
+                crate::index::on_drop_collection(conn, to)?;
                 conn.execute_batch(&format!("DROP TABLE {}", table_name(to)))?;
                 conn.execute("DELETE FROM _pocketdb_collections WHERE name = ?1", [to])?;
                 changes::record(conn, to, "null", ChangeOp::Drop, 0, changes::now_millis())?;
@@ -223,6 +363,7 @@ impl Database {
                 "UPDATE _pocketdb_changes SET collection = ?2 WHERE collection = ?1",
                 [from, to],
             )?;
+            crate::index::on_rename_collection(conn, from, to)?;
             Ok(())
         })?;
         self.forget(from);
@@ -247,20 +388,47 @@ impl Database {
         })
     }
 
+    /// The client this database was opened through, while that client is alive.
+    pub(crate) fn client(&self) -> Option<crate::Client> {
+        self.inner.client.get().and_then(|c| c.upgrade())
+    }
+
+    /// Records the client that opened this database (first call wins).
+    pub(crate) fn set_client(&self, client: crate::client::WeakClient) {
+        let _ = self.inner.client.set(client);
+    }
+
     /// Runs `f` on a reader connection.
     pub(crate) fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         self.inner.pool.read(f)
     }
 
     /// Runs `f` inside an immediate transaction on the writer; commits when `f` returns
-    /// `Ok`, rolls back otherwise.
+    /// `Ok`, rolls back otherwise. Returns once the transaction committed (under group
+    /// commit, possibly together with other threads' writes). In buffered mode, waits
+    /// until every buffered write is applied and holds buffered writers off meanwhile,
+    /// so a synchronous write never overtakes a buffered one.
     pub(crate) fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-        let mut conn = self.inner.pool.writer();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        self.inner.hub.committed(&conn);
-        Ok(out)
+        let out = match self.buffer() {
+            Some(buffer) => {
+                let _exclusive = buffer.exclusive()?;
+                self.inner.pool.write(f)
+            }
+            None => self.inner.pool.write(f),
+        };
+        if out.is_ok() {
+            self.inner.hub.committed(self);
+        }
+        out
+    }
+
+    /// [`write`](Database::write) without the buffer's gate: for the applier.
+    pub(crate) fn write_direct<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        let out = self.inner.pool.write(f);
+        if out.is_ok() {
+            self.inner.hub.committed(self);
+        }
+        out
     }
 
     /// Makes sure the collection's table exists (inside the caller's transaction).
@@ -271,9 +439,8 @@ impl Database {
         if !collection_exists(conn, name)? {
             create_collection_in(conn, name, &CollectionOptions::default())?;
         }
-        // Marked known only after commit would be stricter; a rollback of the creating
-        // transaction is handled by `forget` in the collection's error path.
-        self.mark_known(name);
+        // Marked known by the caller once the transaction committed: readers on other
+        // connections must not look for a table that is not committed yet.
         Ok(())
     }
 
@@ -297,7 +464,7 @@ impl Database {
             .contains(name)
     }
 
-    fn mark_known(&self, name: &str) {
+    pub(crate) fn mark_known(&self, name: &str) {
         self.inner
             .known
             .lock()
@@ -322,6 +489,18 @@ impl Database {
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
     }
+}
+
+/// The sequence number of the last buffered write applied (0 when none).
+fn applied_seq(conn: &Connection) -> Result<u64> {
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM _pocketdb_meta WHERE key = 'buffer_applied_seq'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 fn collection_exists(conn: &Connection, name: &str) -> Result<bool> {

@@ -24,6 +24,25 @@ pub enum Error {
         /// The offending key, as JSON.
         key: String,
     },
+    /// No index of that name exists on the collection (drop, hint).
+    #[error("index '{name}' not found in collection '{collection}'")]
+    IndexNotFound {
+        /// Collection searched.
+        collection: String,
+        /// The index name (or key specification, as JSON) asked for.
+        name: String,
+    },
+    /// An index cannot be created as asked: bad key specification or options, or an
+    /// index with the same name or keys but different options exists.
+    #[error("index '{name}' on collection '{collection}': {message}")]
+    InvalidIndex {
+        /// Collection of the index.
+        collection: String,
+        /// Name of the index (as given or generated).
+        name: String,
+        /// What was wrong.
+        message: String,
+    },
     /// A query filter is malformed: unknown operator, wrong operand type, bad regex…
     #[error("invalid filter{}: {message}", at_path(path))]
     InvalidFilter {
@@ -148,6 +167,33 @@ pub enum Error {
     /// Decryption failed: wrong key, or the ciphertext was tampered with.
     #[error("decryption failed: {0}")]
     Decryption(String),
+    /// The transaction holding this write did not commit (group commit: another write of
+    /// the same batch could not be made durable). Nothing of the write was stored.
+    #[error("write not committed: {0}")]
+    Commit(String),
+    /// The buffer log of a buffered database is unusable, or the buffer was shut down.
+    #[error("buffer log: {0}")]
+    Buffer(String),
+    /// An aggregation pipeline is malformed or cannot be evaluated: unknown stage or
+    /// operator, wrong operand type, a value an operator cannot accept.
+    #[error("invalid pipeline: {stage}: {message}")]
+    InvalidPipeline {
+        /// The stage (`$group`, …) or expression operator (`$add`, …) involved.
+        stage: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A blocking aggregation stage needed more memory than allowed and spilling to disk
+    /// was not allowed (MongoDB's `allowDiskUse`).
+    #[error(
+        "{stage} exceeded the memory limit of {limit} bytes; set allow_disk_use to spill to disk"
+    )]
+    MemoryLimitExceeded {
+        /// The stage that ran out of memory.
+        stage: String,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
 }
 
 fn at_path(path: &str) -> String {
@@ -207,6 +253,13 @@ impl Error {
         }
     }
 
+    pub(crate) fn pipeline(stage: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::InvalidPipeline {
+            stage: stage.into(),
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn update(
         operator: impl Into<String>,
         path: impl Into<String>,
@@ -223,6 +276,8 @@ impl Error {
     pub fn code(&self) -> i32 {
         match self {
             Error::DuplicateKey { .. } => 11000,
+            Error::IndexNotFound { .. } => 27,
+            Error::InvalidIndex { .. } => 67,
             Error::InvalidFilter { .. } => 2,
             Error::InvalidUpdate { .. } => 9,
             Error::InvalidProjection { .. } => 2,
@@ -238,12 +293,18 @@ impl Error {
             Error::BulkWrite(_) => 65,
             Error::Serde(_) => 2,
             Error::Json(_) => 9,
-            Error::Sqlite(_) | Error::Io(_) | Error::Incompatible(_) => 1,
             Error::Lagged { .. } => 286,
             Error::ResumeTokenExpired { .. } => 286,
             Error::Plugin { .. } => 8000,
             Error::Validation { .. } => 121,
             Error::Decryption(_) => 8001,
+            Error::InvalidPipeline { .. } => 40324,
+            Error::MemoryLimitExceeded { .. } => 292,
+            Error::Sqlite(_)
+            | Error::Io(_)
+            | Error::Incompatible(_)
+            | Error::Commit(_)
+            | Error::Buffer(_) => 1,
         }
     }
 }

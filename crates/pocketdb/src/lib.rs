@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod changes;
 pub mod client;
 pub mod collection;
@@ -23,6 +24,7 @@ pub mod database;
 pub mod engine;
 pub mod error;
 pub mod id;
+pub mod index;
 pub mod live;
 pub mod maintenance;
 pub mod plugin;
@@ -30,20 +32,27 @@ pub mod query;
 pub mod update;
 pub mod value;
 
+pub use aggregate::{AggregateCursor, AggregateOptions};
 pub use changes::{
     Change, ChangeEvent, ChangeOp, ChangeRetention, ChangeStream, FullDocument, UpdateDescription,
     WatchHandle, WatchOptions,
 };
 pub use client::Client;
 pub use collection::{
-    BulkWriteResult, Collection, Cursor, DeleteResult, Document, FindAndModifyOutcome,
+    BulkWriteResult, Collection, Cursor, DeleteResult, Document, Explain, FindAndModifyOutcome,
     FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult, LookupOutput,
     LookupSpec, LookupStrategy, MissingReference, Modification, PopulateSpec, Populated,
     ReturnDocument, UpdateOptions, UpdateResult, WriteModel,
 };
 pub use database::{CollectionOptions, Database};
-pub use engine::{JournalMode, Options, Synchronous};
+pub use engine::{
+    BufferEvent, BufferOptions, BufferStats, Durability, FsyncPolicy, JournalMode, Options,
+    Synchronous,
+};
 pub use error::{BulkWriteFailure, Error, Result, WriteError};
+pub use index::{
+    parse_date_millis, IndexBuildPhase, IndexInfo, IndexModel, IndexOptions, IndexProgress,
+};
 pub use live::{
     LiveDiff, LiveHandle, LiveItem, LiveMove, LiveQuery, LiveStats, LiveSubscription, LiveUpdate,
 };

@@ -31,6 +31,7 @@ Statements:
   db.<coll>.deleteOne(filter)               db.<coll>.deleteMany(filter)
   db.<coll>.findOneAndUpdate(filter, update, {sort, projection, upsert, returnDocument: 'after', arrayFilters})
   db.<coll>.findOneAndReplace(filter, doc, {...})   db.<coll>.findOneAndDelete(filter, {sort, projection})
+  db.<coll>.aggregate([stage, ...], {allowDiskUse})   ...toArray()  ...itcount()
   db.<coll>.drop()
   db.<coll>.watch(filter, {limit, maxAwaitTimeMS, resumeAfter, fullDocument: 'updateLookup'})
                                             prints change events until `limit` events or
@@ -308,6 +309,20 @@ fn collection_call(
             ..CursorSpec::default()
         };
         return cursor(coll, spec, calls.collect(), out);
+    }
+    if method == "aggregate" {
+        a.max(2)?;
+        let pipeline = a.array(0, "pipeline")?;
+        let options = a.options(1, &["allowDiskUse", "cursor"])?;
+        let options = pocketdb::AggregateOptions {
+            allow_disk_use: opt_bool(&options, "allowDiskUse")?.unwrap_or(false),
+            ..Default::default()
+        };
+        let docs = coll
+            .aggregate_with(Value::Array(pipeline), options)
+            .and_then(|c| c.to_vec())
+            .map_err(db_error)?;
+        return print_results(docs, calls.collect(), out);
     }
     if let Some(next) = calls.next() {
         return Err(format!(
@@ -611,6 +626,35 @@ fn cursor(
     }
     for doc in spec.documents(coll)? {
         line(out, &spaced(&doc))?;
+    }
+    Ok(())
+}
+
+/// Prints aggregation results: one document per line, or `.toArray()` as one array.
+fn print_results(
+    docs: Vec<Value>,
+    calls: Vec<Call>,
+    out: &mut impl Write,
+) -> Result<(), ShellError> {
+    match calls.as_slice() {
+        [] => {
+            for doc in &docs {
+                line(out, &spaced(doc))?;
+            }
+        }
+        [Call { method, args }] if method == "toArray" && args.is_empty() => {
+            line(out, &spaced(&Value::Array(docs)))?;
+        }
+        [Call { method, args }] if method == "itcount" && args.is_empty() => {
+            line(out, &docs.len().to_string())?;
+        }
+        [first, ..] => {
+            return Err(format!(
+                "aggregate() results support only .toArray() and .itcount(), not .{}()",
+                first.method
+            )
+            .into())
+        }
     }
     Ok(())
 }

@@ -126,16 +126,17 @@ impl Hub {
         }))
     }
 
-    /// Called on the writer after every commit: wakes the dispatcher, runs the plugins'
-    /// `after_write` hooks and, when a retention policy is set and due, trims the log.
-    /// Never blocks on subscribers.
-    pub(crate) fn committed(&self, conn: &Connection) {
+    /// Called after every committed write (by `Database::write`, once the write's
+    /// transaction committed): wakes the dispatcher, runs the plugins' `after_write`
+    /// hooks and, when a retention policy is set and due, trims the log in a write of
+    /// its own. Never blocks on subscribers.
+    pub(crate) fn committed(&self, db: &Database) {
         {
             let mut g = lock(&self.generation);
             *g = g.wrapping_add(1);
         }
         self.wake.notify_all();
-        self.plugins.committed(conn, &self.name);
+        self.plugins.committed(db, &self.name);
         let due = {
             let mut r = lock(&self.retention);
             if r.policy.is_unbounded() {
@@ -154,7 +155,7 @@ impl Hub {
             }
         };
         if let Some(policy) = due {
-            if let Err(e) = retention::trim(conn, &policy) {
+            if let Err(e) = db.inner.pool.write(|conn| retention::trim(conn, &policy)) {
                 tracing::warn!("change-log retention: {e}");
             }
         }

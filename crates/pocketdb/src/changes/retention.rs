@@ -87,7 +87,7 @@ impl crate::Database {
     /// Sets the change-log retention policy, stored in the file for every handle and
     /// process, and applies it once now.
     pub fn set_change_retention(&self, policy: ChangeRetention) -> Result<()> {
-        self.write(|conn| store(conn, &policy))?;
+        self.inner.pool.write(|conn| store(conn, &policy))?;
         self.inner.hub.set_retention(policy);
         self.trim_changes()?;
         Ok(())
@@ -101,8 +101,7 @@ impl crate::Database {
     /// Applies the retention policy now; returns the number of entries removed.
     pub fn trim_changes(&self) -> Result<u64> {
         let policy = self.inner.hub.retention();
-        let conn = self.inner.pool.writer();
-        trim(&conn, &policy)
+        self.inner.pool.write(|conn| trim(conn, &policy))
     }
 
     /// The oldest token a change stream can resume from (0 when nothing was trimmed).
@@ -163,12 +162,13 @@ pub(crate) fn check_token(conn: &Connection, token: i64) -> Result<()> {
     Ok(())
 }
 
-/// Applies a policy in its own transaction; returns the number of entries removed.
+/// Applies a policy inside the caller's write transaction; returns the number of
+/// entries removed.
 pub(crate) fn trim(conn: &Connection, policy: &ChangeRetention) -> Result<u64> {
     if policy.is_unbounded() {
         return Ok(0);
     }
-    let tx = conn.unchecked_transaction()?;
+    let tx = conn;
     let mut cutoff: Option<i64> = None;
     let mut raise = |c: Option<i64>| {
         if let Some(c) = c {
@@ -214,7 +214,7 @@ pub(crate) fn trim(conn: &Connection, policy: &ChangeRetention) -> Result<u64> {
         return Ok(0);
     };
     let removed = tx.execute("DELETE FROM _pocketdb_changes WHERE seq <= ?1", [cutoff])?;
-    let previous = trimmed_through(&tx)?;
+    let previous = trimmed_through(tx)?;
     if cutoff > previous {
         tx.execute(
             "INSERT INTO _pocketdb_meta(key, value) VALUES (?1, ?2)
@@ -222,6 +222,5 @@ pub(crate) fn trim(conn: &Connection, policy: &ChangeRetention) -> Result<u64> {
             params![TRIMMED_KEY, cutoff.to_string()],
         )?;
     }
-    tx.commit()?;
     Ok(removed as u64)
 }

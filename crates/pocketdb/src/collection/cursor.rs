@@ -3,15 +3,20 @@
 use super::plan::{Plan, Row};
 use super::{from_document, Collection, Document};
 use crate::error::{Error, Result};
+use crate::index::IndexSet;
 use crate::query::{Filter, Projection, SortSpec};
+use rusqlite::Connection;
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::VecDeque;
 
 /// A lazy result of [`Collection::find`]. Configure it with [`sort`](Cursor::sort),
 /// [`skip`](Cursor::skip), [`limit`](Cursor::limit) and
 /// [`projection`](Cursor::projection), then iterate: documents are read from SQLite in
-/// pages as the iterator advances. With a sort, the matching documents are read and
-/// sorted when iteration starts (an index-served sort arrives with the planner).
+/// pages as the iterator advances. With a sort on paths an index knows to hold only
+/// nulls, numbers and strings (and an exact filter), SQLite sorts (through the index when
+/// it can, reading only `skip + limit` rows); otherwise the matching documents are read
+/// and sorted in memory when iteration starts. [`explain`](Cursor::explain) tells which.
 ///
 /// A malformed sort or projection is reported by the first call to `next`.
 pub struct Cursor<T> {
@@ -22,6 +27,7 @@ pub struct Cursor<T> {
     skip: u64,
     limit: Option<u64>,
     batch_size: usize,
+    hint: Option<Value>,
     error: Option<Error>,
     state: State,
 }
@@ -29,7 +35,9 @@ pub struct Cursor<T> {
 enum State {
     NotStarted,
     Streaming {
-        plan: Plan,
+        plan: Box<Plan>,
+        /// Candidate `rid`s still to read, when an index range drives the query.
+        rids: Option<VecDeque<i64>>,
         after: i64,
         buffer: VecDeque<Row>,
         exhausted: bool,
@@ -62,6 +70,7 @@ impl<T: Document> Cursor<T> {
             skip: 0,
             limit: None,
             batch_size: 256,
+            hint: None,
             error: None,
             state: State::NotStarted,
         }
@@ -119,14 +128,93 @@ impl<T: Document> Cursor<T> {
         self
     }
 
+    /// Forces the query to use an index, given by name (`"email_1"`) or key
+    /// specification (`{"email": 1}`). An unknown index is reported as
+    /// `IndexNotFound` by the first call to `next`.
+    pub fn hint(mut self, index: Value) -> Cursor<T> {
+        self.hint = Some(index);
+        self
+    }
+
     /// Reads every remaining result.
     pub fn to_vec(self) -> Result<Vec<T>> {
         self.collect()
     }
 
+    /// The plan the cursor would run, without running it: the index used (or `None` for
+    /// a collection scan), the SQL with its parameter count, SQLite's `EXPLAIN QUERY
+    /// PLAN`, and what is left to do in memory.
+    ///
+    /// ```
+    /// use pocketdb::{Database, IndexOptions};
+    /// use serde_json::{json, Value};
+    ///
+    /// let db = Database::memory()?;
+    /// let users = db.collection::<Value>("users");
+    /// users.insert_one(json!({"email": "ada@example.com"}))?;
+    /// users.create_index(json!({"email": 1}), IndexOptions::default())?;
+    /// let plan = users.find(json!({"email": "ada@example.com"}))?.explain()?;
+    /// assert_eq!(plan.index.as_deref(), Some("email_1"));
+    /// # Ok::<(), pocketdb::Error>(())
+    /// ```
+    pub fn explain(mut self) -> Result<Explain> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let filter = self.filter.take().unwrap_or_else(Filter::all);
+        let (plan, set) = self.coll.read_plan(filter, self.hint.as_ref())?;
+        let order_by = self.sort.as_ref().and_then(|s| plan.sort_sql(&set, s));
+        let (sql, params) = match &order_by {
+            Some(o) => (
+                plan.ordered_sql(&self.coll.name, o, self.skip, self.limit),
+                plan.params.len(),
+            ),
+            None if plan.index_range => (plan.rids_sql(&self.coll.name), plan.params.len()),
+            None => {
+                let page = self
+                    .limit
+                    .map_or(self.batch_size, |l| {
+                        usize::try_from(l.saturating_add(self.skip)).unwrap_or(usize::MAX)
+                    })
+                    .min(self.batch_size);
+                (plan.page_sql(&self.coll.name, page), plan.params.len() + 1)
+            }
+        };
+        let sqlite_plan = self
+            .coll
+            .read_with(|conn| query_plan(conn, &sql, params), Vec::new)?;
+        let index = plan
+            .chosen_index
+            .clone()
+            .or_else(|| index_in_plan(&set, &sqlite_plan));
+        Ok(Explain {
+            collection: self.coll.name.to_string(),
+            index,
+            sql,
+            params,
+            sqlite_plan,
+            exact: plan.exact,
+            filtered_in_memory: !plan.exact,
+            sort_in_sql: order_by.is_some(),
+            sorted_in_memory: self.sort.is_some() && order_by.is_none(),
+        })
+    }
+
     fn start(&mut self) -> Result<()> {
         let filter = self.filter.take().unwrap_or_else(Filter::all);
-        let plan = Plan::new(filter);
+        if self.coll.buffer_pending() {
+            return self.start_merged(&Plan::new(filter));
+        }
+        let (plan, set) = self.coll.read_plan(filter, self.hint.as_ref())?;
+        let order_by = self.sort.as_ref().and_then(|s| plan.sort_sql(&set, s));
+        if let Some(order_by) = order_by {
+            let rows = self.coll.read_with(
+                |conn| plan.fetch_ordered(conn, &self.coll.name, &order_by, self.skip, self.limit),
+                Vec::new,
+            )?;
+            self.state = State::Sorted(rows.into_iter());
+            return Ok(());
+        }
         self.state = match &self.sort {
             Some(sort) => {
                 let mut rows = self.coll.read_all(&plan)?;
@@ -144,7 +232,16 @@ impl<T: Document> Cursor<T> {
                 State::Sorted(rows.into_iter())
             }
             None => State::Streaming {
-                plan,
+                rids: if plan.index_range {
+                    Some(
+                        self.coll
+                            .read_with(|conn| plan.fetch_rids(conn, &self.coll.name), Vec::new)?
+                            .into(),
+                    )
+                } else {
+                    None
+                },
+                plan: Box::new(plan),
                 after: 0,
                 buffer: VecDeque::new(),
                 exhausted: false,
@@ -155,12 +252,34 @@ impl<T: Document> Cursor<T> {
         Ok(())
     }
 
+    /// Buffered writes are pending: read stored and buffered documents merged.
+    fn start_merged(&mut self, plan: &Plan) -> Result<()> {
+        let want = match (&self.sort, self.limit) {
+            (None, Some(l)) => {
+                Some(usize::try_from(l.saturating_add(self.skip)).unwrap_or(usize::MAX))
+            }
+            _ => None,
+        };
+        let mut rows = self.coll.read_merged(plan, want)?;
+        if let Some(sort) = &self.sort {
+            rows.sort_by(|a, b| sort.compare(&a.doc, &b.doc));
+        }
+        let skip = usize::try_from(self.skip).unwrap_or(usize::MAX);
+        let take = self
+            .limit
+            .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        let rows: Vec<Row> = rows.into_iter().skip(skip).take(take).collect();
+        self.state = State::Sorted(rows.into_iter());
+        Ok(())
+    }
+
     fn next_row(&mut self) -> Result<Option<Row>> {
         match &mut self.state {
             State::NotStarted | State::Done => Ok(None),
             State::Sorted(rows) => Ok(rows.next()),
             State::Streaming {
                 plan,
+                rids,
                 after,
                 buffer,
                 exhausted,
@@ -189,6 +308,20 @@ impl<T: Document> Cursor<T> {
                         let want = r.saturating_add(*to_skip);
                         page = page.min(usize::try_from(want).unwrap_or(usize::MAX));
                     }
+                }
+                if let Some(rids) = rids {
+                    let chunk: Vec<i64> = rids.drain(..page.min(rids.len())).collect();
+                    if rids.is_empty() {
+                        *exhausted = true;
+                    }
+                    if !chunk.is_empty() {
+                        let rows = self.coll.read_with(
+                            |conn| plan.fetch_by_rids(conn, &self.coll.name, &chunk),
+                            Vec::new,
+                        )?;
+                        buffer.extend(rows);
+                    }
+                    continue;
                 }
                 let (rows, last) = self.coll.read_rows(plan, *after, page)?;
                 match last {
@@ -237,4 +370,65 @@ impl<T: Document> Iterator for Cursor<T> {
             }
         }
     }
+}
+
+/// What [`Cursor::explain`] reports. Serializable (`serde_json::to_value`) or shown as
+/// one JSON object by [`Explain::to_json`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explain {
+    /// The collection queried.
+    pub collection: String,
+    /// The index the plan uses (`_id_` for the primary key), `None` for a collection
+    /// scan.
+    pub index: Option<String>,
+    /// The SQL run (for an unsorted or memory-sorted query, the first page's).
+    pub sql: String,
+    /// Number of parameters bound to the SQL.
+    pub params: usize,
+    /// SQLite's `EXPLAIN QUERY PLAN`, one line per step, indented by depth.
+    pub sqlite_plan: Vec<String>,
+    /// True when the SQL answers the filter exactly.
+    pub exact: bool,
+    /// True when rows are re-checked with the in-memory matcher.
+    pub filtered_in_memory: bool,
+    /// True when the sort is done by SQLite (through an index when its plan says so).
+    pub sort_in_sql: bool,
+    /// True when the matching documents are sorted in memory.
+    pub sorted_in_memory: bool,
+}
+
+impl Explain {
+    /// The plan as one JSON object.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// SQLite's plan of `sql`, binding `params` NULL parameters.
+fn query_plan(conn: &Connection, sql: &str, params: usize) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+    let nulls = vec![rusqlite::types::Value::Null; params];
+    let mut rows = stmt.query(rusqlite::params_from_iter(nulls.iter()))?;
+    let mut depth: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let parent: i64 = r.get(1)?;
+        let detail: String = r.get(3)?;
+        let d = depth.get(&parent).map_or(0, |d| d + 1);
+        depth.insert(id, d);
+        out.push(format!("{}{detail}", "  ".repeat(d)));
+    }
+    Ok(out)
+}
+
+/// The index SQLite's plan uses first, if any.
+fn index_in_plan(set: &IndexSet, plan: &[String]) -> Option<String> {
+    plan.iter().find_map(|line| {
+        if let Some(def) = set.mentioned_in(line) {
+            return Some(def.name.clone());
+        }
+        line.contains("sqlite_autoindex_c_")
+            .then(|| "_id_".to_string())
+    })
 }

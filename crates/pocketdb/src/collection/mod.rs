@@ -3,13 +3,16 @@
 //! Every write runs in one transaction on the database's writer connection and appends
 //! to the change log in that same transaction. Reads go through the reader pool.
 
+mod buffered;
 mod cursor;
 pub(crate) mod expiry;
 mod options;
 mod plan;
 mod populate;
 
-pub use cursor::Cursor;
+pub(crate) use buffered::apply_buffered;
+use buffered::{Modified, Modify};
+pub use cursor::{Cursor, Explain};
 pub use options::{
     BulkWriteResult, DeleteResult, FindAndModifyOutcome, FindOneAndModifyOptions,
     InsertManyOptions, InsertManyResult, InsertOneResult, Modification, ReturnDocument,
@@ -25,6 +28,7 @@ use crate::database::Database;
 use crate::engine::schema::{table_name, validate_collection_name};
 use crate::error::{BulkWriteFailure, Error, Result, WriteError};
 use crate::id::{ensure_id, id_key};
+use crate::index::{self, IndexInfo, IndexModel, IndexOptions, IndexProgress, IndexSet};
 use crate::plugin::WriteOp;
 use crate::query::{parse_filter, Filter, Projection, QueryBuilder, SortSpec};
 use crate::update::{upsert_seed, ApplyContext, Update};
@@ -120,6 +124,17 @@ impl<T: Document> Collection<T> {
     /// `DuplicateKey` when the `_id` exists; nothing is stored then.
     pub fn insert_one(&self, document: impl Borrow<T>) -> Result<InsertOneResult> {
         let doc = to_document(document.borrow())?;
+        if let Some(buffer) = self.db.buffer() {
+            return match self.insert_buffered(buffer, vec![Ok(doc)], true) {
+                Ok(mut r) => Ok(InsertOneResult {
+                    inserted_id: r.inserted_ids.remove(&0).unwrap_or(Value::Null),
+                }),
+                Err(Error::BulkWrite(mut f)) if !f.write_errors.is_empty() => {
+                    Err(f.write_errors.swap_remove(0).error)
+                }
+                Err(e) => Err(e),
+            };
+        }
         let prepared = self.prepare_insert(doc)?;
         let inserted_id = self.write(|conn| self.insert_prepared(conn, &prepared))?;
         Ok(InsertOneResult { inserted_id })
@@ -146,6 +161,13 @@ impl<T: Document> Collection<T> {
         I: IntoIterator,
         I::Item: Borrow<T>,
     {
+        if let Some(buffer) = self.db.buffer() {
+            let docs = documents
+                .into_iter()
+                .map(|d| to_document(d.borrow()))
+                .collect();
+            return self.insert_buffered(buffer, docs, options.ordered);
+        }
         let prepared: Vec<Result<PreparedDoc>> = documents
             .into_iter()
             .map(|d| to_document(d.borrow()).and_then(|doc| self.prepare_insert(doc)))
@@ -205,12 +227,22 @@ impl<T: Document> Collection<T> {
 
     /// Number of documents matching `filter`.
     pub fn count_documents(&self, filter: Value) -> Result<u64> {
-        let plan = Plan::new(parse_filter(&filter)?);
-        self.read(|conn| plan.count(conn, &self.name), || 0)
+        let filter = parse_filter(&filter)?;
+        if self.buffer_pending() {
+            return Ok(self.read_merged(&Plan::new(filter), None)?.len() as u64);
+        }
+        self.read(
+            |conn| self.plan(conn, filter)?.count(conn, &self.name),
+            || 0,
+        )
     }
 
     /// Number of documents in the collection, from the table without a filter.
     pub fn estimated_count(&self) -> Result<u64> {
+        if self.buffer_pending() {
+            let all = self.read_merged(&Plan::new(Filter::all()), None)?;
+            return Ok(all.len() as u64);
+        }
         self.read(
             |conn| {
                 let n: i64 = conn.query_row(
@@ -228,8 +260,15 @@ impl<T: Document> Collection<T> {
     /// contribute their elements, as in MongoDB. Sorted in MongoDB's order.
     pub fn distinct(&self, field: &str, filter: Value) -> Result<Vec<Value>> {
         let path = FieldPath::parse(field)?;
-        let plan = Plan::new(parse_filter(&filter)?);
-        let rows = self.read(|conn| plan.fetch_all(conn, &self.name), Vec::new)?;
+        let filter = parse_filter(&filter)?;
+        let rows = if self.buffer_pending() {
+            self.read_merged(&Plan::new(filter), None)?
+        } else {
+            self.read(
+                |conn| self.plan(conn, filter)?.fetch_all(conn, &self.name),
+                Vec::new,
+            )?
+        };
         let mut values: Vec<Value> = Vec::new();
         for row in &rows {
             let mut found = Vec::new();
@@ -260,6 +299,11 @@ impl<T: Document> Collection<T> {
     ) -> Result<UpdateResult> {
         let update = parse_operator_update(&update, options.array_filters.as_deref())?;
         let filter = parse_filter(&filter)?;
+        if let Some(Modified::Update(r)) =
+            self.modify_buffered(&filter, Modify::Update(&update, options.upsert))?
+        {
+            return Ok(r);
+        }
         self.write(|conn| self.update_in(conn, &filter, &update, options.upsert, false))
     }
 
@@ -295,6 +339,11 @@ impl<T: Document> Collection<T> {
     ) -> Result<UpdateResult> {
         let update = parse_replacement(&Value::Object(to_document(replacement.borrow())?))?;
         let filter = parse_filter(&filter)?;
+        if let Some(Modified::Update(r)) =
+            self.modify_buffered(&filter, Modify::Update(&update, upsert))?
+        {
+            return Ok(r);
+        }
         self.write(|conn| self.update_in(conn, &filter, &update, upsert, false))
     }
 
@@ -303,6 +352,9 @@ impl<T: Document> Collection<T> {
     /// Deletes the first document matching `filter`.
     pub fn delete_one(&self, filter: Value) -> Result<DeleteResult> {
         let filter = parse_filter(&filter)?;
+        if let Some(Modified::Delete(r)) = self.modify_buffered(&filter, Modify::Delete)? {
+            return Ok(r);
+        }
         self.write(|conn| self.delete_in(conn, &filter, false))
     }
 
@@ -423,6 +475,152 @@ impl<T: Document> Collection<T> {
         Ok(Collection::new(self.db.clone(), to))
     }
 
+    // ----- indexes ---------------------------------------------------------------------
+
+    /// Creates an index on `keys` (MongoDB's key specification: `{"email": 1}`,
+    /// `{"status": 1, "created_at": -1}`) and returns its name. Building reads every
+    /// document in one transaction: when a unique index meets duplicates the build fails
+    /// with `DuplicateKey` and leaves nothing behind. Creating an index identical to an
+    /// existing one does nothing.
+    ///
+    /// ```
+    /// use pocketdb::{Database, IndexOptions};
+    /// use serde_json::{json, Value};
+    ///
+    /// let db = Database::memory()?;
+    /// let users = db.collection::<Value>("users");
+    /// users.insert_one(json!({"email": "ada@example.com"}))?;
+    /// let name = users.create_index(json!({"email": 1}), IndexOptions::default().unique(true))?;
+    /// assert_eq!(name, "email_1");
+    /// assert!(users.insert_one(json!({"email": "ada@example.com"})).is_err());
+    /// # Ok::<(), pocketdb::Error>(())
+    /// ```
+    pub fn create_index(&self, keys: Value, options: IndexOptions) -> Result<String> {
+        self.create_index_with_progress(keys, options, |_| {})
+    }
+
+    /// [`create_index`](Collection::create_index), reporting progress to `progress`
+    /// (every 10,000 documents and at each phase).
+    pub fn create_index_with_progress(
+        &self,
+        keys: Value,
+        options: IndexOptions,
+        mut progress: impl FnMut(IndexProgress),
+    ) -> Result<String> {
+        let model = IndexModel { keys, options };
+        let mut names = self.build_indexes(std::slice::from_ref(&model), &mut progress)?;
+        names
+            .pop()
+            .ok_or_else(|| Error::InvalidArgument("no index created".to_string()))
+    }
+
+    /// Creates several indexes in one transaction (all or none); returns their names.
+    pub fn create_indexes(&self, models: &[IndexModel]) -> Result<Vec<String>> {
+        self.build_indexes(models, &mut |_| {})
+    }
+
+    fn build_indexes(
+        &self,
+        models: &[IndexModel],
+        progress: &mut dyn FnMut(IndexProgress),
+    ) -> Result<Vec<String>> {
+        let table = table_name(&self.name);
+        let names =
+            self.write(|conn| index::create_indexes(conn, &self.name, &table, models, progress))?;
+        if models
+            .iter()
+            .any(|m| m.options.expire_after_seconds.is_some())
+        {
+            self.db.inner.indexes.ttl.ensure_started(&self.db);
+        }
+        Ok(names)
+    }
+
+    /// The collection's indexes, `_id_` first (an absent collection has none).
+    pub fn list_indexes(&self) -> Result<Vec<IndexInfo>> {
+        self.read(
+            |conn| {
+                let mut out = vec![IndexInfo {
+                    name: "_id_".to_string(),
+                    keys: serde_json::json!({"_id": 1}),
+                    unique: true,
+                    sparse: false,
+                    partial_filter_expression: None,
+                    expire_after_seconds: None,
+                    multikey: false,
+                }];
+                out.extend(self.indexes(conn)?.defs.iter().map(|d| d.info()));
+                Ok(out)
+            },
+            Vec::new,
+        )
+    }
+
+    /// Drops the index named `name` (or whose key specification, as JSON text, is
+    /// `name`). `IndexNotFound` when there is none; `_id_` cannot be dropped.
+    pub fn drop_index(&self, name: &str) -> Result<()> {
+        validate_collection_name(&self.name)?;
+        self.db.write(|conn| {
+            if !self.db.has_collection(conn, &self.name)? {
+                return Err(Error::IndexNotFound {
+                    collection: self.name.to_string(),
+                    name: name.to_string(),
+                });
+            }
+            index::drop_index(conn, &self.name, name)
+        })
+    }
+
+    /// Drops every index but `_id_`; returns how many were dropped.
+    pub fn drop_indexes(&self) -> Result<usize> {
+        validate_collection_name(&self.name)?;
+        self.db.write(|conn| {
+            if !self.db.has_collection(conn, &self.name)? {
+                return Ok(0);
+            }
+            index::drop_all(conn, &self.name)
+        })
+    }
+
+    /// Deletes the documents a TTL index says have expired, now; returns how many.
+    /// Each deletion is logged in the change log like any delete.
+    pub fn expire_now(&self) -> Result<u64> {
+        validate_collection_name(&self.name)?;
+        self.db.write(|conn| {
+            if !self.db.has_collection(conn, &self.name)? {
+                return Ok(0);
+            }
+            let set = self.indexes(conn)?;
+            let table = table_name(&self.name);
+            index::expire_collection(conn, &set, &table, changes::now_millis(), |conn, rid| {
+                match self.row_by_rid(conn, rid)? {
+                    Some(row) => self.delete_row(conn, &row),
+                    None => Ok(()),
+                }
+            })
+        })
+    }
+
+    fn row_by_rid(&self, conn: &Connection, rid: i64) -> Result<Option<Row>> {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT id, rev, json(doc) FROM {} WHERE rid = ?1",
+            table_name(&self.name)
+        ))?;
+        let mut rows = stmt.query([rid])?;
+        match rows.next()? {
+            Some(r) => {
+                let text: String = r.get(2)?;
+                Ok(Some(Row {
+                    rid,
+                    key: r.get(0)?,
+                    rev: r.get(1)?,
+                    doc: serde_json::from_str(&text)?,
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+
     // ----- internals -------------------------------------------------------------------
 
     fn read<R>(
@@ -464,6 +662,50 @@ impl<T: Document> Collection<T> {
         out
     }
 
+    /// The collection's indexes as `conn` sees them.
+    pub(crate) fn indexes(&self, conn: &Connection) -> Result<Arc<IndexSet>> {
+        self.db.inner.indexes.get(conn, &self.name)
+    }
+
+    /// A plan for `filter` using the collection's indexes.
+    fn plan(&self, conn: &Connection, filter: Filter) -> Result<Plan> {
+        Plan::with_indexes(filter, &*self.indexes(conn)?, None)
+    }
+
+    /// A plan for a read, with the index set it was built from (empty when the
+    /// collection does not exist).
+    pub(crate) fn read_plan(
+        &self,
+        filter: Filter,
+        hint: Option<&Value>,
+    ) -> Result<(Plan, Arc<IndexSet>)> {
+        validate_collection_name(&self.name)?;
+        self.db.read(|conn| {
+            let set = if self.db.has_collection(conn, &self.name)? {
+                self.indexes(conn)?
+            } else {
+                Arc::new(IndexSet::default())
+            };
+            let plan = Plan::with_indexes(filter, &set, hint).map_err(|e| match e {
+                Error::IndexNotFound { name, .. } => Error::IndexNotFound {
+                    collection: self.name.to_string(),
+                    name,
+                },
+                other => other,
+            })?;
+            Ok((plan, set))
+        })
+    }
+
+    /// Runs `f` on a reader connection when the collection exists.
+    pub(crate) fn read_with<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R>,
+        absent: impl FnOnce() -> R,
+    ) -> Result<R> {
+        self.read(f, absent)
+    }
+
     fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         validate_collection_name(&self.name)?;
         let result = self.db.write(|conn| {
@@ -471,9 +713,10 @@ impl<T: Document> Collection<T> {
             self.purge_expired_in(conn)?;
             f(conn)
         });
-        if result.is_err() {
+        match &result {
+            Ok(_) => self.db.mark_known(&self.name),
             // The transaction may have created the table and then rolled back.
-            self.db.forget(&self.name);
+            Err(_) => self.db.forget(&self.name),
         }
         result
     }
@@ -504,6 +747,7 @@ impl<T: Document> Collection<T> {
             key: id_key(&id),
             id,
             text,
+            doc,
         })
     }
 
@@ -512,6 +756,15 @@ impl<T: Document> Collection<T> {
     }
 
     fn insert_prepared(&self, conn: &Connection, p: &PreparedDoc) -> Result<Value> {
+        let table = table_name(&self.name);
+        let indexes = index::before_write(
+            conn,
+            &self.db.inner.indexes,
+            &self.name,
+            &table,
+            None,
+            &p.doc,
+        )?;
         let mut stmt = conn.prepare_cached(&format!(
             "INSERT INTO {}(id, doc, rev) VALUES (?1, jsonb(?2), 1)",
             table_name(&self.name)
@@ -526,6 +779,9 @@ impl<T: Document> Collection<T> {
                 })
             }
             Err(e) => return Err(e.into()),
+        }
+        if !indexes.is_empty() {
+            index::after_write(conn, &indexes, conn.last_insert_rowid(), None, Some(&p.doc))?;
         }
         changes::record(
             conn,
@@ -568,11 +824,22 @@ impl<T: Document> Collection<T> {
                 max,
             });
         }
+        let table = table_name(&self.name);
+        let indexes = index::before_write(
+            conn,
+            &self.db.inner.indexes,
+            &self.name,
+            &table,
+            Some(row.rid),
+            new_doc,
+        )?;
         let mut stmt = conn.prepare_cached(&format!(
-            "UPDATE {} SET doc = jsonb(?1), rev = ?2 WHERE rid = ?3",
-            table_name(&self.name)
+            "UPDATE {table} SET doc = jsonb(?1), rev = ?2 WHERE rid = ?3"
         ))?;
         stmt.execute(rusqlite::params![text, row.rev + 1, row.rid])?;
+        if !indexes.is_empty() {
+            index::after_write(conn, &indexes, row.rid, Some(&row.doc), Some(new_doc))?;
+        }
         changes::record_rewrite(
             conn,
             &self.name,
@@ -592,6 +859,10 @@ impl<T: Document> Collection<T> {
             table_name(&self.name)
         ))?;
         stmt.execute([row.rid])?;
+        let indexes = self.indexes(conn)?;
+        if !indexes.is_empty() {
+            index::after_write(conn, &indexes, row.rid, Some(&row.doc), None)?;
+        }
         changes::record(
             conn,
             &self.name,
@@ -611,7 +882,7 @@ impl<T: Document> Collection<T> {
         upsert: bool,
         multi: bool,
     ) -> Result<UpdateResult> {
-        let plan = Plan::new(filter.clone());
+        let plan = self.plan(conn, filter.clone())?;
         let now = changes::now_millis();
         let ctx = ApplyContext {
             filter,
@@ -674,7 +945,7 @@ impl<T: Document> Collection<T> {
     }
 
     fn delete_in(&self, conn: &Connection, filter: &Filter, multi: bool) -> Result<DeleteResult> {
-        let plan = Plan::new(filter.clone());
+        let plan = self.plan(conn, filter.clone())?;
         let mut deleted = 0;
         let mut after = 0;
         loop {
@@ -712,7 +983,7 @@ impl<T: Document> Collection<T> {
             .map(Projection::parse)
             .transpose()?;
         let out = self.write(|conn| {
-            let plan = Plan::new(filter.clone());
+            let plan = self.plan(conn, filter.clone())?;
             let target = match &sort {
                 Some(sort) if !sort.keys.is_empty() => {
                     let mut rows = plan.fetch_all(conn, &self.name)?;
@@ -863,6 +1134,7 @@ struct PreparedDoc {
     id: Value,
     key: String,
     text: String,
+    doc: Value,
 }
 
 fn parse_operator_update(update: &Value, array_filters: Option<&[Value]>) -> Result<Update> {
@@ -919,6 +1191,8 @@ pub(crate) fn from_document<T: DeserializeOwned + 'static>(doc: Value) -> Result
 }
 
 /// Field names may not start with `$`, contain `.` or NUL: queries could not address them.
+/// The one exception is a MongoDB extended-JSON date, `{"$date": …}` (see
+/// [`crate::parse_date_millis`]), stored as it is.
 fn validate_field_names(value: &Value, depth: usize) -> Result<()> {
     if depth > 100 {
         return Err(Error::InvalidDocument(
@@ -926,6 +1200,7 @@ fn validate_field_names(value: &Value, depth: usize) -> Result<()> {
         ));
     }
     match value {
+        Value::Object(_) if crate::index::parse_date_millis(value).is_some() => Ok(()),
         Value::Object(map) => {
             for (k, v) in map {
                 if k.starts_with('$') || k.contains('.') || k.contains('\0') {
@@ -988,7 +1263,14 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 /// Errors that concern one document of a bulk request (reported per document) rather
 /// than the database as a whole (which abort the request).
 fn is_document_error(e: &Error) -> bool {
-    !matches!(e, Error::Sqlite(_) | Error::Io(_) | Error::Incompatible(_))
+    !matches!(
+        e,
+        Error::Sqlite(_)
+            | Error::Io(_)
+            | Error::Incompatible(_)
+            | Error::Commit(_)
+            | Error::Buffer(_)
+    )
 }
 
 impl<T: Document> Collection<T> {
@@ -1046,7 +1328,12 @@ impl<T: Document> QueryBuilder<Collection<T>> {
     /// Number of matching documents (skip and limit ignored).
     pub fn count(self) -> Result<u64> {
         let (coll, q) = self.into_parts()?;
-        let plan = Plan::new(q.filter);
-        coll.read(|conn| plan.count(conn, &coll.name), || 0)
+        if coll.buffer_pending() {
+            return Ok(coll.read_merged(&Plan::new(q.filter), None)?.len() as u64);
+        }
+        coll.read(
+            |conn| coll.plan(conn, q.filter)?.count(conn, &coll.name),
+            || 0,
+        )
     }
 }

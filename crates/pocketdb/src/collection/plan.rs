@@ -5,10 +5,12 @@
 //! many, delete many) can modify rows between pages.
 
 use crate::engine::schema::table_name;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::id_key;
-use crate::query::sql::compile_filter;
-use crate::query::{Cond, Filter, InItem};
+use crate::index::{prefix_range, side_bounds, Bounds, IndexDef, IndexSet};
+use crate::query::sql::{compile_filter_with, path_expr, CompileOptions};
+use crate::query::{Cond, Filter, InItem, SortOrder, SortSpec};
+use crate::value::FieldPath;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
 use serde_json::Value;
@@ -27,38 +29,354 @@ pub(crate) struct Row {
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub filter: Filter,
+    /// The `FROM` target: the quoted table, with `INDEXED BY` under a hint. Empty for
+    /// plans built without index knowledge (the caller's collection table is used).
+    pub from: String,
     pub where_sql: String,
     pub params: Vec<SqlValue>,
     /// True when every row the SQL returns matches the filter.
     pub exact: bool,
+    /// The index pocketdb chose itself (a multikey side table, or a hint); SQLite's
+    /// own choice among expression indexes is read from its plan by `explain`.
+    pub chosen_index: Option<String>,
+    /// True when a range on an indexed path should drive the query: unsorted reads then
+    /// collect matching `rid`s without `ORDER BY rid` (so SQLite seeks the index rather
+    /// than walking the table in `rid` order) and fetch documents by `rid`.
+    pub index_range: bool,
 }
 
 impl Plan {
+    /// A plan that knows nothing of secondary indexes (every path may hold arrays).
     pub(crate) fn new(filter: Filter) -> Plan {
-        let (id_sql, id_params, id_only) = id_constraint(&filter);
-        if id_only {
-            return Plan {
+        match Plan::with_indexes(filter.clone(), &IndexSet::default(), None) {
+            Ok(plan) => plan,
+            // Only a hint can fail; without one, fall back to checking every row.
+            Err(_) => Plan {
                 filter,
+                from: String::new(),
+                where_sql: "1".to_string(),
+                params: Vec::new(),
+                exact: false,
+                chosen_index: None,
+                index_range: false,
+            },
+        }
+    }
+
+    /// A plan using what the collection's indexes know: paths that never held an array
+    /// compile without array branches (so SQLite's planner can use their expression
+    /// indexes), a multikey index narrows candidates through its side table, a prefix
+    /// regex on an indexed path becomes a range. `hint` (an index name, or a key
+    /// specification) forces an index.
+    pub(crate) fn with_indexes(
+        filter: Filter,
+        set: &IndexSet,
+        hint: Option<&Value>,
+    ) -> Result<Plan> {
+        let hinted = match hint {
+            None => None,
+            Some(h) => match resolve_hint(set, h)? {
+                Hinted::Id => None,
+                Hinted::Index(def) => Some(def),
+            },
+        };
+        let (id_sql, id_params, id_only) = id_constraint(&filter);
+        if id_only && hinted.is_none() {
+            return Ok(Plan {
+                filter,
+                from: String::new(),
                 where_sql: id_sql.unwrap_or_else(|| "1".to_string()),
                 params: id_params,
                 exact: true,
-            };
+                chosen_index: None,
+                index_range: false,
+            });
         }
-        let compiled = compile_filter(&filter);
-        let (where_sql, params) = match id_sql {
-            Some(id_sql) => {
-                let mut params = id_params;
-                params.extend(compiled.params);
-                (format!("{id_sql} AND ({})", compiled.sql), params)
-            }
-            None => (compiled.sql, compiled.params),
+        let options = CompileOptions {
+            scalar_paths: set.scalar_paths(),
         };
-        Plan {
+        let compiled = compile_filter_with(&filter, &options);
+        let mut parts: Vec<String> = Vec::new();
+        let mut params: Vec<SqlValue> = Vec::new();
+        let has_id = id_sql.is_some();
+        if let Some(id_sql) = id_sql {
+            parts.push(id_sql);
+            params.extend(id_params);
+        }
+        let conjuncts = top_conjuncts(&filter);
+        let mut chosen_index = None;
+        let mut from = String::new();
+        // Prefix regexes on indexed scalar paths: a range SQLite can seek.
+        let mut ranged = false;
+        for (path, cond) in &conjuncts {
+            if let Cond::Regex(re) = cond {
+                if !options.scalar_paths.contains(*path) {
+                    continue;
+                }
+                if let (Some(expr), Some((lo, hi))) = (path_expr(path), prefix_range(re)) {
+                    ranged = true;
+                    match hi {
+                        Some(hi) => {
+                            parts.push(format!("({expr} >= ? AND {expr} < ?)"));
+                            params.push(SqlValue::Text(lo));
+                            params.push(SqlValue::Text(hi));
+                        }
+                        None => {
+                            parts.push(format!("{expr} >= ?"));
+                            params.push(SqlValue::Text(lo));
+                        }
+                    }
+                }
+            }
+        }
+        match hinted {
+            Some(def) if !def.is_multikey() || def.multikey & 1 == 0 => {
+                from = format!("{} INDEXED BY {}", "{table}", def.sql_index());
+                chosen_index = Some(def.name.clone());
+            }
+            Some(def) => {
+                let leading = &def.keys[0].0;
+                let bounds = conjuncts
+                    .iter()
+                    .filter(|(p, _)| *p == leading)
+                    .filter_map(|(_, c)| side_bounds(c))
+                    .min_by_key(|b| b.rank)
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "hint '{}': the filter has no condition on '{leading}' the multikey index can bound",
+                            def.name
+                        ))
+                    })?;
+                parts.push(format!(
+                    "rid IN (SELECT rid FROM {} WHERE {})",
+                    def.side_table(),
+                    bounds.sql
+                ));
+                params.extend(bounds.params);
+                chosen_index = Some(def.name.clone());
+            }
+            None if !has_id && !served_by_expression_index(set, &conjuncts) && !ranged => {
+                // The best multikey index whose leading path the filter bounds.
+                let mut best: Option<(&IndexDef, Bounds)> = None;
+                for def in set.defs.iter().filter(|d| d.multikey & 1 != 0) {
+                    let leading = &def.keys[0].0;
+                    for (_, cond) in conjuncts.iter().filter(|(p, _)| *p == leading) {
+                        if let Some(b) = side_bounds(cond) {
+                            if best.as_ref().is_none_or(|(_, cur)| b.rank < cur.rank) {
+                                best = Some((def, b));
+                            }
+                        }
+                    }
+                }
+                if let Some((def, b)) = best {
+                    parts.push(format!(
+                        "rid IN (SELECT rid FROM {} WHERE {})",
+                        def.side_table(),
+                        b.sql
+                    ));
+                    params.extend(b.params);
+                    chosen_index = Some(def.name.clone());
+                }
+            }
+            None => {}
+        }
+        let where_sql = if parts.is_empty() {
+            compiled.sql
+        } else if compiled.sql == "1" {
+            parts.join(" AND ")
+        } else {
+            format!("{} AND ({})", parts.join(" AND "), compiled.sql)
+        };
+        params.extend(compiled.params);
+        let index_range = !has_id
+            && chosen_index.is_none()
+            && !served_by_expression_index(set, &conjuncts)
+            && conjuncts.iter().any(|(path, cond)| {
+                let bounded = match cond {
+                    Cond::Gt(v) | Cond::Gte(v) | Cond::Lt(v) | Cond::Lte(v) => {
+                        v.is_number() || v.is_string()
+                    }
+                    Cond::Regex(re) => prefix_range(re).is_some(),
+                    _ => false,
+                };
+                bounded
+                    && set
+                        .defs
+                        .iter()
+                        .any(|d| d.multikey & 1 == 0 && d.keys[0].0 == **path)
+            });
+        Ok(Plan {
             filter,
+            from,
             where_sql,
             params,
             exact: compiled.exact,
+            chosen_index,
+            index_range,
+        })
+    }
+
+    /// The `FROM` target for `collection`.
+    pub(crate) fn target_sql(&self, collection: &str) -> String {
+        if self.from.is_empty() {
+            table_name(collection)
+        } else {
+            self.from.replace("{table}", &table_name(collection))
         }
+    }
+
+    /// `ORDER BY` text that sorts exactly as MongoDB would by `sort`, when every sort
+    /// path is known (through an index) to hold only nulls, numbers and strings, and the
+    /// SQL is exact. Ties are broken by `rid` in the direction an index serving the sort
+    /// would scan, so SQLite needs no sort step.
+    pub(crate) fn sort_sql(&self, set: &IndexSet, sort: &SortSpec) -> Option<String> {
+        if !self.exact || sort.keys.is_empty() {
+            return None;
+        }
+        let mut terms = Vec::with_capacity(sort.keys.len() + 1);
+        for (path, order) in &sort.keys {
+            if !set.sortable(path) {
+                return None;
+            }
+            let expr = path_expr(path)?;
+            terms.push(match order {
+                SortOrder::Asc => expr,
+                SortOrder::Desc => format!("{expr} DESC"),
+            });
+        }
+        // An index serves the sort when its keys, after those the filter fixes by
+        // equality, start with the sort's paths in the same or the opposite directions.
+        let fixed: Vec<&FieldPath> = top_conjuncts(&self.filter)
+            .into_iter()
+            .filter(|(_, c)| matches!(c, Cond::Eq(v) if v.is_number() || v.is_string()))
+            .map(|(p, _)| p)
+            .collect();
+        let mut best: Option<(usize, bool)> = None;
+        for d in &set.defs {
+            let stripped = d
+                .keys
+                .iter()
+                .take_while(|(p, _)| fixed.contains(&p))
+                .count();
+            let rest = &d.keys[stripped..];
+            if rest.len() < sort.keys.len()
+                || !rest.iter().zip(&sort.keys).all(|((a, _), (b, _))| a == b)
+            {
+                continue;
+            }
+            let same = rest.iter().zip(&sort.keys).all(|((_, a), (_, b))| a == b);
+            let opposite = rest.iter().zip(&sort.keys).all(|((_, a), (_, b))| a != b);
+            if (same || opposite) && best.is_none_or(|(n, _)| stripped > n) {
+                best = Some((stripped, opposite));
+            }
+        }
+        let reversed = best.is_some_and(|(_, r)| r);
+        terms.push(if reversed { "rid DESC" } else { "rid" }.to_string());
+        Some(format!("ORDER BY {}", terms.join(", ")))
+    }
+
+    /// The rows in the order of `order_by` (from [`Plan::sort_sql`]), after skipping
+    /// `skip`, at most `limit`.
+    pub(crate) fn fetch_ordered(
+        &self,
+        conn: &Connection,
+        collection: &str,
+        order_by: &str,
+        skip: u64,
+        limit: Option<u64>,
+    ) -> Result<Vec<Row>> {
+        let sql = self.ordered_sql(collection, order_by, skip, limit);
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(self.params.iter()))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let text: String = r.get(3)?;
+            out.push(Row {
+                rid: r.get(0)?,
+                key: r.get(1)?,
+                rev: r.get(2)?,
+                doc: serde_json::from_str(&text)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The SQL of [`Plan::fetch_ordered`] (parameters: the plan's; LIMIT and OFFSET are
+    /// literals, see [`Plan::page_sql`]).
+    pub(crate) fn ordered_sql(
+        &self,
+        collection: &str,
+        order_by: &str,
+        skip: u64,
+        limit: Option<u64>,
+    ) -> String {
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let skip = i64::try_from(skip).unwrap_or(i64::MAX);
+        format!(
+            "SELECT rid, id, rev, json(doc) FROM {} WHERE {} {order_by} LIMIT {limit} OFFSET {skip}",
+            self.target_sql(collection),
+            self.where_sql
+        )
+    }
+
+    /// The `rid`s of the candidate rows, ascending (see [`Plan::index_range`]).
+    pub(crate) fn fetch_rids(&self, conn: &Connection, collection: &str) -> Result<Vec<i64>> {
+        let mut stmt = conn.prepare_cached(&self.rids_sql(collection))?;
+        let mut rids: Vec<i64> = stmt
+            .query_map(rusqlite::params_from_iter(self.params.iter()), |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        rids.sort_unstable();
+        Ok(rids)
+    }
+
+    /// The SQL of [`Plan::fetch_rids`].
+    pub(crate) fn rids_sql(&self, collection: &str) -> String {
+        format!(
+            "SELECT rid FROM {} WHERE {}",
+            self.target_sql(collection),
+            self.where_sql
+        )
+    }
+
+    /// The matching rows among `rids`, in `rid` order.
+    pub(crate) fn fetch_by_rids(
+        &self,
+        conn: &Connection,
+        collection: &str,
+        rids: &[i64],
+    ) -> Result<Vec<Row>> {
+        let list = serde_json::to_string(rids)?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT rid, id, rev, json(doc) FROM {} WHERE rid IN (SELECT value FROM json_each(?1)) ORDER BY rid",
+            table_name(collection)
+        ))?;
+        let mut rows = stmt.query([list])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let text: String = r.get(3)?;
+            let doc: Value = serde_json::from_str(&text)?;
+            if self.exact || self.filter.matches(&doc) {
+                out.push(Row {
+                    rid: r.get(0)?,
+                    key: r.get(1)?,
+                    rev: r.get(2)?,
+                    doc,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The SQL of [`Plan::fetch_page`] (parameters: the plan's, then `after`). LIMIT is
+    /// a literal: SQLite's planner reads a bound LIMIT, so rebinding one re-prepares the
+    /// cached statement at every execution.
+    pub(crate) fn page_sql(&self, collection: &str, limit: usize) -> String {
+        format!(
+            "SELECT rid, id, rev, json(doc) FROM {} WHERE ({}) AND rid > ? ORDER BY rid LIMIT {}",
+            self.target_sql(collection),
+            self.where_sql,
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        )
     }
 
     /// Reads up to `limit` matching rows with `rid > after`, in `rid` order. Returns the
@@ -70,15 +388,7 @@ impl Plan {
         after: i64,
         limit: usize,
     ) -> Result<(Vec<Row>, Option<i64>)> {
-        // LIMIT is spliced as an integer literal, not bound: SQLite's planner reads a
-        // bound LIMIT, so rebinding it (rusqlite clears bindings when a cached statement
-        // is returned) forces a full re-prepare on every execution.
-        let sql = format!(
-            "SELECT rid, id, rev, json(doc) FROM {} WHERE ({}) AND rid > ? ORDER BY rid LIMIT {}",
-            table_name(collection),
-            self.where_sql,
-            i64::try_from(limit).unwrap_or(i64::MAX)
-        );
+        let sql = self.page_sql(collection, limit);
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut params: Vec<&dyn rusqlite::ToSql> = self
             .params
@@ -111,7 +421,7 @@ impl Plan {
         if self.exact {
             let sql = format!(
                 "SELECT count(*) FROM {} WHERE {}",
-                table_name(collection),
+                self.target_sql(collection),
                 self.where_sql
             );
             let mut stmt = conn.prepare_cached(&sql)?;
@@ -134,6 +444,12 @@ impl Plan {
     /// Every matching row, in `rid` order.
     pub(crate) fn fetch_all(&self, conn: &Connection, collection: &str) -> Result<Vec<Row>> {
         let mut out = Vec::new();
+        if self.index_range {
+            for chunk in self.fetch_rids(conn, collection)?.chunks(1024) {
+                out.extend(self.fetch_by_rids(conn, collection, chunk)?);
+            }
+            return Ok(out);
+        }
         let mut after = 0;
         loop {
             let (rows, last) = self.fetch_page(conn, collection, after, 1024)?;
@@ -191,5 +507,63 @@ fn id_sql(filter: &Filter) -> Option<(String, Vec<SqlValue>)> {
             Some((format!("id IN ({marks})"), keys))
         }
         _ => None,
+    }
+}
+
+/// The filter's top-level conjuncts that are conditions on a field.
+fn top_conjuncts(filter: &Filter) -> Vec<(&FieldPath, &Cond)> {
+    let mut out = Vec::new();
+    collect_conjuncts(filter, &mut out);
+    out
+}
+
+fn collect_conjuncts<'a>(filter: &'a Filter, out: &mut Vec<(&'a FieldPath, &'a Cond)>) {
+    match filter {
+        Filter::And(children) => children.iter().for_each(|c| collect_conjuncts(c, out)),
+        Filter::Field { path, cond } => out.push((path, cond)),
+        Filter::Or(_) | Filter::Nor(_) | Filter::Expr(_) => {}
+    }
+}
+
+/// True when an equality or `$in` on numbers, strings or null, on the leading path of an
+/// index without arrays there, lets SQLite seek the expression index (then no side
+/// table is added).
+fn served_by_expression_index(set: &IndexSet, conjuncts: &[(&FieldPath, &Cond)]) -> bool {
+    conjuncts.iter().any(|(path, cond)| {
+        let seekable = match cond {
+            Cond::Eq(v) => v.is_null() || v.is_number() || v.is_string(),
+            Cond::In(items) => items
+                .iter()
+                .all(|i| matches!(i, InItem::Value(v) if v.is_number() || v.is_string())),
+            _ => false,
+        };
+        seekable
+            && set
+                .defs
+                .iter()
+                .any(|d| d.multikey & 1 == 0 && d.keys[0].0 == **path)
+    })
+}
+
+enum Hinted<'a> {
+    Id,
+    Index(&'a IndexDef),
+}
+
+fn resolve_hint<'a>(set: &'a IndexSet, hint: &Value) -> Result<Hinted<'a>> {
+    let not_found = || Error::IndexNotFound {
+        collection: String::new(),
+        name: hint
+            .as_str()
+            .map_or_else(|| hint.to_string(), str::to_string),
+    };
+    match hint {
+        Value::String(name) if name == "_id_" => Ok(Hinted::Id),
+        Value::String(name) => set.by_name(name).map(Hinted::Index).ok_or_else(not_found),
+        Value::Object(m) if m.len() == 1 && m.contains_key("_id") => Ok(Hinted::Id),
+        Value::Object(_) => set.by_keys(hint).map(Hinted::Index).ok_or_else(not_found),
+        _ => Err(Error::InvalidArgument(format!(
+            "hint must be an index name or a key specification, got {hint}"
+        ))),
     }
 }

@@ -483,3 +483,45 @@ pub(super) fn list_collections(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
         batch,
     ))
 }
+
+/// `{aggregate: coll, pipeline: [...], cursor: {batchSize}, allowDiskUse, explain}` →
+/// `{cursor: {firstBatch, id: 0, ns}}` (or the plan with `explain: true`).
+pub(super) fn aggregate(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
+    cmd.check_fields(&[
+        "pipeline",
+        "cursor",
+        "allowDiskUse",
+        "explain",
+        "hint",
+        "let",
+        "maxTimeMS",
+        "bypassDocumentValidation",
+    ])?;
+    let (name, coll) = collection(db, cmd)?;
+    let pipeline = Value::Array(cmd.required_array("pipeline")?.clone());
+    let explain = cmd.bool("explain", false)?;
+    if !explain && cmd.document("cursor")?.is_none() {
+        return Err(CommandError::new(
+            9,
+            "The 'cursor' option is required, except for aggregate with the explain argument",
+        ));
+    }
+    if let Some(cursor) = cmd.document("cursor")? {
+        let cursor = cmd.nested("cursor", cursor)?;
+        cursor.check_fields(&["batchSize"])?;
+        cursor.non_negative("batchSize")?;
+    }
+    if explain {
+        return Ok(coll
+            .explain_aggregate(pipeline)?
+            .as_object()
+            .cloned()
+            .unwrap_or_default());
+    }
+    let options = crate::AggregateOptions {
+        allow_disk_use: cmd.bool("allowDiskUse", false)?,
+        ..Default::default()
+    };
+    let batch = coll.aggregate_with(pipeline, options)?.to_vec()?;
+    Ok(cursor_reply(format!("{}.{name}", db.name()), batch))
+}

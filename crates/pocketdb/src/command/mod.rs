@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Supported: `insert`, `find`, `update`, `delete`, `count`, `distinct`,
-//! `findAndModify`, `create`, `drop`, `listCollections` and `ping`. Failures of a whole
+//! `findAndModify`, `aggregate`, `create`, `drop`, `listCollections` and `ping`. Failures of a whole
 //! command become `{ok: 0, errmsg, code, codeName}`; failures of single statements of
 //! `insert`, `update` and `delete` are reported in `writeErrors` with `ok: 1`, as MongoDB
 //! does. There are no server-side cursors: `find` and `listCollections` return every
@@ -63,6 +63,7 @@ fn execute(db: &Database, command: &Value) -> Result<Map<String, Value>, Command
         "create" => commands::create(db, &cmd),
         "drop" => commands::drop(db, &cmd),
         "listCollections" => commands::list_collections(db, &cmd),
+        "aggregate" => commands::aggregate(db, &cmd),
         other => Err(CommandError::new(59, format!("no such command: '{other}'"))),
     }
 }
@@ -145,6 +146,7 @@ pub fn code_name(code: i32) -> String {
         73 => "InvalidNamespace",
         10334 => "BSONObjectTooLarge",
         11000 => "DuplicateKey",
+        292 => "QueryExceededMemoryLimitNoDiskUseAllowed",
         other => return format!("Location{other}"),
     };
     name.to_string()

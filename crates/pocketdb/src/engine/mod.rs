@@ -2,9 +2,12 @@
 //! the pool of one writer and several readers, and the schema of the catalog, change log
 //! and collection tables. Knows nothing of queries or documents.
 
+pub(crate) mod buffer;
 mod options;
 mod pool;
 pub(crate) mod schema;
+mod writer;
 
-pub use options::{JournalMode, Options, Synchronous};
+pub use buffer::{BufferEvent, BufferStats};
+pub use options::{BufferOptions, Durability, FsyncPolicy, JournalMode, Options, Synchronous};
 pub(crate) use pool::Pool;

@@ -75,12 +75,102 @@ pub struct Options {
     pub max_readers: usize,
     /// Largest document accepted, in bytes of JSON text (default 16 MiB, as MongoDB).
     pub max_document_size: usize,
+    /// How writes are made durable and acknowledged (default [`Durability::Sync`]).
+    pub durability: Durability,
+    /// How often the background TTL pass deletes expired documents (default 60 s, as
+    /// MongoDB). The thread starts only once a TTL index exists.
+    pub ttl_interval: Duration,
     /// Reads slower than this are logged with `tracing::warn!` (target
     /// `pocketdb::slow_query`) and kept for `Database::stats` (default `None`: off).
     pub slow_query_threshold: Option<Duration>,
     /// How often the background thread deletes expired documents of collections with
     /// `expire_after` (default 1 s).
     pub expiry_interval: Duration,
+}
+
+/// How writes are committed and when they are acknowledged.
+///
+/// | mode | acknowledged after | a process crash (`kill -9`) loses | a power loss loses |
+/// | --- | --- | --- | --- |
+/// | `Sync` | its own transaction commits | nothing | with `synchronous=NORMAL`, the last commits; nothing with `FULL` |
+/// | `GroupCommit` | the shared transaction holding it commits | nothing | as `Sync` |
+/// | `Buffered` + `EveryWrite` | appended to the buffer log and fsynced | nothing | nothing |
+/// | `Buffered` + `Interval(ms)` | appended to the buffer log | nothing | up to `ms` of writes |
+/// | `Buffered` + `Never` | appended to the buffer log | nothing | what the OS had not written back |
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Each write is its own transaction and returns after it commits. The default.
+    #[default]
+    Sync,
+    /// Concurrent writes share transactions: each returns after the commit that holds it,
+    /// with the durability of `Sync` and, under contention, the throughput of batches.
+    /// A lone writer pays what it pays under `Sync` (plus a savepoint).
+    GroupCommit,
+    /// Writes are acknowledged once appended to a log next to the database file and applied
+    /// to SQLite in the background (see [`BufferOptions`]); reads see them at once.
+    Buffered(BufferOptions),
+}
+
+/// When the buffer log is flushed to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// `fdatasync` before each write is acknowledged: survives power loss.
+    EveryWrite,
+    /// `fdatasync` every this many milliseconds in the background.
+    Interval(u64),
+    /// Never `fdatasync` (the OS writes back when it likes).
+    Never,
+}
+
+/// Tunables of [`Durability::Buffered`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BufferOptions {
+    /// When the log is synced (default every 100 ms).
+    pub fsync: FsyncPolicy,
+    /// Most writes held in the buffer, not yet applied; further writes block until the
+    /// applier catches up (default 100,000).
+    pub max_buffered: usize,
+    /// Most writes applied to SQLite in one transaction (default 10,000).
+    pub batch_size: usize,
+    /// Longest time a write waits in the buffer before the applier runs (default 50 ms).
+    pub flush_interval: Duration,
+}
+
+impl Default for BufferOptions {
+    fn default() -> BufferOptions {
+        BufferOptions {
+            fsync: FsyncPolicy::Interval(100),
+            max_buffered: 100_000,
+            batch_size: 10_000,
+            flush_interval: Duration::from_millis(50),
+        }
+    }
+}
+
+impl BufferOptions {
+    /// Sets the fsync policy.
+    pub fn fsync(mut self, value: FsyncPolicy) -> BufferOptions {
+        self.fsync = value;
+        self
+    }
+
+    /// Sets the most writes held in the buffer (at least 1).
+    pub fn max_buffered(mut self, value: usize) -> BufferOptions {
+        self.max_buffered = value.max(1);
+        self
+    }
+
+    /// Sets the most writes applied per transaction (at least 1).
+    pub fn batch_size(mut self, value: usize) -> BufferOptions {
+        self.batch_size = value.max(1);
+        self
+    }
+
+    /// Sets the longest wait before buffered writes are applied.
+    pub fn flush_interval(mut self, value: Duration) -> BufferOptions {
+        self.flush_interval = value;
+        self
+    }
 }
 
 impl Default for Options {
@@ -94,6 +184,8 @@ impl Default for Options {
             busy_timeout: Duration::from_secs(5),
             max_readers: 4,
             max_document_size: 16 * 1024 * 1024,
+            durability: Durability::Sync,
+            ttl_interval: Duration::from_secs(60),
             slow_query_threshold: None,
             expiry_interval: Duration::from_secs(1),
         }
@@ -137,6 +229,12 @@ impl Options {
         self
     }
 
+    /// Sets the interval of the background TTL pass.
+    pub fn ttl_interval(mut self, value: Duration) -> Options {
+        self.ttl_interval = value;
+        self
+    }
+
     /// Logs reads slower than `value` (`None` turns the log off).
     pub fn slow_query_threshold(mut self, value: Option<Duration>) -> Options {
         self.slow_query_threshold = value;
@@ -146,6 +244,12 @@ impl Options {
     /// Sets how often expired documents are swept in the background.
     pub fn expiry_interval(mut self, value: Duration) -> Options {
         self.expiry_interval = value;
+        self
+    }
+
+    /// Sets how writes are committed and acknowledged.
+    pub fn durability(mut self, value: Durability) -> Options {
+        self.durability = value;
         self
     }
 

@@ -1,21 +1,26 @@
 //! One writer connection and a pool of reader connections over the same file.
 //!
-//! The writer is behind a mutex: SQLite allows one writer at a time anyway, and holding
-//! the mutex for a whole transaction keeps the change log's order equal to commit order.
+//! The writer is behind a mutex ([`Writer`]): SQLite allows one writer at a time anyway,
+//! and holding the mutex for a whole transaction keeps the change log's order equal to
+//! commit order. With group commit, several writers' jobs share one transaction.
 //! Readers are opened on demand up to `max_readers` and returned to the pool after use;
 //! in WAL mode they read the last committed state while the writer works. An in-memory
 //! database has a single connection, so reads go through the writer.
 
-use super::options::{JournalMode, Options};
+use super::options::{Durability, FsyncPolicy, JournalMode, Options, Synchronous};
+use super::writer::{Writer, WriterGuard};
 use crate::error::Result;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, PoisonError};
+
+/// Most jobs sharing one group-commit transaction.
+const MAX_GROUP: usize = 1024;
 
 pub(crate) struct Pool {
     path: Option<PathBuf>,
     options: Options,
-    writer: Mutex<Connection>,
+    writer: Writer,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -26,7 +31,7 @@ impl Pool {
         Ok(Pool {
             path: Some(path.to_path_buf()),
             options: options.clone(),
-            writer: Mutex::new(writer),
+            writer: new_writer(writer, options),
             readers: Mutex::new(Vec::new()),
         })
     }
@@ -37,7 +42,7 @@ impl Pool {
         Ok(Pool {
             path: None,
             options: options.clone(),
-            writer: Mutex::new(writer),
+            writer: new_writer(writer, options),
             readers: Mutex::new(Vec::new()),
         })
     }
@@ -50,10 +55,15 @@ impl Pool {
         &self.options
     }
 
-    /// Locks the writer connection. A poisoned lock is recovered: SQLite rolls back any
-    /// transaction a panicking holder left open when the `Transaction` is dropped.
-    pub(crate) fn writer(&self) -> MutexGuard<'_, Connection> {
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Locks the writer connection for work outside a write transaction (schema setup,
+    /// reads of in-memory databases); an open group-commit batch is committed first.
+    pub(crate) fn writer(&self) -> WriterGuard<'_> {
+        self.writer.lock()
+    }
+
+    /// Runs `f` inside a write transaction; returns after that transaction committed.
+    pub(crate) fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        self.writer.write(f)
     }
 
     /// Runs `f` on a reader connection (the writer for in-memory databases or WAL-less
@@ -105,6 +115,27 @@ impl Pool {
     }
 }
 
+fn new_writer(conn: Connection, options: &Options) -> Writer {
+    let group = options.durability == Durability::GroupCommit;
+    Writer::new(conn, group, MAX_GROUP)
+}
+
+/// In buffered mode the log is truncated once its writes are committed, so the commits
+/// of the applier must be as durable as the log was: at least `FULL` unless the log is
+/// never synced.
+fn synchronous(options: &Options, writer: bool) -> Synchronous {
+    match &options.durability {
+        Durability::Buffered(b)
+            if writer
+                && b.fsync != FsyncPolicy::Never
+                && matches!(options.synchronous, Synchronous::Off | Synchronous::Normal) =>
+        {
+            Synchronous::Full
+        }
+        _ => options.synchronous,
+    }
+}
+
 fn configure(conn: &Connection, options: &Options, writer: bool) -> Result<()> {
     conn.busy_timeout(options.busy_timeout)?;
     if writer {
@@ -121,7 +152,7 @@ fn configure(conn: &Connection, options: &Options, writer: bool) -> Result<()> {
          PRAGMA mmap_size={};
          PRAGMA temp_store={};
          PRAGMA foreign_keys=OFF;",
-        options.synchronous.pragma(),
+        synchronous(options, writer).pragma(),
         options.cache_size_kib,
         options.mmap_size,
         if options.temp_store_memory {

@@ -9,7 +9,18 @@
 //!                  id TEXT NOT NULL UNIQUE,                   canonical _id key (id::id_key)
 //!                  doc BLOB NOT NULL,                         the document as JSONB
 //!                  rev INTEGER NOT NULL)                      revision, 1 on insert, +1 per write
+//! _pocketdb_indexes(collection TEXT, name TEXT,              secondary indexes (crate::index)
+//!                   ident INTEGER UNIQUE,                     names the SQL objects below
+//!                   keys TEXT, options TEXT,                  key spec and options, as JSON
+//!                   multikey INTEGER, mixed INTEGER,          per-key bit sets (see index)
+//!                   PRIMARY KEY(collection, name))
+//! "pocketdb_x<ident>"                                         expression index on the table
+//! "pocketdb_m<ident>"(t0, v0, …, rid) WITHOUT ROWID           multikey side table
 //! ```
+//!
+//! `_pocketdb_meta` also holds `index_gen`, a random value replaced at every change of
+//! `_pocketdb_indexes`, so each connection can tell whether its cached index catalog is
+//! current (see `crate::index`).
 //!
 //! Collection names are validated ([`validate_collection_name`]) to a character set that
 //! needs no escaping inside double quotes, so [`table_name`] can quote them safely.
@@ -35,7 +46,17 @@ pub(crate) fn init(conn: &Connection) -> Result<()> {
              doc_id TEXT NOT NULL,
              op TEXT NOT NULL,
              rev INTEGER NOT NULL,
-             ts INTEGER NOT NULL);",
+             ts INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS _pocketdb_indexes(
+             collection TEXT NOT NULL,
+             name TEXT NOT NULL,
+             ident INTEGER NOT NULL UNIQUE,
+             keys TEXT NOT NULL,
+             options TEXT NOT NULL DEFAULT '{}',
+             multikey INTEGER NOT NULL DEFAULT 0,
+             mixed INTEGER NOT NULL DEFAULT 0,
+             PRIMARY KEY(collection, name));
+         INSERT OR IGNORE INTO _pocketdb_meta(key, value) VALUES ('index_gen', '0');",
     )?;
     let version: Option<String> = conn
         .query_row(

@@ -51,7 +51,6 @@ use crate::changes::hub::{build_events, Hub};
 use crate::changes::{read_keyed, ChangeEvent, FullDocument};
 use crate::database::Database;
 use crate::error::Result;
-use rusqlite::Connection;
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -179,34 +178,32 @@ impl Registry {
     }
 
     /// Runs `after_write` hooks for the change-log entries committed since the last
-    /// call (on the writer connection, right after a commit).
-    pub(crate) fn committed(&self, conn: &Connection, database: &str) {
+    /// call (on the committing thread, reading the committed log).
+    pub(crate) fn committed(&self, db: &Database, database: &str) {
         if !self.after_write.load(Ordering::Acquire) {
             return;
         }
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let result = (|| -> Result<()> {
-            loop {
-                let rows = read_keyed(conn, None, *seen, 1024)?;
-                let Some(last) = rows.last().map(|(c, _)| c.seq) else {
-                    return Ok(());
-                };
-                let events = build_events(conn, rows, |_, _| true)?;
-                for e in &events {
-                    let plugins = self.for_collection(&e.change.collection);
-                    if plugins.iter().all(|p| !p.wants_after_write()) {
-                        continue;
-                    }
-                    let event = ChangeEvent::from_event(e, database, FullDocument::UpdateLookup);
-                    for p in plugins.iter().filter(|p| p.wants_after_write()) {
-                        if let Err(err) = p.after_write(&event) {
-                            tracing::warn!("plugin '{}' after_write: {err}", p.name());
-                        }
+        let result = db.read(|conn| loop {
+            let rows = read_keyed(conn, None, *seen, 1024)?;
+            let Some(last) = rows.last().map(|(c, _)| c.seq) else {
+                return Ok::<(), crate::Error>(());
+            };
+            let events = build_events(conn, rows, |_, _| true)?;
+            for e in &events {
+                let plugins = self.for_collection(&e.change.collection);
+                if plugins.iter().all(|p| !p.wants_after_write()) {
+                    continue;
+                }
+                let event = ChangeEvent::from_event(e, database, FullDocument::UpdateLookup);
+                for p in plugins.iter().filter(|p| p.wants_after_write()) {
+                    if let Err(err) = p.after_write(&event) {
+                        tracing::warn!("plugin '{}' after_write: {err}", p.name());
                     }
                 }
-                *seen = last;
             }
-        })();
+            *seen = last;
+        });
         if let Err(e) = result {
             tracing::warn!("plugins after_write: {e}");
         }

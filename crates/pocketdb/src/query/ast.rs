@@ -18,6 +18,10 @@ pub enum Filter {
     Or(Vec<Filter>),
     /// None of the filters matches.
     Nor(Vec<Filter>),
+    /// `$expr`: an aggregation expression evaluated against the whole document; matches
+    /// when the result is truthy. The SQL back end cannot compile it and selects a
+    /// superset (`1`, inexact) for the matcher to re-check.
+    Expr(Box<crate::aggregate::Expr>),
     /// A condition on the values found at a path.
     Field {
         /// Where to look in the document (through arrays, as MongoDB does).

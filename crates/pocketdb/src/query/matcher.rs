@@ -224,6 +224,10 @@ impl Filter {
             Filter::Or(fs) => fs.iter().any(|f| f.matches(doc)),
             Filter::Nor(fs) => !fs.iter().any(|f| f.matches(doc)),
             Filter::Field { path, cond } => matches_cond(cond, &lookup(doc, path.segments()), true),
+            // An expression that fails to evaluate (e.g. `$add` of a string) matches nothing.
+            Filter::Expr(e) => e
+                .evaluate(doc)
+                .is_ok_and(|v| crate::aggregate::truthy(v.as_ref())),
         }
     }
 }
@@ -276,7 +280,7 @@ fn positional_eval(filter: &Filter, element: &Value, array_path: &FieldPath) -> 
             }
             constrained.then_some(false)
         }
-        Filter::Nor(_) => None,
+        Filter::Nor(_) | Filter::Expr(_) => None,
         Filter::Field { path, cond } => {
             if !array_path.is_prefix_of(path) || is_negation(cond) {
                 return None;

@@ -103,6 +103,12 @@ pub(crate) fn parse_top_level_entry(
                 });
                 Ok(())
             }
+            "expr" => {
+                let expr = crate::aggregate::Expr::parse(value)
+                    .map_err(|e| Error::filter("", format!("$expr: {e}")))?;
+                parts.push(Filter::Expr(Box::new(expr)));
+                Ok(())
+            }
             // MongoDB ignores `$comment` when matching.
             "comment" => Ok(()),
             _ => Err(Error::filter("", format!("unsupported operator {key}"))),
@@ -702,7 +708,10 @@ mod tests {
             (json!({"$or": {}}), "$or needs an array"),
             (json!({"$nor": [1]}), "documents"),
             (json!({"$where": "1"}), "unsupported operator $where"),
-            (json!({"$expr": {}}), "unsupported operator $expr"),
+            (
+                json!({"$expr": {"$bogus": 1}}),
+                "$expr: invalid pipeline: $bogus",
+            ),
             (json!({"$text": {}}), "unsupported operator $text"),
             (json!({"$or": [{"a": {"$bad": 1}}]}), "$bad"),
         ];

@@ -382,6 +382,7 @@ impl Compiler<'_> {
                 negate(or_any(parts))
             }
             Filter::Field { path, cond } => self.field(root, top, path, cond),
+            Filter::Expr(_) => Piece::anything(),
         }
     }
 

@@ -37,7 +37,7 @@ fn format_rfc3339_millis(millis: i64) -> String {
 
 /// Proleptic Gregorian (year, month, day) of a count of days since 1970-01-01, computed
 /// through 400-year eras of 146 097 days counted from 0000-03-01.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let shifted = days + 719_468; // days from 0000-03-01 to 1970-01-01
     let era = shifted.div_euclid(146_097);
     let day_of_era = shifted.rem_euclid(146_097);

@@ -45,6 +45,7 @@ use crate::value::FieldPath;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+pub(crate) use apply::civil_from_days;
 pub use apply::date_value;
 pub use seed::upsert_seed;
 

@@ -583,6 +583,7 @@ fn top_level_fields(filter: &Filter, out: &mut BTreeSet<String>) {
                 out.insert(first.clone());
             }
         }
+        Filter::Expr(_) => {}
     }
 }
 

@@ -58,7 +58,7 @@ fn collect<'f>(filter: &'f Filter, out: &mut Vec<(&'f FieldPath, &'f Value)>) {
             path,
             cond: Cond::Eq(value),
         } => out.push((path, value)),
-        Filter::Field { .. } | Filter::Or(_) | Filter::Nor(_) => {}
+        Filter::Field { .. } | Filter::Or(_) | Filter::Nor(_) | Filter::Expr(_) => {}
     }
 }
 

@@ -1,0 +1,248 @@
+//! Aggregation pipelines: [`Collection::aggregate`] with MongoDB's stages, expression
+//! language ([`Expr`]) and accumulators.
+//!
+//! What runs where:
+//!
+//! * a leading run of `$match` stages, then `$skip`/`$limit`, become one
+//!   [`Cursor`](crate::Cursor) query: the filter compiles to SQL (indexes apply) and
+//!   skip/limit ride along. `$sort` runs in Rust within the memory limit (top-k when a
+//!   `$limit` follows), since the cursor's own sort is unbounded;
+//! * a `$group` right after the `$match` stages (optionally after a `$sort` when every
+//!   accumulator ignores order) compiles to SQL `GROUP BY` when SQLite's result is exact
+//!   (see `sqlgroup`), checked per query; otherwise it runs in Rust;
+//! * every other stage runs in Rust over the stream of documents, lazily where the stage
+//!   allows. Blocking stages hold at most [`AggregateOptions::max_memory_bytes`]; past it,
+//!   `$sort` spills to a temporary SQLite file when [`AggregateOptions::allow_disk_use`]
+//!   is set, and every other blocking stage (`$group`, `$bucket`, `$facet`, `$sample`,
+//!   `$lookup`'s foreign page) fails with [`Error::MemoryLimitExceeded`].
+//!
+//! [`Collection::explain_aggregate`] reports which stages ran in SQL.
+//!
+//! This module reads collections only through their public query API (and the database's
+//! reader pool for the `GROUP BY` statement); it owns no storage.
+
+mod accum;
+mod dates;
+mod expr;
+mod lookup;
+mod output;
+mod pipeline;
+mod shape;
+mod spill;
+mod sqlgroup;
+
+pub(crate) use expr::truthy;
+pub use expr::Expr;
+
+use crate::collection::{Collection, Document};
+use crate::error::Result;
+use crate::query::Filter;
+use pipeline::{parse_pipeline, run_stages, Ctx, Docs, Stage};
+use serde_json::{json, Value};
+
+/// Options of an aggregation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregateOptions {
+    /// Let `$sort` spill to a temporary file past `max_memory_bytes` (MongoDB's
+    /// `allowDiskUse`). Other blocking stages still fail past the limit.
+    pub allow_disk_use: bool,
+    /// Bytes (estimated) a blocking stage may hold in memory. Default 100 MiB.
+    pub max_memory_bytes: usize,
+}
+
+impl Default for AggregateOptions {
+    fn default() -> Self {
+        AggregateOptions {
+            allow_disk_use: false,
+            max_memory_bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
+/// The results of an aggregation, as untyped documents. Iterate it, or collect with
+/// [`to_vec`](AggregateCursor::to_vec).
+pub struct AggregateCursor {
+    docs: Docs,
+}
+
+impl std::fmt::Debug for AggregateCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AggregateCursor").finish_non_exhaustive()
+    }
+}
+
+impl AggregateCursor {
+    /// Reads every remaining result.
+    pub fn to_vec(self) -> Result<Vec<Value>> {
+        self.collect()
+    }
+}
+
+impl Iterator for AggregateCursor {
+    type Item = Result<Value>;
+
+    fn next(&mut self) -> Option<Result<Value>> {
+        self.docs.next()
+    }
+}
+
+/// The stages answered by the collection query: filter, skip, limit.
+///
+/// `$sort` is not handed to the cursor: the cursor sorts in memory without a bound,
+/// while the pipeline's `$sort` keeps to the memory limit (top-k with a following
+/// `$limit`, spilling with `allow_disk_use`).
+struct Pushdown {
+    filter: Filter,
+    skip: u64,
+    limit: Option<u64>,
+    /// Number of pipeline stages folded in.
+    consumed: usize,
+}
+
+fn pushdown(stages: &[Stage]) -> Pushdown {
+    let mut p = Pushdown {
+        filter: Filter::all(),
+        skip: 0,
+        limit: None,
+        consumed: 0,
+    };
+    let mut filters = Vec::new();
+    for stage in stages {
+        match stage {
+            // A filter does not commute with skip/limit.
+            Stage::Match(f) if p.skip == 0 && p.limit.is_none() => filters.push(f.clone()),
+            Stage::Skip(n) => {
+                p.skip = p.skip.saturating_add(*n);
+                p.limit = p.limit.map(|l| l.saturating_sub(*n));
+            }
+            Stage::Limit(n) => p.limit = Some(p.limit.map_or(*n, |l| l.min(*n))),
+            _ => break,
+        }
+        p.consumed += 1;
+    }
+    p.filter = crate::query::parse::combine_and(filters);
+    p
+}
+
+/// The `$group` after the pushed-down stages compiled to SQL, if it can be, with the
+/// number of stages it answers (a `$sort` before a `$group` whose accumulators ignore
+/// order is answered too).
+fn sql_group(coll_name: &str, p: &Pushdown, rest: &[Stage]) -> Option<(sqlgroup::SqlGroup, usize)> {
+    if p.skip != 0 || p.limit.is_some() {
+        return None;
+    }
+    let (g, used) = match rest {
+        [Stage::Group(g), ..] => (g, 1),
+        [Stage::Sort(_), Stage::Group(g), ..]
+            if g.accumulators.iter().all(|a| a.kind.order_insensitive()) =>
+        {
+            (g, 2)
+        }
+        _ => return None,
+    };
+    sqlgroup::compile(coll_name, &p.filter, g).map(|s| (s, used))
+}
+
+/// Runs parsed stages with `coll` as the source.
+pub(crate) fn execute(coll: &Collection<Value>, stages: &[Stage], ctx: &Ctx) -> Result<Docs> {
+    let p = pushdown(stages);
+    let rest = &stages[p.consumed..];
+    if let Some((group, used)) = sql_group(coll.name(), &p, rest) {
+        if let Some(docs) = group.run(coll.database(), coll.name())? {
+            return run_stages(&rest[used..], Box::new(docs.into_iter().map(Ok)), ctx);
+        }
+    }
+    let mut cursor = coll.find_filter(p.filter).skip(p.skip);
+    if let Some(limit) = p.limit {
+        if limit == 0 {
+            return Ok(Box::new(std::iter::empty()));
+        }
+        cursor = cursor.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+    }
+    run_stages(rest, Box::new(cursor), ctx)
+}
+
+impl<T: Document> Collection<T> {
+    /// Runs an aggregation pipeline (a JSON array of stages) over the collection.
+    ///
+    /// ```
+    /// use pocketdb::Database;
+    /// use serde_json::{json, Value};
+    ///
+    /// let db = Database::memory()?;
+    /// let orders = db.collection::<Value>("orders");
+    /// orders.insert_many([
+    ///     json!({"item": "a", "qty": 2}),
+    ///     json!({"item": "b", "qty": 1}),
+    ///     json!({"item": "a", "qty": 5}),
+    /// ])?;
+    /// let totals = orders
+    ///     .aggregate(json!([
+    ///         {"$group": {"_id": "$item", "total": {"$sum": "$qty"}}},
+    ///         {"$sort": {"total": -1}},
+    ///     ]))?
+    ///     .to_vec()?;
+    /// assert_eq!(totals[0], json!({"_id": "a", "total": 7}));
+    /// # Ok::<(), pocketdb::Error>(())
+    /// ```
+    pub fn aggregate(&self, pipeline: Value) -> Result<AggregateCursor> {
+        self.aggregate_with(pipeline, AggregateOptions::default())
+    }
+
+    /// Runs an aggregation pipeline with options (memory limit, disk use).
+    pub fn aggregate_with(
+        &self,
+        pipeline: Value,
+        options: AggregateOptions,
+    ) -> Result<AggregateCursor> {
+        let stages = parse_pipeline(&pipeline, false)?;
+        let ctx = Ctx {
+            db: self.database().clone(),
+            options,
+        };
+        let docs = execute(&self.typed::<Value>(), &stages, &ctx)?;
+        Ok(AggregateCursor { docs })
+    }
+
+    /// Describes how a pipeline would run: which stages are answered by SQL (the leading
+    /// `$match`/`$sort`/`$skip`/`$limit`, and a `$group` compiled to `GROUP BY`) and which
+    /// run in Rust. A SQL `$group` falls back to Rust at run time when its guard finds
+    /// values SQL cannot group exactly (booleans, objects or arrays at the key).
+    pub fn explain_aggregate(&self, pipeline: Value) -> Result<Value> {
+        let stages = parse_pipeline(&pipeline, false)?;
+        let raw = pipeline.as_array().cloned().unwrap_or_default();
+        let p = pushdown(&stages);
+        let compiled = crate::query::sql::compile_filter(&p.filter);
+        let group = sql_group(self.name(), &p, &stages[p.consumed..]);
+        let sql_end = p.consumed + group.as_ref().map_or(0, |(_, used)| *used);
+        let mut out = Vec::new();
+        // `$sortByCount` expands to two stages; walk the parsed stages and show the
+        // written stage they came from.
+        let mut raw_index = 0;
+        let mut i = 0;
+        while i < stages.len() {
+            let written = raw.get(raw_index).cloned().unwrap_or(Value::Null);
+            let is_sort_by_count = written.get("$sortByCount").is_some();
+            let engine = if i < sql_end { "sql" } else { "rust" };
+            let mut entry = json!({"name": stages[i].name(), "stage": written, "engine": engine});
+            if i < p.consumed && matches!(stages[i], Stage::Match(_)) && !compiled.exact {
+                entry["note"] = json!("SQL selects a superset; the matcher re-checks each row");
+            }
+            if i + 1 == sql_end && i >= p.consumed {
+                if let Some((g, _)) = &group {
+                    entry["sql"] = json!(g.sql);
+                    entry["note"] = json!("falls back to rust if the guard finds booleans, objects or arrays at a grouped path");
+                }
+            }
+            out.push(entry);
+            i += if is_sort_by_count { 2 } else { 1 };
+            raw_index += 1;
+        }
+        Ok(json!({
+            "collection": self.name(),
+            "stages": out,
+            "filter_sql": compiled.sql,
+            "filter_exact": compiled.exact,
+        }))
+    }
+}

@@ -1,0 +1,600 @@
+//! Collections of a database in [`Durability::Buffered`](crate::Durability::Buffered)
+//! mode: which operations are buffered, how reads merge the buffer with the stored
+//! documents, and how the applier turns buffered writes into ordinary row writes.
+//!
+//! Buffered (acknowledged once in the buffer log):
+//! - `insert_one` / `insert_many`. A given `_id` is checked against the buffer and the
+//!   stored documents before the write is acknowledged, so `DuplicateKey` is reported as
+//!   in `Sync` mode; generated ids are not checked (they are unique by construction).
+//! - `update_one`, `replace_one` and `delete_one` whose filter pins one `_id` (`{_id: v}`
+//!   alone or beside other conditions). The current document is read from the buffer or
+//!   the store, the filter and the update are evaluated in memory, and the resulting
+//!   whole document (or a delete) is buffered. An optimistic check under the buffer lock
+//!   (the document's buffered version, and the applier's generation) makes concurrent
+//!   read-modify-writes of one document serialise instead of losing updates.
+//!
+//! Everything else (`update_many`, `delete_many`, writes with other filters, the
+//! find-and-modify family, `bulk_write`, collection and index management) waits until
+//! the buffer is applied and runs synchronously while buffered writers wait: slower, never
+//! wrong.
+//!
+//! Unique secondary indexes are checked when a write is applied, not when it is
+//! acknowledged: a buffered write that violates one is dropped and reported through
+//! [`BufferEvent::Error`](crate::BufferEvent) and `BufferStats::dropped`.
+//!
+//! Reads (`find`, `find_one`, `count_documents`, `distinct`, `estimated_count`) merge the
+//! buffered state of the collection over the stored documents: a buffered version of a
+//! document shadows the stored one and a buffered delete hides it. A read by `_id` looks
+//! up only those ids; other reads take a snapshot of the collection's buffered documents
+//! (so they cost O(buffered documents of the collection) more).
+
+use super::plan::{Plan, Row};
+use super::{
+    is_document_error, Collection, DeleteResult, Document, InsertManyResult, PreparedDoc,
+    UpdateResult, PAGE,
+};
+use crate::changes::{self, ChangeOp};
+use crate::database::Database;
+use crate::engine::buffer::{Buffer, Entry, Op, OpKind};
+use crate::engine::schema::table_name;
+use crate::error::{BulkWriteFailure, Error, Result, WriteError};
+use crate::id::id_key;
+use crate::query::{Cond, Filter, InItem};
+use crate::update::{ApplyContext, Update};
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// What a buffered read-modify-write does.
+pub(super) enum Modify<'a> {
+    /// Update operators or a replacement, with upsert.
+    Update(&'a Update, bool),
+    /// Delete the document.
+    Delete,
+}
+
+/// What a read-modify-write reports.
+pub(super) enum Modified {
+    Update(UpdateResult),
+    Delete(DeleteResult),
+}
+
+impl<T: Document> Collection<T> {
+    /// True when the collection has buffered writes not yet applied (reads must merge).
+    pub(super) fn buffer_pending(&self) -> bool {
+        self.db.buffer().is_some_and(|b| b.has_pending(&self.name))
+    }
+
+    /// Inserts in buffered mode, with `insert_many`'s ordered/unordered semantics.
+    pub(super) fn insert_buffered(
+        &self,
+        buffer: &Buffer,
+        documents: Vec<Result<Map<String, Value>>>,
+        ordered: bool,
+    ) -> Result<InsertManyResult> {
+        crate::engine::schema::validate_collection_name(&self.name)?;
+        let mut failures: BTreeMap<usize, Error> = BTreeMap::new();
+        let mut items: Vec<(usize, PreparedDoc, bool)> = Vec::new();
+        for (index, doc) in documents.into_iter().enumerate() {
+            let prepared = doc.and_then(|d| {
+                let given = d.contains_key("_id");
+                self.prepare_insert(d).map(|p| (p, given))
+            });
+            match prepared {
+                Ok((p, given)) => items.push((index, p, given)),
+                Err(e) => {
+                    failures.insert(index, e);
+                }
+            }
+        }
+        // Ordered inserts stop at the first document that cannot even be prepared.
+        let stop = if ordered {
+            failures.keys().next().copied()
+        } else {
+            None
+        };
+        items.retain(|(i, _, _)| stop.is_none_or(|s| *i < s));
+        let given: Vec<&str> = items
+            .iter()
+            .filter(|(_, _, given)| *given)
+            .map(|(_, p, _)| p.key.as_str())
+            .collect();
+        let name = self.name.clone();
+        let _shared = buffer.shared();
+        let (inserted, duplicates) = loop {
+            let generation = buffer.generation();
+            let stored = self.stored_keys(&given)?;
+            let attempt = buffer.append(|tx| {
+                if !given.is_empty() && tx.apply_gen() != generation {
+                    return Ok(None);
+                }
+                let mut inserted = BTreeMap::new();
+                let mut duplicates = Vec::new();
+                for (index, p, given) in &items {
+                    if *given {
+                        let taken = match tx.lookup(&name, &p.key) {
+                            Some(entry) => entry.doc.is_some(),
+                            None => stored.contains(&p.key),
+                        };
+                        if taken {
+                            duplicates.push(*index);
+                            if ordered {
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                    tx.push(
+                        OpKind::Insert,
+                        &name,
+                        p.key.clone(),
+                        Some(Arc::from(p.text.as_str())),
+                    );
+                    inserted.insert(*index, p.id.clone());
+                }
+                Ok(Some((inserted, duplicates)))
+            })?;
+            if let Some(done) = attempt {
+                break done;
+            }
+        };
+        for index in duplicates {
+            if let Some((_, p, _)) = items.iter().find(|(i, _, _)| *i == index) {
+                failures.insert(
+                    index,
+                    Error::DuplicateKey {
+                        collection: self.name.to_string(),
+                        index: "_id_".to_string(),
+                        key: format!("{{ _id: {} }}", p.id),
+                    },
+                );
+            }
+        }
+        if ordered {
+            // Only the first failure of an ordered request is reported.
+            let first = failures.keys().next().copied();
+            failures.retain(|i, _| Some(*i) == first);
+        }
+        if failures.is_empty() {
+            return Ok(InsertManyResult {
+                inserted_ids: inserted,
+            });
+        }
+        Err(Error::BulkWrite(Box::new(BulkWriteFailure {
+            inserted_ids: inserted.into_iter().collect(),
+            write_errors: failures
+                .into_iter()
+                .map(|(index, error)| WriteError { index, error })
+                .collect(),
+            ..Default::default()
+        })))
+    }
+
+    /// Runs a single-document write in buffered mode when the database buffers and the
+    /// filter pins one `_id`; `None` otherwise (the caller runs it synchronously).
+    pub(super) fn modify_buffered(
+        &self,
+        filter: &Filter,
+        action: Modify<'_>,
+    ) -> Result<Option<Modified>> {
+        let Some(buffer) = self.db.buffer() else {
+            return Ok(None);
+        };
+        let Some(id) = single_id(filter) else {
+            return Ok(None);
+        };
+        crate::engine::schema::validate_collection_name(&self.name)?;
+        let key = id_key(id);
+        let name = self.name.clone();
+        let _shared = buffer.shared();
+        loop {
+            let (entry, generation) = buffer.lookup(&self.name, &key);
+            let current = match &entry {
+                Some(e) => e.doc.as_deref().map(serde_json::from_str).transpose()?,
+                None => self.stored_doc(&key)?,
+            };
+            let current = current.filter(|d| filter.matches(d));
+            let (result, op) = self.modified(filter, &action, &key, current)?;
+            let Some((kind, doc)) = op else {
+                return Ok(Some(result));
+            };
+            let seen = entry.map(|e| e.seq);
+            let done = buffer.append(|tx| {
+                let now = tx.lookup(&name, &key).map(|e| e.seq);
+                if now != seen || (seen.is_none() && tx.apply_gen() != generation) {
+                    return Ok(false);
+                }
+                tx.push(kind, &name, key.clone(), doc.clone());
+                Ok(true)
+            })?;
+            if done {
+                return Ok(Some(result));
+            }
+        }
+    }
+
+    /// The outcome of `action` on the current matching document, and the write to buffer.
+    #[allow(clippy::type_complexity)]
+    fn modified(
+        &self,
+        filter: &Filter,
+        action: &Modify<'_>,
+        key: &str,
+        current: Option<Value>,
+    ) -> Result<(Modified, Option<(OpKind, Option<Arc<str>>)>)> {
+        let now = changes::now_millis();
+        match (action, current) {
+            (Modify::Delete, None) => {
+                Ok((Modified::Delete(DeleteResult { deleted_count: 0 }), None))
+            }
+            (Modify::Delete, Some(_)) => Ok((
+                Modified::Delete(DeleteResult { deleted_count: 1 }),
+                Some((OpKind::Delete, None)),
+            )),
+            (Modify::Update(update, upsert), None) => {
+                if !*upsert {
+                    return Ok((Modified::Update(UpdateResult::default()), None));
+                }
+                let doc = self.upsert_document(filter, update, now)?;
+                let prepared = self.prepare_insert(doc)?;
+                if prepared.key != key {
+                    return Err(Error::update(
+                        "update",
+                        "_id",
+                        "the _id field cannot be changed",
+                    ));
+                }
+                Ok((
+                    Modified::Update(UpdateResult {
+                        upserted_id: Some(prepared.id),
+                        ..Default::default()
+                    }),
+                    Some((OpKind::Insert, Some(Arc::from(prepared.text)))),
+                ))
+            }
+            (Modify::Update(update, _), Some(doc)) => {
+                let ctx = ApplyContext {
+                    filter,
+                    is_insert: false,
+                    now_millis: now,
+                };
+                let mut new_doc = doc;
+                if !update.apply(&mut new_doc, &ctx)? {
+                    return Ok((
+                        Modified::Update(UpdateResult {
+                            matched_count: 1,
+                            ..Default::default()
+                        }),
+                        None,
+                    ));
+                }
+                let (kind, operator) = if update.is_replacement() {
+                    (OpKind::Replace, "replacement")
+                } else {
+                    (OpKind::Update, "update")
+                };
+                let new_id = new_doc.get("_id").cloned().unwrap_or(Value::Null);
+                if id_key(&new_id) != key {
+                    return Err(Error::update(
+                        operator,
+                        "_id",
+                        "the _id field cannot be changed",
+                    ));
+                }
+                self.check_document(&new_doc)?;
+                let text = serde_json::to_string(&new_doc)?;
+                let max = self.db.options().max_document_size;
+                if text.len() > max {
+                    return Err(Error::DocumentTooLarge {
+                        size: text.len(),
+                        max,
+                    });
+                }
+                Ok((
+                    Modified::Update(UpdateResult {
+                        matched_count: 1,
+                        modified_count: 1,
+                        upserted_id: None,
+                    }),
+                    Some((kind, Some(Arc::from(text)))),
+                ))
+            }
+        }
+    }
+
+    /// The stored document with `_id` key `key`, ignoring the buffer.
+    fn stored_doc(&self, key: &str) -> Result<Option<Value>> {
+        let row = self.read(|conn| row_by_key(conn, &self.name, key), || None)?;
+        Ok(row.map(|r| r.doc))
+    }
+
+    /// Which of `keys` are stored (ignoring the buffer).
+    fn stored_keys(&self, keys: &[&str]) -> Result<HashSet<String>> {
+        if keys.is_empty() {
+            return Ok(HashSet::new());
+        }
+        self.read(
+            |conn| {
+                let mut found = HashSet::new();
+                for chunk in keys.chunks(500) {
+                    let marks = vec!["?"; chunk.len()].join(",");
+                    let mut stmt = conn.prepare_cached(&format!(
+                        "SELECT id FROM {} WHERE id IN ({marks})",
+                        table_name(&self.name)
+                    ))?;
+                    let rows = stmt.query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
+                        r.get::<_, String>(0)
+                    })?;
+                    for row in rows {
+                        found.insert(row?);
+                    }
+                }
+                Ok(found)
+            },
+            HashSet::new,
+        )
+    }
+
+    /// The documents matching `plan`: stored ones not shadowed by the buffer, then the
+    /// buffered ones (in write order). With `want`, stops once that many are found.
+    pub(super) fn read_merged(&self, plan: &Plan, want: Option<usize>) -> Result<Vec<Row>> {
+        let Some(buffer) = self.db.buffer() else {
+            return self.read_all(plan);
+        };
+        let (overlay, all_buffered): (Vec<(String, Entry)>, bool) = match id_keys(&plan.filter) {
+            Some(keys) => {
+                let total = keys.len();
+                let found: Vec<(String, Entry)> = keys
+                    .into_iter()
+                    .filter_map(|k| buffer.lookup(&self.name, &k).0.map(|e| (k, e)))
+                    .collect();
+                let all = found.len() == total;
+                (found, all)
+            }
+            None => (buffer.snapshot(&self.name), false),
+        };
+        let reached = |rows: &Vec<Row>| want.is_some_and(|w| rows.len() >= w);
+        let mut rows = Vec::new();
+        if !all_buffered {
+            let shadowed: HashSet<&str> = overlay.iter().map(|(k, _)| k.as_str()).collect();
+            let mut after = 0;
+            loop {
+                let (page, last) = self.read_rows(plan, after, PAGE)?;
+                rows.extend(
+                    page.into_iter()
+                        .filter(|r| !shadowed.contains(r.key.as_str())),
+                );
+                if reached(&rows) {
+                    return Ok(rows);
+                }
+                match last {
+                    Some(l) => after = l,
+                    None => break,
+                }
+            }
+        }
+        for (key, entry) in overlay {
+            let Some(text) = entry.doc else { continue };
+            let doc: Value = serde_json::from_str(&text)?;
+            if plan.filter.matches(&doc) {
+                rows.push(Row {
+                    rid: i64::MAX,
+                    key,
+                    rev: 0,
+                    doc,
+                });
+                if reached(&rows) {
+                    break;
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// Applies buffered writes in one transaction through the ordinary row writes, storing
+/// `last` as the applied watermark. Writes refused by a unique secondary index are
+/// dropped and returned; any other error fails the batch (nothing applied).
+pub(crate) fn apply_buffered(
+    db: &Database,
+    ops: &[Arc<Op>],
+    last: u64,
+) -> Result<Vec<(u64, Error)>> {
+    // Fast path: no savepoints. When a write is refused, redo the batch with one
+    // savepoint per write so only the refused ones are left out.
+    let fast = db.write_direct(|conn| {
+        let mut colls = Handles::default();
+        for op in ops {
+            apply_op(db, conn, colls.get(db, &op.collection), op)?;
+        }
+        store_applied(conn, last)
+    });
+    match fast {
+        Ok(()) => {
+            mark_all(db, ops);
+            return Ok(Vec::new());
+        }
+        Err(e) if !is_document_error(&e) => {
+            forget_all(db, ops);
+            return Err(e);
+        }
+        Err(_) => forget_all(db, ops),
+    }
+    let out = db.write_direct(|conn| {
+        let mut colls = Handles::default();
+        let mut dropped = Vec::new();
+        for op in ops {
+            conn.execute_batch("SAVEPOINT pocketdb_apply")?;
+            match apply_op(db, conn, colls.get(db, &op.collection), op) {
+                Ok(()) => conn.execute_batch("RELEASE pocketdb_apply")?,
+                Err(e) if is_document_error(&e) => {
+                    conn.execute_batch("ROLLBACK TO pocketdb_apply; RELEASE pocketdb_apply")?;
+                    dropped.push((op.seq, e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        store_applied(conn, last)?;
+        Ok(dropped)
+    });
+    match &out {
+        Ok(_) => mark_all(db, ops),
+        Err(_) => forget_all(db, ops),
+    }
+    out
+}
+
+fn mark_all(db: &Database, ops: &[Arc<Op>]) {
+    let mut last: Option<&str> = None;
+    for op in ops {
+        if last != Some(&op.collection) {
+            db.mark_known(&op.collection);
+            last = Some(&op.collection);
+        }
+    }
+}
+
+/// Collection handles reused across a batch.
+#[derive(Default)]
+struct Handles {
+    last: Option<Collection<Value>>,
+}
+
+impl Handles {
+    fn get(&mut self, db: &Database, name: &str) -> &Collection<Value> {
+        if self.last.as_ref().is_none_or(|c| c.name() != name) {
+            self.last = Some(Collection::new(db.clone(), name));
+        }
+        // Set just above.
+        self.last
+            .get_or_insert_with(|| Collection::new(db.clone(), name))
+    }
+}
+
+fn forget_all(db: &Database, ops: &[Arc<Op>]) {
+    for op in ops {
+        db.forget(&op.collection);
+    }
+}
+
+fn apply_op(db: &Database, conn: &Connection, coll: &Collection<Value>, op: &Op) -> Result<()> {
+    db.ensure_collection(conn, &op.collection)?;
+    let doc_text = || -> Result<&str> {
+        op.doc
+            .as_deref()
+            .ok_or_else(|| Error::Buffer(format!("buffered write {} has no document", op.seq)))
+    };
+    let insert = |text: &str| -> Result<()> {
+        let prepared = PreparedDoc {
+            id: serde_json::from_str(&op.key)?,
+            key: op.key.clone(),
+            text: text.to_string(),
+            doc: serde_json::from_str(text)?,
+        };
+        coll.insert_prepared(conn, &prepared).map(|_| ())
+    };
+    match op.kind {
+        OpKind::Insert => insert(doc_text()?),
+        OpKind::Update | OpKind::Replace => {
+            let text = doc_text()?;
+            match row_by_key(conn, &op.collection, &op.key)? {
+                Some(row) => {
+                    let change = if op.kind == OpKind::Replace {
+                        ChangeOp::Replace
+                    } else {
+                        ChangeOp::Update
+                    };
+                    let doc: Value = serde_json::from_str(text)?;
+                    coll.store_updated(conn, &row, &doc, change)
+                }
+                None => insert(text),
+            }
+        }
+        OpKind::Delete => match row_by_key(conn, &op.collection, &op.key)? {
+            Some(row) => coll.delete_row(conn, &row),
+            None => Ok(()),
+        },
+    }
+}
+
+fn store_applied(conn: &Connection, last: u64) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO _pocketdb_meta(key, value) VALUES ('buffer_applied_seq', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?;
+    stmt.execute([last.to_string()])?;
+    Ok(())
+}
+
+/// The stored row with `_id` key `key` (the collection's table may not exist).
+fn row_by_key(conn: &Connection, collection: &str, key: &str) -> Result<Option<Row>> {
+    let sql = format!(
+        "SELECT rid, id, rev, json(doc) FROM {} WHERE id = ?1",
+        table_name(collection)
+    );
+    let mut stmt = match conn.prepare_cached(&sql) {
+        Ok(s) => s,
+        // The table does not exist yet: nothing stored.
+        Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let row = stmt
+        .query_row([key], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })
+        .optional()?;
+    match row {
+        None => Ok(None),
+        Some((rid, key, rev, text)) => Ok(Some(Row {
+            rid,
+            key,
+            rev,
+            doc: serde_json::from_str(&text)?,
+        })),
+    }
+}
+
+/// The top-level conjuncts of a filter.
+fn conjuncts(filter: &Filter) -> &[Filter] {
+    match filter {
+        Filter::And(children) => children,
+        other => std::slice::from_ref(other),
+    }
+}
+
+/// The `_id` a filter pins with a top-level equality, if any.
+fn single_id(filter: &Filter) -> Option<&Value> {
+    conjuncts(filter).iter().find_map(|c| match c {
+        Filter::Field {
+            path,
+            cond: Cond::Eq(v),
+        } if path.len() == 1 && path.first() == "_id" && !v.is_array() => Some(v),
+        _ => None,
+    })
+}
+
+/// The `_id` keys a filter is restricted to by a top-level equality or `$in`, if any.
+fn id_keys(filter: &Filter) -> Option<Vec<String>> {
+    conjuncts(filter).iter().find_map(|c| match c {
+        Filter::Field { path, cond } if path.len() == 1 && path.first() == "_id" => match cond {
+            Cond::Eq(v) if !v.is_array() => Some(vec![id_key(v)]),
+            Cond::In(items) => items
+                .iter()
+                .map(|i| match i {
+                    InItem::Value(v) if !v.is_array() => Some(id_key(v)),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        },
+        _ => None,
+    })
+}

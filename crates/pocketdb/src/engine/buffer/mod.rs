@@ -1,0 +1,645 @@
+//! The write buffer of [`Durability::Buffered`](crate::Durability::Buffered) (seed 003's
+//! HyperScale, done properly).
+//!
+//! A buffered write is appended to the buffer log (`<database file>.buffer-log`, framed
+//! records with a CRC, see [`log`]), recorded in an in-memory overlay keyed by
+//! (collection, `_id` key) that reads merge with the stored documents, and queued for the
+//! applier thread, which applies the queue to SQLite in batches through the ordinary
+//! write path (so the change log and indexes stay right). Each batch's transaction also
+//! stores the sequence number of its last write (`buffer_applied_seq` in
+//! `_pocketdb_meta`), so replaying the log after a crash applies every write exactly once.
+//! Once the queue is empty the log is truncated; under sustained load it is rotated to
+//! `<file>.buffer-log.old`, deleted when everything in it is applied.
+//!
+//! The buffer holds at most `max_buffered` unapplied writes: writers block until the
+//! applier makes room. Writes that cannot be buffered (anything not addressed by one
+//! `_id`) take the exclusive side of the [`gate`](Buffer::exclusive), wait until the
+//! buffer is empty and then run synchronously, so they never overtake a buffered write.
+//!
+//! This module knows nothing of documents: it stores JSON text under keys. Applying a
+//! batch is a callback given by the database.
+
+pub(crate) mod log;
+
+use super::options::{BufferOptions, FsyncPolicy};
+use crate::error::{Error, Result};
+pub(crate) use log::{Op, OpKind};
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{RwLockWriteGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Size past which the active log is rotated while writes are still pending.
+const ROTATE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Counters of a buffered database ([`crate::Database::buffer_stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BufferStats {
+    /// Writes acknowledged but not yet applied to SQLite.
+    pub buffered: u64,
+    /// Writes applied to SQLite since the database was opened (replayed ones included).
+    pub applied: u64,
+    /// Bytes in the buffer log files.
+    pub log_bytes: u64,
+    /// Writes found in the log and applied when the database was opened.
+    pub recovered: u64,
+    /// Batches (transactions) the applier committed.
+    pub batches: u64,
+    /// Reads by `_id` answered from the buffer.
+    pub cache_hits: u64,
+    /// Reads by `_id` that went to SQLite.
+    pub cache_misses: u64,
+    /// Buffered writes that failed when applied (a unique secondary index objected) and
+    /// were dropped; each is reported by a [`BufferEvent::Error`].
+    pub dropped: u64,
+    /// Batches that failed as a whole and were retried.
+    pub apply_errors: u64,
+}
+
+/// What the applier reports to subscribers ([`crate::Database::buffer_events`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BufferEvent {
+    /// A batch of buffered writes was applied to SQLite.
+    Flush {
+        /// Writes in the batch.
+        count: u64,
+        /// Sequence number of the last write applied.
+        applied_seq: u64,
+    },
+    /// Something went wrong in the background.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The latest buffered state of one document.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// Sequence number of the write that produced it.
+    pub seq: u64,
+    /// The document's JSON text; `None` when the latest write deleted it.
+    pub doc: Option<Arc<str>>,
+}
+
+/// Applies a batch inside one transaction, storing `applied_seq`. Returns the writes that
+/// failed individually (dropped) or an error when the whole batch failed.
+pub(crate) type ApplyFn = dyn Fn(&[Arc<Op>], u64) -> Result<Vec<(u64, Error)>> + Send + Sync;
+
+/// A subscriber callback.
+type EventFn = dyn Fn(&BufferEvent) + Send + Sync;
+
+struct State {
+    next_seq: u64,
+    applied_seq: u64,
+    queue: VecDeque<Arc<Op>>,
+    overlay: HashMap<Arc<str>, HashMap<String, Entry>>,
+    /// Bumped after every applied batch (optimistic checks of writers).
+    apply_gen: u64,
+    active: Arc<File>,
+    active_bytes: u64,
+    /// The rotated log and the last sequence number in it.
+    old: Option<(u64, u64)>,
+    dirty: bool,
+    /// Apply without waiting for the interval until this sequence number is applied.
+    flush_to: u64,
+    shutdown: bool,
+    last_error: Option<String>,
+}
+
+/// The buffer of one database.
+pub(crate) struct Buffer {
+    options: BufferOptions,
+    log_path: PathBuf,
+    old_path: PathBuf,
+    state: Mutex<State>,
+    /// Wakes the applier.
+    work: Condvar,
+    /// Wakes writers waiting for room and callers of `flush`.
+    progress: Condvar,
+    gate: RwLock<()>,
+    applied: AtomicU64,
+    batches: AtomicU64,
+    recovered: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    dropped: AtomicU64,
+    apply_errors: AtomicU64,
+    subscribers: Mutex<Vec<SyncSender<BufferEvent>>>,
+    callbacks: Mutex<Vec<Box<EventFn>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What a writer's closure may do while holding the buffer lock.
+pub(crate) struct Appender<'a> {
+    state: &'a mut State,
+    bytes: Vec<u8>,
+    pushed: usize,
+}
+
+impl Appender<'_> {
+    /// The buffered state of a document, if any write to it is unapplied.
+    pub(crate) fn lookup(&self, collection: &str, key: &str) -> Option<&Entry> {
+        self.state.overlay.get(collection)?.get(key)
+    }
+
+    /// Counter bumped by every applied batch.
+    pub(crate) fn apply_gen(&self) -> u64 {
+        self.state.apply_gen
+    }
+
+    /// Buffers a write (made durable when the closure returns and the policy says so).
+    pub(crate) fn push(
+        &mut self,
+        kind: OpKind,
+        collection: &Arc<str>,
+        key: String,
+        doc: Option<Arc<str>>,
+    ) {
+        let seq = self.state.next_seq;
+        self.state.next_seq += 1;
+        let op = Arc::new(Op {
+            seq,
+            kind,
+            collection: collection.clone(),
+            key,
+            doc,
+        });
+        log::encode_op(&op, &mut self.bytes);
+        self.state
+            .overlay
+            .entry(collection.clone())
+            .or_default()
+            .insert(
+                op.key.clone(),
+                Entry {
+                    seq,
+                    doc: op.doc.clone(),
+                },
+            );
+        self.state.queue.push_back(op);
+        self.pushed += 1;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Paths of the active and rotated logs of the database file `db_path`.
+pub(crate) fn log_paths(db_path: &Path) -> (PathBuf, PathBuf) {
+    let mut active = db_path.as_os_str().to_owned();
+    active.push(".buffer-log");
+    let mut old = active.clone();
+    old.push(".old");
+    (PathBuf::from(active), PathBuf::from(old))
+}
+
+/// The writes in the logs of `db_path` not yet applied (`seq > applied_seq`), in order.
+pub(crate) fn pending_in_logs(db_path: &Path, applied_seq: u64) -> Result<Vec<Op>> {
+    let (active, old) = log_paths(db_path);
+    let mut ops = log::read_log(&old)?;
+    ops.extend(log::read_log(&active)?);
+    ops.retain(|op| op.seq > applied_seq);
+    Ok(ops)
+}
+
+impl Buffer {
+    /// Opens the buffer of the database file `db_path` after recovery: the logs must hold
+    /// nothing unapplied (they are emptied here). `applied_seq` is the stored watermark.
+    pub(crate) fn open(
+        db_path: &Path,
+        options: BufferOptions,
+        applied_seq: u64,
+        recovered: u64,
+    ) -> Result<Arc<Buffer>> {
+        let (log_path, old_path) = log_paths(db_path);
+        match std::fs::remove_file(&old_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        let active = log::open_append(&log_path)?;
+        active.set_len(0)?;
+        active.sync_all()?;
+        Ok(Arc::new(Buffer {
+            log_path,
+            old_path,
+            state: Mutex::new(State {
+                next_seq: applied_seq + 1,
+                applied_seq,
+                queue: VecDeque::new(),
+                overlay: HashMap::new(),
+                apply_gen: 0,
+                active: Arc::new(active),
+                active_bytes: 0,
+                old: None,
+                dirty: false,
+                flush_to: 0,
+                shutdown: false,
+                last_error: None,
+            }),
+            options,
+            work: Condvar::new(),
+            progress: Condvar::new(),
+            gate: RwLock::new(()),
+            applied: AtomicU64::new(recovered),
+            batches: AtomicU64::new(0),
+            recovered: AtomicU64::new(recovered),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            apply_errors: AtomicU64::new(0),
+            subscribers: Mutex::new(Vec::new()),
+            callbacks: Mutex::new(Vec::new()),
+            threads: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// Starts the applier (and, for `FsyncPolicy::Interval`, the syncer) thread.
+    /// `apply` is called without any buffer lock held.
+    pub(crate) fn start(self: &Arc<Buffer>, apply: Box<ApplyFn>) -> Result<()> {
+        let weak = Arc::downgrade(self);
+        let applier = std::thread::Builder::new()
+            .name("pocketdb-applier".to_string())
+            .spawn(move || applier_loop(weak, apply))?;
+        let mut threads = lock(&self.threads);
+        threads.push(applier);
+        if let FsyncPolicy::Interval(ms) = self.options.fsync {
+            let weak = Arc::downgrade(self);
+            let every = Duration::from_millis(ms.max(1));
+            threads.push(
+                std::thread::Builder::new()
+                    .name("pocketdb-log-sync".to_string())
+                    .spawn(move || syncer_loop(weak, every))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Shared side of the gate: held by buffered writers.
+    pub(crate) fn shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Exclusive side of the gate, after every buffered write was applied: held by
+    /// writes that run synchronously in buffered mode.
+    pub(crate) fn exclusive(&self) -> Result<RwLockWriteGuard<'_, ()>> {
+        let guard = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        self.flush()?;
+        Ok(guard)
+    }
+
+    /// Runs `f` with the buffer locked (after waiting for room), then writes the records
+    /// it pushed to the log and syncs them as the policy says. `f` returning `Err` pushes
+    /// nothing (it must not push before failing).
+    pub(crate) fn append<R>(&self, f: impl FnOnce(&mut Appender<'_>) -> Result<R>) -> Result<R> {
+        let mut st = lock(&self.state);
+        while st.queue.len() >= self.options.max_buffered && !st.shutdown {
+            self.work.notify_one();
+            st = self
+                .progress
+                .wait(st)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if st.shutdown {
+            return Err(Error::Buffer("the buffer is shut down".to_string()));
+        }
+        let mut appender = Appender {
+            state: &mut st,
+            bytes: Vec::new(),
+            pushed: 0,
+        };
+        let out = f(&mut appender)?;
+        let Appender { bytes, pushed, .. } = appender;
+        if pushed == 0 {
+            return Ok(out);
+        }
+        let bytes = log::frame(&bytes);
+        if let Err(e) = log::append(&st.active, &bytes) {
+            // The records are not in the log: take them back out of the buffer.
+            let n = st.queue.len() - pushed;
+            let taken: Vec<Arc<Op>> = st.queue.drain(n..).collect();
+            for op in taken.iter().rev() {
+                if let Some(m) = st.overlay.get_mut(&op.collection) {
+                    m.remove(&op.key);
+                }
+            }
+            // Earlier unapplied writes to the same keys may have been shadowed; they
+            // are still queued, so restore them.
+            let queue: Vec<Arc<Op>> = st.queue.iter().cloned().collect();
+            for op in queue {
+                if taken
+                    .iter()
+                    .any(|t| t.key == op.key && t.collection == op.collection)
+                {
+                    st.overlay.entry(op.collection.clone()).or_default().insert(
+                        op.key.clone(),
+                        Entry {
+                            seq: op.seq,
+                            doc: op.doc.clone(),
+                        },
+                    );
+                }
+            }
+            return Err(e);
+        }
+        st.active_bytes += bytes.len() as u64;
+        st.dirty = true;
+        let file = st.active.clone();
+        if st.queue.len() >= self.options.batch_size {
+            self.work.notify_one();
+        }
+        drop(st);
+        if self.options.fsync == FsyncPolicy::EveryWrite {
+            file.sync_data()
+                .map_err(|e| Error::Buffer(format!("cannot sync the buffer log: {e}")))?;
+        }
+        Ok(out)
+    }
+
+    /// The buffered state of a document (`None`: no unapplied write to it), with the
+    /// apply generation it was seen at. Counts a cache hit or miss.
+    pub(crate) fn lookup(&self, collection: &str, key: &str) -> (Option<Entry>, u64) {
+        let st = lock(&self.state);
+        let entry = st.overlay.get(collection).and_then(|m| m.get(key)).cloned();
+        let counter = if entry.is_some() {
+            &self.cache_hits
+        } else {
+            &self.cache_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        (entry, st.apply_gen)
+    }
+
+    /// Counter bumped by every applied batch.
+    pub(crate) fn generation(&self) -> u64 {
+        lock(&self.state).apply_gen
+    }
+
+    /// True when some write to `collection` is unapplied.
+    pub(crate) fn has_pending(&self, collection: &str) -> bool {
+        lock(&self.state)
+            .overlay
+            .get(collection)
+            .is_some_and(|m| !m.is_empty())
+    }
+
+    /// Every unapplied document state of `collection`, in write order.
+    pub(crate) fn snapshot(&self, collection: &str) -> Vec<(String, Entry)> {
+        let st = lock(&self.state);
+        let mut out: Vec<(String, Entry)> = st
+            .overlay
+            .get(collection)
+            .map(|m| m.iter().map(|(k, e)| (k.clone(), e.clone())).collect())
+            .unwrap_or_default();
+        out.sort_by_key(|(_, e)| e.seq);
+        out
+    }
+
+    /// Waits until every write buffered before the call is applied. Fails when the
+    /// applier reports an error while the writes wait (they stay buffered and are retried).
+    pub(crate) fn flush(&self) -> Result<()> {
+        let mut st = lock(&self.state);
+        let target = st.next_seq - 1;
+        while st.applied_seq < target {
+            if st.shutdown {
+                return Err(Error::Buffer("the buffer is shut down".to_string()));
+            }
+            st.flush_to = st.flush_to.max(target);
+            self.work.notify_one();
+            let (next, _) = self
+                .progress
+                .wait_timeout(st, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner);
+            st = next;
+            if let Some(e) = st.last_error.clone() {
+                if st.applied_seq < target {
+                    return Err(Error::Buffer(format!("applying buffered writes: {e}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counters.
+    pub(crate) fn stats(&self) -> BufferStats {
+        let st = lock(&self.state);
+        let old_bytes = st
+            .old
+            .and_then(|_| std::fs::metadata(&self.old_path).ok())
+            .map_or(0, |m| m.len());
+        BufferStats {
+            buffered: st.queue.len() as u64,
+            applied: self.applied.load(Ordering::Relaxed),
+            log_bytes: st.active_bytes + old_bytes,
+            recovered: self.recovered.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            cache_hits: self.cache_hits.load(Ordering::Relaxed),
+            cache_misses: self.cache_misses.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            apply_errors: self.apply_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A channel receiving events; events are dropped for a receiver that falls more
+    /// than `capacity` behind.
+    pub(crate) fn subscribe(&self, capacity: usize) -> Receiver<BufferEvent> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
+        lock(&self.subscribers).push(tx);
+        rx
+    }
+
+    /// Registers a callback run on the applier thread for every event.
+    pub(crate) fn on_event(&self, f: Box<EventFn>) {
+        lock(&self.callbacks).push(f);
+    }
+
+    fn emit(&self, event: BufferEvent) {
+        lock(&self.subscribers).retain(|tx| match tx.try_send(event.clone()) {
+            Ok(()) | Err(TrySendError::Full(_)) => true,
+            Err(TrySendError::Disconnected(_)) => false,
+        });
+        for cb in lock(&self.callbacks).iter() {
+            cb(&event);
+        }
+    }
+
+    /// Stops the background threads and syncs the log. Unapplied writes stay in the log
+    /// and are applied when the database is next opened.
+    pub(crate) fn shutdown(&self) {
+        let file = {
+            let mut st = lock(&self.state);
+            st.shutdown = true;
+            st.active.clone()
+        };
+        self.work.notify_all();
+        self.progress.notify_all();
+        let me = std::thread::current().id();
+        let threads: Vec<JoinHandle<()>> = lock(&self.threads).drain(..).collect();
+        for t in threads {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+        let _ = file.sync_data();
+    }
+
+    /// Takes the next batch to apply, waiting for one to be due. `None` on shutdown.
+    fn next_batch(&self) -> Option<(Vec<Arc<Op>>, u64)> {
+        let mut st = lock(&self.state);
+        let mut due = Instant::now() + self.options.flush_interval;
+        loop {
+            if st.shutdown {
+                return None;
+            }
+            let now = Instant::now();
+            if !st.queue.is_empty()
+                && (st.queue.len() >= self.options.batch_size
+                    || st.flush_to > st.applied_seq
+                    || now >= due)
+            {
+                let n = st.queue.len().min(self.options.batch_size);
+                let batch: Vec<Arc<Op>> = st.queue.iter().take(n).cloned().collect();
+                let last = batch.last().map_or(st.applied_seq, |op| op.seq);
+                return Some((batch, last));
+            }
+            if st.queue.is_empty() {
+                due = now + self.options.flush_interval;
+                st = self.work.wait(st).unwrap_or_else(PoisonError::into_inner);
+                due = due.max(Instant::now() + self.options.flush_interval);
+            } else {
+                let (next, _) = self
+                    .work
+                    .wait_timeout(st, due.saturating_duration_since(now))
+                    .unwrap_or_else(PoisonError::into_inner);
+                st = next;
+            }
+        }
+    }
+
+    /// Records an applied batch: removes it from the queue and the overlay (unless a
+    /// later write shadows an entry) and truncates or rotates the log.
+    fn applied(&self, batch: &[Arc<Op>], last: u64) -> Result<()> {
+        let mut st = lock(&self.state);
+        for _ in 0..batch.len() {
+            st.queue.pop_front();
+        }
+        for op in batch {
+            if let Some(m) = st.overlay.get_mut(&op.collection) {
+                if m.get(&op.key).is_some_and(|e| e.seq == op.seq) {
+                    m.remove(&op.key);
+                }
+            }
+        }
+        st.overlay.retain(|_, m| !m.is_empty());
+        st.apply_gen += 1;
+        st.last_error = None;
+        if st.old.is_some_and(|(_, old_last)| old_last <= last) {
+            st.old = None;
+            std::fs::remove_file(&self.old_path)?;
+        }
+        if st.queue.is_empty() {
+            st.active.set_len(0)?;
+            st.active_bytes = 0;
+            if st.old.is_some() {
+                st.old = None;
+                std::fs::remove_file(&self.old_path)?;
+            }
+        } else if st.active_bytes > ROTATE_BYTES && st.old.is_none() {
+            st.active.sync_data()?;
+            std::fs::rename(&self.log_path, &self.old_path)?;
+            let fresh = log::open_append(&self.log_path)?;
+            st.old = Some((st.active_bytes, st.next_seq - 1));
+            st.active = Arc::new(fresh);
+            st.active_bytes = 0;
+        }
+        drop(st);
+        self.applied
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Moves the applied watermark (after the batch's events were emitted, so `flush`
+    /// returns after them) and wakes waiters.
+    fn publish(&self, last: u64) {
+        lock(&self.state).applied_seq = last;
+        self.progress.notify_all();
+    }
+
+    fn failed(&self, message: String) {
+        self.apply_errors.fetch_add(1, Ordering::Relaxed);
+        lock(&self.state).last_error = Some(message.clone());
+        self.progress.notify_all();
+        self.emit(BufferEvent::Error { message });
+    }
+}
+
+fn applier_loop(buffer: Weak<Buffer>, apply: Box<ApplyFn>) {
+    loop {
+        let Some(buf) = buffer.upgrade() else {
+            return;
+        };
+        let Some((batch, last)) = buf.next_batch() else {
+            return;
+        };
+        match apply(&batch, last) {
+            Ok(dropped) => {
+                if let Err(e) = buf.applied(&batch, last) {
+                    buf.emit(BufferEvent::Error {
+                        message: format!("truncating the buffer log: {e}"),
+                    });
+                }
+                for (seq, error) in dropped {
+                    buf.dropped.fetch_add(1, Ordering::Relaxed);
+                    buf.emit(BufferEvent::Error {
+                        message: format!("buffered write {seq} dropped when applied: {error}"),
+                    });
+                }
+                buf.emit(BufferEvent::Flush {
+                    count: batch.len() as u64,
+                    applied_seq: last,
+                });
+                buf.publish(last);
+            }
+            Err(e) => {
+                buf.failed(e.to_string());
+                // Back off before retrying; the writes stay buffered and readable.
+                let pause = buf.options.flush_interval.max(Duration::from_millis(10));
+                drop(buf);
+                std::thread::sleep(pause);
+            }
+        }
+    }
+}
+
+fn syncer_loop(buffer: Weak<Buffer>, every: Duration) {
+    loop {
+        std::thread::sleep(every);
+        let Some(buf) = buffer.upgrade() else {
+            return;
+        };
+        let file = {
+            let mut st = lock(&buf.state);
+            if st.shutdown {
+                return;
+            }
+            if !st.dirty {
+                continue;
+            }
+            st.dirty = false;
+            st.active.clone()
+        };
+        if let Err(e) = file.sync_data() {
+            buf.emit(BufferEvent::Error {
+                message: format!("syncing the buffer log: {e}"),
+            });
+        }
+    }
+}

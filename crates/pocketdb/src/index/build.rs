@@ -1,0 +1,424 @@
+//! Creating and dropping indexes, and the catalog hooks of collection drop and rename.
+//!
+//! A build runs in the caller's write transaction: it scans every document once (keys,
+//! multikey and mixed flags, uniqueness), fills the side table when the index is
+//! multikey, then has SQLite build the expression index. Any failure — a duplicate key
+//! of a unique index above all — rolls the transaction back and leaves nothing behind.
+
+use super::keys::{
+    has_array_on_path, key_tuples, scalar_value, sorts_differently, tuple_text, KeyPart,
+};
+use super::{
+    bump_gen, default_name, load, parse_keys, validate_index_name, IndexBuildPhase, IndexDef,
+    IndexModel, IndexProgress,
+};
+use crate::error::{Error, Result};
+use crate::query::parse_filter;
+use crate::query::sql::path_expr;
+use crate::query::SortOrder;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::Connection;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Documents between two progress reports.
+const REPORT_EVERY: u64 = 10_000;
+
+/// Creates the indexes described by `models` on `collection` (table `table`), in order.
+/// Returns their names. An index identical to an existing one (same name, keys and
+/// options) is left as it is, as MongoDB does.
+pub(crate) fn create_indexes(
+    conn: &Connection,
+    collection: &str,
+    table: &str,
+    models: &[IndexModel],
+    progress: &mut dyn FnMut(IndexProgress),
+) -> Result<Vec<String>> {
+    let mut names = Vec::with_capacity(models.len());
+    for model in models {
+        names.push(create_one(conn, collection, table, model, progress)?);
+    }
+    Ok(names)
+}
+
+fn create_one(
+    conn: &Connection,
+    collection: &str,
+    table: &str,
+    model: &IndexModel,
+    progress: &mut dyn FnMut(IndexProgress),
+) -> Result<String> {
+    let keys = parse_keys(&model.keys)?;
+    let o = &model.options;
+    let name = o.name.clone().unwrap_or_else(|| default_name(&keys));
+    validate_index_name(&name)?;
+    let invalid = |message: String| Error::InvalidIndex {
+        collection: collection.to_string(),
+        name: name.clone(),
+        message,
+    };
+    let partial = o
+        .partial_filter_expression
+        .as_ref()
+        .map(parse_filter)
+        .transpose()?;
+    if let Some(ttl) = o.expire_after_seconds {
+        if ttl < 0 {
+            return Err(invalid("expireAfterSeconds must be at least 0".to_string()));
+        }
+        if keys.len() != 1 {
+            return Err(invalid("a TTL index must have exactly one key".to_string()));
+        }
+    }
+    let is_id = keys.len() == 1 && keys[0].0.len() == 1 && keys[0].0.first() == "_id";
+    if is_id || name == "_id_" {
+        let plain = !o.unique
+            && !o.sparse
+            && o.partial_filter_expression.is_none()
+            && o.expire_after_seconds.is_none();
+        if is_id && plain && (name == "_id_" || o.name.is_none()) {
+            return Ok("_id_".to_string());
+        }
+        return Err(invalid(
+            "the _id index exists already and cannot be changed".to_string(),
+        ));
+    }
+    let def = IndexDef {
+        name: name.clone(),
+        ident: 0,
+        keys,
+        key_spec: model.keys.clone(),
+        unique: o.unique,
+        sparse: o.sparse,
+        partial,
+        partial_json: o.partial_filter_expression.clone(),
+        ttl: o.expire_after_seconds,
+        multikey: 0,
+        mixed: 0,
+    };
+    let existing = load(conn, collection)?;
+    for e in &existing.defs {
+        let same_keys = e.keys == def.keys;
+        let same_options = e.options_json() == def.options_json();
+        if e.name == name {
+            if same_keys && same_options {
+                return Ok(name);
+            }
+            return Err(invalid(
+                "an index with this name exists with different keys or options".to_string(),
+            ));
+        }
+        if same_keys && same_options {
+            return Err(invalid(format!(
+                "an index with the same keys and options exists as '{}'",
+                e.name
+            )));
+        }
+    }
+    let ident: i64 = conn.query_row(
+        "SELECT coalesce(max(ident), 0) + 1 FROM _pocketdb_indexes",
+        [],
+        |r| r.get(0),
+    )?;
+    let mut def = IndexDef { ident, ..def };
+    scan_new_index(conn, collection, table, &mut def, progress)?;
+    conn.execute(
+        "INSERT INTO _pocketdb_indexes(collection, name, ident, keys, options, multikey, mixed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        rusqlite::params![
+            collection,
+            name,
+            ident,
+            def.key_spec.to_string(),
+            def.options_json().to_string(),
+            def.multikey as i64,
+            def.mixed as i64
+        ],
+    )?;
+    let total = count(conn, table)?;
+    if def.is_multikey() {
+        create_side_table(conn, &def, table, Some(&mut *progress))?;
+    }
+    progress(IndexProgress {
+        phase: IndexBuildPhase::Sorting,
+        done: 0,
+        total,
+    });
+    let columns: Vec<String> = def
+        .keys
+        .iter()
+        .map(|(p, o)| {
+            let expr =
+                path_expr(p).ok_or_else(|| Error::InvalidArgument(format!("index path '{p}'")))?;
+            Ok(if *o == SortOrder::Desc {
+                format!("{expr} DESC")
+            } else {
+                expr
+            })
+        })
+        .collect::<Result<_>>()?;
+    conn.execute_batch(&format!(
+        "CREATE INDEX {} ON {table}({})",
+        def.sql_index(),
+        columns.join(", ")
+    ))?;
+    bump_gen(conn)?;
+    progress(IndexProgress {
+        phase: IndexBuildPhase::Done,
+        done: total,
+        total,
+    });
+    Ok(name)
+}
+
+fn count(conn: &Connection, table: &str) -> Result<u64> {
+    let n: i64 = conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+/// Calls `f` with each document's `rid` and the document (reduced to the fields the
+/// index reads, unless `full`).
+fn scan_docs(
+    conn: &Connection,
+    table: &str,
+    def: &IndexDef,
+    full: bool,
+    mut f: impl FnMut(i64, Value) -> Result<()>,
+) -> Result<()> {
+    let mut firsts: Vec<&str> = Vec::new();
+    for (p, _) in &def.keys {
+        if !firsts.contains(&p.first()) {
+            firsts.push(p.first());
+        }
+    }
+    let columns = if full {
+        "json(doc)".to_string()
+    } else {
+        firsts
+            .iter()
+            .map(|s| format!("doc -> '$.\"{s}\"'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut stmt = conn.prepare(&format!("SELECT rid, {columns} FROM {table} ORDER BY rid"))?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let rid: i64 = r.get(0)?;
+        let doc = if full {
+            let text: String = r.get(1)?;
+            serde_json::from_str(&text)?
+        } else {
+            let mut m = Map::new();
+            for (i, s) in firsts.iter().enumerate() {
+                let text: Option<String> = r.get(i + 1)?;
+                if let Some(t) = text {
+                    m.insert((*s).to_string(), serde_json::from_str(&t)?);
+                }
+            }
+            Value::Object(m)
+        };
+        f(rid, doc)?;
+    }
+    Ok(())
+}
+
+/// The first pass of a build: flags and uniqueness.
+fn scan_new_index(
+    conn: &Connection,
+    collection: &str,
+    table: &str,
+    def: &mut IndexDef,
+    progress: &mut dyn FnMut(IndexProgress),
+) -> Result<()> {
+    let total = count(conn, table)?;
+    let paths: Vec<_> = def.keys.iter().map(|(p, _)| p.clone()).collect();
+    let path_refs: Vec<_> = paths.iter().collect();
+    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut done = 0u64;
+    let (mut multikey, mut mixed) = (0u64, 0u64);
+    let probe = IndexDef { ..def.clone() };
+    progress(IndexProgress {
+        phase: IndexBuildPhase::Scanning,
+        done: 0,
+        total,
+    });
+    scan_docs(conn, table, def, def.partial.is_some(), |_, doc| {
+        for (i, p) in paths.iter().enumerate() {
+            let bit = 1u64 << i;
+            if has_array_on_path(&doc, p) {
+                multikey |= bit;
+            } else if let Some(v) = scalar_value(&doc, p) {
+                if sorts_differently(v) {
+                    mixed |= bit;
+                }
+            }
+        }
+        if probe.unique && probe.indexes(&doc) {
+            let tuples =
+                key_tuples(&doc, &path_refs).ok_or_else(|| super::too_many_keys(&probe))?;
+            for t in tuples {
+                if seen.insert(tuple_text(&t), ()).is_some() {
+                    return Err(Error::DuplicateKey {
+                        collection: collection.to_string(),
+                        index: probe.name.clone(),
+                        key: super::keys::describe_key(&path_refs, &t),
+                    });
+                }
+            }
+        }
+        done += 1;
+        if done.is_multiple_of(REPORT_EVERY) {
+            progress(IndexProgress {
+                phase: IndexBuildPhase::Scanning,
+                done,
+                total,
+            });
+        }
+        Ok(())
+    })?;
+    progress(IndexProgress {
+        phase: IndexBuildPhase::Scanning,
+        done,
+        total,
+    });
+    def.multikey = multikey;
+    def.mixed = mixed;
+    Ok(())
+}
+
+/// Creates the side table of `def` and fills it from every document of `table`.
+pub(crate) fn create_side_table(
+    conn: &Connection,
+    def: &IndexDef,
+    table: &str,
+    mut progress: Option<&mut dyn FnMut(IndexProgress)>,
+) -> Result<()> {
+    let n = def.keys.len();
+    let cols: Vec<String> = (0..n)
+        .map(|i| format!("t{i} INTEGER NOT NULL, v{i} NOT NULL"))
+        .collect();
+    let pk: Vec<String> = (0..n).map(|i| format!("t{i}, v{i}")).collect();
+    let side = def.side_table();
+    conn.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {side}({}, rid INTEGER NOT NULL, PRIMARY KEY({}, rid)) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS \"pocketdb_m{}_rid\" ON {side}(rid);",
+        cols.join(", "),
+        pk.join(", "),
+        def.ident
+    ))?;
+    let total = count(conn, table)?;
+    let paths = def.paths();
+    let mut done = 0u64;
+    scan_docs(conn, table, def, false, |rid, doc| {
+        let tuples = key_tuples(&doc, &paths).ok_or_else(|| super::too_many_keys(def))?;
+        insert_keys(conn, def, rid, &tuples)?;
+        done += 1;
+        if done.is_multiple_of(REPORT_EVERY) {
+            if let Some(p) = progress.as_mut() {
+                p(IndexProgress {
+                    phase: IndexBuildPhase::Multikey,
+                    done,
+                    total,
+                });
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Adds the key tuples of document `rid` to the side table.
+pub(crate) fn insert_keys(
+    conn: &Connection,
+    def: &IndexDef,
+    rid: i64,
+    tuples: &[Vec<KeyPart>],
+) -> Result<()> {
+    let n = def.keys.len();
+    let marks = vec!["?"; 2 * n + 1].join(",");
+    let mut stmt = conn.prepare_cached(&format!(
+        "INSERT OR IGNORE INTO {} VALUES ({marks})",
+        def.side_table()
+    ))?;
+    let mut params: Vec<SqlValue> = Vec::with_capacity(2 * n + 1);
+    for tuple in tuples {
+        params.clear();
+        for part in tuple {
+            let (t, v) = part.sql();
+            params.push(SqlValue::Integer(t));
+            params.push(v);
+        }
+        params.push(SqlValue::Integer(rid));
+        stmt.execute(rusqlite::params_from_iter(params.iter()))?;
+    }
+    Ok(())
+}
+
+fn drop_def(conn: &Connection, def: &IndexDef) -> Result<()> {
+    conn.execute_batch(&format!(
+        "DROP INDEX IF EXISTS {}; DROP TABLE IF EXISTS {};",
+        def.sql_index(),
+        def.side_table()
+    ))?;
+    conn.execute(
+        "DELETE FROM _pocketdb_indexes WHERE ident = ?1",
+        [def.ident],
+    )?;
+    Ok(())
+}
+
+/// Drops one index by name (or by key specification, given as JSON text starting with
+/// `{`). The `_id_` index cannot be dropped.
+pub(crate) fn drop_index(conn: &Connection, collection: &str, name: &str) -> Result<()> {
+    if name == "_id_" {
+        return Err(Error::InvalidIndex {
+            collection: collection.to_string(),
+            name: name.to_string(),
+            message: "the _id index cannot be dropped".to_string(),
+        });
+    }
+    let set = load(conn, collection)?;
+    let def = match set.by_name(name) {
+        Some(d) => Some(d),
+        None if name.starts_with('{') => serde_json::from_str::<Value>(name)
+            .ok()
+            .and_then(|spec| set.by_keys(&spec)),
+        None => None,
+    };
+    let def = def.ok_or_else(|| Error::IndexNotFound {
+        collection: collection.to_string(),
+        name: name.to_string(),
+    })?;
+    drop_def(conn, def)?;
+    bump_gen(conn)
+}
+
+/// Drops every secondary index of a collection; returns how many.
+pub(crate) fn drop_all(conn: &Connection, collection: &str) -> Result<usize> {
+    let set = load(conn, collection)?;
+    for def in &set.defs {
+        drop_def(conn, def)?;
+    }
+    if !set.defs.is_empty() {
+        bump_gen(conn)?;
+    }
+    Ok(set.defs.len())
+}
+
+/// Removes a dropped collection's indexes (its table, with the expression indexes, is
+/// dropped by the caller).
+pub(crate) fn on_drop_collection(conn: &Connection, collection: &str) -> Result<()> {
+    drop_all(conn, collection).map(|_| ())
+}
+
+/// Moves a renamed collection's indexes to its new name (the SQL objects are named by
+/// `ident` and follow the table).
+pub(crate) fn on_rename_collection(conn: &Connection, from: &str, to: &str) -> Result<()> {
+    let n = conn.execute(
+        "UPDATE _pocketdb_indexes SET collection = ?2 WHERE collection = ?1",
+        [from, to],
+    )?;
+    if n > 0 {
+        bump_gen(conn)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! Index keys of a document, with MongoDB's rules, and their SQL encoding.
+//!
+//! The keys of a document at a path are the values the in-memory matcher reaches there
+//! ([`crate::query::matcher::lookup`]), with arrays replaced by their elements: a missing
+//! field gives `null`, an empty array gives MongoDB's `undefined` key, `[1, 2]` gives `1`
+//! and `2`. A compound index's keys are the cartesian product of its paths' keys.
+//!
+//! Every key is stored in the multikey side table as a pair `(tag, value)`: `tag` is the
+//! MongoDB type rank of the value (so `true` does not meet `1`, nor `"1"` meet `1`) and
+//! `value` its SQL form, numbers as numbers (SQLite compares `1` and `1.0` as equal),
+//! strings as text, booleans as 0/1, documents and arrays as canonical JSON text.
+
+use crate::id::id_key;
+use crate::query::matcher::{lookup, Found};
+use crate::value::{type_rank, FieldPath};
+use rusqlite::types::Value as SqlValue;
+use serde_json::Value;
+
+/// Tag of the `undefined` key of an empty array.
+pub(crate) const TAG_UNDEFINED: i64 = 0;
+/// Tag of `null` and missing.
+pub(crate) const TAG_NULL: i64 = 1;
+/// Tag of numbers.
+pub(crate) const TAG_NUMBER: i64 = 2;
+/// Tag of strings.
+pub(crate) const TAG_STRING: i64 = 3;
+
+/// Most index keys one document may produce (the cartesian product of a compound
+/// multikey index); beyond it the write fails rather than bloating the side table.
+pub(crate) const MAX_KEYS_PER_DOCUMENT: usize = 10_000;
+
+/// One key component: its value, `None` for `undefined` (an empty array).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum KeyPart {
+    /// The empty array's key.
+    Undefined,
+    /// A value (`null` for missing).
+    Value(Value),
+}
+
+impl KeyPart {
+    /// The `(tag, value)` SQL pair of this key component.
+    pub(crate) fn sql(&self) -> (i64, SqlValue) {
+        match self {
+            KeyPart::Undefined => (TAG_UNDEFINED, SqlValue::Integer(0)),
+            KeyPart::Value(v) => value_sql(v),
+        }
+    }
+
+    /// The component as JSON for messages (`undefined` shown as such).
+    pub(crate) fn display(&self) -> String {
+        match self {
+            KeyPart::Undefined => "undefined".to_string(),
+            KeyPart::Value(v) => v.to_string(),
+        }
+    }
+}
+
+/// The `(tag, value)` SQL pair of a value.
+pub(crate) fn value_sql(v: &Value) -> (i64, SqlValue) {
+    let tag = i64::from(type_rank(v));
+    let sql = match v {
+        Value::Null => SqlValue::Integer(0),
+        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => SqlValue::Integer(i),
+            None => SqlValue::Real(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => SqlValue::Text(s.clone()),
+        Value::Array(_) | Value::Object(_) => SqlValue::Text(id_key(v)),
+    };
+    (tag, sql)
+}
+
+/// The keys of `doc` at `path` (deduplicated, in document order).
+pub(crate) fn path_keys(doc: &Value, path: &FieldPath) -> Vec<KeyPart> {
+    let mut out: Vec<KeyPart> = Vec::new();
+    let mut push = |k: KeyPart| {
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    };
+    for found in lookup(doc, path.segments()) {
+        match found {
+            Found::Missing => push(KeyPart::Value(Value::Null)),
+            Found::Value(Value::Array(items)) if items.is_empty() => push(KeyPart::Undefined),
+            Found::Value(Value::Array(items)) => {
+                for item in items {
+                    push(KeyPart::Value(item.clone()));
+                }
+            }
+            Found::Value(v) => push(KeyPart::Value(v.clone())),
+        }
+    }
+    if out.is_empty() {
+        out.push(KeyPart::Value(Value::Null));
+    }
+    out
+}
+
+/// The key tuples of `doc` for an index on `paths`: the cartesian product of each path's
+/// keys. `None` when there would be more than [`MAX_KEYS_PER_DOCUMENT`].
+pub(crate) fn key_tuples(doc: &Value, paths: &[&FieldPath]) -> Option<Vec<Vec<KeyPart>>> {
+    let mut tuples: Vec<Vec<KeyPart>> = vec![Vec::new()];
+    for path in paths {
+        let keys = path_keys(doc, path);
+        if tuples.len().saturating_mul(keys.len()) > MAX_KEYS_PER_DOCUMENT {
+            return None;
+        }
+        let mut next = Vec::with_capacity(tuples.len() * keys.len());
+        for t in &tuples {
+            for k in &keys {
+                let mut t = t.clone();
+                t.push(k.clone());
+                next.push(t);
+            }
+        }
+        tuples = next;
+    }
+    Some(tuples)
+}
+
+/// True when `doc` holds an array at `path` or at a prefix of it: the condition that
+/// makes an index on the path multikey.
+pub(crate) fn has_array_on_path(doc: &Value, path: &FieldPath) -> bool {
+    let mut cur = doc;
+    for seg in path.segments() {
+        cur = match cur {
+            Value::Object(m) => match m.get(seg) {
+                Some(v) => v,
+                None => return false,
+            },
+            Value::Array(_) => return true,
+            _ => return false,
+        };
+    }
+    cur.is_array()
+}
+
+/// The value at `path` following object fields only (the path holds no arrays).
+pub(crate) fn scalar_value<'a>(doc: &'a Value, path: &FieldPath) -> Option<&'a Value> {
+    let mut cur = doc;
+    for seg in path.segments() {
+        cur = cur.as_object()?.get(seg)?;
+    }
+    Some(cur)
+}
+
+/// True when SQLite would order `v` differently from MongoDB if sorted by
+/// `json_extract`: booleans (read as 0/1), documents and arrays (read as JSON text) and
+/// integers beyond `i64` (read as approximate reals).
+pub(crate) fn sorts_differently(v: &Value) -> bool {
+    match v {
+        Value::Bool(_) | Value::Object(_) | Value::Array(_) => true,
+        Value::Number(n) => n.as_i64().is_none() && n.as_u64().is_some(),
+        Value::Null | Value::String(_) => false,
+    }
+}
+
+/// True when the document has a value at one of the paths (sparse indexes skip
+/// documents lacking all of them).
+pub(crate) fn has_any_field(doc: &Value, paths: &[&FieldPath]) -> bool {
+    paths.iter().any(|p| {
+        lookup(doc, p.segments())
+            .iter()
+            .any(|f| matches!(f, Found::Value(_)))
+    })
+}
+
+/// A stable text form of a key tuple for uniqueness checks in memory: numbers that
+/// compare equal get the same text, types are told apart by their tag.
+pub(crate) fn tuple_text(tuple: &[KeyPart]) -> String {
+    let mut out = String::new();
+    for part in tuple {
+        match part {
+            KeyPart::Undefined => out.push_str("0:"),
+            KeyPart::Value(v) => {
+                out.push_str(&type_rank(v).to_string());
+                out.push(':');
+                match v {
+                    Value::Number(n) => match n.as_i64() {
+                        Some(i) => out.push_str(&i.to_string()),
+                        None => {
+                            let f = n.as_f64().unwrap_or(0.0);
+                            if f.fract() == 0.0 && f.abs() < 9.2e18 {
+                                out.push_str(&(f as i64).to_string());
+                            } else {
+                                out.push_str(&n.to_string());
+                            }
+                        }
+                    },
+                    other => out.push_str(&id_key(other)),
+                }
+            }
+        }
+        out.push('\u{1}');
+    }
+    out
+}
+
+/// MongoDB's rendering of a duplicate key: `{ email: "a@x.io" }`.
+pub(crate) fn describe_key(paths: &[&FieldPath], tuple: &[KeyPart]) -> String {
+    let fields: Vec<String> = paths
+        .iter()
+        .zip(tuple)
+        .map(|(p, k)| format!("{p}: {}", k.display()))
+        .collect();
+    format!("{{ {} }}", fields.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn p(s: &str) -> FieldPath {
+        FieldPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn keys_follow_mongodb() {
+        let doc = json!({"tags": ["a", "b", "a"], "x": [], "items": [{"sku": 1}, {"q": 2}]});
+        assert_eq!(
+            path_keys(&doc, &p("tags")),
+            vec![KeyPart::Value(json!("a")), KeyPart::Value(json!("b"))]
+        );
+        assert_eq!(path_keys(&doc, &p("x")), vec![KeyPart::Undefined]);
+        assert_eq!(
+            path_keys(&doc, &p("nope")),
+            vec![KeyPart::Value(json!(null))]
+        );
+        let skus = path_keys(&doc, &p("items.sku"));
+        assert!(skus.contains(&KeyPart::Value(json!(1))));
+        assert!(skus.contains(&KeyPart::Value(json!(null))));
+    }
+
+    #[test]
+    fn arrays_on_paths() {
+        let doc = json!({"a": {"b": [1]}, "c": [{"d": 1}], "e": 1});
+        assert!(has_array_on_path(&doc, &p("a.b")));
+        assert!(!has_array_on_path(&doc, &p("a")));
+        assert!(has_array_on_path(&doc, &p("c.d")));
+        assert!(!has_array_on_path(&doc, &p("e.f")));
+    }
+
+    #[test]
+    fn tuple_text_tells_types_apart() {
+        let t = |v: Value| tuple_text(&[KeyPart::Value(v)]);
+        assert_eq!(t(json!(1)), t(json!(1.0)));
+        assert_ne!(t(json!(1)), t(json!(true)));
+        assert_ne!(t(json!(1)), t(json!("1")));
+        assert_ne!(t(json!(null)), tuple_text(&[KeyPart::Undefined]));
+    }
+
+    #[test]
+    fn compound_tuples_are_a_product() {
+        let doc = json!({"a": [1, 2], "b": "x"});
+        let t = key_tuples(&doc, &[&p("a"), &p("b")]).unwrap();
+        assert_eq!(t.len(), 2);
+    }
+}

@@ -1,0 +1,767 @@
+//! Secondary indexes: the catalog, building and dropping, keeping them in step with
+//! writes, unique constraints, and TTL expiry.
+//!
+//! An index on `keys` (MongoDB's key specification, `{"status": 1, "created_at": -1}`) is
+//!
+//! * an SQLite **expression index** `"pocketdb_x<ident>"` on the collection table whose
+//!   columns are exactly [`crate::query::sql::path_expr`] of each key path, so SQLite uses
+//!   it for the SQL the query compiler emits on paths that never held an array;
+//! * a **multikey side table** `"pocketdb_m<ident>"(t0, v0, t1, v1, …, rid)` with one row
+//!   per index key of each document (every array element), created and filled the first
+//!   time a document holds an array on one of the key paths, then maintained by every
+//!   write in the write's transaction. Queries then narrow candidates with
+//!   `rid IN (SELECT rid FROM … WHERE <bounds>)` (see `bounds`);
+//! * a row of `_pocketdb_indexes` holding the spec, the options, and two per-key bit
+//!   sets: `multikey` (a document held an array at the path or a prefix) and `mixed` (a
+//!   document held a value SQLite orders differently from MongoDB: a boolean, a
+//!   document, an integer beyond `i64`). Both only ever turn on, as in MongoDB. A path is
+//!   compiled without array branches while its multikey bit is off, and sorts are pushed
+//!   into SQL only on paths with both bits off.
+//!
+//! Unique indexes are enforced by the write path with MongoDB's rules (a missing field
+//! is `null`; `1` and `1.0` collide, `true` and `1` do not; sparse and partial indexes
+//! skip the documents they do not index), looking the key up through the index itself.
+//!
+//! This module owns the SQL objects above and nothing else: it never changes documents,
+//! except TTL expiry, which deletes through the collection's delete path.
+
+mod bounds;
+mod build;
+mod keys;
+mod ttl;
+
+pub(crate) use bounds::{prefix_range, side_bounds, Bounds};
+pub(crate) use build::{
+    create_indexes, drop_all, drop_index, on_drop_collection, on_rename_collection,
+};
+pub use ttl::parse_date_millis;
+pub(crate) use ttl::{expire_collection, TtlMonitor};
+
+use crate::error::{Error, Result};
+use crate::query::{parse_filter, Filter, SortOrder};
+use crate::value::FieldPath;
+use keys::{
+    describe_key, has_any_field, has_array_on_path, key_tuples, scalar_value, sorts_differently,
+    KeyPart,
+};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Options of [`crate::Collection::create_index`], as MongoDB names them.
+///
+/// ```
+/// use pocketdb::IndexOptions;
+/// let o = IndexOptions::default().unique(true).name("by_email");
+/// assert!(o.unique);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexOptions {
+    /// Name of the index; MongoDB's default (`email_1`, `status_1_created_at_-1`) when
+    /// `None`. Names use `A-Z a-z 0-9 _ - .` and are at most 120 characters.
+    pub name: Option<String>,
+    /// Reject a second document with the same key (missing fields count as `null`).
+    pub unique: bool,
+    /// Skip documents lacking every key field (for uniqueness; queries are unaffected).
+    pub sparse: bool,
+    /// Index only documents matching this filter (for uniqueness; queries are
+    /// unaffected).
+    pub partial_filter_expression: Option<Value>,
+    /// TTL: delete documents whose date at the (single) key path is older than this many
+    /// seconds. See [`parse_date_millis`] for the accepted date forms.
+    pub expire_after_seconds: Option<i64>,
+}
+
+impl IndexOptions {
+    /// Sets the name.
+    pub fn name(mut self, name: impl Into<String>) -> IndexOptions {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets `unique`.
+    pub fn unique(mut self, unique: bool) -> IndexOptions {
+        self.unique = unique;
+        self
+    }
+
+    /// Sets `sparse`.
+    pub fn sparse(mut self, sparse: bool) -> IndexOptions {
+        self.sparse = sparse;
+        self
+    }
+
+    /// Sets the partial filter expression.
+    pub fn partial_filter_expression(mut self, filter: Value) -> IndexOptions {
+        self.partial_filter_expression = Some(filter);
+        self
+    }
+
+    /// Sets the TTL in seconds.
+    pub fn expire_after_seconds(mut self, seconds: i64) -> IndexOptions {
+        self.expire_after_seconds = Some(seconds);
+        self
+    }
+
+    /// Reads options from a MongoDB-style document (`{"unique": true, "name": "x",
+    /// "sparse": false, "partialFilterExpression": {…}, "expireAfterSeconds": 60}`;
+    /// snake_case names are accepted too).
+    pub fn from_json(doc: &Value) -> Result<IndexOptions> {
+        let obj = doc.as_object().ok_or_else(|| {
+            Error::InvalidArgument("index options must be a document".to_string())
+        })?;
+        let mut out = IndexOptions::default();
+        for (k, v) in obj {
+            let bad = || Error::InvalidArgument(format!("index option '{k}': unexpected {v}"));
+            match k.as_str() {
+                "name" => out.name = Some(v.as_str().ok_or_else(bad)?.to_string()),
+                "unique" => out.unique = v.as_bool().ok_or_else(bad)?,
+                "sparse" => out.sparse = v.as_bool().ok_or_else(bad)?,
+                "partialFilterExpression" | "partial_filter_expression" => {
+                    out.partial_filter_expression = Some(v.clone())
+                }
+                "expireAfterSeconds" | "expire_after_seconds" => {
+                    out.expire_after_seconds = Some(v.as_i64().ok_or_else(bad)?)
+                }
+                "v" | "background" => {}
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown index option '{k}'"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One index to create with [`crate::Collection::create_indexes`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexModel {
+    /// The key specification, `{"field": 1 | -1, …}`.
+    pub keys: Value,
+    /// The options.
+    pub options: IndexOptions,
+}
+
+impl IndexModel {
+    /// An index on `keys` with default options.
+    pub fn new(keys: Value) -> IndexModel {
+        IndexModel {
+            keys,
+            options: IndexOptions::default(),
+        }
+    }
+
+    /// The same model with `options`.
+    pub fn with_options(mut self, options: IndexOptions) -> IndexModel {
+        self.options = options;
+        self
+    }
+}
+
+/// An index as [`crate::Collection::list_indexes`] reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IndexInfo {
+    /// The index name (`_id_` for the primary key).
+    pub name: String,
+    /// The key specification.
+    pub keys: Value,
+    /// Whether the index rejects duplicate keys.
+    pub unique: bool,
+    /// Whether the index skips documents lacking every key field.
+    pub sparse: bool,
+    /// The partial filter, if any.
+    pub partial_filter_expression: Option<Value>,
+    /// The TTL in seconds, if any.
+    pub expire_after_seconds: Option<i64>,
+    /// Whether some document held an array on a key path (the index has a side table).
+    pub multikey: bool,
+}
+
+impl IndexInfo {
+    /// The index in MongoDB's `listIndexes` shape: `{"v": 2, "key": …, "name": …, …}`.
+    pub fn to_json(&self) -> Value {
+        let mut out = Map::new();
+        out.insert("v".into(), json!(2));
+        out.insert("key".into(), self.keys.clone());
+        out.insert("name".into(), json!(self.name));
+        if self.unique {
+            out.insert("unique".into(), json!(true));
+        }
+        if self.sparse {
+            out.insert("sparse".into(), json!(true));
+        }
+        if let Some(p) = &self.partial_filter_expression {
+            out.insert("partialFilterExpression".into(), p.clone());
+        }
+        if let Some(s) = self.expire_after_seconds {
+            out.insert("expireAfterSeconds".into(), json!(s));
+        }
+        if self.multikey {
+            out.insert("multikey".into(), json!(true));
+        }
+        Value::Object(out)
+    }
+}
+
+/// What an index build is doing, reported to the progress callback of
+/// [`crate::Collection::create_index_with_progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexBuildPhase {
+    /// Reading every document: keys, multikey detection, uniqueness.
+    Scanning,
+    /// Filling the multikey side table.
+    Multikey,
+    /// SQLite is sorting keys into the expression index (reported once, at the start).
+    Sorting,
+    /// Done.
+    Done,
+}
+
+/// Progress of an index build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexProgress {
+    /// Current phase.
+    pub phase: IndexBuildPhase,
+    /// Documents processed in this phase.
+    pub done: u64,
+    /// Documents in the collection.
+    pub total: u64,
+}
+
+/// An index as the engine uses it.
+#[derive(Debug, Clone)]
+pub(crate) struct IndexDef {
+    pub name: String,
+    pub ident: i64,
+    pub keys: Vec<(FieldPath, SortOrder)>,
+    pub key_spec: Value,
+    pub unique: bool,
+    pub sparse: bool,
+    pub partial: Option<Filter>,
+    pub partial_json: Option<Value>,
+    pub ttl: Option<i64>,
+    /// Bit `i` set: key `i`'s path held an array.
+    pub multikey: u64,
+    /// Bit `i` set: key `i`'s path held a value SQLite orders unlike MongoDB.
+    pub mixed: u64,
+}
+
+impl IndexDef {
+    /// Quoted name of the SQLite expression index.
+    pub(crate) fn sql_index(&self) -> String {
+        format!("\"pocketdb_x{}\"", self.ident)
+    }
+
+    /// Quoted name of the multikey side table.
+    pub(crate) fn side_table(&self) -> String {
+        format!("\"pocketdb_m{}\"", self.ident)
+    }
+
+    /// True once any key path held an array.
+    pub(crate) fn is_multikey(&self) -> bool {
+        self.multikey != 0
+    }
+
+    pub(crate) fn paths(&self) -> Vec<&FieldPath> {
+        self.keys.iter().map(|(p, _)| p).collect()
+    }
+
+    /// True when the index holds `doc` for uniqueness (sparse and partial rules).
+    fn indexes(&self, doc: &Value) -> bool {
+        if self.sparse && !has_any_field(doc, &self.paths()) {
+            return false;
+        }
+        match &self.partial {
+            Some(f) => f.matches(doc),
+            None => true,
+        }
+    }
+
+    /// The public description.
+    pub(crate) fn info(&self) -> IndexInfo {
+        IndexInfo {
+            name: self.name.clone(),
+            keys: self.key_spec.clone(),
+            unique: self.unique,
+            sparse: self.sparse,
+            partial_filter_expression: self.partial_json.clone(),
+            expire_after_seconds: self.ttl,
+            multikey: self.is_multikey(),
+        }
+    }
+
+    fn options_json(&self) -> Value {
+        let mut o = Map::new();
+        if self.unique {
+            o.insert("unique".into(), json!(true));
+        }
+        if self.sparse {
+            o.insert("sparse".into(), json!(true));
+        }
+        if let Some(p) = &self.partial_json {
+            o.insert("partialFilterExpression".into(), p.clone());
+        }
+        if let Some(t) = self.ttl {
+            o.insert("expireAfterSeconds".into(), json!(t));
+        }
+        Value::Object(o)
+    }
+}
+
+/// The indexes of one collection, as of one catalog generation.
+#[derive(Debug, Default)]
+pub(crate) struct IndexSet {
+    pub defs: Vec<IndexDef>,
+}
+
+impl IndexSet {
+    /// True when the collection has no secondary index.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.defs.is_empty()
+    }
+
+    /// Key paths known to hold no array (in any document, at the path or a prefix).
+    pub(crate) fn scalar_paths(&self) -> HashSet<FieldPath> {
+        let mut out = HashSet::new();
+        for d in &self.defs {
+            for (i, (p, _)) in d.keys.iter().enumerate() {
+                if d.multikey & (1 << i) == 0 {
+                    out.insert(p.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// True when sorting by `path` in SQL (`ORDER BY json_extract(…)`) gives MongoDB's
+    /// order: an index knows the path holds neither arrays nor values SQLite orders
+    /// differently.
+    pub(crate) fn sortable(&self, path: &FieldPath) -> bool {
+        self.defs.iter().any(|d| {
+            d.keys.iter().enumerate().any(|(i, (p, _))| {
+                p == path && d.multikey & (1 << i) == 0 && d.mixed & (1 << i) == 0
+            })
+        })
+    }
+
+    /// The index with this name.
+    pub(crate) fn by_name(&self, name: &str) -> Option<&IndexDef> {
+        self.defs.iter().find(|d| d.name == name)
+    }
+
+    /// The index whose key specification equals `spec`.
+    pub(crate) fn by_keys(&self, spec: &Value) -> Option<&IndexDef> {
+        let wanted = parse_keys(spec).ok()?;
+        self.defs.iter().find(|d| d.keys == wanted)
+    }
+
+    /// The index a SQLite plan line mentions (expression index or side table).
+    pub(crate) fn mentioned_in(&self, plan_line: &str) -> Option<&IndexDef> {
+        self.defs.iter().find(|d| {
+            [
+                format!("pocketdb_x{}", d.ident),
+                format!("pocketdb_m{}", d.ident),
+            ]
+            .iter()
+            .any(|needle| mentions(plan_line, needle))
+        })
+    }
+}
+
+fn mentions(line: &str, needle: &str) -> bool {
+    line.match_indices(needle).any(|(at, _)| {
+        !line[at + needle.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+    })
+}
+
+/// Parses a key specification into paths and directions.
+pub(crate) fn parse_keys(spec: &Value) -> Result<Vec<(FieldPath, SortOrder)>> {
+    let bad = |message: String| Error::InvalidArgument(format!("index keys: {message}"));
+    let obj = spec.as_object().ok_or_else(|| {
+        bad(format!(
+            "expected a document like {{\"field\": 1}}, got {spec}"
+        ))
+    })?;
+    if obj.is_empty() {
+        return Err(bad("at least one key is required".to_string()));
+    }
+    if obj.len() > 32 {
+        return Err(bad("at most 32 keys are allowed".to_string()));
+    }
+    let mut keys = Vec::with_capacity(obj.len());
+    for (k, v) in obj {
+        let path = FieldPath::parse(k)?;
+        if crate::query::sql::path_expr(&path).is_none() {
+            return Err(Error::InvalidName {
+                kind: "field",
+                name: k.clone(),
+                reason:
+                    "index paths may not have numeric segments or '\"', '\\' or control characters"
+                        .to_string(),
+            });
+        }
+        let order = match v.as_f64() {
+            Some(1.0) => SortOrder::Asc,
+            Some(-1.0) => SortOrder::Desc,
+            _ => {
+                return Err(bad(format!(
+                    "'{k}': direction must be 1 or -1 (text, hashed and geo indexes are not supported), got {v}"
+                )))
+            }
+        };
+        keys.push((path, order));
+    }
+    Ok(keys)
+}
+
+/// MongoDB's default index name: `a_1_b_-1`.
+pub(crate) fn default_name(keys: &[(FieldPath, SortOrder)]) -> String {
+    keys.iter()
+        .map(|(p, o)| format!("{p}_{}", if *o == SortOrder::Asc { 1 } else { -1 }))
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
+/// Checks an index name: 1 to 120 characters from `A-Z a-z 0-9 _ - .`.
+pub fn validate_index_name(name: &str) -> Result<()> {
+    let bad = |reason: &str| Error::InvalidName {
+        kind: "index",
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if name.is_empty() {
+        return Err(bad("name is empty"));
+    }
+    if name.len() > 120 {
+        return Err(bad("name is longer than 120 characters"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(bad("only A-Z a-z 0-9 _ - . are allowed"));
+    }
+    Ok(())
+}
+
+/// The current catalog generation (changes with every index catalog change).
+pub(crate) fn current_gen(conn: &Connection) -> Result<String> {
+    let mut stmt =
+        conn.prepare_cached("SELECT value FROM _pocketdb_meta WHERE key = 'index_gen'")?;
+    Ok(stmt
+        .query_row([], |r| r.get::<_, String>(0))
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// Marks the catalog changed: a fresh random generation, so a cache filled inside a
+/// transaction that rolled back can never be mistaken for a later state.
+pub(crate) fn bump_gen(conn: &Connection) -> Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO _pocketdb_meta(key, value) VALUES ('index_gen', CAST(random() AS TEXT))",
+        [],
+    )?;
+    Ok(())
+}
+
+/// True when some collection has a TTL index (the monitor is then started on open).
+pub(crate) fn has_ttl_index(conn: &Connection) -> Result<bool> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT 1 FROM _pocketdb_indexes WHERE json_extract(options, '$.expireAfterSeconds') IS NOT NULL",
+    )?;
+    Ok(stmt.exists([])?)
+}
+
+/// Reads a collection's indexes from the catalog.
+pub(crate) fn load(conn: &Connection, collection: &str) -> Result<IndexSet> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, ident, keys, options, multikey, mixed FROM _pocketdb_indexes
+         WHERE collection = ?1 ORDER BY ident",
+    )?;
+    let rows = stmt.query_map([collection], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+        ))
+    })?;
+    let mut defs = Vec::new();
+    for row in rows {
+        let (name, ident, keys, options, multikey, mixed) = row?;
+        let key_spec: Value = serde_json::from_str(&keys)?;
+        let options: Value = serde_json::from_str(&options)?;
+        let partial_json = options.get("partialFilterExpression").cloned();
+        defs.push(IndexDef {
+            keys: parse_keys(&key_spec)?,
+            key_spec,
+            unique: options
+                .get("unique")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            sparse: options
+                .get("sparse")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            partial: partial_json.as_ref().map(parse_filter).transpose()?,
+            partial_json,
+            ttl: options.get("expireAfterSeconds").and_then(Value::as_i64),
+            name,
+            ident,
+            multikey: multikey as u64,
+            mixed: mixed as u64,
+        });
+    }
+    Ok(IndexSet { defs })
+}
+
+/// Per-database index state: the catalog cache and the TTL monitor.
+#[derive(Default)]
+pub(crate) struct DbIndexes {
+    cache: Mutex<HashMap<String, (String, Arc<IndexSet>)>>,
+    pub(crate) ttl: TtlMonitor,
+}
+
+impl DbIndexes {
+    /// The collection's indexes as `conn` sees them, from the cache when the catalog
+    /// generation is unchanged.
+    pub(crate) fn get(&self, conn: &Connection, collection: &str) -> Result<Arc<IndexSet>> {
+        let gen = current_gen(conn)?;
+        {
+            let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((g, set)) = cache.get(collection) {
+                if *g == gen {
+                    return Ok(set.clone());
+                }
+            }
+        }
+        let set = Arc::new(load(conn, collection)?);
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(collection.to_string(), (gen, set.clone()));
+        Ok(set)
+    }
+}
+
+// ----- write path ------------------------------------------------------------------------
+
+/// Called before a document is stored (inserted, or as the new version of `rid`): turns
+/// on multikey / mixed flags the document requires (filling side tables), and enforces
+/// unique indexes. Returns the index set to maintain (reloaded when flags changed).
+pub(crate) fn before_write(
+    conn: &Connection,
+    cache: &DbIndexes,
+    collection: &str,
+    table: &str,
+    rid: Option<i64>,
+    doc: &Value,
+) -> Result<Arc<IndexSet>> {
+    let mut set = cache.get(conn, collection)?;
+    if set.is_empty() {
+        return Ok(set);
+    }
+    let mut changed = false;
+    for def in &set.defs {
+        let mut multikey = def.multikey;
+        let mut mixed = def.mixed;
+        for (i, (path, _)) in def.keys.iter().enumerate() {
+            let bit = 1u64 << i;
+            if multikey & bit == 0 && has_array_on_path(doc, path) {
+                multikey |= bit;
+            }
+            if multikey & bit == 0 && mixed & bit == 0 {
+                if let Some(v) = scalar_value(doc, path) {
+                    if sorts_differently(v) {
+                        mixed |= bit;
+                    }
+                }
+            }
+        }
+        if multikey != def.multikey || mixed != def.mixed {
+            if def.multikey == 0 && multikey != 0 {
+                build::create_side_table(conn, def, table, None)?;
+            }
+            conn.execute(
+                "UPDATE _pocketdb_indexes SET multikey = ?1, mixed = ?2 WHERE ident = ?3",
+                rusqlite::params![multikey as i64, mixed as i64, def.ident],
+            )?;
+            changed = true;
+        }
+    }
+    if changed {
+        bump_gen(conn)?;
+        set = cache.get(conn, collection)?;
+    }
+    for def in set.defs.iter().filter(|d| d.unique) {
+        check_unique(conn, collection, table, &set, def, rid, doc)?;
+    }
+    Ok(set)
+}
+
+/// Side-table maintenance after a row was written (`old` and `new` versions of `rid`;
+/// `None` for an insert or a delete).
+pub(crate) fn after_write(
+    conn: &Connection,
+    set: &IndexSet,
+    rid: i64,
+    old: Option<&Value>,
+    new: Option<&Value>,
+) -> Result<()> {
+    for def in set.defs.iter().filter(|d| d.is_multikey()) {
+        let paths = def.paths();
+        let old_keys = old
+            .map(|d| key_tuples(d, &paths))
+            .unwrap_or(Some(Vec::new()));
+        let new_keys = new
+            .map(|d| key_tuples(d, &paths))
+            .unwrap_or(Some(Vec::new()));
+        let new_keys = new_keys.ok_or_else(|| too_many_keys(def))?;
+        if old_keys.as_ref() == Some(&new_keys) {
+            continue;
+        }
+        if old.is_some() {
+            let mut del =
+                conn.prepare_cached(&format!("DELETE FROM {} WHERE rid = ?1", def.side_table()))?;
+            del.execute([rid])?;
+        }
+        build::insert_keys(conn, def, rid, &new_keys)?;
+    }
+    Ok(())
+}
+
+fn too_many_keys(def: &IndexDef) -> Error {
+    Error::InvalidDocument(format!(
+        "document produces more than {} keys for index '{}'",
+        keys::MAX_KEYS_PER_DOCUMENT,
+        def.name
+    ))
+}
+
+fn check_unique(
+    conn: &Connection,
+    collection: &str,
+    table: &str,
+    set: &IndexSet,
+    def: &IndexDef,
+    rid: Option<i64>,
+    doc: &Value,
+) -> Result<()> {
+    if !def.indexes(doc) {
+        return Ok(());
+    }
+    let paths = def.paths();
+    let dup = |tuple: &[KeyPart]| Error::DuplicateKey {
+        collection: collection.to_string(),
+        index: def.name.clone(),
+        key: describe_key(&paths, tuple),
+    };
+    let own = rid.unwrap_or(0);
+    if def.is_multikey() {
+        let tuples = key_tuples(doc, &paths).ok_or_else(|| too_many_keys(def))?;
+        let cond: Vec<String> = (0..paths.len())
+            .map(|i| format!("t{i}=? AND v{i}=?"))
+            .collect();
+        let sql = format!(
+            "SELECT rid FROM {} WHERE {} AND rid <> ?",
+            def.side_table(),
+            cond.join(" AND ")
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        for tuple in &tuples {
+            let mut params: Vec<SqlValue> = Vec::new();
+            for part in tuple {
+                let (t, v) = part.sql();
+                params.push(SqlValue::Integer(t));
+                params.push(v);
+            }
+            params.push(SqlValue::Integer(own));
+            let rids: Vec<i64> = stmt
+                .query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for other in rids {
+                if def.sparse || def.partial.is_some() {
+                    match load_doc(conn, table, other)? {
+                        Some(d) if def.indexes(&d) => return Err(dup(tuple)),
+                        _ => continue,
+                    }
+                }
+                return Err(dup(tuple));
+            }
+        }
+        return Ok(());
+    }
+    // No array on any key path: one key, found through the expression index.
+    let tuple: Vec<KeyPart> = paths
+        .iter()
+        .map(|p| KeyPart::Value(scalar_value(doc, p).cloned().unwrap_or(Value::Null)))
+        .collect();
+    let mut parts: Vec<Filter> = paths
+        .iter()
+        .zip(&tuple)
+        .map(|(p, k)| Filter::Field {
+            path: (*p).clone(),
+            cond: crate::query::Cond::Eq(match k {
+                KeyPart::Value(v) => v.clone(),
+                KeyPart::Undefined => Value::Null,
+            }),
+        })
+        .collect();
+    if def.sparse {
+        parts.push(Filter::Or(
+            paths
+                .iter()
+                .map(|p| Filter::Field {
+                    path: (*p).clone(),
+                    cond: crate::query::Cond::Exists(true),
+                })
+                .collect(),
+        ));
+    }
+    if let Some(p) = &def.partial {
+        parts.push(p.clone());
+    }
+    let filter = Filter::And(parts);
+    let options = crate::query::sql::CompileOptions {
+        scalar_paths: set.scalar_paths(),
+    };
+    let compiled = crate::query::sql::compile_filter_with(&filter, &options);
+    let sql = format!(
+        "SELECT rid, json(doc) FROM {table} WHERE ({}) AND rid <> ?",
+        compiled.sql
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut params = compiled.params;
+    params.push(SqlValue::Integer(own));
+    let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+    while let Some(r) = rows.next()? {
+        if compiled.exact {
+            return Err(dup(&tuple));
+        }
+        let text: String = r.get(1)?;
+        let other: Value = serde_json::from_str(&text)?;
+        if filter.matches(&other) {
+            return Err(dup(&tuple));
+        }
+    }
+    Ok(())
+}
+
+fn load_doc(conn: &Connection, table: &str, rid: i64) -> Result<Option<Value>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT json(doc) FROM {table} WHERE rid = ?1"))?;
+    let text: Option<String> = stmt.query_row([rid], |r| r.get(0)).optional()?;
+    Ok(match text {
+        Some(t) => Some(serde_json::from_str(&t)?),
+        None => None,
+    })
+}

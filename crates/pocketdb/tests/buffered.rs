@@ -1,0 +1,341 @@
+//! Buffered durability: read-your-writes, single-document writes, synchronous fallbacks,
+//! recovery from the log, events and back-pressure.
+
+use pocketdb::{
+    BufferEvent, BufferOptions, Database, Durability, Error, FsyncPolicy, Options, UpdateOptions,
+};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A buffered database whose applier waits long enough that reads hit the buffer.
+fn open_slow(dir: &tempfile::TempDir) -> Database {
+    open_with(
+        dir,
+        BufferOptions::default().flush_interval(Duration::from_secs(3600)),
+    )
+}
+
+fn open_with(dir: &tempfile::TempDir, b: BufferOptions) -> Database {
+    Database::open_with(
+        dir.path().join("buf.sqlite"),
+        Options::default().durability(Durability::Buffered(b)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn reads_see_buffered_writes_merged_with_stored_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_slow(&dir);
+    let c = db.collection::<Value>("users");
+    c.insert_many([
+        json!({"_id": 1, "name": "Ada", "age": 36}),
+        json!({"_id": 2, "name": "Linus", "age": 28}),
+    ])
+    .unwrap();
+    db.flush().unwrap();
+    assert_eq!(db.buffer_stats().unwrap().buffered, 0);
+    // Now buffered, not applied: an insert, an update of a stored doc, a delete.
+    c.insert_one(json!({"_id": 3, "name": "Grace", "age": 45}))
+        .unwrap();
+    c.update_one(json!({"_id": 1}), json!({"$inc": {"age": 1}}))
+        .unwrap();
+    assert_eq!(c.delete_one(json!({"_id": 2})).unwrap().deleted_count, 1);
+    assert_eq!(c.delete_one(json!({"_id": 2})).unwrap().deleted_count, 0);
+    assert_eq!(db.buffer_stats().unwrap().buffered, 3);
+
+    let check = |c: &pocketdb::Collection<Value>| {
+        assert_eq!(c.find_one(json!({"_id": 1})).unwrap().unwrap()["age"], 37);
+        assert!(c.find_one(json!({"_id": 2})).unwrap().is_none());
+        assert_eq!(
+            c.find_one(json!({"_id": 3})).unwrap().unwrap()["name"],
+            "Grace"
+        );
+        let all = c
+            .find(json!({}))
+            .unwrap()
+            .sort(json!({"age": -1}))
+            .to_vec()
+            .unwrap();
+        let names: Vec<&str> = all.iter().map(|d| d["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["Grace", "Ada"]);
+        assert_eq!(c.count_documents(json!({"age": {"$gt": 30}})).unwrap(), 2);
+        assert_eq!(c.count_documents(json!({"name": "Linus"})).unwrap(), 0);
+        assert_eq!(c.estimated_count().unwrap(), 2);
+        assert_eq!(
+            c.distinct("age", json!({})).unwrap(),
+            vec![json!(37), json!(45)]
+        );
+        assert_eq!(
+            c.find(json!({})).unwrap().limit(1).to_vec().unwrap().len(),
+            1
+        );
+        assert_eq!(
+            c.find(json!({"_id": {"$in": [1, 2, 3]}})).unwrap().count(),
+            2
+        );
+    };
+    check(&c);
+    let stats = db.buffer_stats().unwrap();
+    assert!(stats.cache_hits >= 3, "{stats:?}");
+    assert!(stats.log_bytes > 0);
+    db.flush().unwrap();
+    let stats = db.buffer_stats().unwrap();
+    assert_eq!(stats.buffered, 0);
+    assert_eq!(stats.log_bytes, 0);
+    check(&c);
+    // The change log has every write, in order.
+    let ops: Vec<String> = db
+        .changes_since(0, 100)
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}:{}", c.op.as_str(), c.id))
+        .collect();
+    assert_eq!(
+        ops,
+        ["insert:1", "insert:2", "insert:3", "update:1", "delete:2"]
+    );
+}
+
+#[test]
+fn duplicate_ids_are_refused_before_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_slow(&dir);
+    let c = db.collection::<Value>("items");
+    c.insert_one(json!({"_id": "a"})).unwrap();
+    // In the buffer.
+    assert!(matches!(
+        c.insert_one(json!({"_id": "a"})),
+        Err(Error::DuplicateKey { .. })
+    ));
+    db.flush().unwrap();
+    // In the store.
+    assert!(matches!(
+        c.insert_one(json!({"_id": "a"})),
+        Err(Error::DuplicateKey { .. })
+    ));
+    // Deleted in the buffer: the id is free again.
+    c.delete_one(json!({"_id": "a"})).unwrap();
+    c.insert_one(json!({"_id": "a", "v": 2})).unwrap();
+    // insert_many: ordered stops at the duplicate, unordered goes on.
+    let err = c
+        .insert_many([
+            json!({"_id": "b"}),
+            json!({"_id": "a"}),
+            json!({"_id": "c"}),
+        ])
+        .unwrap_err();
+    let Error::BulkWrite(f) = err else { panic!() };
+    assert_eq!(f.inserted_ids.len(), 1);
+    assert_eq!(f.write_errors[0].index, 1);
+    let err = c
+        .insert_many_with(
+            [
+                json!({"_id": "d"}),
+                json!({"_id": "a"}),
+                json!({"_id": "d"}),
+                json!({"_id": "e"}),
+            ],
+            pocketdb::InsertManyOptions { ordered: false },
+        )
+        .unwrap_err();
+    let Error::BulkWrite(f) = err else { panic!() };
+    assert_eq!(f.inserted_ids.len(), 2);
+    assert_eq!(f.write_errors.len(), 2);
+    db.flush().unwrap();
+    let ids: Vec<Value> = c
+        .find(json!({}))
+        .unwrap()
+        .sort(json!({"_id": 1}))
+        .to_vec()
+        .unwrap()
+        .into_iter()
+        .map(|d| d["_id"].clone())
+        .collect();
+    assert_eq!(ids, [json!("a"), json!("b"), json!("d"), json!("e")]);
+    assert_eq!(c.find_one(json!({"_id": "a"})).unwrap().unwrap()["v"], 2);
+}
+
+#[test]
+fn concurrent_increments_of_one_document_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_with(
+        &dir,
+        BufferOptions::default()
+            .flush_interval(Duration::from_millis(1))
+            .batch_size(7),
+    );
+    let c = db.collection::<Value>("counters");
+    c.insert_one(json!({"_id": "n", "v": 0})).unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    c.update_one(json!({"_id": "n"}), json!({"$inc": {"v": 1}}))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(c.find_one(json!({"_id": "n"})).unwrap().unwrap()["v"], 1600);
+    db.flush().unwrap();
+    assert_eq!(c.find_one(json!({"_id": "n"})).unwrap().unwrap()["v"], 1600);
+}
+
+#[test]
+fn other_writes_flush_first_and_see_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_slow(&dir);
+    let c = db.collection::<Value>("items");
+    for i in 0..100 {
+        c.insert_one(json!({"_id": i, "even": i % 2 == 0})).unwrap();
+    }
+    let r = c
+        .update_many(json!({"even": true}), json!({"$set": {"tag": "x"}}))
+        .unwrap();
+    assert_eq!(r.modified_count, 50);
+    assert_eq!(db.buffer_stats().unwrap().buffered, 0);
+    // update_one with a non-_id filter runs synchronously too.
+    c.insert_one(json!({"_id": 1000, "even": true})).unwrap();
+    c.update_one(
+        json!({"_id": 1000, "even": true}),
+        json!({"$set": {"tag": "y"}}),
+    )
+    .unwrap();
+    let r = c
+        .update_one(
+            json!({"even": true, "tag": {"$exists": false}}),
+            json!({"$set": {"tag": "z"}}),
+        )
+        .unwrap();
+    assert_eq!(r.modified_count, 0);
+    assert_eq!(
+        c.delete_many(json!({"even": false})).unwrap().deleted_count,
+        50
+    );
+    assert_eq!(c.count_documents(json!({})).unwrap(), 51);
+    // Upserts by _id are buffered.
+    let r = c
+        .update_one_with(
+            json!({"_id": 5000}),
+            json!({"$set": {"a": 1}}),
+            &UpdateOptions {
+                upsert: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(r.upserted_id, Some(json!(5000)));
+    assert_eq!(
+        c.replace_one(json!({"_id": 5000}), json!({"b": 2}))
+            .unwrap()
+            .modified_count,
+        1
+    );
+    assert_eq!(
+        c.find_one(json!({"_id": 5000})).unwrap().unwrap(),
+        json!({"_id": 5000, "b": 2})
+    );
+    // A bad update is refused before it is buffered.
+    assert!(c
+        .update_one(json!({"_id": 5000}), json!({"$set": {"_id": 1}}))
+        .is_err());
+    assert!(c
+        .update_one(json!({"_id": 5000}), json!({"$inc": {"b": "x"}}))
+        .is_err());
+    db.flush().unwrap();
+    assert_eq!(
+        c.find_one(json!({"_id": 5000})).unwrap().unwrap(),
+        json!({"_id": 5000, "b": 2})
+    );
+    // Dropping a collection waits for its buffered writes.
+    c.insert_one(json!({"_id": "late"})).unwrap();
+    assert!(c.drop().unwrap());
+    assert_eq!(c.count_documents(json!({})).unwrap(), 0);
+}
+
+#[test]
+fn unapplied_writes_are_replayed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = open_slow(&dir);
+        let c = db.collection::<Value>("items");
+        for i in 0..500 {
+            c.insert_one(json!({"_id": i})).unwrap();
+        }
+        c.update_one(json!({"_id": 7}), json!({"$set": {"x": 1}}))
+            .unwrap();
+        c.delete_one(json!({"_id": 8})).unwrap();
+        assert_eq!(db.buffer_stats().unwrap().buffered, 502);
+        // Dropped without a flush: the writes stay in the log only.
+    }
+    let db = open_slow(&dir);
+    let stats = db.buffer_stats().unwrap();
+    assert_eq!(stats.recovered, 502);
+    assert_eq!(stats.buffered, 0);
+    let c = db.collection::<Value>("items");
+    assert_eq!(c.count_documents(json!({})).unwrap(), 499);
+    assert_eq!(c.find_one(json!({"_id": 7})).unwrap().unwrap()["x"], 1);
+    drop(db);
+    // Nothing to replay twice.
+    let db = open_slow(&dir);
+    assert_eq!(db.buffer_stats().unwrap().recovered, 0);
+    assert_eq!(db.changes_since(0, 10_000).unwrap().len(), 502);
+}
+
+#[test]
+fn events_and_back_pressure() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_with(
+        &dir,
+        BufferOptions::default()
+            .max_buffered(50)
+            .batch_size(20)
+            .fsync(FsyncPolicy::Never)
+            .flush_interval(Duration::from_millis(5)),
+    );
+    let events = db.buffer_events(10_000).unwrap();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = seen.clone();
+    db.on_buffer_event(move |e| {
+        if let BufferEvent::Flush { count, .. } = e {
+            counter.fetch_add(*count, std::sync::atomic::Ordering::SeqCst);
+        }
+    })
+    .unwrap();
+    let c = db.collection::<Value>("items");
+    for i in 0..1000 {
+        c.insert_one(json!({"_id": i})).unwrap();
+        assert!(db.buffer_stats().unwrap().buffered <= 50);
+    }
+    db.flush().unwrap();
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1000);
+    let flushed: u64 = events
+        .try_iter()
+        .map(|e| match e {
+            BufferEvent::Flush { count, .. } => count,
+            BufferEvent::Error { message } => panic!("{message}"),
+        })
+        .sum();
+    assert_eq!(flushed, 1000);
+    let stats = db.buffer_stats().unwrap();
+    assert_eq!(stats.applied, 1000);
+    assert!(stats.batches >= 50, "{stats:?}");
+}
+
+#[test]
+fn buffered_mode_needs_a_file_and_other_modes_have_no_buffer() {
+    let err = Database::memory_with(
+        Options::default().durability(Durability::Buffered(BufferOptions::default())),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)));
+    let db = Database::memory().unwrap();
+    assert!(db.buffer_stats().is_none());
+    assert!(db.buffer_events(1).is_err());
+    db.flush().unwrap();
+}

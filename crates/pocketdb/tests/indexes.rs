@@ -1,0 +1,617 @@
+//! Secondary indexes through the public API: creation and catalog, SQLite's use of the
+//! expression indexes (checked with EXPLAIN QUERY PLAN, never by timing), multikey side
+//! tables, unique constraints, TTL, hints.
+
+use pocketdb::{
+    ChangeOp, Database, Error, Explain, IndexBuildPhase, IndexModel, IndexOptions, Options,
+};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn seeded(n: i64) -> (Database, pocketdb::Collection<Value>) {
+    let db = Database::memory().unwrap();
+    let c = db.collection::<Value>("users");
+    let docs: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({
+                "_id": i,
+                "email": format!("u{i}@x.io"),
+                "age": i % 50,
+                "status": if i % 2 == 0 { "a" } else { "b" },
+                "tags": [format!("t{}", i % 5), "all"],
+                "items": [{"sku": format!("S{i}")}, {"sku": format!("K{}", i % 3)}],
+            })
+        })
+        .collect();
+    c.insert_many(docs).unwrap();
+    (db, c)
+}
+
+fn explain(c: &pocketdb::Collection<Value>, f: Value, sort: Option<Value>, limit: i64) -> Explain {
+    let mut cur = c.find(f).unwrap().limit(limit);
+    if let Some(s) = sort {
+        cur = cur.sort(s);
+    }
+    cur.explain().unwrap()
+}
+
+fn ids(c: &pocketdb::Collection<Value>, f: Value) -> Vec<Value> {
+    let mut v: Vec<Value> = c
+        .find(f)
+        .unwrap()
+        .map(|d| d.unwrap()["_id"].clone())
+        .collect();
+    v.sort_by(pocketdb::value::compare_values);
+    v
+}
+
+fn no_sort_step(e: &Explain) -> bool {
+    !e.sqlite_plan.iter().any(|l| l.contains("TEMP B-TREE"))
+}
+
+#[test]
+fn create_list_drop() {
+    let (_db, c) = seeded(10);
+    assert_eq!(
+        c.create_index(json!({"email": 1}), IndexOptions::default())
+            .unwrap(),
+        "email_1"
+    );
+    // Identical creation is a no-op; same name with other keys is an error.
+    assert_eq!(
+        c.create_index(json!({"email": 1}), IndexOptions::default())
+            .unwrap(),
+        "email_1"
+    );
+    let err = c
+        .create_index(json!({"age": 1}), IndexOptions::default().name("email_1"))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidIndex { ref name, .. } if name == "email_1"),
+        "{err}"
+    );
+    let names = c
+        .create_indexes(&[
+            IndexModel::new(json!({"status": 1, "age": -1})),
+            IndexModel::new(json!({"tags": 1}))
+                .with_options(IndexOptions::default().name("by_tag")),
+        ])
+        .unwrap();
+    assert_eq!(names, ["status_1_age_-1", "by_tag"]);
+    let list = c.list_indexes().unwrap();
+    let listed: Vec<&str> = list.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(listed, ["_id_", "email_1", "status_1_age_-1", "by_tag"]);
+    assert!(list[3].multikey && !list[1].multikey);
+    assert_eq!(list[2].to_json()["key"], json!({"status": 1, "age": -1}));
+    // Bad input gets typed errors.
+    assert!(matches!(
+        c.create_index(json!({"a": "text"}), IndexOptions::default()),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        c.create_index(json!({"a.0": 1}), IndexOptions::default()),
+        Err(Error::InvalidName { kind: "field", .. })
+    ));
+    assert!(matches!(
+        c.create_index(
+            json!({"a": 1}),
+            IndexOptions::default().name("x\"; DROP TABLE")
+        ),
+        Err(Error::InvalidName { kind: "index", .. })
+    ));
+    assert!(c
+        .create_index(
+            json!({"a": 1, "b": 1}),
+            IndexOptions::default().expire_after_seconds(5)
+        )
+        .is_err());
+    assert_eq!(
+        c.create_index(json!({"_id": 1}), IndexOptions::default())
+            .unwrap(),
+        "_id_"
+    );
+    // Drop.
+    assert!(matches!(
+        c.drop_index("nope"),
+        Err(Error::IndexNotFound { .. })
+    ));
+    assert!(c.drop_index("_id_").is_err());
+    c.drop_index("email_1").unwrap();
+    c.drop_index(r#"{"tags":1}"#).unwrap();
+    assert_eq!(c.drop_indexes().unwrap(), 1);
+    assert_eq!(c.list_indexes().unwrap().len(), 1);
+    // Queries still work without indexes.
+    assert_eq!(ids(&c, json!({"tags": "t1"})).len(), 2);
+}
+
+#[test]
+fn expression_indexes_serve_equality_ranges_in_regex_and_sorts() {
+    let (_db, c) = seeded(300);
+    c.create_index(json!({"email": 1}), IndexOptions::default())
+        .unwrap();
+    c.create_index(json!({"age": 1}), IndexOptions::default())
+        .unwrap();
+    c.create_index(json!({"status": 1, "age": -1}), IndexOptions::default())
+        .unwrap();
+
+    let e = explain(&c, json!({"email": "u5@x.io"}), None, 0);
+    assert_eq!(e.index.as_deref(), Some("email_1"), "{e:#?}");
+    assert!(e.exact && !e.filtered_in_memory);
+    assert!(e.sqlite_plan[0].starts_with("SEARCH"), "{e:#?}");
+
+    let e = explain(
+        &c,
+        json!({"email": {"$in": ["u5@x.io", "u7@x.io"]}}),
+        None,
+        0,
+    );
+    assert_eq!(e.index.as_deref(), Some("email_1"), "{e:#?}");
+
+    let e = explain(&c, json!({"email": {"$regex": "^u1"}}), None, 0);
+    assert_eq!(e.index.as_deref(), Some("email_1"), "{e:#?}");
+    assert!(
+        e.sqlite_plan[0].contains("<expr>>?") && e.sqlite_plan[0].contains("<expr><?"),
+        "{e:#?}"
+    );
+    assert_eq!(ids(&c, json!({"email": {"$regex": "^u1"}})).len(), 111);
+
+    let e = explain(&c, json!({"age": {"$gte": 10, "$lt": 12}}), None, 0);
+    assert_eq!(e.index.as_deref(), Some("age_1"), "{e:#?}");
+    assert_eq!(ids(&c, json!({"age": {"$gte": 10, "$lt": 12}})).len(), 12);
+
+    // Range + sort + limit: streamed from the index, no sort step.
+    let e = explain(&c, json!({"age": {"$gt": 10}}), Some(json!({"age": 1})), 20);
+    assert_eq!(e.index.as_deref(), Some("age_1"), "{e:#?}");
+    assert!(
+        e.sort_in_sql && !e.sorted_in_memory && no_sort_step(&e),
+        "{e:#?}"
+    );
+    let e = explain(&c, json!({}), Some(json!({"age": -1})), 5);
+    assert!(e.sort_in_sql && no_sort_step(&e), "{e:#?}");
+    // Equality on the compound index's first key, sort on its second.
+    let e = explain(&c, json!({"status": "a"}), Some(json!({"age": -1})), 20);
+    assert_eq!(e.index.as_deref(), Some("status_1_age_-1"), "{e:#?}");
+    assert!(no_sort_step(&e), "{e:#?}");
+    let got: Vec<Value> = c
+        .find(json!({"status": "a"}))
+        .unwrap()
+        .sort(json!({"age": -1}))
+        .limit(3)
+        .map(|d| d.unwrap()["age"].clone())
+        .collect();
+    assert_eq!(got, [json!(48), json!(48), json!(48)]);
+
+    // An unindexed field is a collection scan.
+    let e = explain(&c, json!({"name": "x"}), None, 0);
+    assert_eq!(e.index, None);
+    assert!(!e.sqlite_plan[0].contains("USING INDEX"), "{e:#?}");
+    // `_id` equality uses the primary key.
+    assert_eq!(
+        explain(&c, json!({"_id": 3}), None, 0).index.as_deref(),
+        Some("_id_")
+    );
+    // The JSON form names the index.
+    assert_eq!(
+        explain(&c, json!({"email": "x"}), None, 0).to_json()["index"],
+        "email_1"
+    );
+}
+
+#[test]
+fn sorts_stay_in_memory_where_sql_would_order_wrongly() {
+    let db = Database::memory().unwrap();
+    let c = db.collection::<Value>("c");
+    c.insert_many([
+        json!({"_id": 1, "v": 2}),
+        json!({"_id": 2, "v": "a"}),
+        json!({"_id": 3}),
+    ])
+    .unwrap();
+    c.create_index(json!({"v": 1}), IndexOptions::default())
+        .unwrap();
+    assert!(explain(&c, json!({}), Some(json!({"v": 1})), 2).sort_in_sql);
+    // A boolean sorts after strings in MongoDB but as 1 in SQLite.
+    c.insert_one(json!({"_id": 4, "v": true})).unwrap();
+    let e = explain(&c, json!({}), Some(json!({"v": 1})), 2);
+    assert!(!e.sort_in_sql && e.sorted_in_memory, "{e:#?}");
+    let order: Vec<Value> = c
+        .find(json!({}))
+        .unwrap()
+        .sort(json!({"v": -1}))
+        .map(|d| d.unwrap()["_id"].clone())
+        .collect();
+    assert_eq!(order, [json!(4), json!(2), json!(1), json!(3)]);
+}
+
+#[test]
+fn multikey_indexes_use_the_side_table() {
+    let (_db, c) = seeded(200);
+    c.create_index(json!({"tags": 1}), IndexOptions::default())
+        .unwrap();
+    c.create_index(json!({"items.sku": 1}), IndexOptions::default())
+        .unwrap();
+    for (f, n) in [
+        (json!({"tags": "t1"}), 40),
+        (json!({"tags": {"$in": ["t1", "t2"]}}), 80),
+        (json!({"items.sku": "S5"}), 1),
+        (json!({"items.sku": {"$regex": "^K"}}), 200),
+        (json!({"tags": {"$all": ["t1", "all"]}}), 40),
+        (json!({"tags": {"$elemMatch": {"$gte": "t3"}}}), 80),
+    ] {
+        let e = explain(&c, f.clone(), None, 0);
+        assert!(e.index.is_some(), "{f}: {e:#?}");
+        assert!(
+            e.sqlite_plan.iter().any(|l| l.contains("pocketdb_m")),
+            "{f}: {e:#?}"
+        );
+        assert_eq!(ids(&c, f.clone()).len(), n, "{f}");
+    }
+    // Kept in step by updates and deletes.
+    c.update_one(json!({"_id": 1}), json!({"$set": {"tags": ["zz"]}}))
+        .unwrap();
+    assert_eq!(ids(&c, json!({"tags": "zz"})), [json!(1)]);
+    assert_eq!(ids(&c, json!({"tags": "t1"})).len(), 39);
+    c.delete_one(json!({"_id": 1})).unwrap();
+    assert!(ids(&c, json!({"tags": "zz"})).is_empty());
+    c.replace_one(json!({"_id": 2}), json!({"tags": "solo"}))
+        .unwrap();
+    assert_eq!(ids(&c, json!({"tags": "solo"})), [json!(2)]);
+}
+
+#[test]
+fn multikey_flag_turns_on_inside_the_writing_transaction() {
+    let db = Database::memory().unwrap();
+    let c = db.collection::<Value>("c");
+    c.insert_many([json!({"_id": 1, "t": "x"}), json!({"_id": 2, "t": "y"})])
+        .unwrap();
+    c.create_index(json!({"t": 1}), IndexOptions::default())
+        .unwrap();
+    assert!(!c.list_indexes().unwrap()[1].multikey);
+    assert!(explain(&c, json!({"t": "x"}), None, 0).sqlite_plan[0].contains("pocketdb_x"));
+    // A failing all-or-nothing update rolls the flag back with it.
+    c.insert_one(json!({"_id": 3, "t": "z", "n": "text"}))
+        .unwrap();
+    let err = c
+        .update_many(
+            json!({}),
+            json!({"$set": {"t": ["x", "q"]}, "$inc": {"n": 1}}),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidUpdate { .. }), "{err}");
+    assert!(!c.list_indexes().unwrap()[1].multikey);
+    assert_eq!(ids(&c, json!({"t": "q"})), Vec::<Value>::new());
+    // A successful write flips it, and the array document is found through the index.
+    c.insert_one(json!({"_id": 4, "t": ["x", "q"]})).unwrap();
+    assert!(c.list_indexes().unwrap()[1].multikey);
+    assert_eq!(ids(&c, json!({"t": "x"})), [json!(1), json!(4)]);
+    assert_eq!(ids(&c, json!({"t": "q"})), [json!(4)]);
+    let e = explain(&c, json!({"t": "x"}), None, 0);
+    assert!(
+        e.sqlite_plan.iter().any(|l| l.contains("pocketdb_m")),
+        "{e:#?}"
+    );
+}
+
+#[test]
+fn type_brackets_hold_through_the_side_table() {
+    let db = Database::memory().unwrap();
+    let c = db.collection::<Value>("c");
+    c.insert_many([
+        json!({"_id": 1, "v": [1, "1"]}),
+        json!({"_id": 2, "v": [true]}),
+        json!({"_id": 3, "v": [1.0, null]}),
+        json!({"_id": 4, "v": []}),
+        json!({"_id": 5}),
+        json!({"_id": 6, "v": [{"a": 1}]}),
+    ])
+    .unwrap();
+    c.create_index(json!({"v": 1}), IndexOptions::default())
+        .unwrap();
+    assert_eq!(ids(&c, json!({"v": 1})), [json!(1), json!(3)]);
+    assert_eq!(ids(&c, json!({"v": true})), [json!(2)]);
+    assert_eq!(ids(&c, json!({"v": "1"})), [json!(1)]);
+    assert_eq!(ids(&c, json!({"v": null})), [json!(3), json!(5)]);
+    assert_eq!(ids(&c, json!({"v": {"$gt": 0}})), [json!(1), json!(3)]);
+    assert_eq!(ids(&c, json!({"v": {"a": 1}})), [json!(6)]);
+    assert_eq!(ids(&c, json!({"v": []})), [json!(4)]);
+}
+
+#[test]
+fn unique_indexes_follow_mongodb() {
+    let db = Database::memory().unwrap();
+    let c = db.collection::<Value>("c");
+    c.create_index(json!({"email": 1}), IndexOptions::default().unique(true))
+        .unwrap();
+    c.insert_one(json!({"_id": 1, "email": "a@x"})).unwrap();
+    let err = c.insert_one(json!({"_id": 2, "email": "a@x"})).unwrap_err();
+    match &err {
+        Error::DuplicateKey {
+            index,
+            key,
+            collection,
+        } => {
+            assert_eq!(index, "email_1");
+            assert_eq!(collection, "c");
+            assert_eq!(key, r#"{ email: "a@x" }"#);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(err.code(), 11000);
+    // Missing counts as null: only one document may lack the field.
+    c.insert_one(json!({"_id": 3})).unwrap();
+    assert!(matches!(
+        c.insert_one(json!({"_id": 4})),
+        Err(Error::DuplicateKey { .. })
+    ));
+    assert!(matches!(
+        c.insert_one(json!({"_id": 4, "email": null})),
+        Err(Error::DuplicateKey { .. })
+    ));
+    // 1 and 1.0 collide, true and 1 do not.
+    c.insert_one(json!({"_id": 5, "email": 1})).unwrap();
+    assert!(c.insert_one(json!({"_id": 6, "email": 1.0})).is_err());
+    c.insert_one(json!({"_id": 7, "email": true})).unwrap();
+    // Updates are checked too, and a failed update changes nothing.
+    let err = c
+        .update_one(json!({"_id": 7}), json!({"$set": {"email": "a@x"}}))
+        .unwrap_err();
+    assert!(matches!(err, Error::DuplicateKey { .. }));
+    assert_eq!(
+        c.find_one(json!({"_id": 7})).unwrap().unwrap()["email"],
+        true
+    );
+    c.update_one(json!({"_id": 1}), json!({"$set": {"n": 1}}))
+        .unwrap();
+    // Arrays: every element is a key, across documents.
+    c.insert_one(json!({"_id": 8, "email": ["p", "q"]}))
+        .unwrap();
+    assert!(c
+        .insert_one(json!({"_id": 9, "email": ["r", "q"]}))
+        .is_err());
+    assert!(c.insert_one(json!({"_id": 9, "email": "p"})).is_err());
+    assert!(c.insert_one(json!({"_id": 9, "email": "a@x"})).is_err());
+    c.insert_one(json!({"_id": 9, "email": ["p2", "p2"]}))
+        .unwrap();
+    // insert_many reports the failing positions.
+    let Err(Error::BulkWrite(f)) = c.insert_many_with(
+        [
+            json!({"_id": 10, "email": "new"}),
+            json!({"_id": 11, "email": "new"}),
+        ],
+        pocketdb::InsertManyOptions { ordered: false },
+    ) else {
+        panic!("expected a bulk write error")
+    };
+    assert_eq!(f.write_errors[0].index, 1);
+}
+
+#[test]
+fn unique_compound_sparse_and_partial() {
+    let db = Database::memory().unwrap();
+    let c = db.collection::<Value>("c");
+    c.create_index(
+        json!({"a": 1, "b": 1}),
+        IndexOptions::default().unique(true),
+    )
+    .unwrap();
+    c.insert_one(json!({"a": 1, "b": 1})).unwrap();
+    c.insert_one(json!({"a": 1, "b": 2})).unwrap();
+    c.insert_one(json!({"a": 1})).unwrap();
+    let err = c.insert_one(json!({"a": 1, "b": null})).unwrap_err();
+    assert!(
+        matches!(err, Error::DuplicateKey { ref key, .. } if key == "{ a: 1, b: null }"),
+        "{err}"
+    );
+
+    let s = db.collection::<Value>("s");
+    s.create_index(
+        json!({"x": 1}),
+        IndexOptions::default().unique(true).sparse(true),
+    )
+    .unwrap();
+    s.insert_many([
+        json!({"_id": 1}),
+        json!({"_id": 2}),
+        json!({"_id": 3, "x": null}),
+    ])
+    .unwrap();
+    assert!(s.insert_one(json!({"x": null})).is_err());
+
+    let p = db.collection::<Value>("p");
+    p.create_index(
+        json!({"email": 1}),
+        IndexOptions::default()
+            .unique(true)
+            .partial_filter_expression(json!({"active": true})),
+    )
+    .unwrap();
+    p.insert_many([
+        json!({"email": "a", "active": false}),
+        json!({"email": "a", "active": false}),
+        json!({"email": "a", "active": true}),
+    ])
+    .unwrap();
+    assert!(p.insert_one(json!({"email": "a", "active": true})).is_err());
+    assert_eq!(p.count_documents(json!({"email": "a"})).unwrap(), 3);
+}
+
+#[test]
+fn unique_build_on_duplicates_fails_cleanly() {
+    let (db, c) = seeded(50);
+    let before = db.last_change_seq().unwrap();
+    let mut phases = Vec::new();
+    let err = c
+        .create_index_with_progress(
+            json!({"status": 1}),
+            IndexOptions::default().unique(true),
+            |p| phases.push(p.phase),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::DuplicateKey { ref index, ref key, .. } if index == "status_1" && key == r#"{ status: "a" }"#),
+        "{err}"
+    );
+    assert_eq!(phases, [IndexBuildPhase::Scanning]);
+    assert_eq!(c.list_indexes().unwrap().len(), 1);
+    assert_eq!(db.last_change_seq().unwrap(), before);
+    // Multikey duplicates across documents too.
+    assert!(c
+        .create_index(json!({"tags": 1}), IndexOptions::default().unique(true))
+        .is_err());
+    assert_eq!(c.list_indexes().unwrap().len(), 1);
+    // A unique index that fits builds, with progress to the end.
+    let mut last = None;
+    c.create_index_with_progress(
+        json!({"email": 1}),
+        IndexOptions::default().unique(true),
+        |p| last = Some(p),
+    )
+    .unwrap();
+    let last = last.unwrap();
+    assert_eq!(
+        (last.phase, last.done, last.total),
+        (IndexBuildPhase::Done, 50, 50)
+    );
+}
+
+#[test]
+fn ttl_expires_documents_into_the_change_log() {
+    let db = Database::memory().unwrap();
+    let c = db.collection::<Value>("sessions");
+    c.insert_many([
+        json!({"_id": 1, "at": {"$date": "2000-01-01T00:00:00Z"}}),
+        json!({"_id": 2, "at": "2001-01-01T00:00:00+02:00"}),
+        json!({"_id": 3, "at": {"$date": {"$numberLong": "978307200000"}}}),
+        json!({"_id": 4, "at": {"$date": "2999-01-01T00:00:00Z"}}),
+        json!({"_id": 5, "at": 12}),
+        json!({"_id": 6, "at": ["2999-01-01T00:00:00Z", "2000-01-01T00:00:00Z"]}),
+        json!({"_id": 7}),
+    ])
+    .unwrap();
+    c.create_index(
+        json!({"at": 1}),
+        IndexOptions::default().expire_after_seconds(3600),
+    )
+    .unwrap();
+    assert_eq!(
+        c.list_indexes().unwrap()[1].expire_after_seconds,
+        Some(3600)
+    );
+    let seq = db.last_change_seq().unwrap();
+    assert_eq!(c.expire_now().unwrap(), 4);
+    assert_eq!(ids(&c, json!({})), [json!(4), json!(5), json!(7)]);
+    let log = c.changes_since(seq, 100).unwrap();
+    assert_eq!(log.len(), 4);
+    assert!(log.iter().all(|ch| ch.op == ChangeOp::Delete));
+    assert_eq!(db.expire_now().unwrap(), 0);
+}
+
+#[test]
+fn ttl_background_pass_runs_on_its_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ttl.sqlite");
+    {
+        let db = Database::open(&path).unwrap();
+        let c = db.collection::<Value>("s");
+        c.create_index(
+            json!({"at": 1}),
+            IndexOptions::default().expire_after_seconds(0),
+        )
+        .unwrap();
+    }
+    let db = Database::open_with(
+        &path,
+        Options::default().ttl_interval(Duration::from_millis(50)),
+    )
+    .unwrap();
+    let c = db.collection::<Value>("s");
+    c.insert_one(json!({"at": "2000-01-01T00:00:00Z"})).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while c.count_documents(json!({})).unwrap() > 0 {
+        assert!(std::time::Instant::now() < deadline, "TTL pass did not run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn hint_forces_an_index() {
+    let (_db, c) = seeded(100);
+    c.create_index(json!({"age": 1}), IndexOptions::default())
+        .unwrap();
+    c.create_index(json!({"status": 1}), IndexOptions::default())
+        .unwrap();
+    c.create_index(json!({"tags": 1}), IndexOptions::default())
+        .unwrap();
+    let f = json!({"age": 3, "status": "b"});
+    let hinted = c
+        .find(f.clone())
+        .unwrap()
+        .hint(json!("status_1"))
+        .explain()
+        .unwrap();
+    assert_eq!(hinted.index.as_deref(), Some("status_1"));
+    assert!(hinted.sqlite_plan[0].contains("pocketdb_x2"), "{hinted:#?}");
+    let by_keys = c
+        .find(f.clone())
+        .unwrap()
+        .hint(json!({"age": 1}))
+        .explain()
+        .unwrap();
+    assert_eq!(by_keys.index.as_deref(), Some("age_1"));
+    let n = c.find(f.clone()).unwrap().hint(json!("status_1")).count();
+    assert_eq!(n, ids(&c, f).len());
+    let e = c
+        .find(json!({"tags": "t2"}))
+        .unwrap()
+        .hint(json!("tags_1"))
+        .explain()
+        .unwrap();
+    assert_eq!(e.index.as_deref(), Some("tags_1"));
+    let err = c
+        .find(json!({}))
+        .unwrap()
+        .hint(json!("nope"))
+        .next()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::IndexNotFound { ref collection, ref name } if collection == "users" && name == "nope")
+    );
+}
+
+#[test]
+fn indexes_follow_drop_and_rename() {
+    let (db, c) = seeded(20);
+    c.create_index(json!({"tags": 1}), IndexOptions::default())
+        .unwrap();
+    c.create_index(json!({"email": 1}), IndexOptions::default().unique(true))
+        .unwrap();
+    let r = c.rename("people").unwrap();
+    assert_eq!(r.list_indexes().unwrap().len(), 3);
+    assert!(r.insert_one(json!({"email": "u1@x.io"})).is_err());
+    assert_eq!(ids(&r, json!({"tags": "t1"})).len(), 4);
+    assert_eq!(c.list_indexes().unwrap().len(), 0);
+    r.drop().unwrap();
+    let again = db.collection::<Value>("people");
+    again.insert_one(json!({"email": "u1@x.io"})).unwrap();
+    again.insert_one(json!({"email": "u1@x.io"})).unwrap();
+    assert_eq!(again.list_indexes().unwrap().len(), 1);
+}
+
+#[test]
+fn catalog_changes_are_seen_by_other_handles_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.sqlite");
+    let a = Database::open(&path).unwrap();
+    let b = Database::open(&path).unwrap();
+    let ca = a.collection::<Value>("c");
+    let cb = b.collection::<Value>("c");
+    ca.insert_one(json!({"k": 1})).unwrap();
+    assert_eq!(cb.list_indexes().unwrap().len(), 1);
+    ca.create_index(json!({"k": 1}), IndexOptions::default().unique(true))
+        .unwrap();
+    assert!(matches!(
+        cb.insert_one(json!({"k": 1})),
+        Err(Error::DuplicateKey { .. })
+    ));
+}
