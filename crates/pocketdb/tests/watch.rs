@@ -320,12 +320,13 @@ fn retention_by_count_size_and_age() -> pocketdb::Result<()> {
 }
 
 #[test]
-fn group_commit_writes_arrive_once_committed() -> pocketdb::Result<()> {
-    use pocketdb::engine::Durability;
-    // Buffered writes are delivered by the same path once the applier commits them
-    // (`Database::write_direct`); not tested here because the applier currently stalls
-    // intermittently under concurrent writers (reported to the write-engine branch).
-    for durability in [Durability::GroupCommit] {
+fn group_commit_and_buffered_writes_arrive_once_committed() -> pocketdb::Result<()> {
+    use pocketdb::engine::{BufferOptions, Durability};
+    // Buffered writes are delivered once the applier commits them.
+    for durability in [
+        Durability::GroupCommit,
+        Durability::Buffered(BufferOptions::default()),
+    ] {
         let dir = tempfile::tempdir()?;
         let db = Database::open_with(
             dir.path().join("d.sqlite"),
