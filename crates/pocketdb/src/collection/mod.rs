@@ -210,9 +210,8 @@ impl<T: Document> Collection<T> {
 
     /// A lazy cursor over the documents matching `filter`; chain `sort`, `skip`, `limit`
     /// and `projection` before iterating.
-    pub fn find(&self, mut filter: Value) -> Result<Cursor<T>> {
-        self.db.before_read(&self.name, &mut filter)?;
-        Ok(Cursor::new(self.clone(), parse_filter(&filter)?))
+    pub fn find(&self, filter: Value) -> Result<Cursor<T>> {
+        Ok(Cursor::new(self.clone(), self.user_filter(filter)?))
     }
 
     /// A cursor over the documents matching an already parsed filter.
@@ -227,7 +226,7 @@ impl<T: Document> Collection<T> {
 
     /// Number of documents matching `filter`.
     pub fn count_documents(&self, filter: Value) -> Result<u64> {
-        let filter = parse_filter(&filter)?;
+        let filter = self.user_filter(filter)?;
         if self.buffer_pending() {
             return Ok(self.read_merged(&Plan::new(filter), None)?.len() as u64);
         }
@@ -260,7 +259,7 @@ impl<T: Document> Collection<T> {
     /// contribute their elements, as in MongoDB. Sorted in MongoDB's order.
     pub fn distinct(&self, field: &str, filter: Value) -> Result<Vec<Value>> {
         let path = FieldPath::parse(field)?;
-        let filter = parse_filter(&filter)?;
+        let filter = self.user_filter(filter)?;
         let rows = if self.buffer_pending() {
             self.read_merged(&Plan::new(filter), None)?
         } else {
@@ -298,7 +297,7 @@ impl<T: Document> Collection<T> {
         options: &UpdateOptions,
     ) -> Result<UpdateResult> {
         let update = parse_operator_update(&update, options.array_filters.as_deref())?;
-        let filter = parse_filter(&filter)?;
+        let filter = self.user_filter(filter)?;
         if let Some(Modified::Update(r)) =
             self.modify_buffered(&filter, Modify::Update(&update, options.upsert))?
         {
@@ -321,7 +320,7 @@ impl<T: Document> Collection<T> {
         options: &UpdateOptions,
     ) -> Result<UpdateResult> {
         let update = parse_operator_update(&update, options.array_filters.as_deref())?;
-        let filter = parse_filter(&filter)?;
+        let filter = self.user_filter(filter)?;
         self.write(|conn| self.update_in(conn, &filter, &update, options.upsert, true))
     }
 
@@ -338,7 +337,7 @@ impl<T: Document> Collection<T> {
         upsert: bool,
     ) -> Result<UpdateResult> {
         let update = parse_replacement(&Value::Object(to_document(replacement.borrow())?))?;
-        let filter = parse_filter(&filter)?;
+        let filter = self.user_filter(filter)?;
         if let Some(Modified::Update(r)) =
             self.modify_buffered(&filter, Modify::Update(&update, upsert))?
         {
@@ -351,7 +350,7 @@ impl<T: Document> Collection<T> {
 
     /// Deletes the first document matching `filter`.
     pub fn delete_one(&self, filter: Value) -> Result<DeleteResult> {
-        let filter = parse_filter(&filter)?;
+        let filter = self.user_filter(filter)?;
         if let Some(Modified::Delete(r)) = self.modify_buffered(&filter, Modify::Delete)? {
             return Ok(r);
         }
@@ -360,7 +359,7 @@ impl<T: Document> Collection<T> {
 
     /// Deletes every document matching `filter`.
     pub fn delete_many(&self, filter: Value) -> Result<DeleteResult> {
-        let filter = parse_filter(&filter)?;
+        let filter = self.user_filter(filter)?;
         self.write(|conn| self.delete_in(conn, &filter, true))
     }
 
@@ -622,6 +621,12 @@ impl<T: Document> Collection<T> {
     }
 
     // ----- internals -------------------------------------------------------------------
+
+    /// Parses a filter given by the caller, after the plugins' `before_read` hooks.
+    fn user_filter(&self, mut filter: Value) -> Result<Filter> {
+        self.db.before_read(&self.name, &mut filter)?;
+        parse_filter(&filter)
+    }
 
     fn read<R>(
         &self,
@@ -975,7 +980,7 @@ impl<T: Document> Collection<T> {
         update: Option<Update>,
         options: &FindOneAndModifyOptions,
     ) -> Result<FindAndModifyOutcome<T>> {
-        let filter = parse_filter(&filter)?;
+        let filter = self.user_filter(filter)?;
         let sort = options.sort.as_ref().map(SortSpec::parse).transpose()?;
         let projection = options
             .projection
@@ -1091,7 +1096,7 @@ impl<T: Document> Collection<T> {
             } => {
                 let multi = matches!(model, WriteModel::UpdateMany { .. });
                 let update = parse_operator_update(update, options.array_filters.as_deref())?;
-                let filter = parse_filter(filter)?;
+                let filter = self.user_filter(filter.clone())?;
                 let r = self.update_in(conn, &filter, &update, options.upsert, multi)?;
                 add(r, result);
             }
@@ -1101,13 +1106,13 @@ impl<T: Document> Collection<T> {
                 upsert,
             } => {
                 let update = parse_replacement(replacement)?;
-                let filter = parse_filter(filter)?;
+                let filter = self.user_filter(filter.clone())?;
                 let r = self.update_in(conn, &filter, &update, *upsert, false)?;
                 add(r, result);
             }
             WriteModel::DeleteOne { filter } | WriteModel::DeleteMany { filter } => {
                 let multi = matches!(model, WriteModel::DeleteMany { .. });
-                let filter = parse_filter(filter)?;
+                let filter = self.user_filter(filter.clone())?;
                 result.deleted_count += self.delete_in(conn, &filter, multi)?.deleted_count;
             }
         }

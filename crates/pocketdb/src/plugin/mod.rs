@@ -5,7 +5,7 @@
 //! | [`on_open`](Plugin::on_open) | at registration | fail the registration |
 //! | [`before_write`](Plugin::before_write) | before a document is stored (insert, update, replace), inside the write's transaction for updates | change the document, or reject it: the write is aborted with the hook's error and leaves nothing behind |
 //! | [`after_write`](Plugin::after_write) | right after the commit, on the writing thread, once per change-log entry | observe |
-//! | [`before_read`](Plugin::before_read) | when `find` is called | rewrite the filter |
+//! | [`before_read`](Plugin::before_read) | on the filter given to `find`, `find_one`, `count_documents`, `distinct`, the update, replace and delete methods, find-and-modify and `bulk_write` (not on fluent `query()` filters, aggregation `$match` or live queries) | rewrite the filter, or reject it |
 //! | [`after_read`](Plugin::after_read) | for each document a cursor returns, before projection | transform the document |
 //! | [`on_close`](Plugin::on_close) | when the last handle on the database is dropped | clean up |
 //!
@@ -105,7 +105,8 @@ pub trait Plugin: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Called with the filter of a `find`; may rewrite it.
+    /// Called with the filter of a read or write (see the [module documentation](self)
+    /// for which operations); may rewrite it or reject it with an error.
     fn before_read(&self, _collection: &str, _filter: &mut Value) -> Result<()> {
         Ok(())
     }
