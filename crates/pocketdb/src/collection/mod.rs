@@ -622,6 +622,36 @@ impl<T: Document> Collection<T> {
 
     // ----- internals -------------------------------------------------------------------
 
+    /// Rewrites, in one write transaction, the documents with a row id above `after` (at
+    /// most `limit` of them, in row-id order): each one for which `rewrite` says true is
+    /// stored again unchanged, as a replacement, so the plugins' `before_write` hooks
+    /// see it (key rotation re-encrypts that way). Returns how many were rewritten and
+    /// the last row id seen (`None` when there were no more rows).
+    #[cfg(feature = "encryption")]
+    pub(crate) fn rewrite_page(
+        &self,
+        after: i64,
+        limit: usize,
+        mut rewrite: impl FnMut(&Value) -> Result<bool>,
+    ) -> Result<(usize, Option<i64>)> {
+        validate_collection_name(&self.name)?;
+        self.db.write(|conn| {
+            if !self.db.has_collection(conn, &self.name)? {
+                return Ok((0, None));
+            }
+            let plan = Plan::new(Filter::all());
+            let (rows, last) = plan.fetch_page(conn, &self.name, after, limit)?;
+            let mut rewritten = 0;
+            for row in &rows {
+                if rewrite(&row.doc)? {
+                    self.store_updated(conn, row, &row.doc, ChangeOp::Replace)?;
+                    rewritten += 1;
+                }
+            }
+            Ok((rewritten, last))
+        })
+    }
+
     /// Parses a filter given by the caller, after the plugins' `before_read` hooks.
     fn user_filter(&self, mut filter: Value) -> Result<Filter> {
         self.db.before_read(&self.name, &mut filter)?;

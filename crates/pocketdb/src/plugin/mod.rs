@@ -39,13 +39,21 @@
 //! # Ok::<(), pocketdb::Error>(())
 //! ```
 
+#[cfg(feature = "encryption")]
+pub mod encryption;
 #[cfg(feature = "schema")]
 mod schema;
 mod timestamps;
+#[cfg(feature = "vector")]
+pub mod vector;
 
+#[cfg(feature = "encryption")]
+pub use encryption::{Encryption, EncryptionKey, RotationReport};
 #[cfg(feature = "schema")]
 pub use schema::{SchemaValidation, ValidationAction, ValidationLevel};
 pub use timestamps::Timestamps;
+#[cfg(feature = "vector")]
+pub use vector::{Metric, Neighbor, VectorField};
 
 use crate::changes::hub::{build_events, Hub};
 use crate::changes::{read_keyed, ChangeEvent, FullDocument};
