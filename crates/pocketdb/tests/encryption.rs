@@ -1,0 +1,506 @@
+//! Field-level encryption: round trips, ciphertext on disk, wrong keys, deterministic
+//! equality queries, rejected queries, updates, key rotation (including an interrupted
+//! one) and passphrase keys.
+
+use pocketdb::plugin::{Encryption, EncryptionKey, Plugin, WriteContext};
+use pocketdb::{Database, Error, IndexOptions};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+fn key(b: u8) -> EncryptionKey {
+    EncryptionKey::from_bytes([b; 32])
+}
+
+fn plugin(k: &EncryptionKey) -> pocketdb::Result<Encryption> {
+    Encryption::new(k)?
+        .field("ssn")?
+        .field("profile.secret")?
+        .field("cards.number")?
+        .deterministic_field("email")
+}
+
+fn raw_docs(db: &Database, coll: &str) -> pocketdb::Result<Vec<String>> {
+    let rows = db.sql(
+        &format!("SELECT json(doc) AS doc FROM \"c_{coll}\" ORDER BY rid"),
+        &[],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| r["doc"].as_str().unwrap_or_default().to_string())
+        .collect())
+}
+
+fn sample(id: i64) -> Value {
+    json!({
+        "_id": id,
+        "name": format!("user {id}"),
+        "email": format!("u{id}@example.com"),
+        "ssn": format!("secret-ssn-{id}"),
+        "profile": {"age": 30 + id, "secret": {"pin": 1234, "words": ["alpha", "beta"]}},
+        "cards": [{"number": "4111-1111-1111-1111", "kind": "visa"}, {"number": 5500, "kind": "mc"}],
+    })
+}
+
+#[test]
+fn round_trip_and_ciphertext_on_disk() -> pocketdb::Result<()> {
+    let db = Database::memory()?;
+    db.register_collection_plugin("users", plugin(&key(1))?)?;
+    let users = db.collection::<Value>("users");
+    users.insert_one(sample(1))?;
+    users.insert_one(json!({"_id": 2, "ssn": null, "email": "x@y"}))?;
+
+    let doc = users.find_one(json!({"_id": 1}))?.expect("stored");
+    assert_eq!(doc, sample(1), "every type and nested path round-trips");
+    let doc2 = users.find_one(json!({"_id": 2}))?.expect("stored");
+    assert_eq!(doc2["ssn"], Value::Null);
+
+    let raw = raw_docs(&db, "users")?;
+    for secret in [
+        "secret-ssn-1",
+        "u1@example.com",
+        "alpha",
+        "1234",
+        "4111-1111",
+        "5500",
+    ] {
+        assert!(
+            !raw[0].contains(secret),
+            "{secret} is on disk in the clear: {}",
+            raw[0]
+        );
+    }
+    let stored: Value = serde_json::from_str(&raw[0])?;
+    assert!(stored["ssn"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("enc:v1:")));
+    assert!(stored["profile"]["secret"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("enc:v1:")));
+    assert!(stored["cards"][1]["number"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("enc:v1:")));
+    // The rest stays in the clear and queryable.
+    assert_eq!(stored["name"], "user 1");
+    assert_eq!(stored["profile"]["age"], 31);
+    assert_eq!(stored["cards"][0]["kind"], "visa");
+    assert_eq!(
+        users.count_documents(json!({"profile.age": {"$gt": 30}}))?,
+        1
+    );
+    Ok(())
+}
+
+#[test]
+fn random_nonces_differ_deterministic_ones_do_not() -> pocketdb::Result<()> {
+    let db = Database::memory()?;
+    db.register_collection_plugin("users", plugin(&key(1))?)?;
+    let users = db.collection::<Value>("users");
+    users.insert_one(json!({"_id": 1, "ssn": "same", "email": "same"}))?;
+    users.insert_one(json!({"_id": 2, "ssn": "same", "email": "same"}))?;
+    let raw: Vec<Value> = raw_docs(&db, "users")?
+        .iter()
+        .map(|s| serde_json::from_str(s))
+        .collect::<Result<_, _>>()?;
+    assert_ne!(raw[0]["ssn"], raw[1]["ssn"]);
+    assert_eq!(raw[0]["email"], raw[1]["email"]);
+    Ok(())
+}
+
+#[test]
+fn wrong_key_is_a_typed_error_never_garbage() -> pocketdb::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("enc.sqlite");
+    {
+        let db = Database::open(&path)?;
+        db.register_collection_plugin("users", plugin(&key(1))?)?;
+        db.collection::<Value>("users").insert_one(sample(1))?;
+    }
+    let db = Database::open(&path)?;
+    db.register_collection_plugin("users", plugin(&key(2))?)?;
+    let users = db.collection::<Value>("users");
+    match users.find_one(json!({"_id": 1})) {
+        Err(Error::Decryption(msg)) => assert!(msg.contains("not configured"), "{msg}"),
+        other => panic!("expected a decryption error, got {other:?}"),
+    }
+    // An update under the wrong key is refused instead of double-encrypting.
+    let before = raw_docs(&db, "users")?;
+    match users.update_one(json!({"_id": 1}), json!({"$set": {"name": "x"}})) {
+        Err(Error::Decryption(_)) => {}
+        other => panic!("expected a decryption error, got {other:?}"),
+    }
+    assert_eq!(raw_docs(&db, "users")?, before);
+    // Without the plugin, the stored ciphertext is what comes back.
+    let plain = Database::open(&path)?;
+    let doc = plain
+        .collection::<Value>("users")
+        .find_one(json!({"_id": 1}))?
+        .expect("stored");
+    assert!(doc["ssn"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("enc:v1:")));
+    Ok(())
+}
+
+#[test]
+fn tampered_or_moved_ciphertext_fails_to_decrypt() -> pocketdb::Result<()> {
+    let db = Database::memory()?;
+    db.register_collection_plugin("users", plugin(&key(1))?)?;
+    let users = db.collection::<Value>("users");
+    users.insert_one(sample(1))?;
+    // Move the ssn ciphertext into the email field: authenticated with its path, so
+    // it does not decrypt there.
+    db.sql_write(
+        "UPDATE c_users SET doc = jsonb_set(doc, '$.email', doc ->> '$.ssn')",
+        &[],
+    )?;
+    assert!(matches!(
+        users.find_one(json!({"_id": 1})),
+        Err(Error::Decryption(_))
+    ));
+    // Flip a character of the ciphertext.
+    users.insert_one(json!({"_id": 2, "ssn": "abc"}))?;
+    let rows = db.sql(
+        "SELECT doc ->> '$.ssn' AS s FROM c_users WHERE doc ->> '$._id' = 2",
+        &[],
+    )?;
+    let mut chars: Vec<char> = rows[0]["s"].as_str().unwrap_or_default().chars().collect();
+    assert!(chars.len() > 20);
+    let at = chars.len() - 3;
+    chars[at] = if chars[at] == 'A' { 'B' } else { 'A' };
+    let forged: String = chars.into_iter().collect();
+    db.sql_write(
+        "UPDATE c_users SET doc = jsonb_set(doc, '$.ssn', ?1) WHERE doc ->> '$._id' = 2",
+        &[json!(forged)],
+    )?;
+    assert!(matches!(
+        users.find_one(json!({"_id": 2})),
+        Err(Error::Decryption(_))
+    ));
+    Ok(())
+}
+
+#[test]
+fn deterministic_equality_queries() -> pocketdb::Result<()> {
+    let db = Database::memory()?;
+    db.register_collection_plugin("users", plugin(&key(1))?)?;
+    let users = db.collection::<Value>("users");
+    users.insert_many((1..=20).map(sample))?;
+    users.insert_one(json!({"_id": 100, "email": null}))?;
+    users.insert_one(json!({"_id": 101}))?;
+
+    let found = users.find(json!({"email": "u7@example.com"}))?.to_vec()?;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["_id"], 7);
+    assert_eq!(found[0]["ssn"], "secret-ssn-7");
+
+    let ids = |filter: Value| -> pocketdb::Result<Vec<i64>> {
+        let mut ids: Vec<i64> = users
+            .find(filter)?
+            .to_vec()?
+            .iter()
+            .filter_map(|d| d["_id"].as_i64())
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    };
+    assert_eq!(ids(json!({"email": {"$eq": "u3@example.com"}}))?, vec![3]);
+    assert_eq!(
+        ids(json!({"email": {"$in": ["u3@example.com", "u5@example.com", "nobody"]}}))?,
+        vec![3, 5]
+    );
+    assert_eq!(
+        ids(json!({"$or": [{"email": "u1@example.com"}, {"name": "user 2"}]}))?,
+        vec![1, 2]
+    );
+    assert_eq!(
+        users.count_documents(json!({"email": {"$ne": "u1@example.com"}}))?,
+        21
+    );
+    assert_eq!(
+        users.count_documents(json!({"email": {"$nin": ["u1@example.com", "u2@example.com"]}}))?,
+        20
+    );
+    // null matches the stored (encrypted) null and the missing field, as in MongoDB.
+    assert_eq!(ids(json!({"email": null}))?, vec![100, 101]);
+    assert_eq!(ids(json!({"ssn": {"$exists": false}}))?, vec![100, 101]);
+
+    // An index on the deterministic field serves equality.
+    users.create_index(json!({"email": 1}), IndexOptions::default().unique(true))?;
+    assert_eq!(ids(json!({"email": "u9@example.com"}))?, vec![9]);
+    assert!(matches!(
+        users.insert_one(json!({"email": "u9@example.com"})),
+        Err(Error::DuplicateKey { .. })
+    ));
+
+    // Writes by filter go through the rewrite too.
+    let r = users.update_one(
+        json!({"email": "u4@example.com"}),
+        json!({"$set": {"name": "four"}}),
+    )?;
+    assert_eq!(r.modified_count, 1);
+    assert_eq!(
+        users
+            .delete_many(json!({"email": {"$in": ["u5@example.com", "u6@example.com"]}}))?
+            .deleted_count,
+        2
+    );
+    // An upsert seeded from the rewritten filter is not encrypted twice.
+    users.update_one_with(
+        json!({"email": "new@example.com"}),
+        json!({"$set": {"ssn": "n"}}),
+        &pocketdb::UpdateOptions {
+            upsert: true,
+            ..Default::default()
+        },
+    )?;
+    let new = users
+        .find_one(json!({"email": "new@example.com"}))?
+        .expect("upserted");
+    assert_eq!(new["email"], "new@example.com");
+    assert_eq!(new["ssn"], "n");
+    Ok(())
+}
+
+#[test]
+fn unsupported_queries_on_encrypted_fields_are_rejected() -> pocketdb::Result<()> {
+    let db = Database::memory()?;
+    db.register_collection_plugin("users", plugin(&key(1))?)?;
+    let users = db.collection::<Value>("users");
+    users.insert_one(sample(1))?;
+    let rejected = [
+        json!({"email": {"$gt": "a"}}),
+        json!({"email": {"$regex": "^u1"}}),
+        json!({"email": {"$not": {"$eq": "x"}}}),
+        json!({"ssn": "secret-ssn-1"}),
+        json!({"ssn": {"$in": ["secret-ssn-1"]}}),
+        json!({"ssn": {"$lte": "z"}}),
+        json!({"$and": [{"name": "user 1"}, {"ssn": {"$gte": "a"}}]}),
+        json!({"profile.secret.pin": 1234}),
+        json!({"profile": {"age": 31, "secret": {"pin": 1234}}}),
+        json!({"cards": {"$elemMatch": {"number": 5500}}}),
+    ];
+    for filter in rejected {
+        match users.find(filter.clone()) {
+            Err(Error::InvalidFilter { message, .. }) => {
+                assert!(message.contains("encrypted"), "{filter}: {message}")
+            }
+            other => panic!("{filter}: expected InvalidFilter, got {other:?}"),
+        }
+        assert!(matches!(
+            users.count_documents(filter.clone()),
+            Err(Error::InvalidFilter { .. })
+        ));
+    }
+    // $exists is fine on every encrypted field.
+    assert_eq!(users.count_documents(json!({"ssn": {"$exists": true}}))?, 1);
+    assert_eq!(users.count_documents(json!({"profile.age": 31}))?, 1);
+    Ok(())
+}
+
+#[test]
+fn updates_keep_or_encrypt_fields() -> pocketdb::Result<()> {
+    let db = Database::memory()?;
+    db.register_collection_plugin("users", plugin(&key(1))?)?;
+    let users = db.collection::<Value>("users");
+    users.insert_one(sample(1))?;
+    let before: Value = serde_json::from_str(&raw_docs(&db, "users")?[0])?;
+    users.update_one(json!({"_id": 1}), json!({"$set": {"name": "renamed"}}))?;
+    let after: Value = serde_json::from_str(&raw_docs(&db, "users")?[0])?;
+    assert_eq!(
+        before["ssn"], after["ssn"],
+        "an untouched ciphertext is kept as is"
+    );
+
+    users.update_one(
+        json!({"_id": 1}),
+        json!({"$set": {"ssn": "changed", "profile.secret": [1, 2]}}),
+    )?;
+    let doc = users.find_one(json!({"_id": 1}))?.expect("stored");
+    assert_eq!(doc["ssn"], "changed");
+    assert_eq!(doc["profile"]["secret"], json!([1, 2]));
+    assert_eq!(doc["name"], "renamed");
+    assert!(!raw_docs(&db, "users")?[0].contains("changed"));
+
+    // Operators computing from the stored value see the ciphertext: a typed error.
+    assert!(matches!(
+        users.update_one(json!({"_id": 1}), json!({"$inc": {"ssn": 1}})),
+        Err(Error::InvalidUpdate { .. })
+    ));
+    users.replace_one(json!({"_id": 1}), json!({"ssn": "replaced"}))?;
+    let doc = users.find_one(json!({"_id": 1}))?.expect("stored");
+    assert_eq!(doc, json!({"_id": 1, "ssn": "replaced"}));
+    Ok(())
+}
+
+/// Rejects writes while armed: interrupts a rotation part-way.
+struct Tripwire(Arc<AtomicBool>);
+
+impl Plugin for Tripwire {
+    fn name(&self) -> &str {
+        "tripwire"
+    }
+    fn before_write(&self, _ctx: &WriteContext<'_>, doc: &mut Value) -> pocketdb::Result<()> {
+        if self.0.load(Ordering::SeqCst) && doc["_id"].as_i64().is_some_and(|id| id > 1500) {
+            return Err(Error::Plugin {
+                plugin: "tripwire".into(),
+                message: "simulated crash".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn all_readable(db: &Database, n: usize) -> pocketdb::Result<()> {
+    let users = db.collection::<Value>("users");
+    let docs = users.find(json!({}))?.sort(json!({"_id": 1})).to_vec()?;
+    assert_eq!(docs.len(), n);
+    for (i, d) in docs.iter().enumerate() {
+        assert_eq!(d, &sample(i as i64 + 1));
+    }
+    Ok(())
+}
+
+#[test]
+fn key_rotation_interrupted_then_resumed() -> pocketdb::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("rot.sqlite");
+    let (old, new) = (key(1), key(2));
+    let n = 2500;
+    {
+        let db = Database::open(&path)?;
+        db.register_collection_plugin("users", plugin(&old)?)?;
+        db.collection::<Value>("users")
+            .insert_many((1..=n as i64).map(sample))?;
+    }
+    {
+        // Rotation dies after the first batch of 1,000 committed.
+        let db = Database::open(&path)?;
+        let enc = plugin(&old)?;
+        let armed = Arc::new(AtomicBool::new(true));
+        db.register_collection_plugin("users", enc.clone())?;
+        db.register_collection_plugin("users", Tripwire(armed.clone()))?;
+        let users = db.collection::<Value>("users");
+        assert!(matches!(
+            enc.rotate_key(&users, &new),
+            Err(Error::Plugin { .. })
+        ));
+    }
+    // The new key alone reads the rotated part only.
+    {
+        let db = Database::open(&path)?;
+        db.register_collection_plugin("users", plugin(&new)?)?;
+        let users = db.collection::<Value>("users");
+        assert_eq!(
+            users.find_one(json!({"_id": 1}))?.expect("rotated")["ssn"],
+            "secret-ssn-1"
+        );
+        assert!(matches!(
+            users.find_one(json!({"_id": 2000})),
+            Err(Error::Decryption(_))
+        ));
+    }
+    // Both keys read everything; rotating again finishes the job.
+    let db = Database::open(&path)?;
+    let enc = plugin(&new)?.previous_key(&old)?;
+    db.register_collection_plugin("users", enc.clone())?;
+    all_readable(&db, n)?;
+    let users = db.collection::<Value>("users");
+    let report = enc.rotate_key(&users, &new)?;
+    assert_eq!(report.scanned, n as u64);
+    assert_eq!(report.rewritten, (n - 1000) as u64);
+    assert_eq!(report.batches, 3);
+    // Idempotent.
+    assert_eq!(enc.rotate_key(&users, &new)?.rewritten, 0);
+    drop(db);
+
+    let db = Database::open(&path)?;
+    db.register_collection_plugin("users", plugin(&new)?)?;
+    all_readable(&db, n)?;
+    // Deterministic ciphertexts were re-derived under the new key.
+    let users = db.collection::<Value>("users");
+    assert_eq!(
+        users.count_documents(json!({"email": "u2400@example.com"}))?,
+        1
+    );
+    // And the old key alone reads nothing any more.
+    let db = Database::open(&path)?;
+    db.register_collection_plugin("users", plugin(&old)?)?;
+    assert!(matches!(
+        db.collection::<Value>("users").find_one(json!({"_id": 1})),
+        Err(Error::Decryption(_))
+    ));
+    Ok(())
+}
+
+#[test]
+fn rotate_key_encrypts_documents_written_before_the_plugin() -> pocketdb::Result<()> {
+    let db = Database::memory()?;
+    let users = db.collection::<Value>("users");
+    users.insert_many((1..=5).map(sample))?;
+    let enc = plugin(&key(1))?;
+    db.register_collection_plugin("users", enc.clone())?;
+    // Plain values written earlier read as they are until migrated.
+    assert_eq!(
+        users.find_one(json!({"_id": 1}))?.expect("stored"),
+        sample(1)
+    );
+    let report = enc.rotate_key(&users, &key(1))?;
+    assert_eq!(report.rewritten, 5);
+    assert!(raw_docs(&db, "users")?
+        .iter()
+        .all(|d| !d.contains("secret-ssn")));
+    all_readable(&db, 5)
+}
+
+#[test]
+fn passphrase_keys_reopen_with_the_stored_salt() -> pocketdb::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("pass.sqlite");
+    let first_id;
+    {
+        let db = Database::open(&path)?;
+        let k = EncryptionKey::from_passphrase(&db, "correct horse battery staple")?;
+        first_id = k.id()?;
+        db.register_collection_plugin("users", plugin(&k)?)?;
+        db.collection::<Value>("users").insert_one(sample(1))?;
+    }
+    let db = Database::open(&path)?;
+    let k = EncryptionKey::from_passphrase(&db, "correct horse battery staple")?;
+    assert_eq!(k.id()?, first_id, "same passphrase, same salt, same key");
+    db.register_collection_plugin("users", plugin(&k)?)?;
+    assert_eq!(
+        db.collection::<Value>("users")
+            .find_one(json!({"_id": 1}))?
+            .expect("stored"),
+        sample(1)
+    );
+    // Another database has another salt: the same passphrase gives another key.
+    let other = Database::memory()?;
+    let k2 = EncryptionKey::from_passphrase(&other, "correct horse battery staple")?;
+    assert_ne!(k2.id()?, first_id);
+    // A wrong passphrase is a decryption error.
+    let db = Database::open(&path)?;
+    let wrong = EncryptionKey::from_passphrase(&db, "wrong")?;
+    db.register_collection_plugin("users", plugin(&wrong)?)?;
+    assert!(matches!(
+        db.collection::<Value>("users").find_one(json!({"_id": 1})),
+        Err(Error::Decryption(_))
+    ));
+    Ok(())
+}
+
+#[test]
+fn bad_configuration_is_rejected() -> pocketdb::Result<()> {
+    assert!(matches!(
+        EncryptionKey::from_slice(&[0; 31]),
+        Err(Error::InvalidArgument(_))
+    ));
+    let e = Encryption::new(&key(1))?;
+    assert!(e.clone().field("_id").is_err());
+    assert!(e.clone().field("a.b")?.field("a").is_err());
+    assert!(e.clone().field("a")?.deterministic_field("a.b").is_err());
+    assert!(e.field("bad..path").is_err());
+    assert!(!format!("{:?}", key(1)).contains("1, 1"));
+    Ok(())
+}
