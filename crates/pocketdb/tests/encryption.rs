@@ -225,6 +225,23 @@ fn deterministic_equality_queries() -> pocketdb::Result<()> {
     assert_eq!(ids(json!({"email": null}))?, vec![100, 101]);
     assert_eq!(ids(json!({"ssn": {"$exists": false}}))?, vec![100, 101]);
 
+    // distinct and find-and-modify decrypt too.
+    let emails = users.distinct("email", json!({"_id": {"$lte": 3}}))?;
+    assert_eq!(
+        emails,
+        vec![
+            json!("u1@example.com"),
+            json!("u2@example.com"),
+            json!("u3@example.com")
+        ]
+    );
+    let before = users.find_one_and_update(
+        json!({"email": "u8@example.com"}),
+        json!({"$set": {"ssn": "new-8"}}),
+        &pocketdb::FindOneAndModifyOptions::default(),
+    )?;
+    assert_eq!(before.expect("matched")["ssn"], "secret-ssn-8");
+
     // An index on the deterministic field serves equality.
     users.create_index(json!({"email": 1}), IndexOptions::default().unique(true))?;
     assert_eq!(ids(json!({"email": "u9@example.com"}))?, vec![9]);

@@ -269,7 +269,8 @@ impl<T: Document> Collection<T> {
             )?
         };
         let mut values: Vec<Value> = Vec::new();
-        for row in &rows {
+        for mut row in rows {
+            self.db.after_read(&self.name, &mut row.doc)?;
             let mut found = Vec::new();
             collect_path_values(&row.doc, path.segments(), &mut found);
             for v in found {
@@ -1069,7 +1070,8 @@ impl<T: Document> Collection<T> {
         })?;
         let (doc, updated_existing, upserted_id) = out;
         let document = doc
-            .map(|doc| {
+            .map(|mut doc| {
+                self.db.after_read(&self.name, &mut doc)?;
                 let doc = match &projection {
                     Some(p) => p.apply(&doc),
                     None => doc,

@@ -55,8 +55,9 @@
 //! Values already encrypted under a configured key (a document read back from storage
 //! and updated) are kept, or re-encrypted when under an older key or in the other mode.
 //! Operators that compute from the stored value (`$inc`, `$push`, …) see the ciphertext
-//! string and fail with a typed error: write encrypted fields whole. Change streams,
-//! `changes_since` and live queries carry the stored (encrypted) documents.
+//! string and fail with a typed error: write encrypted fields whole. Reads through
+//! cursors (`find`, `find_one`, `near`), `distinct` and find-and-modify decrypt; change
+//! streams, live queries, aggregation and `db.sql` see the stored ciphertexts.
 //!
 //! # Key rotation
 //!
