@@ -27,6 +27,7 @@ pub mod id;
 pub mod index;
 pub mod maintenance;
 pub mod query;
+pub mod shard;
 pub mod update;
 pub mod value;
 
@@ -53,3 +54,7 @@ pub use maintenance::{
     CheckpointMode, CheckpointResult, DatabaseStats, IntegrityReport,
 };
 pub use query::{Filter, QueryBuilder, SortOrder};
+pub use shard::{
+    PartitionBy, PartitionStats, PartitionedCollection, ShardKey, ShardOptions, ShardedCollection,
+    ShardedCursor, TimeBucket,
+};

@@ -69,14 +69,22 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Document for T {}
 pub struct Collection<T = Value> {
     pub(crate) db: Database,
     pub(crate) name: Arc<str>,
+    /// A check every stored update must pass (a shard's key must not change).
+    guard: Option<UpdateGuard>,
     _type: PhantomData<fn() -> T>,
 }
+
+/// A check run on every update before it is stored, given the document before and after:
+/// an error rejects the update (inside its transaction). The shard layer uses it to keep
+/// a document's shard key fixed.
+pub(crate) type UpdateGuard = Arc<dyn Fn(&Value, &Value) -> Result<()> + Send + Sync>;
 
 impl<T> Clone for Collection<T> {
     fn clone(&self) -> Self {
         Collection {
             db: self.db.clone(),
             name: self.name.clone(),
+            guard: self.guard.clone(),
             _type: PhantomData,
         }
     }
@@ -98,7 +106,22 @@ impl<T: Document> Collection<T> {
         Collection {
             db,
             name: Arc::from(name),
+            guard: None,
             _type: PhantomData,
+        }
+    }
+
+    /// The same handle, checking every update with `guard` before storing it.
+    pub(crate) fn with_guard(mut self, guard: UpdateGuard) -> Collection<T> {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Runs the update guard, if any, on a document before and after an update.
+    pub(crate) fn check_guard(&self, before: &Value, after: &Value) -> Result<()> {
+        match &self.guard {
+            Some(guard) => guard(before, after),
+            None => Ok(()),
         }
     }
 
@@ -801,6 +824,7 @@ impl<T: Document> Collection<T> {
                 "the _id field cannot be changed",
             ));
         }
+        self.check_guard(&row.doc, new_doc)?;
         self.check_document(new_doc)?;
         let text = serde_json::to_string(new_doc)?;
         let max = self.db.options().max_document_size;
@@ -907,7 +931,7 @@ impl<T: Document> Collection<T> {
         Ok(result)
     }
 
-    fn upsert_document(
+    pub(crate) fn upsert_document(
         &self,
         filter: &Filter,
         update: &Update,
@@ -1121,7 +1145,10 @@ struct PreparedDoc {
     doc: Value,
 }
 
-fn parse_operator_update(update: &Value, array_filters: Option<&[Value]>) -> Result<Update> {
+pub(crate) fn parse_operator_update(
+    update: &Value,
+    array_filters: Option<&[Value]>,
+) -> Result<Update> {
     let parsed = Update::parse(update, array_filters)?;
     if parsed.is_replacement() {
         return Err(Error::update(
@@ -1133,7 +1160,7 @@ fn parse_operator_update(update: &Value, array_filters: Option<&[Value]>) -> Res
     Ok(parsed)
 }
 
-fn parse_replacement(replacement: &Value) -> Result<Update> {
+pub(crate) fn parse_replacement(replacement: &Value) -> Result<Update> {
     let parsed = Update::parse(replacement, None)?;
     if !parsed.is_replacement() {
         return Err(Error::update(
