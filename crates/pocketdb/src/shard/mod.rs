@@ -224,6 +224,9 @@ impl<T> std::fmt::Debug for ShardedCollection<T> {
 
 type Member = (String, Collection<Value>);
 
+/// Documents bound for one member, with their positions in the request.
+type Batch = (Collection<Value>, Vec<(usize, Value)>);
+
 /// The state shared by a sharded or partitioned collection's handles.
 pub(crate) struct Spread {
     /// The database whose catalog records the collection.
@@ -924,8 +927,7 @@ impl<T: Document> ShardedCollection<T> {
         I::Item: Borrow<T>,
     {
         let mut errors: Vec<WriteError> = Vec::new();
-        let mut groups: BTreeMap<String, (Collection<Value>, Vec<(usize, Value)>)> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<String, Batch> = BTreeMap::new();
         for (index, d) in documents.into_iter().enumerate() {
             let routed = to_document(d.borrow()).and_then(|mut map| {
                 ensure_id(&mut map)?;
@@ -950,7 +952,7 @@ impl<T: Document> ShardedCollection<T> {
         self.inner
             .visited
             .fetch_add(groups.len() as u64, Ordering::Relaxed);
-        let work: Vec<&(Collection<Value>, Vec<(usize, Value)>)> = groups.values().collect();
+        let work: Vec<&Batch> = groups.values().collect();
         let outcomes = self.inner.in_parallel(&work, |(coll, items)| {
             Ok(coll.insert_many_with(items.iter().map(|(_, d)| d), options))
         })?;
