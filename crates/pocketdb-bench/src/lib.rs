@@ -5,6 +5,7 @@
 
 pub mod group_by;
 mod raw;
+mod sharded;
 mod workloads;
 
 pub use workloads::{run, Config, Report, Workload};

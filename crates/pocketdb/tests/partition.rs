@@ -60,9 +60,16 @@ fn time_partitions_are_files_per_day() {
     assert!(parts.contains(&"2025-01-05".to_string()), "{parts:?}");
     assert!(parts.contains(&"2025-01-20".to_string()), "{parts:?}");
     // Documents without a date in the partition field are refused.
-    for bad in [json!({"x": 1}), json!({"ts": "yesterday"}), json!({"ts": [JAN_1]})] {
+    for bad in [
+        json!({"x": 1}),
+        json!({"ts": "yesterday"}),
+        json!({"ts": [JAN_1]}),
+    ] {
         assert!(
-            matches!(events.insert_one(bad.clone()), Err(Error::InvalidDocument(_))),
+            matches!(
+                events.insert_one(bad.clone()),
+                Err(Error::InvalidDocument(_))
+            ),
             "{bad}"
         );
     }
@@ -100,7 +107,12 @@ fn queries_on_the_partition_field_open_only_what_they_need() {
     assert_eq!(found, want);
     let stats = events.stats();
     assert_eq!((stats.opened, stats.visited), (2, 2));
-    assert_eq!(events.count_documents(json!({"ts": JAN_1 + 2 * HOUR})).unwrap(), 1);
+    assert_eq!(
+        events
+            .count_documents(json!({"ts": JAN_1 + 2 * HOUR}))
+            .unwrap(),
+        1
+    );
     assert_eq!(events.stats().opened, 3, "an equality opens one partition");
     assert_eq!(
         events
@@ -112,7 +124,12 @@ fn queries_on_the_partition_field_open_only_what_they_need() {
     assert_eq!(events.count_documents(json!({"kind": "buy"})).unwrap(), 40);
     assert_eq!(events.stats().opened, 10);
     // Pruned results agree with a brute-force filter for assorted ranges.
-    for (lo, hi) in [(0, DAY), (DAY / 2, 3 * DAY + 1), (9 * DAY, 20 * DAY), (-DAY, 0)] {
+    for (lo, hi) in [
+        (0, DAY),
+        (DAY / 2, 3 * DAY + 1),
+        (9 * DAY, 20 * DAY),
+        (-DAY, 0),
+    ] {
         let filter = json!({"ts": {"$gt": JAN_1 + lo, "$lte": JAN_1 + hi}});
         let want = (0..120)
             .map(event)
@@ -129,7 +146,9 @@ fn queries_on_the_partition_field_open_only_what_they_need() {
 fn drop_partitions_before_deletes_files() {
     let dir = tempfile::tempdir().unwrap();
     let (_client, events) = setup(dir.path());
-    let dropped = events.drop_partitions_before(JAN_1 + 3 * DAY + HOUR).unwrap();
+    let dropped = events
+        .drop_partitions_before(JAN_1 + 3 * DAY + HOUR)
+        .unwrap();
     assert_eq!(dropped, vec!["2025-01-01", "2025-01-02", "2025-01-03"]);
     assert!(!dir
         .path()
@@ -183,7 +202,9 @@ fn prefix_partitions() {
     );
     assert_eq!(events.count_documents(feb).unwrap(), 10);
     assert_eq!(
-        events.partitions_for(json!({"key": "events:2025:03:007"})).unwrap(),
+        events
+            .partitions_for(json!({"key": "events:2025:03:007"}))
+            .unwrap(),
         vec!["events:2025:03"]
     );
     assert!(matches!(
@@ -203,7 +224,10 @@ fn indexes_reach_partitions_created_later() {
         .create_index(json!({"kind": 1}), IndexOptions::default())
         .unwrap();
     assert!(events
-        .create_index(json!({"kind": 1}), IndexOptions::default().unique(true).name("u"))
+        .create_index(
+            json!({"kind": 1}),
+            IndexOptions::default().unique(true).name("u")
+        )
         .is_err());
     events.insert_one(event(1000)).unwrap();
     let late = events.member_of(event(1000)).unwrap();
@@ -258,7 +282,13 @@ fn updates_stay_within_their_partition() {
         )
         .unwrap();
     assert_eq!(r.matched_count, 12);
-    assert_eq!(events.delete_many(json!({"early": true})).unwrap().deleted_count, 12);
+    assert_eq!(
+        events
+            .delete_many(json!({"early": true}))
+            .unwrap()
+            .deleted_count,
+        12
+    );
     // An upsert creates the partition its document belongs to.
     let r = events
         .update_one_with(

@@ -183,16 +183,26 @@ impl<T: Document> Collection<T> {
         I: IntoIterator,
         I::Item: Borrow<T>,
     {
+        let docs = documents
+            .into_iter()
+            .map(|d| to_document(d.borrow()))
+            .collect();
+        self.insert_documents(docs, options)
+    }
+
+    /// [`insert_many_with`](Collection::insert_many_with) on documents already converted
+    /// (or failed to convert) to JSON objects.
+    pub(crate) fn insert_documents(
+        &self,
+        docs: Vec<Result<Map<String, Value>>>,
+        options: InsertManyOptions,
+    ) -> Result<InsertManyResult> {
         if let Some(buffer) = self.db.buffer() {
-            let docs = documents
-                .into_iter()
-                .map(|d| to_document(d.borrow()))
-                .collect();
             return self.insert_buffered(buffer, docs, options.ordered);
         }
-        let prepared: Vec<Result<PreparedDoc>> = documents
+        let prepared: Vec<Result<PreparedDoc>> = docs
             .into_iter()
-            .map(|d| to_document(d.borrow()).and_then(|doc| self.prepare_insert(doc)))
+            .map(|doc| doc.and_then(|doc| self.prepare_insert(doc)))
             .collect();
         let (inserted, errors) = self.write(|conn| {
             let mut inserted = std::collections::BTreeMap::new();

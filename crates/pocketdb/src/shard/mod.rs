@@ -55,7 +55,7 @@ use crate::{
     UpdateOptions, UpdateResult,
 };
 use partition::{decode_label, encode_label, Partitioner};
-use route::{key_value, shard_index, Layout};
+use route::{key_value, key_value_in, shard_index, Layout};
 use serde_json::{json, Map, Value};
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
@@ -225,7 +225,12 @@ impl<T> std::fmt::Debug for ShardedCollection<T> {
 type Member = (String, Collection<Value>);
 
 /// Documents bound for one member, with their positions in the request.
-type Batch = (Collection<Value>, Vec<(usize, Value)>);
+struct Batch {
+    coll: Collection<Value>,
+    positions: Vec<usize>,
+    /// Taken by the thread that inserts them.
+    docs: Mutex<Vec<Map<String, Value>>>,
+}
 
 /// The state shared by a sharded or partitioned collection's handles.
 pub(crate) struct Spread {
@@ -446,8 +451,17 @@ impl Spread {
 
     /// The member a document belongs to (a new partition is created).
     fn member_for_doc(&self, doc: &Value) -> Result<Member> {
-        if let Layout::Hash { shards, path } = &self.layout {
-            let i = shard_index(&key_value(doc, path)?, *shards);
+        self.member_for_key(&key_value(doc, self.layout.path())?)
+    }
+
+    /// [`member_for_doc`](Spread::member_for_doc) for a document given as its map.
+    fn member_for_map(&self, doc: &Map<String, Value>) -> Result<Member> {
+        self.member_for_key(&key_value_in(doc, self.layout.path())?)
+    }
+
+    fn member_for_key(&self, key: &Value) -> Result<Member> {
+        if let Layout::Hash { shards, .. } = &self.layout {
+            let i = shard_index(key, *shards);
             let coll = self
                 .shards
                 .get(i)
@@ -455,7 +469,7 @@ impl Spread {
                 .ok_or_else(|| self.error("shard missing"))?;
             return Ok((i.to_string(), coll));
         }
-        let label = self.layout.label_of(doc)?;
+        let label = self.layout.label_of_key(key)?;
         let coll = self.member(&label, true)?;
         Ok((label, coll))
     }
@@ -931,16 +945,23 @@ impl<T: Document> ShardedCollection<T> {
         for (index, d) in documents.into_iter().enumerate() {
             let routed = to_document(d.borrow()).and_then(|mut map| {
                 ensure_id(&mut map)?;
-                let doc = Value::Object(map);
-                let member = self.inner.member_for_doc(&doc)?;
-                Ok((member, doc))
+                let member = self.inner.member_for_map(&map)?;
+                Ok((member, map))
             });
             match routed {
-                Ok(((label, coll), doc)) => groups
-                    .entry(label)
-                    .or_insert_with(|| (coll, Vec::new()))
-                    .1
-                    .push((index, doc)),
+                Ok(((label, coll), doc)) => {
+                    let batch = groups.entry(label).or_insert_with(|| Batch {
+                        coll,
+                        positions: Vec::new(),
+                        docs: Mutex::new(Vec::new()),
+                    });
+                    batch.positions.push(index);
+                    batch
+                        .docs
+                        .get_mut()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(doc);
+                }
                 Err(error) => {
                     errors.push(WriteError { index, error });
                     if options.ordered {
@@ -952,14 +973,18 @@ impl<T: Document> ShardedCollection<T> {
         self.inner
             .visited
             .fetch_add(groups.len() as u64, Ordering::Relaxed);
-        let work: Vec<&Batch> = groups.values().collect();
-        let outcomes = self.inner.in_parallel(&work, |(coll, items)| {
-            Ok(coll.insert_many_with(items.iter().map(|(_, d)| d), options))
+        let batches: Vec<Batch> = groups.into_values().collect();
+        let outcomes = self.inner.in_parallel(&batches, |batch| {
+            let docs =
+                std::mem::take(&mut *batch.docs.lock().unwrap_or_else(PoisonError::into_inner));
+            Ok(batch
+                .coll
+                .insert_documents(docs.into_iter().map(Ok).collect(), options))
         })?;
         let mut inserted = BTreeMap::new();
         let mut fatal = None;
-        for ((_, (_, items)), outcome) in groups.iter().zip(outcomes) {
-            let global = |local: usize| items.get(local).map_or(local, |(i, _)| *i);
+        for (batch, outcome) in batches.iter().zip(outcomes) {
+            let global = |local: usize| batch.positions.get(local).copied().unwrap_or(local);
             match outcome {
                 Ok(r) => {
                     for (local, id) in r.inserted_ids {

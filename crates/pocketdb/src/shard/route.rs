@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::id::id_key;
 use crate::query::{Cond, Filter, InItem};
 use crate::value::FieldPath;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 
 /// How a collection's documents are spread over its members.
@@ -38,10 +38,14 @@ impl Layout {
 
     /// The label of the member `doc` belongs to: the shard number, or the partition name.
     pub(crate) fn label_of(&self, doc: &Value) -> Result<String> {
-        let key = key_value(doc, self.path())?;
+        self.label_of_key(&key_value(doc, self.path())?)
+    }
+
+    /// The label of the member a document whose routing key is `key` belongs to.
+    pub(crate) fn label_of_key(&self, key: &Value) -> Result<String> {
         match self {
-            Layout::Hash { shards, .. } => Ok(shard_index(&key, *shards).to_string()),
-            Layout::Partition(p) => p.label_of_key(&key),
+            Layout::Hash { shards, .. } => Ok(shard_index(key, *shards).to_string()),
+            Layout::Partition(p) => p.label_of_key(key),
         }
     }
 }
@@ -50,8 +54,22 @@ impl Layout {
 /// missing shard key). Arrays cannot be shard keys: a path ending at or crossing an
 /// array is an error.
 pub(crate) fn key_value(doc: &Value, path: &FieldPath) -> Result<Value> {
-    let mut current = doc;
-    for seg in path.segments() {
+    key_below(doc, path.segments(), path)
+}
+
+/// [`key_value`] of a document given as its map.
+pub(crate) fn key_value_in(doc: &Map<String, Value>, path: &FieldPath) -> Result<Value> {
+    match path.segments().split_first() {
+        Some((head, rest)) => match doc.get(head) {
+            Some(next) => key_below(next, rest, path),
+            None => Ok(Value::Null),
+        },
+        None => Ok(Value::Null),
+    }
+}
+
+fn key_below(mut current: &Value, segments: &[String], path: &FieldPath) -> Result<Value> {
+    for seg in segments {
         match current {
             Value::Object(map) => match map.get(seg) {
                 Some(next) => current = next,
