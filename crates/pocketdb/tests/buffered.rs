@@ -339,3 +339,33 @@ fn buffered_mode_needs_a_file_and_other_modes_have_no_buffer() {
     assert!(db.buffer_events(1).is_err());
     db.flush().unwrap();
 }
+
+#[test]
+fn the_applier_wakes_for_small_batches_without_a_flush() {
+    // Writes below `batch_size` reach SQLite within `flush_interval` on their own: the
+    // applier used to sleep forever once it had found the queue empty.
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_with(&dir, BufferOptions::default());
+    for round in 0..3 {
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let c = db.collection::<Value>("c");
+                s.spawn(move || {
+                    for i in 0..25 {
+                        c.insert_one(json!({"round": round, "t": t, "i": i}))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let want = (round + 1) * 100;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while db.changes_since(0, 10_000).unwrap().len() < want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: buffered writes were not applied"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

@@ -352,7 +352,10 @@ impl Buffer {
         st.active_bytes += bytes.len() as u64;
         st.dirty = true;
         let file = st.active.clone();
-        if st.queue.len() >= self.options.batch_size {
+        // The applier sleeps without a deadline while the queue is empty: wake it when
+        // this append made the queue non-empty (it then waits `flush_interval`), and
+        // when a full batch is ready.
+        if st.queue.len() == pushed || st.queue.len() >= self.options.batch_size {
             self.work.notify_one();
         }
         drop(st);
