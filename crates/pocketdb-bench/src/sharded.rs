@@ -116,7 +116,46 @@ pub(crate) fn scan(
         raw_found += raw::scan(conn, CITIES[(k % 50) as usize])?;
     }
     let raw_seconds = t.elapsed().as_secs_f64();
-    if found != single_found || found != raw_found {
+    // The parallel ceiling of this machine: raw rusqlite scanning the shard files, one
+    // thread each, against its own single-file scan above.
+    let files: Vec<_> = (0..shards)
+        .map(|i| {
+            dir.join("sharded-scan/bench.shards/bench")
+                .join(format!("shard-{i}.sqlite"))
+        })
+        .collect();
+    let mut conns = files
+        .iter()
+        .map(|f| {
+            let c = rusqlite::Connection::open(f)?;
+            c.execute_batch("PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456;")?;
+            Ok(c)
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for c in &mut conns {
+        raw::scan_table(c, "c_bench", CITIES[0])?; // warm, like the others
+    }
+    let t = Instant::now();
+    let mut raw_parallel_found = 0;
+    for k in 0..ops {
+        let city = CITIES[(k % 50) as usize];
+        raw_parallel_found += std::thread::scope(|s| {
+            let handles: Vec<_> = conns
+                .iter_mut()
+                .map(|c| s.spawn(move || raw::scan_table(c, "c_bench", city)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Ok(0)))
+                .sum::<rusqlite::Result<usize>>()
+        })?;
+    }
+    let raw_parallel_seconds = t.elapsed().as_secs_f64();
+    extra.insert(
+        "raw_parallel_speedup".into(),
+        json!(raw_seconds / raw_parallel_seconds.max(1e-9)),
+    );
+    if found != single_found || found != raw_found || found != raw_parallel_found {
         return Err(format!(
             "sharded-scan found {found}, single file {single_found}, raw {raw_found}"
         )
