@@ -7,7 +7,7 @@ fn main() {
             docs: n,
             ops: None,
             dir: None,
-            threads: None,
+            threads: args.get(3).and_then(|s| s.parse().ok()),
         };
         println!("{}", pocketdb_bench::run(&cfg).unwrap());
     }

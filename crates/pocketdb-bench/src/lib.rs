@@ -6,6 +6,7 @@
 pub mod group_by;
 mod live;
 mod raw;
+mod sharded;
 mod workloads;
 
 pub use live::{live_latency, LiveLatency};

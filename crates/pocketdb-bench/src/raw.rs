@@ -45,10 +45,15 @@ pub(crate) fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>
 }
 
 pub(crate) fn scan(conn: &Connection, city: &str) -> rusqlite::Result<usize> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT json(doc) FROM docs WHERE json_extract(doc, '$.score') > 50 \
-         AND json_extract(doc, '$.city') = ?1",
-    )?;
+    scan_table(conn, "docs", city)
+}
+
+/// The `find-scan` query on `table` (a fixed name, never user input).
+pub(crate) fn scan_table(conn: &Connection, table: &str, city: &str) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT json(doc) FROM \"{table}\" WHERE json_extract(doc, '$.score') > 50 \
+         AND json_extract(doc, '$.city') = ?1"
+    ))?;
     let mut rows = stmt.query([city])?;
     let mut n = 0;
     while let Some(r) = rows.next()? {

@@ -42,11 +42,19 @@ pub enum Workload {
     /// `aggregate([{$group: {_id: "$city", n: {$sum: 1}, avg: {$avg: "$score"}}}])`
     /// against the same `GROUP BY` written by hand (see `group_by`).
     GroupBy,
+    /// `insert_many` in batches of 1,000 into a collection sharded over `threads` shards
+    /// (default 2), written in parallel; against raw `insert-many` into one file, and
+    /// pocketdb's single-file `insert_many` (`vs_single_file`).
+    ShardedInsert,
+    /// The `find-scan` query over `threads` shards (default 2) scanned in parallel,
+    /// against the same query on one file through pocketdb (`speedup_vs_single_file`)
+    /// and raw rusqlite.
+    ShardedScan,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 13] = [
+    pub const ALL: [Workload; 15] = [
         Workload::InsertMany,
         Workload::InsertOne,
         Workload::GetById,
@@ -60,6 +68,8 @@ impl Workload {
         Workload::IndexBuild,
         Workload::IndexWriteCost,
         Workload::GroupBy,
+        Workload::ShardedInsert,
+        Workload::ShardedScan,
     ];
 
     /// The workload's command-line name.
@@ -78,6 +88,8 @@ impl Workload {
             Workload::IndexBuild => "index-build",
             Workload::IndexWriteCost => "index-write-cost",
             Workload::GroupBy => "group-by",
+            Workload::ShardedInsert => "sharded-insert",
+            Workload::ShardedScan => "sharded-scan",
         }
     }
 }
@@ -97,10 +109,7 @@ impl FromStr for Workload {
             .find(|w| w.name() == s)
             .ok_or_else(|| {
                 let names: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
-                format!(
-                    "unknown workload '{s}' (not yet available: sharded-insert, sharded-scan); known: {}",
-                    names.join(", ")
-                )
+                format!("unknown workload '{s}'; known: {}", names.join(", "))
             })
     }
 }
@@ -116,7 +125,8 @@ pub struct Config {
     pub ops: Option<u64>,
     /// Directory for the database files (a temporary one when `None`).
     pub dir: Option<PathBuf>,
-    /// Writer threads for concurrent workloads (`group-commit`: default 16).
+    /// Writer threads for concurrent workloads (`group-commit`: default 16); the number
+    /// of shards for `sharded-insert` and `sharded-scan` (default 2).
     pub threads: Option<usize>,
 }
 
@@ -427,6 +437,16 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
             extra.insert("ms_per_scan".into(), json!(s * 1000.0 / ops as f64));
             (ops, s, r)
         }
+        Workload::ShardedInsert | Workload::ShardedScan => {
+            let shards = config.threads.unwrap_or(2).max(1);
+            let t = if config.workload == Workload::ShardedInsert {
+                crate::sharded::insert(&dir, &coll, &mut conn, n, shards, &mut extra)?
+            } else {
+                let ops = config.ops.unwrap_or(5);
+                crate::sharded::scan(&dir, &coll, &mut conn, n, ops, shards, &mut extra)?
+            };
+            (t.ops, t.seconds, t.raw_seconds)
+        }
         Workload::GroupBy => {
             load(&coll, n)?;
             load_raw(&mut conn, n)?;
@@ -557,7 +577,7 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
 
 const BATCH: u64 = 1_000;
 
-fn load(coll: &Collection<Value>, n: u64) -> Result<(), BoxError> {
+pub(crate) fn load(coll: &Collection<Value>, n: u64) -> Result<(), BoxError> {
     let mut start = 0;
     while start < n {
         let end = (start + BATCH).min(n);
@@ -567,7 +587,7 @@ fn load(coll: &Collection<Value>, n: u64) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn load_raw(conn: &mut rusqlite::Connection, n: u64) -> Result<(), BoxError> {
+pub(crate) fn load_raw(conn: &mut rusqlite::Connection, n: u64) -> Result<(), BoxError> {
     let mut start = 0;
     while start < n {
         let end = (start + BATCH).min(n);

@@ -48,6 +48,8 @@ pub(crate) struct DbInner {
     client: std::sync::OnceLock<crate::client::WeakClient>,
     /// State of the maintenance layer (attachments, expiry, slow queries, bulk mode).
     pub(crate) extras: crate::maintenance::DbExtras,
+    /// Member databases of this database's sharded and partitioned collections.
+    pub(crate) shards: crate::shard::Registry,
 }
 
 impl Drop for DbInner {
@@ -117,6 +119,7 @@ impl Database {
                 indexes: crate::index::DbIndexes::default(),
                 client: std::sync::OnceLock::new(),
                 extras: Default::default(),
+                shards: Default::default(),
             }),
         };
         if let Durability::Buffered(options) = &db.options().durability {

@@ -183,6 +183,16 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+    /// A sharded or partitioned collection cannot do what was asked: its catalog entry or
+    /// files are inconsistent, the operation does not apply to its layout, or a worker
+    /// thread of a scatter-gather failed.
+    #[error("sharded collection '{collection}': {message}")]
+    Shard {
+        /// The sharded or partitioned collection.
+        collection: String,
+        /// What was wrong.
+        message: String,
+    },
     /// A blocking aggregation stage needed more memory than allowed and spilling to disk
     /// was not allowed (MongoDB's `allowDiskUse`).
     #[error(
@@ -300,6 +310,7 @@ impl Error {
             Error::Decryption(_) => 8001,
             Error::InvalidPipeline { .. } => 40324,
             Error::MemoryLimitExceeded { .. } => 292,
+            Error::Shard { .. } => 1,
             Error::Sqlite(_)
             | Error::Io(_)
             | Error::Incompatible(_)

@@ -29,6 +29,7 @@ pub mod live;
 pub mod maintenance;
 pub mod plugin;
 pub mod query;
+pub mod shard;
 pub mod update;
 pub mod value;
 
@@ -61,3 +62,7 @@ pub use maintenance::{
     CheckpointMode, CheckpointResult, DatabaseStats, IntegrityReport,
 };
 pub use query::{Filter, QueryBuilder, SortOrder};
+pub use shard::{
+    PartitionBy, PartitionStats, PartitionedCollection, ShardKey, ShardOptions, ShardedCollection,
+    ShardedCursor, TimeBucket,
+};

@@ -259,6 +259,7 @@ impl<T: Document> Collection<T> {
                     is_insert: false,
                     now_millis: now,
                 };
+                let before = self.guard.is_some().then(|| doc.clone());
                 let mut new_doc = doc;
                 if !update.apply(&mut new_doc, &ctx)? {
                     return Ok((
@@ -281,6 +282,9 @@ impl<T: Document> Collection<T> {
                         "_id",
                         "the _id field cannot be changed",
                     ));
+                }
+                if let Some(before) = &before {
+                    self.check_guard(before, &new_doc)?;
                 }
                 self.check_document(&new_doc)?;
                 let text = serde_json::to_string(&new_doc)?;

@@ -70,14 +70,22 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Document for T {}
 pub struct Collection<T = Value> {
     pub(crate) db: Database,
     pub(crate) name: Arc<str>,
+    /// A check every stored update must pass (a shard's key must not change).
+    guard: Option<UpdateGuard>,
     _type: PhantomData<fn() -> T>,
 }
+
+/// A check run on every update before it is stored, given the document before and after:
+/// an error rejects the update (inside its transaction). The shard layer uses it to keep
+/// a document's shard key fixed.
+pub(crate) type UpdateGuard = Arc<dyn Fn(&Value, &Value) -> Result<()> + Send + Sync>;
 
 impl<T> Clone for Collection<T> {
     fn clone(&self) -> Self {
         Collection {
             db: self.db.clone(),
             name: self.name.clone(),
+            guard: self.guard.clone(),
             _type: PhantomData,
         }
     }
@@ -99,7 +107,22 @@ impl<T: Document> Collection<T> {
         Collection {
             db,
             name: Arc::from(name),
+            guard: None,
             _type: PhantomData,
+        }
+    }
+
+    /// The same handle, checking every update with `guard` before storing it.
+    pub(crate) fn with_guard(mut self, guard: UpdateGuard) -> Collection<T> {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Runs the update guard, if any, on a document before and after an update.
+    pub(crate) fn check_guard(&self, before: &Value, after: &Value) -> Result<()> {
+        match &self.guard {
+            Some(guard) => guard(before, after),
+            None => Ok(()),
         }
     }
 
@@ -161,16 +184,26 @@ impl<T: Document> Collection<T> {
         I: IntoIterator,
         I::Item: Borrow<T>,
     {
+        let docs = documents
+            .into_iter()
+            .map(|d| to_document(d.borrow()))
+            .collect();
+        self.insert_documents(docs, options)
+    }
+
+    /// [`insert_many_with`](Collection::insert_many_with) on documents already converted
+    /// (or failed to convert) to JSON objects.
+    pub(crate) fn insert_documents(
+        &self,
+        docs: Vec<Result<Map<String, Value>>>,
+        options: InsertManyOptions,
+    ) -> Result<InsertManyResult> {
         if let Some(buffer) = self.db.buffer() {
-            let docs = documents
-                .into_iter()
-                .map(|d| to_document(d.borrow()))
-                .collect();
             return self.insert_buffered(buffer, docs, options.ordered);
         }
-        let prepared: Vec<Result<PreparedDoc>> = documents
+        let prepared: Vec<Result<PreparedDoc>> = docs
             .into_iter()
-            .map(|d| to_document(d.borrow()).and_then(|doc| self.prepare_insert(doc)))
+            .map(|doc| doc.and_then(|doc| self.prepare_insert(doc)))
             .collect();
         let (inserted, errors) = self.write(|conn| {
             let mut inserted = std::collections::BTreeMap::new();
@@ -851,6 +884,7 @@ impl<T: Document> Collection<T> {
                 "the _id field cannot be changed",
             ));
         }
+        self.check_guard(&row.doc, new_doc)?;
         self.check_document(new_doc)?;
         let text = serde_json::to_string(new_doc)?;
         let max = self.db.options().max_document_size;
@@ -959,7 +993,7 @@ impl<T: Document> Collection<T> {
         Ok(result)
     }
 
-    fn upsert_document(
+    pub(crate) fn upsert_document(
         &self,
         filter: &Filter,
         update: &Update,
@@ -1174,7 +1208,10 @@ struct PreparedDoc {
     doc: Value,
 }
 
-fn parse_operator_update(update: &Value, array_filters: Option<&[Value]>) -> Result<Update> {
+pub(crate) fn parse_operator_update(
+    update: &Value,
+    array_filters: Option<&[Value]>,
+) -> Result<Update> {
     let parsed = Update::parse(update, array_filters)?;
     if parsed.is_replacement() {
         return Err(Error::update(
@@ -1186,7 +1223,7 @@ fn parse_operator_update(update: &Value, array_filters: Option<&[Value]>) -> Res
     Ok(parsed)
 }
 
-fn parse_replacement(replacement: &Value) -> Result<Update> {
+pub(crate) fn parse_replacement(replacement: &Value) -> Result<Update> {
     let parsed = Update::parse(replacement, None)?;
     if !parsed.is_replacement() {
         return Err(Error::update(

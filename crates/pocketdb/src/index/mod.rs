@@ -28,7 +28,7 @@
 mod bounds;
 mod build;
 mod keys;
-mod ttl;
+pub(crate) mod ttl;
 
 pub(crate) use bounds::{prefix_range, side_bounds, Bounds};
 pub(crate) use build::{

@@ -1,0 +1,427 @@
+//! Scatter-gather reads: every member runs the query on its own thread and streams its
+//! results in batches; the cursor merges the streams.
+//!
+//! With a sort, each member sorts (with `skip + limit` pushed down as its limit) and the
+//! cursor does a k-way merge on the sort keys over a binary heap, then skips and limits.
+//! Without a sort, batches are taken in whatever order members produce them (as MongoDB
+//! makes no order promise for an unsorted query over shards) and the projection is
+//! pushed down too. A query that reaches one member is handed to that member's own
+//! cursor whole.
+
+use crate::collection::{from_document, Collection, Cursor, Document};
+use crate::error::{Error, Result};
+use crate::query::sort::SortValue;
+use crate::query::{Filter, Projection, SortSpec};
+use serde_json::Value;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
+use std::marker::PhantomData;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+
+/// Batches a member thread may have in flight before it waits for the cursor.
+const QUEUE: usize = 4;
+
+/// A lazy result of [`ShardedCollection::find`](super::ShardedCollection::find): the same
+/// builder methods as [`Cursor`] (`sort`, `skip`, `limit`, `projection`, `batch_size`),
+/// then iterate. The member queries start, in parallel, at the first `next`.
+pub struct ShardedCursor<T> {
+    collection: String,
+    members: Vec<(String, Collection<Value>)>,
+    filter: Filter,
+    sort: Option<SortSpec>,
+    projection: Option<Projection>,
+    skip: u64,
+    limit: Option<u64>,
+    batch_size: usize,
+    error: Option<Error>,
+    state: State,
+    _type: PhantomData<fn() -> T>,
+}
+
+enum State {
+    NotStarted,
+    /// One member: its own cursor does everything.
+    Single(Box<Cursor<Value>>),
+    /// Several members, no sort: batches from any member as they come.
+    Unsorted {
+        rx: Receiver<Result<Vec<Value>>>,
+        buffer: VecDeque<Value>,
+        to_skip: u64,
+        remaining: Option<u64>,
+    },
+    /// Several members, sorted: a k-way merge.
+    Merge {
+        streams: Vec<Stream>,
+        heap: BinaryHeap<Head>,
+        spec: Arc<SortSpec>,
+        to_skip: u64,
+        remaining: Option<u64>,
+    },
+    Done,
+}
+
+/// One member's sorted results, batch by batch.
+struct Stream {
+    rx: Receiver<Result<Vec<Value>>>,
+    buffer: VecDeque<Value>,
+}
+
+impl Stream {
+    fn next(&mut self) -> Result<Option<Value>> {
+        loop {
+            if let Some(doc) = self.buffer.pop_front() {
+                return Ok(Some(doc));
+            }
+            match self.rx.recv() {
+                Ok(batch) => self.buffer.extend(batch?),
+                Err(_) => return Ok(None),
+            }
+        }
+    }
+}
+
+/// The current first document of one member in a merge. Ordered so that the heap (a
+/// max-heap) pops the smallest sort key first, ties going to the lower member.
+struct Head {
+    key: Vec<SortValue>,
+    member: usize,
+    doc: Value,
+    spec: Arc<SortSpec>,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Head) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Head {}
+
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Head) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Head {
+    fn cmp(&self, other: &Head) -> Ordering {
+        self.spec
+            .compare_keys(&other.key, &self.key)
+            .then(other.member.cmp(&self.member))
+    }
+}
+
+impl<T> std::fmt::Debug for ShardedCursor<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardedCursor")
+            .field("collection", &self.collection)
+            .field(
+                "members",
+                &self.members.iter().map(|(l, _)| l).collect::<Vec<_>>(),
+            )
+            .field("filter", &self.filter)
+            .field("sort", &self.sort)
+            .field("skip", &self.skip)
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+impl<T: Document> ShardedCursor<T> {
+    pub(crate) fn new(
+        collection: String,
+        members: Vec<(String, Collection<Value>)>,
+        filter: Filter,
+    ) -> ShardedCursor<T> {
+        ShardedCursor {
+            collection,
+            members,
+            filter,
+            sort: None,
+            projection: None,
+            skip: 0,
+            limit: None,
+            batch_size: 256,
+            error: None,
+            state: State::NotStarted,
+            _type: PhantomData,
+        }
+    }
+
+    /// Orders results by a MongoDB sort document (`{"age": -1, "name": 1}`).
+    pub fn sort(mut self, spec: Value) -> ShardedCursor<T> {
+        match SortSpec::parse(&spec) {
+            Ok(s) => self.sort = (!s.keys.is_empty()).then_some(s),
+            Err(e) => self.error = self.error.or(Some(e)),
+        }
+        self
+    }
+
+    /// Orders results by an already parsed sort.
+    pub fn sort_spec(mut self, spec: SortSpec) -> ShardedCursor<T> {
+        self.sort = (!spec.keys.is_empty()).then_some(spec);
+        self
+    }
+
+    /// Skips the first `n` results (of the merged order).
+    pub fn skip(mut self, n: u64) -> ShardedCursor<T> {
+        self.skip = n;
+        self
+    }
+
+    /// Returns at most `n` results; `0` means no limit, a negative limit counts as its
+    /// absolute value. Each member is asked for at most `skip + limit` documents.
+    pub fn limit(mut self, n: i64) -> ShardedCursor<T> {
+        self.limit = match n.unsigned_abs() {
+            0 => None,
+            n => Some(n),
+        };
+        self
+    }
+
+    /// Shapes each result with a MongoDB projection document.
+    pub fn projection(mut self, spec: Value) -> ShardedCursor<T> {
+        match Projection::parse(&spec) {
+            Ok(p) => self.projection = Some(p),
+            Err(e) => self.error = self.error.or(Some(e)),
+        }
+        self
+    }
+
+    /// Shapes each result with an already parsed projection.
+    pub fn projection_spec(mut self, projection: Projection) -> ShardedCursor<T> {
+        self.projection = Some(projection);
+        self
+    }
+
+    /// Documents per batch read from each member (default 256).
+    pub fn batch_size(mut self, n: usize) -> ShardedCursor<T> {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// The members (shard numbers or partition names) the query reads.
+    pub fn members(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|(label, _)| label.clone())
+            .collect()
+    }
+
+    /// Reads every remaining result.
+    pub fn to_vec(self) -> Result<Vec<T>> {
+        self.collect()
+    }
+
+    /// The member query: the filter, the sort and `skip + limit` as its limit.
+    fn member_cursor(&self, coll: &Collection<Value>, push_projection: bool) -> Cursor<Value> {
+        let mut cursor = coll
+            .find_filter(self.filter.clone())
+            .batch_size(self.batch_size);
+        if let Some(sort) = &self.sort {
+            cursor = cursor.sort_spec(sort.clone());
+        }
+        if let Some(limit) = self.limit {
+            let pushed = limit.saturating_add(self.skip);
+            cursor = cursor.limit(i64::try_from(pushed).unwrap_or(i64::MAX));
+        }
+        if push_projection {
+            if let Some(p) = &self.projection {
+                cursor = cursor.projection_spec(p.clone());
+            }
+        }
+        cursor
+    }
+
+    fn start(&mut self) -> Result<()> {
+        if let [(_, coll)] = self.members.as_slice() {
+            let mut cursor = self.member_cursor(coll, true).skip(self.skip);
+            if let Some(limit) = self.limit {
+                cursor = cursor.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+            }
+            self.state = State::Single(Box::new(cursor));
+            return Ok(());
+        }
+        match self.sort.clone() {
+            None => {
+                let (tx, rx) = sync_channel(QUEUE * self.members.len().max(1));
+                for (_, coll) in &self.members {
+                    spawn_member(self.member_cursor(coll, true), self.batch_size, tx.clone())?;
+                }
+                self.state = State::Unsorted {
+                    rx,
+                    buffer: VecDeque::new(),
+                    to_skip: self.skip,
+                    remaining: self.limit,
+                };
+            }
+            Some(sort) => {
+                let mut streams = Vec::with_capacity(self.members.len());
+                for (_, coll) in &self.members {
+                    let (tx, rx) = sync_channel(QUEUE);
+                    spawn_member(self.member_cursor(coll, false), self.batch_size, tx)?;
+                    streams.push(Stream {
+                        rx,
+                        buffer: VecDeque::new(),
+                    });
+                }
+                let spec = Arc::new(sort);
+                let mut heap = BinaryHeap::with_capacity(streams.len());
+                for (member, stream) in streams.iter_mut().enumerate() {
+                    if let Some(doc) = stream.next()? {
+                        heap.push(Head {
+                            key: spec.sort_key(&doc),
+                            member,
+                            doc,
+                            spec: spec.clone(),
+                        });
+                    }
+                }
+                self.state = State::Merge {
+                    streams,
+                    heap,
+                    spec,
+                    to_skip: self.skip,
+                    remaining: self.limit,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// The next document, before projection (projection already applied for the
+    /// pushed-down shapes, flagged by the second field).
+    fn next_doc(&mut self) -> Result<Option<(Value, bool)>> {
+        match &mut self.state {
+            State::NotStarted | State::Done => Ok(None),
+            State::Single(cursor) => cursor.next().transpose().map(|d| d.map(|d| (d, true))),
+            State::Unsorted {
+                rx,
+                buffer,
+                to_skip,
+                remaining,
+            } => loop {
+                if *remaining == Some(0) {
+                    return Ok(None);
+                }
+                if let Some(doc) = buffer.pop_front() {
+                    if *to_skip > 0 {
+                        *to_skip -= 1;
+                        continue;
+                    }
+                    if let Some(r) = remaining.as_mut() {
+                        *r -= 1;
+                    }
+                    return Ok(Some((doc, true)));
+                }
+                match rx.recv() {
+                    Ok(batch) => buffer.extend(batch?),
+                    Err(_) => return Ok(None),
+                }
+            },
+            State::Merge {
+                streams,
+                heap,
+                spec,
+                to_skip,
+                remaining,
+            } => loop {
+                if *remaining == Some(0) {
+                    return Ok(None);
+                }
+                let Some(head) = heap.pop() else {
+                    return Ok(None);
+                };
+                if let Some(stream) = streams.get_mut(head.member) {
+                    if let Some(doc) = stream.next()? {
+                        heap.push(Head {
+                            key: spec.sort_key(&doc),
+                            member: head.member,
+                            doc,
+                            spec: spec.clone(),
+                        });
+                    }
+                }
+                if *to_skip > 0 {
+                    *to_skip -= 1;
+                    continue;
+                }
+                if let Some(r) = remaining.as_mut() {
+                    *r -= 1;
+                }
+                return Ok(Some((head.doc, false)));
+            },
+        }
+    }
+}
+
+/// Runs a member cursor on its own thread, sending batches until it is exhausted, fails
+/// or the receiving cursor is dropped.
+fn spawn_member(
+    cursor: Cursor<Value>,
+    batch_size: usize,
+    tx: SyncSender<Result<Vec<Value>>>,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name("pocketdb-shard-scan".to_string())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(batch_size);
+            for doc in cursor {
+                match doc {
+                    Ok(doc) => {
+                        batch.push(doc);
+                        if batch.len() >= batch_size {
+                            let full =
+                                std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                            if tx.send(Ok(full)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.send(Ok(batch));
+            }
+        })?;
+    Ok(())
+}
+
+impl<T: Document> Iterator for ShardedCursor<T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        if let Some(e) = self.error.take() {
+            self.state = State::Done;
+            return Some(Err(e));
+        }
+        if matches!(self.state, State::NotStarted) {
+            if let Err(e) = self.start() {
+                self.state = State::Done;
+                return Some(Err(e));
+            }
+        }
+        match self.next_doc() {
+            Ok(Some((doc, projected))) => {
+                let doc = match (&self.projection, projected) {
+                    (Some(p), false) => p.apply(&doc),
+                    _ => doc,
+                };
+                Some(from_document(doc))
+            }
+            Ok(None) => {
+                self.state = State::Done;
+                None
+            }
+            Err(e) => {
+                self.state = State::Done;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,1540 @@
+//! Sharded and partitioned collections: one logical collection spread over several
+//! SQLite files ("members") beside its database's file.
+//!
+//! - **Hash shards** ([`ShardedCollection`]): `N` files fixed at creation; a document
+//!   goes to shard `crc32(id_key(key)) % N` where the key is its `_id` or a chosen field
+//!   (seed 000). Files: `<dir>/<db>.shards/<collection>/shard-<i>.sqlite`.
+//! - **Partitions** ([`PartitionedCollection`], seed 002): one file per time bucket or
+//!   key prefix, created on demand, pruned by queries, dropped whole.
+//!   Files: `<dir>/<db>.parts/<collection>/part-<name>.sqlite`.
+//!
+//! The main database's catalog records the layout in the collection's options
+//! (`{"sharded": {"shards": 4, "key": "_id"}}` or `{"partitioned": {…}}`), so reopening
+//! the database finds the members; the collection's own table in the main file stays
+//! empty. Each member is an ordinary pocketdb database holding a collection of the same
+//! name, so every single-member operation keeps its usual guarantees.
+//!
+//! **Cross-member writes are not atomic.** A write that touches several members
+//! (`insert_many`, `update_many`, `delete_many`) commits on each member separately and
+//! in parallel: a failure or crash can leave some members written and others not, and a
+//! concurrent reader can see one member's part before another's. `update_one`,
+//! `delete_one` and `find_one_and_*` with a filter that does not pin the shard key first
+//! look for a match on every member, then write on the member holding it; an upsert
+//! that finds nothing inserts on the member its new document routes to, which can race
+//! with a concurrent upsert of an equal document on another member. Unique indexes
+//! must start with the shard (or partition) key, so that equal keys share a member.
+//! The shard key of a stored document cannot be changed by an update (as in MongoDB
+//! before 4.2); a partitioned document may change its partition field only within its
+//! partition.
+//!
+//! This module owns routing, member files and scatter-gather; it must not reach into a
+//! member's tables except through [`Collection`].
+
+mod cursor;
+pub mod partition;
+mod route;
+
+pub use cursor::ShardedCursor;
+pub use partition::{PartitionBy, PartitionStats, PartitionedCollection, TimeBucket};
+
+use crate::client::Client;
+use crate::collection::{
+    from_document, parse_operator_update, parse_replacement, to_document, Collection, Document,
+    UpdateGuard,
+};
+use crate::database::{CollectionOptions, Database};
+use crate::engine::schema::validate_collection_name;
+use crate::error::{BulkWriteFailure, Error, Result, WriteError};
+use crate::id::{ensure_id, id_key};
+use crate::index::{IndexInfo, IndexModel, IndexOptions};
+use crate::query::{parse_filter, Filter, QueryBuilder, SortSpec};
+use crate::update::{upsert_seed, ApplyContext, Update};
+use crate::value::{compare_values, values_equal, FieldPath};
+use crate::{
+    DeleteResult, FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult,
+    UpdateOptions, UpdateResult,
+};
+use partition::{decode_label, encode_label, Partitioner};
+use route::{key_value, key_value_in, shard_index, Layout};
+use serde_json::{json, Map, Value};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// The most shards a collection may have.
+pub const MAX_SHARDS: usize = 1024;
+
+/// Which value of a document picks its shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardKey {
+    /// The document's `_id` (the default).
+    Id,
+    /// The value at a dotted field path; a missing field counts as `null`, and arrays
+    /// are not allowed there.
+    Field(String),
+}
+
+impl ShardKey {
+    fn path_text(&self) -> &str {
+        match self {
+            ShardKey::Id => "_id",
+            ShardKey::Field(f) => f,
+        }
+    }
+}
+
+/// How a sharded collection is created: the number of shards (fixed for the life of
+/// the collection) and the shard key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardOptions {
+    /// Number of shard files, 1 to [`MAX_SHARDS`].
+    pub shards: usize,
+    /// What routes a document.
+    pub key: ShardKey,
+}
+
+impl ShardOptions {
+    /// `shards` shards keyed by `_id`.
+    pub fn new(shards: usize) -> ShardOptions {
+        ShardOptions {
+            shards,
+            key: ShardKey::Id,
+        }
+    }
+
+    /// Sets the shard key.
+    pub fn key(mut self, key: ShardKey) -> ShardOptions {
+        self.key = key;
+        self
+    }
+}
+
+/// The member databases opened for a database's sharded and partitioned collections,
+/// shared by every handle so each file has one writer.
+#[derive(Default)]
+pub(crate) struct Registry {
+    open: Mutex<HashMap<PathBuf, Database>>,
+}
+
+/// What [`Registry::open`] did.
+struct Opened {
+    db: Database,
+    /// The file was opened now (not found in the registry).
+    opened: bool,
+    /// The file did not exist before.
+    created: bool,
+}
+
+impl Registry {
+    fn open(&self, path: &Path, options: &crate::Options, create: bool) -> Result<Opened> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(db) = open.get(path) {
+            return Ok(Opened {
+                db: db.clone(),
+                opened: false,
+                created: false,
+            });
+        }
+        let exists = path.exists();
+        if !exists && !create {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("member file {} is missing", path.display()),
+            )));
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let db = Database::open_with(path, options.clone())?;
+        open.insert(path.to_path_buf(), db.clone());
+        Ok(Opened {
+            db,
+            opened: true,
+            created: !exists,
+        })
+    }
+
+    /// Forgets every member under `dir` (before its files are deleted).
+    fn forget_under(&self, dir: &Path) {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|path, _| !path.starts_with(dir));
+    }
+}
+
+/// A handle on a sharded collection: the [`Collection`] method set (`insert_one`,
+/// `insert_many`, `find` with `sort`/`skip`/`limit`/`projection`, `find_one`,
+/// `count_documents`, `distinct`, `update_*`, `replace_one`, `delete_*`,
+/// `find_one_and_*`, indexes, `drop`) over documents spread across several SQLite files.
+/// It is a separate type from [`Collection`]: get it from
+/// [`Client::sharded`] / [`Database::sharded`], not from `db.collection()`. Cheap to
+/// clone, `Send + Sync`. See the [module docs](crate::shard) for what is not atomic.
+///
+/// ```
+/// use pocketdb::{Client, ShardKey, ShardOptions};
+/// use serde_json::json;
+///
+/// let dir = tempfile::tempdir()?;
+/// let client = Client::open(dir.path())?;
+/// let users = client.create_sharded_collection(
+///     "app",
+///     "users",
+///     ShardOptions::new(4).key(ShardKey::Field("team".into())),
+/// )?;
+/// users.insert_many((0..100).map(|i| json!({"_id": i, "team": i % 7, "score": i})))?;
+/// let top = users
+///     .find(json!({"score": {"$gte": 50}}))?
+///     .sort(json!({"score": -1}))
+///     .limit(3)
+///     .to_vec()?;
+/// assert_eq!(top[0]["score"], 99);
+/// assert_eq!(users.count_documents(json!({"team": 3}))?, 14);
+/// // Reopened from the catalog:
+/// let again = client.sharded::<serde_json::Value>("app", "users")?;
+/// assert_eq!(again.count_documents(json!({}))?, 100);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ShardedCollection<T = Value> {
+    inner: Arc<Spread>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for ShardedCollection<T> {
+    fn clone(&self) -> Self {
+        ShardedCollection {
+            inner: self.inner.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for ShardedCollection<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardedCollection")
+            .field("database", &self.inner.db.name())
+            .field("name", &self.inner.name)
+            .field("layout", &self.inner.layout)
+            .finish()
+    }
+}
+
+type Member = (String, Collection<Value>);
+
+/// Documents bound for one member, with their positions in the request.
+struct Batch {
+    coll: Collection<Value>,
+    positions: Vec<usize>,
+    /// Taken by the thread that inserts them.
+    docs: Mutex<Vec<Map<String, Value>>>,
+}
+
+/// The state shared by a sharded or partitioned collection's handles.
+pub(crate) struct Spread {
+    /// The database whose catalog records the collection.
+    db: Database,
+    name: String,
+    /// Where the member files live.
+    dir: PathBuf,
+    layout: Layout,
+    /// Keeps the routing key of stored documents fixed.
+    guard: Option<UpdateGuard>,
+    /// Hash shards, opened with the handle (empty for partitions).
+    shards: Vec<Collection<Value>>,
+    opened: AtomicU64,
+    visited: AtomicU64,
+}
+
+const SHARDED: &str = "sharded";
+const PARTITIONED: &str = "partitioned";
+
+impl Spread {
+    fn open(db: &Database, name: &str, layout: Layout, create: bool) -> Result<Spread> {
+        let kind = match layout {
+            Layout::Hash { .. } => "shards",
+            Layout::Partition(_) => "parts",
+        };
+        let dir = member_dir(db, name, kind)?;
+        let guard: Option<UpdateGuard> = match &layout {
+            Layout::Hash { path, .. } if path.segments() == ["_id"] => None,
+            Layout::Hash { path, .. } => {
+                let path = path.clone();
+                Some(Arc::new(move |before: &Value, after: &Value| {
+                    let old = key_value(before, &path)?;
+                    let new = key_value(after, &path)?;
+                    if id_key(&old) != id_key(&new) {
+                        return Err(Error::update(
+                            "update",
+                            path.to_string(),
+                            "the shard key cannot be changed (the document would move to another shard)",
+                        ));
+                    }
+                    Ok(())
+                }))
+            }
+            Layout::Partition(p) => {
+                let p = p.clone();
+                Some(Arc::new(move |before: &Value, after: &Value| {
+                    let old = p.label_of_key(&key_value(before, p.path())?)?;
+                    let new = p.label_of_key(&key_value(after, p.path())?)?;
+                    if old != new {
+                        return Err(Error::update(
+                            "update",
+                            p.path().to_string(),
+                            format!(
+                                "the partition field cannot move a document to another partition ('{old}' to '{new}')"
+                            ),
+                        ));
+                    }
+                    Ok(())
+                }))
+            }
+        };
+        let mut spread = Spread {
+            db: db.clone(),
+            name: name.to_string(),
+            dir,
+            layout,
+            guard,
+            shards: Vec::new(),
+            opened: AtomicU64::new(0),
+            visited: AtomicU64::new(0),
+        };
+        if let Layout::Hash { shards, .. } = spread.layout {
+            for i in 0..shards {
+                let path = spread.dir.join(format!("shard-{i}.sqlite"));
+                let opened = spread
+                    .db
+                    .inner
+                    .shards
+                    .open(&path, spread.db.options(), create)
+                    .map_err(|e| spread.error(format!("shard {i}: {e}")))?;
+                if opened.opened {
+                    spread.opened.fetch_add(1, Ordering::Relaxed);
+                }
+                if opened.created {
+                    ensure_member_collection(&opened.db, name)?;
+                }
+                let coll = spread.member_collection(&opened.db);
+                spread.shards.push(coll);
+            }
+        }
+        Ok(spread)
+    }
+
+    pub(crate) fn error(&self, message: impl Into<String>) -> Error {
+        Error::Shard {
+            collection: self.name.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn member_collection(&self, db: &Database) -> Collection<Value> {
+        let coll = db.collection::<Value>(&self.name);
+        match &self.guard {
+            Some(guard) => coll.with_guard(guard.clone()),
+            None => coll,
+        }
+    }
+
+    pub(crate) fn partitioner(&self) -> Result<&Partitioner> {
+        match &self.layout {
+            Layout::Partition(p) => Ok(p),
+            Layout::Hash { .. } => {
+                Err(self.error("the collection is hash-sharded, not partitioned"))
+            }
+        }
+    }
+
+    fn partition_path(&self, label: &str) -> PathBuf {
+        self.dir
+            .join(format!("part-{}.sqlite", encode_label(label)))
+    }
+
+    /// Opens (creating when asked) a partition's file.
+    fn open_partition(&self, label: &str, create: bool) -> Result<Collection<Value>> {
+        let opened =
+            self.db
+                .inner
+                .shards
+                .open(&self.partition_path(label), self.db.options(), create)?;
+        if opened.opened {
+            self.opened.fetch_add(1, Ordering::Relaxed);
+        }
+        let coll = self.member_collection(&opened.db);
+        if opened.created {
+            ensure_member_collection(&opened.db, &self.name)?;
+            let models = self.catalog_indexes()?;
+            if !models.is_empty() {
+                coll.create_indexes(&models)?;
+            }
+        }
+        Ok(coll)
+    }
+
+    /// Names of the existing partitions, sorted.
+    pub(crate) fn partition_labels(&self) -> Result<Vec<String>> {
+        let partitioner = self.partitioner()?;
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut labels = Vec::new();
+        for entry in entries {
+            let file = entry?.file_name();
+            let Some(file) = file.to_str() else { continue };
+            let Some(encoded) = file
+                .strip_prefix("part-")
+                .and_then(|f| f.strip_suffix(".sqlite"))
+            else {
+                continue;
+            };
+            if let Some(label) = decode_label(encoded) {
+                if partitioner.is_label(&label) {
+                    labels.push(label);
+                }
+            }
+        }
+        labels.sort();
+        Ok(labels)
+    }
+
+    /// The labels of the members a filter can match documents in.
+    pub(crate) fn labels_for(&self, filter: &Filter) -> Result<Vec<String>> {
+        Ok(match &self.layout {
+            Layout::Hash { shards, path } => match route::pinned_shards(filter, path, *shards) {
+                Some(set) => set.into_iter().map(|i| i.to_string()).collect(),
+                None => (0..*shards).map(|i| i.to_string()).collect(),
+            },
+            Layout::Partition(p) => self
+                .partition_labels()?
+                .into_iter()
+                .filter(|label| p.may_contain(filter, label))
+                .collect(),
+        })
+    }
+
+    /// The members a filter can match documents in, opened.
+    fn members_for(&self, filter: &Filter) -> Result<Vec<Member>> {
+        let labels = self.labels_for(filter)?;
+        self.visited
+            .fetch_add(labels.len() as u64, Ordering::Relaxed);
+        labels
+            .into_iter()
+            .map(|label| {
+                let coll = self.member(&label, false)?;
+                Ok((label, coll))
+            })
+            .collect()
+    }
+
+    fn all_members(&self) -> Result<Vec<Member>> {
+        self.members_for(&Filter::all())
+    }
+
+    /// A member by label.
+    fn member(&self, label: &str, create: bool) -> Result<Collection<Value>> {
+        match &self.layout {
+            Layout::Hash { .. } => label
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| self.shards.get(i))
+                .cloned()
+                .ok_or_else(|| self.error(format!("no shard '{label}'"))),
+            Layout::Partition(_) => self.open_partition(label, create),
+        }
+    }
+
+    /// The member a document belongs to (a new partition is created).
+    fn member_for_doc(&self, doc: &Value) -> Result<Member> {
+        self.member_for_key(&key_value(doc, self.layout.path())?)
+    }
+
+    /// [`member_for_doc`](Spread::member_for_doc) for a document given as its map.
+    fn member_for_map(&self, doc: &Map<String, Value>) -> Result<Member> {
+        self.member_for_key(&key_value_in(doc, self.layout.path())?)
+    }
+
+    fn member_for_key(&self, key: &Value) -> Result<Member> {
+        if let Layout::Hash { shards, .. } = &self.layout {
+            let i = shard_index(key, *shards);
+            let coll = self
+                .shards
+                .get(i)
+                .cloned()
+                .ok_or_else(|| self.error("shard missing"))?;
+            return Ok((i.to_string(), coll));
+        }
+        let label = self.layout.label_of_key(key)?;
+        let coll = self.member(&label, true)?;
+        Ok((label, coll))
+    }
+
+    /// Deletes one partition's files.
+    pub(crate) fn remove_partition(&self, label: &str) -> Result<()> {
+        let path = self.partition_path(label);
+        self.db.inner.shards.forget_under(&path);
+        remove_database_files(&path)
+    }
+
+    pub(crate) fn stats(&self) -> PartitionStats {
+        PartitionStats {
+            opened: self.opened.load(Ordering::Relaxed),
+            visited: self.visited.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs `f` on every member in parallel (one thread each; inline for one member).
+    /// Returns the results in member order, or the first member's error.
+    fn fan_out<R: Send>(
+        &self,
+        members: &[Member],
+        f: impl Fn(&Collection<Value>) -> Result<R> + Sync,
+    ) -> Result<Vec<R>> {
+        self.in_parallel(members, |(_, c)| f(c))
+    }
+
+    /// Runs `f` on every item in parallel (one scoped thread each; inline for one).
+    fn in_parallel<I: Sync, R: Send>(
+        &self,
+        items: &[I],
+        f: impl Fn(&I) -> Result<R> + Sync,
+    ) -> Result<Vec<R>> {
+        if items.len() <= 1 {
+            return items.iter().map(&f).collect();
+        }
+        let f = &f;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = items.iter().map(|item| s.spawn(move || f(item))).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .map_err(|_| self.error("a member thread panicked"))?
+                })
+                .collect()
+        })
+    }
+
+    /// Applies `op` on the first member (in member order) holding a document that
+    /// matches `filter`; `op` returns `None` when it found nothing after all (the
+    /// document went away meanwhile), and the next candidate is tried.
+    fn first_match<R>(
+        &self,
+        members: &[Member],
+        filter: &Value,
+        op: impl Fn(&Collection<Value>) -> Result<Option<R>>,
+    ) -> Result<Option<R>> {
+        if let [(_, only)] = members {
+            return op(only);
+        }
+        let hits = self.fan_out(members, |c| {
+            Ok(c.find(filter.clone())?
+                .projection(json!({"_id": 1}))
+                .limit(1)
+                .next()
+                .transpose()?
+                .is_some())
+        })?;
+        for ((_, coll), hit) in members.iter().zip(hits) {
+            if hit {
+                if let Some(r) = op(coll)? {
+                    return Ok(Some(r));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The filter an upsert runs on its target member.
+    fn upsert_filter(filter_value: &Value, filter: &Filter, id: Value) -> Result<Value> {
+        let seeded = upsert_seed(filter)?;
+        Ok(if seeded.get("_id").is_some() {
+            filter_value.clone()
+        } else {
+            json!({"$and": [filter_value, {"_id": id}]})
+        })
+    }
+
+    /// Index models recorded for partitions created later.
+    fn catalog_indexes(&self) -> Result<Vec<IndexModel>> {
+        let options = self.db.collection_options(&self.name)?.unwrap_or_default();
+        let models = options
+            .options
+            .get(PARTITIONED)
+            .and_then(|p| p.get("indexes"))
+            .and_then(Value::as_array)
+            .map(|list| list.iter().filter_map(index_from_json).collect())
+            .unwrap_or_default();
+        Ok(models)
+    }
+
+    /// Changes the recorded index models inside one catalog write.
+    fn update_catalog_indexes(&self, f: impl FnOnce(&mut Vec<Value>)) -> Result<()> {
+        self.db.write(|conn| {
+            let text: String = conn.query_row(
+                "SELECT options FROM _pocketdb_collections WHERE name = ?1",
+                [&self.name],
+                |r| r.get(0),
+            )?;
+            let mut options: Value = serde_json::from_str(&text)?;
+            let Some(part) = options.get_mut(PARTITIONED).and_then(Value::as_object_mut) else {
+                return Err(self.error("catalog entry lost its partitioning"));
+            };
+            let list = part
+                .entry("indexes")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if !list.is_array() {
+                *list = Value::Array(Vec::new());
+            }
+            if let Value::Array(items) = list {
+                f(items);
+            }
+            conn.execute(
+                "UPDATE _pocketdb_collections SET options = ?2 WHERE name = ?1",
+                rusqlite::params![self.name, options.to_string()],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+/// Creates the collection's table in a new member file.
+fn ensure_member_collection(db: &Database, name: &str) -> Result<()> {
+    match db.create_collection(name, CollectionOptions::default()) {
+        Ok(_) | Err(Error::CollectionExists(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `<dir>/<db>.<kind>/<collection>` for a database at `<dir>/<db>.sqlite`.
+fn member_dir(db: &Database, name: &str, kind: &str) -> Result<PathBuf> {
+    let path = db.path().ok_or_else(|| {
+        Error::InvalidArgument(
+            "sharded and partitioned collections need a database file (their members live beside it)"
+                .to_string(),
+        )
+    })?;
+    let parent = path.parent().unwrap_or_else(|| Path::new("."));
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(parent.join(format!("{stem}.{kind}")).join(name))
+}
+
+/// Deletes a database file with its WAL, shared-memory and buffer-log companions.
+fn remove_database_files(path: &Path) -> Result<()> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    let Some(file) = path.file_name().and_then(|f| f.to_str()) else {
+        return Ok(());
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(file))
+        {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn index_to_json(model: &IndexModel, name: &str) -> Value {
+    let o = &model.options;
+    json!({
+        "keys": model.keys,
+        "name": name,
+        "unique": o.unique,
+        "sparse": o.sparse,
+        "partialFilterExpression": o.partial_filter_expression,
+        "expireAfterSeconds": o.expire_after_seconds,
+    })
+}
+
+fn index_from_json(v: &Value) -> Option<IndexModel> {
+    let options = IndexOptions {
+        name: v.get("name").and_then(Value::as_str).map(str::to_string),
+        unique: v.get("unique").and_then(Value::as_bool).unwrap_or(false),
+        sparse: v.get("sparse").and_then(Value::as_bool).unwrap_or(false),
+        partial_filter_expression: v
+            .get("partialFilterExpression")
+            .filter(|f| !f.is_null())
+            .cloned(),
+        expire_after_seconds: v.get("expireAfterSeconds").and_then(Value::as_i64),
+    };
+    Some(IndexModel {
+        keys: v.get("keys")?.clone(),
+        options,
+    })
+}
+
+// ----- opening -----------------------------------------------------------------------
+
+impl Database {
+    /// Creates a hash-sharded collection of `options.shards` member files beside this
+    /// database's file, recorded in the catalog. Fails with `CollectionExists` when the
+    /// name is taken, and for in-memory databases.
+    pub fn create_sharded_collection(
+        &self,
+        name: &str,
+        options: ShardOptions,
+    ) -> Result<ShardedCollection<Value>> {
+        validate_collection_name(name)?;
+        if options.shards == 0 || options.shards > MAX_SHARDS {
+            return Err(Error::InvalidArgument(format!(
+                "a sharded collection needs 1 to {MAX_SHARDS} shards, got {}",
+                options.shards
+            )));
+        }
+        let path = FieldPath::parse(options.key.path_text())?;
+        let layout = Layout::Hash {
+            shards: options.shards,
+            path,
+        };
+        let catalog = json!({"shards": options.shards, "key": options.key.path_text()});
+        self.create_spread(name, SHARDED, catalog, layout)
+            .map(ShardedCollection::from_spread)
+    }
+
+    /// Opens a sharded collection recorded in the catalog. `CollectionNotFound` when it
+    /// does not exist; `Error::Shard` when it is not hash-sharded or a shard file is
+    /// missing.
+    pub fn sharded<T: Document>(&self, name: &str) -> Result<ShardedCollection<T>> {
+        let spread = self.open_spread(name)?;
+        if !matches!(spread.layout, Layout::Hash { .. }) {
+            return Err(spread.error("the collection is partitioned: open it with partitioned()"));
+        }
+        Ok(ShardedCollection::from_spread(spread))
+    }
+
+    /// Creates a partitioned collection routed by `by`, recorded in the catalog; the
+    /// partition files are created as documents arrive.
+    pub fn create_partitioned_collection(
+        &self,
+        name: &str,
+        by: PartitionBy,
+    ) -> Result<PartitionedCollection<Value>> {
+        validate_collection_name(name)?;
+        let partitioner = Partitioner::new(by)?;
+        let catalog = partitioner.to_json();
+        self.create_spread(name, PARTITIONED, catalog, Layout::Partition(partitioner))
+            .map(|s| PartitionedCollection::new(ShardedCollection::from_spread(s)))
+    }
+
+    /// Opens a partitioned collection recorded in the catalog.
+    pub fn partitioned<T: Document>(&self, name: &str) -> Result<PartitionedCollection<T>> {
+        let spread = self.open_spread(name)?;
+        spread.partitioner()?;
+        Ok(PartitionedCollection::new(ShardedCollection::from_spread(
+            spread,
+        )))
+    }
+
+    fn create_spread(
+        &self,
+        name: &str,
+        kind: &str,
+        catalog: Value,
+        layout: Layout,
+    ) -> Result<Spread> {
+        // Fail before touching the catalog when the database has no file.
+        let dir = member_dir(self, name, if kind == SHARDED { "shards" } else { "parts" })?;
+        let mut options = Map::new();
+        options.insert(kind.to_string(), catalog);
+        self.create_collection(name, CollectionOptions { options })?;
+        // Files left by an earlier collection of that name (dropped outside this
+        // module) are not this collection's.
+        self.inner.shards.forget_under(&dir);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        match Spread::open(self, name, layout, true) {
+            Ok(spread) => Ok(spread),
+            Err(e) => {
+                let _ = self.drop_collection(name);
+                Err(e)
+            }
+        }
+    }
+
+    fn open_spread(&self, name: &str) -> Result<Spread> {
+        let options = self
+            .collection_options(name)?
+            .ok_or_else(|| Error::CollectionNotFound(name.to_string()))?;
+        let bad = |message: &str| Error::Shard {
+            collection: name.to_string(),
+            message: message.to_string(),
+        };
+        let layout = if let Some(s) = options.options.get(SHARDED) {
+            let shards = s
+                .get("shards")
+                .and_then(Value::as_u64)
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| (1..=MAX_SHARDS).contains(n))
+                .ok_or_else(|| bad("the catalog's shard count is invalid"))?;
+            let key = s
+                .get("key")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("the catalog's shard key is invalid"))?;
+            Layout::Hash {
+                shards,
+                path: FieldPath::parse(key)?,
+            }
+        } else if let Some(p) = options.options.get(PARTITIONED) {
+            Layout::Partition(
+                Partitioner::from_json(p)
+                    .ok_or_else(|| bad("the catalog's partitioning is invalid"))?,
+            )
+        } else {
+            return Err(bad("the collection is neither sharded nor partitioned"));
+        };
+        Spread::open(self, name, layout, false)
+    }
+}
+
+impl Client {
+    /// Creates a hash-sharded collection in database `db`: see
+    /// [`Database::create_sharded_collection`].
+    pub fn create_sharded_collection(
+        &self,
+        db: &str,
+        name: &str,
+        options: ShardOptions,
+    ) -> Result<ShardedCollection<Value>> {
+        self.database(db)?.create_sharded_collection(name, options)
+    }
+
+    /// Opens a sharded collection of database `db`: see [`Database::sharded`].
+    pub fn sharded<T: Document>(&self, db: &str, name: &str) -> Result<ShardedCollection<T>> {
+        self.database(db)?.sharded(name)
+    }
+
+    /// Creates a partitioned collection in database `db`: see
+    /// [`Database::create_partitioned_collection`].
+    pub fn create_partitioned_collection(
+        &self,
+        db: &str,
+        name: &str,
+        by: PartitionBy,
+    ) -> Result<PartitionedCollection<Value>> {
+        self.database(db)?.create_partitioned_collection(name, by)
+    }
+
+    /// Opens a partitioned collection of database `db`: see [`Database::partitioned`].
+    pub fn partitioned<T: Document>(
+        &self,
+        db: &str,
+        name: &str,
+    ) -> Result<PartitionedCollection<T>> {
+        self.database(db)?.partitioned(name)
+    }
+}
+
+// ----- the collection API ------------------------------------------------------------
+
+impl<T: Document> ShardedCollection<T> {
+    fn from_spread(spread: Spread) -> ShardedCollection<T> {
+        ShardedCollection {
+            inner: Arc::new(spread),
+            _type: PhantomData,
+        }
+    }
+
+    pub(crate) fn spread(&self) -> &Spread {
+        &self.inner
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The database whose catalog records the collection.
+    pub fn database(&self) -> &Database {
+        &self.inner.db
+    }
+
+    /// The same collection seen through another document type.
+    pub fn typed<U: Document>(&self) -> ShardedCollection<U> {
+        ShardedCollection {
+            inner: self.inner.clone(),
+            _type: PhantomData,
+        }
+    }
+
+    /// The number of hash shards; `None` for a partitioned collection.
+    pub fn shard_count(&self) -> Option<usize> {
+        match &self.inner.layout {
+            Layout::Hash { shards, .. } => Some(*shards),
+            Layout::Partition(_) => None,
+        }
+    }
+
+    /// The member (shard number or partition name) `document` would be stored in.
+    pub fn member_of(&self, document: impl Borrow<T>) -> Result<String> {
+        let doc = Value::Object(to_document(document.borrow())?);
+        self.inner.layout.label_of(&doc)
+    }
+
+    /// The members (shard numbers or partition names) a query with `filter` reads:
+    /// equality or `$in` on the shard key pins hash shards; partitions are pruned by
+    /// their field (see [`partition`]).
+    pub fn members_for(&self, filter: Value) -> Result<Vec<String>> {
+        self.inner.labels_for(&parse_filter(&filter)?)
+    }
+
+    /// Counters of member files opened and members visited through this handle.
+    pub fn member_stats(&self) -> PartitionStats {
+        self.inner.stats()
+    }
+
+    // ----- inserts -------------------------------------------------------------------
+
+    /// Inserts one document into its shard. An `_id` is generated when it has none.
+    pub fn insert_one(&self, document: impl Borrow<T>) -> Result<InsertOneResult> {
+        let mut map = to_document(document.borrow())?;
+        ensure_id(&mut map)?;
+        let doc = Value::Object(map);
+        let (_, coll) = self.inner.member_for_doc(&doc)?;
+        self.inner.visited.fetch_add(1, Ordering::Relaxed);
+        coll.insert_one(doc)
+    }
+
+    /// Inserts documents: grouped by shard, one `insert_many` per shard, all shards in
+    /// parallel. Ordered (the default) stops each shard at its first failure; see
+    /// [`insert_many_with`](ShardedCollection::insert_many_with).
+    pub fn insert_many<I>(&self, documents: I) -> Result<InsertManyResult>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+    {
+        self.insert_many_with(documents, InsertManyOptions::default())
+    }
+
+    /// Inserts documents, one transaction per shard, shards in parallel. A document that
+    /// cannot be routed (bad `_id` or shard key) fails before anything is written (when
+    /// ordered, the documents after it are not attempted). `ordered` then applies within
+    /// each shard: a shard stops at its first failing document while the other shards
+    /// carry on, so documents after the first failure in request order may be stored.
+    /// Failures are reported by `Error::BulkWrite` with request positions.
+    pub fn insert_many_with<I>(
+        &self,
+        documents: I,
+        options: InsertManyOptions,
+    ) -> Result<InsertManyResult>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+    {
+        let mut errors: Vec<WriteError> = Vec::new();
+        let mut groups: BTreeMap<String, Batch> = BTreeMap::new();
+        for (index, d) in documents.into_iter().enumerate() {
+            let routed = to_document(d.borrow()).and_then(|mut map| {
+                ensure_id(&mut map)?;
+                let member = self.inner.member_for_map(&map)?;
+                Ok((member, map))
+            });
+            match routed {
+                Ok(((label, coll), doc)) => {
+                    let batch = groups.entry(label).or_insert_with(|| Batch {
+                        coll,
+                        positions: Vec::new(),
+                        docs: Mutex::new(Vec::new()),
+                    });
+                    batch.positions.push(index);
+                    batch
+                        .docs
+                        .get_mut()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(doc);
+                }
+                Err(error) => {
+                    errors.push(WriteError { index, error });
+                    if options.ordered {
+                        break;
+                    }
+                }
+            }
+        }
+        self.inner
+            .visited
+            .fetch_add(groups.len() as u64, Ordering::Relaxed);
+        let batches: Vec<Batch> = groups.into_values().collect();
+        let outcomes = self.inner.in_parallel(&batches, |batch| {
+            let docs =
+                std::mem::take(&mut *batch.docs.lock().unwrap_or_else(PoisonError::into_inner));
+            Ok(batch
+                .coll
+                .insert_documents(docs.into_iter().map(Ok).collect(), options))
+        })?;
+        let mut inserted = BTreeMap::new();
+        let mut fatal = None;
+        for (batch, outcome) in batches.iter().zip(outcomes) {
+            let global = |local: usize| batch.positions.get(local).copied().unwrap_or(local);
+            match outcome {
+                Ok(r) => {
+                    for (local, id) in r.inserted_ids {
+                        inserted.insert(global(local), id);
+                    }
+                }
+                Err(Error::BulkWrite(f)) => {
+                    for (local, id) in f.inserted_ids {
+                        inserted.insert(global(local), id);
+                    }
+                    for e in f.write_errors {
+                        errors.push(WriteError {
+                            index: global(e.index),
+                            error: e.error,
+                        });
+                    }
+                }
+                Err(e) => {
+                    fatal.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = fatal {
+            return Err(e);
+        }
+        if errors.is_empty() {
+            return Ok(InsertManyResult {
+                inserted_ids: inserted,
+            });
+        }
+        errors.sort_by_key(|e| e.index);
+        Err(Error::BulkWrite(Box::new(BulkWriteFailure {
+            inserted_ids: inserted.into_iter().collect(),
+            write_errors: errors,
+            ..Default::default()
+        })))
+    }
+
+    // ----- reads ---------------------------------------------------------------------
+
+    /// A lazy scatter-gather cursor over the documents matching `filter`; chain `sort`,
+    /// `skip`, `limit` and `projection` before iterating. Only the members the filter
+    /// can match are read, in parallel.
+    pub fn find(&self, filter: Value) -> Result<ShardedCursor<T>> {
+        let filter = parse_filter(&filter)?;
+        self.find_filter(filter)
+    }
+
+    /// A cursor over the documents matching an already parsed filter.
+    pub fn find_filter(&self, filter: Filter) -> Result<ShardedCursor<T>> {
+        let members = self.inner.members_for(&filter)?;
+        Ok(ShardedCursor::new(self.inner.name.clone(), members, filter))
+    }
+
+    /// The first document matching `filter`, if any (no order across shards is implied).
+    pub fn find_one(&self, filter: Value) -> Result<Option<T>> {
+        self.find(filter)?.limit(1).next().transpose()
+    }
+
+    /// Number of documents matching `filter`, counted on every member in parallel.
+    pub fn count_documents(&self, filter: Value) -> Result<u64> {
+        let members = self.inner.members_for(&parse_filter(&filter)?)?;
+        let counts = self
+            .inner
+            .fan_out(&members, |c| c.count_documents(filter.clone()))?;
+        Ok(counts.into_iter().sum())
+    }
+
+    /// Number of documents in the collection, from every member's table.
+    pub fn estimated_count(&self) -> Result<u64> {
+        let members = self.inner.all_members()?;
+        let counts = self.inner.fan_out(&members, Collection::estimated_count)?;
+        Ok(counts.into_iter().sum())
+    }
+
+    /// The distinct values of `field` among the documents matching `filter`, merged
+    /// from every member and sorted in MongoDB's order.
+    pub fn distinct(&self, field: &str, filter: Value) -> Result<Vec<Value>> {
+        let members = self.inner.members_for(&parse_filter(&filter)?)?;
+        let parts = self
+            .inner
+            .fan_out(&members, |c| c.distinct(field, filter.clone()))?;
+        let mut values: Vec<Value> = Vec::new();
+        for v in parts.into_iter().flatten() {
+            if !values.iter().any(|x| values_equal(x, &v)) {
+                values.push(v);
+            }
+        }
+        values.sort_by(compare_values);
+        Ok(values)
+    }
+
+    // ----- updates -------------------------------------------------------------------
+
+    /// Updates the first document matching `filter` found on any member.
+    pub fn update_one(&self, filter: Value, update: Value) -> Result<UpdateResult> {
+        self.update_one_with(filter, update, &UpdateOptions::default())
+    }
+
+    /// `update_one` with upsert and array filters. An upsert that matches nothing
+    /// inserts on the member its new document routes to.
+    pub fn update_one_with(
+        &self,
+        filter: Value,
+        update: Value,
+        options: &UpdateOptions,
+    ) -> Result<UpdateResult> {
+        let parsed_update = parse_operator_update(&update, options.array_filters.as_deref())?;
+        self.update_single(filter, update, parsed_update, options, false)
+    }
+
+    /// Updates every matching document, on every member in parallel (each member all
+    /// or nothing; members independently).
+    pub fn update_many(&self, filter: Value, update: Value) -> Result<UpdateResult> {
+        self.update_many_with(filter, update, &UpdateOptions::default())
+    }
+
+    /// `update_many` with upsert and array filters.
+    pub fn update_many_with(
+        &self,
+        filter: Value,
+        update: Value,
+        options: &UpdateOptions,
+    ) -> Result<UpdateResult> {
+        let parsed_update = parse_operator_update(&update, options.array_filters.as_deref())?;
+        let parsed = parse_filter(&filter)?;
+        let members = self.inner.members_for(&parsed)?;
+        let plain = UpdateOptions {
+            upsert: false,
+            ..options.clone()
+        };
+        let results = self.inner.fan_out(&members, |c| {
+            c.update_many_with(filter.clone(), update.clone(), &plain)
+        })?;
+        let mut total = UpdateResult::default();
+        for r in results {
+            total.matched_count += r.matched_count;
+            total.modified_count += r.modified_count;
+        }
+        if total.matched_count > 0 || !options.upsert {
+            return Ok(total);
+        }
+        let (coll, target_filter) = self.upsert_route(&filter, &parsed, &parsed_update)?;
+        coll.update_many_with(target_filter, update, options)
+    }
+
+    /// Replaces the first document matching `filter`, keeping its `_id` (and its shard
+    /// key: a replacement that changes it is rejected).
+    pub fn replace_one(&self, filter: Value, replacement: impl Borrow<T>) -> Result<UpdateResult> {
+        self.replace_one_with(filter, replacement, false)
+    }
+
+    /// `replace_one`, inserting the replacement when nothing matches and `upsert` is set.
+    pub fn replace_one_with(
+        &self,
+        filter: Value,
+        replacement: impl Borrow<T>,
+        upsert: bool,
+    ) -> Result<UpdateResult> {
+        let replacement = Value::Object(to_document(replacement.borrow())?);
+        let parsed_update = parse_replacement(&replacement)?;
+        let options = UpdateOptions {
+            upsert,
+            array_filters: None,
+        };
+        self.update_single(filter, replacement, parsed_update, &options, true)
+    }
+
+    fn update_single(
+        &self,
+        filter: Value,
+        update: Value,
+        parsed_update: Update,
+        options: &UpdateOptions,
+        replace: bool,
+    ) -> Result<UpdateResult> {
+        let parsed = parse_filter(&filter)?;
+        let members = self.inner.members_for(&parsed)?;
+        let run = |c: &Collection<Value>, f: Value, o: &UpdateOptions| {
+            if replace {
+                c.replace_one_with(f, update.clone(), o.upsert)
+            } else {
+                c.update_one_with(f, update.clone(), o)
+            }
+        };
+        if options.upsert {
+            // One member that is also where an upsert would go: it does it all, atomically.
+            if let [(label, coll)] = members.as_slice() {
+                let (target, target_filter) =
+                    self.upsert_route_labelled(&filter, &parsed, &parsed_update)?;
+                if target.0 == *label {
+                    return run(coll, target_filter, options);
+                }
+            }
+        }
+        let plain = UpdateOptions {
+            upsert: false,
+            ..options.clone()
+        };
+        let found = self.inner.first_match(&members, &filter, |c| {
+            let r = run(c, filter.clone(), &plain)?;
+            Ok((r.matched_count > 0).then_some(r))
+        })?;
+        if let Some(r) = found {
+            return Ok(r);
+        }
+        if !options.upsert {
+            return Ok(UpdateResult::default());
+        }
+        let (coll, target_filter) = self.upsert_route(&filter, &parsed, &parsed_update)?;
+        run(&coll, target_filter, options)
+    }
+
+    fn upsert_route_labelled(
+        &self,
+        filter_value: &Value,
+        filter: &Filter,
+        update: &Update,
+    ) -> Result<(Member, Value)> {
+        let mut doc = upsert_seed(filter)?;
+        let ctx = ApplyContext {
+            filter,
+            is_insert: true,
+            now_millis: crate::changes::now_millis(),
+        };
+        update.apply(&mut doc, &ctx)?;
+        let Value::Object(mut map) = doc else {
+            return Err(Error::InvalidDocument(
+                "upsert produced a non-document".to_string(),
+            ));
+        };
+        let id = ensure_id(&mut map)?;
+        let member = self.inner.member_for_doc(&Value::Object(map))?;
+        let target_filter = Spread::upsert_filter(filter_value, filter, id)?;
+        Ok((member, target_filter))
+    }
+
+    fn upsert_route(
+        &self,
+        filter_value: &Value,
+        filter: &Filter,
+        update: &Update,
+    ) -> Result<(Collection<Value>, Value)> {
+        let ((_, coll), target_filter) =
+            self.upsert_route_labelled(filter_value, filter, update)?;
+        Ok((coll, target_filter))
+    }
+
+    // ----- deletes -------------------------------------------------------------------
+
+    /// Deletes the first document matching `filter` found on any member.
+    pub fn delete_one(&self, filter: Value) -> Result<DeleteResult> {
+        let members = self.inner.members_for(&parse_filter(&filter)?)?;
+        let found = self.inner.first_match(&members, &filter, |c| {
+            let r = c.delete_one(filter.clone())?;
+            Ok((r.deleted_count > 0).then_some(r))
+        })?;
+        Ok(found.unwrap_or_default())
+    }
+
+    /// Deletes every matching document, on every member in parallel.
+    pub fn delete_many(&self, filter: Value) -> Result<DeleteResult> {
+        let members = self.inner.members_for(&parse_filter(&filter)?)?;
+        let counts = self
+            .inner
+            .fan_out(&members, |c| c.delete_many(filter.clone()))?;
+        Ok(DeleteResult {
+            deleted_count: counts.iter().map(|r| r.deleted_count).sum(),
+        })
+    }
+
+    // ----- find and modify -----------------------------------------------------------
+
+    /// Updates the first document matching `filter` (in `sort` order across every
+    /// member) and returns it as it was before or after. Atomic on the member that holds
+    /// the document; see the module docs for the cross-member case.
+    pub fn find_one_and_update(
+        &self,
+        filter: Value,
+        update: Value,
+        options: &FindOneAndModifyOptions,
+    ) -> Result<Option<T>> {
+        let parsed = parse_operator_update(&update, options.array_filters.as_deref())?;
+        self.modify_one(filter, Modify::Update(update, parsed), options)
+    }
+
+    /// Replaces the first document matching `filter` and returns it as it was before or
+    /// after.
+    pub fn find_one_and_replace(
+        &self,
+        filter: Value,
+        replacement: impl Borrow<T>,
+        options: &FindOneAndModifyOptions,
+    ) -> Result<Option<T>> {
+        let replacement = Value::Object(to_document(replacement.borrow())?);
+        let parsed = parse_replacement(&replacement)?;
+        self.modify_one(filter, Modify::Replace(replacement, parsed), options)
+    }
+
+    /// Deletes the first document matching `filter` (in `sort` order) and returns it.
+    pub fn find_one_and_delete(
+        &self,
+        filter: Value,
+        options: &FindOneAndModifyOptions,
+    ) -> Result<Option<T>> {
+        self.modify_one(filter, Modify::Delete, options)
+    }
+
+    fn modify_one(
+        &self,
+        filter: Value,
+        modify: Modify,
+        options: &FindOneAndModifyOptions,
+    ) -> Result<Option<T>> {
+        let parsed = parse_filter(&filter)?;
+        let members = self.inner.members_for(&parsed)?;
+        let run = |c: &Collection<Value>, f: Value, o: &FindOneAndModifyOptions| match &modify {
+            Modify::Update(u, _) => c.find_one_and_update(f, u.clone(), o),
+            Modify::Replace(r, _) => c.find_one_and_replace(f, r.clone(), o),
+            Modify::Delete => c.find_one_and_delete(f, o),
+        };
+        let plain = FindOneAndModifyOptions {
+            upsert: false,
+            ..options.clone()
+        };
+        let sort = options
+            .sort
+            .as_ref()
+            .map(SortSpec::parse)
+            .transpose()?
+            .filter(|s| !s.is_empty());
+        let found = match (&sort, &options.sort) {
+            (Some(spec), Some(sort_value)) if members.len() > 1 => {
+                let mut found = None;
+                // Retried when the chosen document changes before it is written.
+                for _ in 0..8 {
+                    let firsts = self.inner.fan_out(&members, |c| {
+                        c.find(filter.clone())?
+                            .sort(sort_value.clone())
+                            .limit(1)
+                            .next()
+                            .transpose()
+                    })?;
+                    let best = firsts
+                        .into_iter()
+                        .enumerate()
+                        .filter_map(|(i, d)| d.map(|d| (i, d)))
+                        .reduce(|a, b| {
+                            if spec.compare(&b.1, &a.1) == std::cmp::Ordering::Less {
+                                b
+                            } else {
+                                a
+                            }
+                        });
+                    let Some((i, doc)) = best else { break };
+                    let id = doc.get("_id").cloned().unwrap_or(Value::Null);
+                    let pinned = json!({"$and": [filter, {"_id": id}]});
+                    if let Some(r) = run(&members[i].1, pinned, &plain)? {
+                        found = Some(r);
+                        break;
+                    }
+                }
+                found
+            }
+            _ => self
+                .inner
+                .first_match(&members, &filter, |c| run(c, filter.clone(), &plain))?,
+        };
+        let doc = match (found, &modify) {
+            (Some(doc), _) => Some(doc),
+            (None, Modify::Delete) => None,
+            (None, Modify::Update(_, parsed_update) | Modify::Replace(_, parsed_update)) => {
+                if !options.upsert {
+                    None
+                } else {
+                    let (coll, target_filter) =
+                        self.upsert_route(&filter, &parsed, parsed_update)?;
+                    run(&coll, target_filter, options)?
+                }
+            }
+        };
+        doc.map(from_document).transpose()
+    }
+
+    // ----- indexes and lifetime ------------------------------------------------------
+
+    /// Creates an index on every member (and, for partitions, records it so partitions
+    /// created later get it too); returns its name. A unique index must start with the
+    /// shard or partition key (otherwise uniqueness could only hold per member). A build
+    /// that fails on one member may leave the index on others: drop it to clean up.
+    pub fn create_index(&self, keys: Value, options: IndexOptions) -> Result<String> {
+        if options.unique {
+            let first = keys.as_object().and_then(|k| k.keys().next().cloned());
+            let key_path = self.inner.layout.path().to_string();
+            if first.as_deref() != Some(key_path.as_str()) {
+                return Err(Error::InvalidIndex {
+                    collection: self.inner.name.clone(),
+                    name: options.name.clone().unwrap_or_default(),
+                    message: format!(
+                        "a unique index on a sharded collection must start with the shard key '{key_path}'"
+                    ),
+                });
+            }
+        }
+        let model = IndexModel { keys, options };
+        let partitioned = matches!(self.inner.layout, Layout::Partition(_));
+        let mut recorded = None;
+        if partitioned {
+            // Recorded first, so a partition created meanwhile builds it itself.
+            let name = self.placeholder_index_name(&model)?;
+            let entry = index_to_json(&model, &name);
+            self.inner.update_catalog_indexes(|list| {
+                list.retain(|v| v.get("name").and_then(Value::as_str) != Some(name.as_str()));
+                list.push(entry);
+            })?;
+            recorded = Some(name);
+        }
+        let members = self.inner.all_members()?;
+        let built = self
+            .inner
+            .fan_out(&members, |c| c.create_indexes(std::slice::from_ref(&model)));
+        match built {
+            Ok(names) => Ok(names
+                .into_iter()
+                .flatten()
+                .next()
+                .or(recorded)
+                .unwrap_or_default()),
+            Err(e) => {
+                if let Some(name) = recorded {
+                    let _ = self.inner.update_catalog_indexes(|list| {
+                        list.retain(|v| {
+                            v.get("name").and_then(Value::as_str) != Some(name.as_str())
+                        });
+                    });
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The name an index will get, found by building it on the (empty) placeholder
+    /// table of the main database and dropping it again.
+    fn placeholder_index_name(&self, model: &IndexModel) -> Result<String> {
+        let placeholder = self.inner.db.collection::<Value>(&self.inner.name);
+        let mut names = placeholder.create_indexes(std::slice::from_ref(model))?;
+        let name = names
+            .pop()
+            .ok_or_else(|| self.inner.error("no index name"))?;
+        placeholder.drop_index(&name)?;
+        Ok(name)
+    }
+
+    /// The indexes, as the first member has them (`_id_` first).
+    pub fn list_indexes(&self) -> Result<Vec<IndexInfo>> {
+        match self.inner.all_members()?.first() {
+            Some((_, c)) => c.list_indexes(),
+            None => self
+                .inner
+                .db
+                .collection::<Value>(&self.inner.name)
+                .list_indexes(),
+        }
+    }
+
+    /// Drops the index named `name` on every member. `IndexNotFound` when no member has
+    /// it.
+    pub fn drop_index(&self, name: &str) -> Result<()> {
+        if matches!(self.inner.layout, Layout::Partition(_)) {
+            self.inner.update_catalog_indexes(|list| {
+                list.retain(|v| v.get("name").and_then(Value::as_str) != Some(name));
+            })?;
+        }
+        let members = self.inner.all_members()?;
+        let outcomes = self.inner.fan_out(&members, |c| match c.drop_index(name) {
+            Ok(()) => Ok(true),
+            Err(Error::IndexNotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        })?;
+        if outcomes.contains(&true) {
+            Ok(())
+        } else {
+            Err(Error::IndexNotFound {
+                collection: self.inner.name.clone(),
+                name: name.to_string(),
+            })
+        }
+    }
+
+    /// Drops the collection: its catalog entry and every member file. Returns false
+    /// when it did not exist. Other handles on it fail or see nothing afterwards.
+    pub fn drop(&self) -> Result<bool> {
+        let existed = self.inner.db.drop_collection(&self.inner.name)?;
+        self.inner.db.inner.shards.forget_under(&self.inner.dir);
+        if self.inner.dir.exists() {
+            std::fs::remove_dir_all(&self.inner.dir)?;
+        }
+        Ok(existed)
+    }
+
+    /// Waits until every member's buffered writes are applied (see [`Database::flush`]).
+    pub fn flush(&self) -> Result<()> {
+        for (_, c) in self.inner.all_members()? {
+            c.database().flush()?;
+        }
+        Ok(())
+    }
+
+    /// A fluent query, compiling to the same filter AST as [`find`](ShardedCollection::find).
+    pub fn query(&self) -> QueryBuilder<ShardedCollection<T>> {
+        QueryBuilder::with_target(self.clone())
+    }
+}
+
+enum Modify {
+    Update(Value, Update),
+    Replace(Value, Update),
+    Delete,
+}
+
+impl<T: Document> QueryBuilder<ShardedCollection<T>> {
+    /// Runs the query: a scatter-gather cursor over the results.
+    pub fn find(self) -> Result<ShardedCursor<T>> {
+        let (coll, q) = self.into_parts()?;
+        let mut cursor = coll.find_filter(q.filter)?.skip(q.skip);
+        if let Some(sort) = q.sort {
+            cursor = cursor.sort_spec(sort);
+        }
+        if let Some(limit) = q.limit {
+            cursor = cursor.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        if let Some(p) = q.projection {
+            cursor = cursor.projection_spec(p);
+        }
+        Ok(cursor)
+    }
+
+    /// Runs the query and collects the results.
+    pub fn to_vec(self) -> Result<Vec<T>> {
+        self.find()?.to_vec()
+    }
+
+    /// Number of matching documents (skip and limit ignored).
+    pub fn count(self) -> Result<u64> {
+        let (coll, q) = self.into_parts()?;
+        let members = coll.inner.members_for(&q.filter)?;
+        let filter = &q.filter;
+        let counts = coll.inner.fan_out(&members, |c| {
+            Ok(c.find_filter(filter.clone()).count() as u64)
+        })?;
+        Ok(counts.into_iter().sum())
+    }
+}

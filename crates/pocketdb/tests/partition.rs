@@ -1,0 +1,305 @@
+//! Partitioned collections (seed 002): routing by time bucket and key prefix, pruning,
+//! dropping old partitions as files.
+
+use pocketdb::{Client, Error, IndexOptions, PartitionBy, PartitionedCollection, TimeBucket};
+use serde_json::{json, Value};
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+/// 2025-01-01T00:00:00Z.
+const JAN_1: i64 = 1_735_689_600_000;
+
+/// Event `i`: one every 2 hours from JAN_1, over 10 days.
+fn event(i: i64) -> Value {
+    let kind = ["view", "click", "buy"][(i % 3) as usize];
+    json!({"_id": i, "ts": JAN_1 + i * 2 * HOUR, "kind": kind, "n": i})
+}
+
+fn setup(dir: &std::path::Path) -> (Client, PartitionedCollection) {
+    let client = Client::open(dir).unwrap();
+    let events = client
+        .create_partitioned_collection(
+            "app",
+            "events",
+            PartitionBy::Time {
+                field: "ts".into(),
+                bucket: TimeBucket::Day,
+            },
+        )
+        .unwrap();
+    events.insert_many((0..120).map(event)).unwrap();
+    (client, events)
+}
+
+#[test]
+fn time_partitions_are_files_per_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_client, events) = setup(dir.path());
+    let parts = events.partitions().unwrap();
+    assert_eq!(parts.len(), 10);
+    assert_eq!(parts[0], "2025-01-01");
+    assert_eq!(parts[9], "2025-01-10");
+    assert!(dir
+        .path()
+        .join("app.parts/events/part-2025-01-03.sqlite")
+        .exists());
+    assert_eq!(events.count_documents(json!({})).unwrap(), 120);
+    assert_eq!(events.member_of(event(13)).unwrap(), "2025-01-02");
+    // Dates as RFC 3339 strings and {"$date": …} route by the same instant.
+    events
+        .insert_one(json!({"_id": "s", "ts": "2025-01-04T23:30:00-02:00"}))
+        .unwrap();
+    events
+        .insert_one(json!({"_id": "d", "ts": {"$date": "2025-01-20T01:00:00Z"}}))
+        .unwrap();
+    assert_eq!(
+        events.find_one(json!({"_id": "s"})).unwrap().unwrap()["ts"],
+        "2025-01-04T23:30:00-02:00"
+    );
+    let parts = events.partitions().unwrap();
+    assert!(parts.contains(&"2025-01-05".to_string()), "{parts:?}");
+    assert!(parts.contains(&"2025-01-20".to_string()), "{parts:?}");
+    // Documents without a date in the partition field are refused.
+    for bad in [
+        json!({"x": 1}),
+        json!({"ts": "yesterday"}),
+        json!({"ts": [JAN_1]}),
+    ] {
+        assert!(
+            matches!(
+                events.insert_one(bad.clone()),
+                Err(Error::InvalidDocument(_))
+            ),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn queries_on_the_partition_field_open_only_what_they_need() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        setup(dir.path());
+    }
+    // A fresh client: nothing is open yet.
+    let client = Client::open(dir.path()).unwrap();
+    let events = client.partitioned::<Value>("app", "events").unwrap();
+    assert_eq!(events.stats().opened, 0);
+    let range = json!({"ts": {"$gte": JAN_1 + 3 * DAY, "$lt": JAN_1 + 5 * DAY}, "kind": "view"});
+    assert_eq!(
+        events.partitions_for(range.clone()).unwrap(),
+        vec!["2025-01-04", "2025-01-05"]
+    );
+    let found = events
+        .find(range.clone())
+        .unwrap()
+        .sort(json!({"ts": -1}))
+        .to_vec()
+        .unwrap();
+    let want: Vec<Value> = (0..120)
+        .rev()
+        .map(event)
+        .filter(|e| {
+            let ts = e["ts"].as_i64().unwrap();
+            (JAN_1 + 3 * DAY..JAN_1 + 5 * DAY).contains(&ts) && e["kind"] == "view"
+        })
+        .collect();
+    assert_eq!(found, want);
+    let stats = events.stats();
+    assert_eq!((stats.opened, stats.visited), (2, 2));
+    assert_eq!(
+        events
+            .count_documents(json!({"ts": JAN_1 + 2 * HOUR}))
+            .unwrap(),
+        1
+    );
+    assert_eq!(events.stats().opened, 3, "an equality opens one partition");
+    assert_eq!(
+        events
+            .count_documents(json!({"ts": {"$in": [JAN_1, JAN_1 + 9 * DAY]}}))
+            .unwrap(),
+        2
+    );
+    // A filter on other fields must read every partition.
+    assert_eq!(events.count_documents(json!({"kind": "buy"})).unwrap(), 40);
+    assert_eq!(events.stats().opened, 10);
+    // Pruned results agree with a brute-force filter for assorted ranges.
+    for (lo, hi) in [
+        (0, DAY),
+        (DAY / 2, 3 * DAY + 1),
+        (9 * DAY, 20 * DAY),
+        (-DAY, 0),
+    ] {
+        let filter = json!({"ts": {"$gt": JAN_1 + lo, "$lte": JAN_1 + hi}});
+        let want = (0..120)
+            .map(event)
+            .filter(|e| {
+                let ts = e["ts"].as_i64().unwrap();
+                ts > JAN_1 + lo && ts <= JAN_1 + hi
+            })
+            .count() as u64;
+        assert_eq!(events.count_documents(filter).unwrap(), want, "{lo} {hi}");
+    }
+}
+
+#[test]
+fn drop_partitions_before_deletes_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_client, events) = setup(dir.path());
+    let dropped = events
+        .drop_partitions_before(JAN_1 + 3 * DAY + HOUR)
+        .unwrap();
+    assert_eq!(dropped, vec!["2025-01-01", "2025-01-02", "2025-01-03"]);
+    assert!(!dir
+        .path()
+        .join("app.parts/events/part-2025-01-01.sqlite")
+        .exists());
+    assert_eq!(events.partitions().unwrap().len(), 7);
+    assert_eq!(events.count_documents(json!({})).unwrap(), 84);
+    assert_eq!(
+        events.find_one(json!({"_id": 0})).unwrap(),
+        None,
+        "old data gone"
+    );
+    // Writing into a dropped bucket recreates it.
+    events.insert_one(event(0)).unwrap();
+    assert_eq!(events.partitions().unwrap()[0], "2025-01-01");
+    assert!(events.drop_partition("2025-01-01").unwrap());
+    assert!(!events.drop_partition("2025-01-01").unwrap());
+    assert!(events.drop().unwrap());
+    assert!(!dir.path().join("app.parts/events").exists());
+}
+
+#[test]
+fn prefix_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let events = client
+        .create_partitioned_collection(
+            "app",
+            "log",
+            PartitionBy::Prefix {
+                field: "key".into(),
+                len: 14,
+            },
+        )
+        .unwrap();
+    for month in 1..=3 {
+        for i in 0..10 {
+            events
+                .insert_one(json!({"key": format!("events:2025:{month:02}:{i:03}"), "v": i}))
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        events.partitions().unwrap(),
+        vec!["events:2025:01", "events:2025:02", "events:2025:03"]
+    );
+    let feb = json!({"key": {"$gte": "events:2025:02", "$lt": "events:2025:03"}});
+    assert_eq!(
+        events.partitions_for(feb.clone()).unwrap(),
+        vec!["events:2025:02", "events:2025:03"]
+    );
+    assert_eq!(events.count_documents(feb).unwrap(), 10);
+    assert_eq!(
+        events
+            .partitions_for(json!({"key": "events:2025:03:007"}))
+            .unwrap(),
+        vec!["events:2025:03"]
+    );
+    assert!(matches!(
+        events.drop_partitions_before(0),
+        Err(Error::Shard { .. })
+    ));
+    assert!(events.drop_partition("events:2025:01").unwrap());
+    assert_eq!(events.count_documents(json!({})).unwrap(), 20);
+    assert!(events.insert_one(json!({"key": 5})).is_err());
+}
+
+#[test]
+fn indexes_reach_partitions_created_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_client, events) = setup(dir.path());
+    events
+        .create_index(json!({"kind": 1}), IndexOptions::default())
+        .unwrap();
+    assert!(events
+        .create_index(
+            json!({"kind": 1}),
+            IndexOptions::default().unique(true).name("u")
+        )
+        .is_err());
+    events.insert_one(event(1000)).unwrap();
+    let late = events.member_of(event(1000)).unwrap();
+    for old in events.partitions().unwrap() {
+        if old != late {
+            events.drop_partition(&old).unwrap();
+        }
+    }
+    let names: Vec<String> = events
+        .list_indexes()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names, vec!["_id_", "kind_1"]);
+    events.drop_index("kind_1").unwrap();
+    events.insert_one(event(2000)).unwrap();
+    let names: Vec<String> = events
+        .list_indexes()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names, vec!["_id_"]);
+}
+
+#[test]
+fn updates_stay_within_their_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_client, events) = setup(dir.path());
+    // Within the same day: allowed.
+    events
+        .update_one(json!({"_id": 1}), json!({"$inc": {"ts": HOUR}}))
+        .unwrap();
+    assert_eq!(
+        events.find_one(json!({"_id": 1})).unwrap().unwrap()["ts"],
+        JAN_1 + 3 * HOUR
+    );
+    // To another day: refused, document unchanged.
+    let err = events
+        .update_one(json!({"_id": 1}), json!({"$inc": {"ts": DAY}}))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidUpdate { .. }), "{err}");
+    assert_eq!(
+        events.find_one(json!({"_id": 1})).unwrap().unwrap()["ts"],
+        JAN_1 + 3 * HOUR
+    );
+    let r = events
+        .update_many(
+            json!({"ts": {"$lt": JAN_1 + DAY}}),
+            json!({"$set": {"early": true}}),
+        )
+        .unwrap();
+    assert_eq!(r.matched_count, 12);
+    assert_eq!(
+        events
+            .delete_many(json!({"early": true}))
+            .unwrap()
+            .deleted_count,
+        12
+    );
+    // An upsert creates the partition its document belongs to.
+    let r = events
+        .update_one_with(
+            json!({"_id": "late"}),
+            json!({"$set": {"ts": JAN_1 + 40 * DAY}}),
+            &pocketdb::UpdateOptions::upsert(),
+        )
+        .unwrap();
+    assert_eq!(r.upserted_id, Some(json!("late")));
+    assert!(events
+        .partitions()
+        .unwrap()
+        .contains(&"2025-02-10".to_string()));
+}

@@ -1,0 +1,676 @@
+//! Hash-sharded collections through the public API, checked against a single-file
+//! collection holding the same documents.
+
+use pocketdb::{
+    Client, Collection, Error, FindOneAndModifyOptions, IndexOptions, InsertManyOptions,
+    ReturnDocument, ShardKey, ShardOptions, ShardedCollection, UpdateOptions,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+fn doc(i: u64) -> Value {
+    json!({
+        "_id": i,
+        "team": format!("t{}", i % 7),
+        "score": (i * 37) % 101,
+        "tags": [format!("g{}", i % 3), format!("h{}", i % 4)],
+        "nested": {"n": i % 5},
+    })
+}
+
+/// A sharded collection and a plain one with the same 300 documents.
+fn setup(
+    shards: usize,
+    key: ShardKey,
+) -> (tempfile::TempDir, Client, ShardedCollection, Collection) {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let sharded = client
+        .create_sharded_collection("app", "items", ShardOptions::new(shards).key(key))
+        .unwrap();
+    let plain = client
+        .database("plain")
+        .unwrap()
+        .collection::<Value>("items");
+    sharded.insert_many((0..300).map(doc)).unwrap();
+    plain.insert_many((0..300).map(doc)).unwrap();
+    (dir, client, sharded, plain)
+}
+
+#[test]
+fn documents_spread_over_shard_files_and_reopen() {
+    let (dir, client, sharded, _) = setup(4, ShardKey::Id);
+    for i in 0..4 {
+        let path = dir
+            .path()
+            .join(format!("app.shards/items/shard-{i}.sqlite"));
+        assert!(path.exists(), "{}", path.display());
+        let n = sharded.count_documents(json!({})).unwrap();
+        assert_eq!(n, 300);
+    }
+    // Every shard holds a fair share.
+    let mut per_shard = [0u64; 4];
+    for i in 0..300 {
+        let m: usize = sharded.member_of(doc(i)).unwrap().parse().unwrap();
+        per_shard[m] += 1;
+    }
+    assert!(per_shard.iter().all(|n| *n > 40), "{per_shard:?}");
+    // The catalog records the layout; a new client finds it.
+    let options = client
+        .database("app")
+        .unwrap()
+        .collection_options("items")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        options.options["sharded"],
+        json!({"shards": 4, "key": "_id"})
+    );
+    drop(sharded);
+    drop(client);
+    let client = Client::open(dir.path()).unwrap();
+    let again = client.sharded::<Value>("app", "items").unwrap();
+    assert_eq!(again.shard_count(), Some(4));
+    assert_eq!(again.count_documents(json!({})).unwrap(), 300);
+    assert_eq!(again.estimated_count().unwrap(), 300);
+    assert_eq!(again.find_one(json!({"_id": 123})).unwrap(), Some(doc(123)));
+    // Shard files are not databases of the client.
+    assert_eq!(client.list_databases().unwrap(), vec!["app", "plain"]);
+}
+
+fn ids(docs: &[Value]) -> Vec<Value> {
+    docs.iter().map(|d| d["_id"].clone()).collect()
+}
+
+#[test]
+fn find_matches_a_single_file_collection() {
+    for key in [ShardKey::Id, ShardKey::Field("team".into())] {
+        let (_dir, _client, sharded, plain) = setup(3, key);
+        let filters = [
+            json!({}),
+            json!({"score": {"$gt": 50}}),
+            json!({"team": "t3"}),
+            json!({"team": {"$in": ["t1", "t2"]}, "score": {"$lt": 70}}),
+            json!({"tags": "g1"}),
+            json!({"$or": [{"_id": 5}, {"_id": 77}, {"nested.n": 4}]}),
+            json!({"_id": {"$in": [1, 2, 3, 400]}}),
+            json!({"score": {"$gte": 1000}}),
+        ];
+        // The sorts end with _id so the order is total and both sides must agree.
+        let sorts = [
+            json!({"score": 1, "_id": 1}),
+            json!({"score": -1, "_id": -1}),
+            json!({"team": 1, "score": -1, "_id": 1}),
+            json!({"tags": 1, "_id": 1}),
+        ];
+        for filter in &filters {
+            let want = plain.count_documents(filter.clone()).unwrap();
+            assert_eq!(
+                sharded.count_documents(filter.clone()).unwrap(),
+                want,
+                "{filter}"
+            );
+            let mut all = sharded.find(filter.clone()).unwrap().to_vec().unwrap();
+            all.sort_by_key(|d| d["_id"].as_u64());
+            let mut expected = plain.find(filter.clone()).unwrap().to_vec().unwrap();
+            expected.sort_by_key(|d| d["_id"].as_u64());
+            assert_eq!(all, expected, "{filter}");
+            assert_eq!(
+                sharded.distinct("tags", filter.clone()).unwrap(),
+                plain.distinct("tags", filter.clone()).unwrap()
+            );
+            for sort in &sorts {
+                for (skip, limit) in [(0, 0), (0, 7), (5, 10), (290, 20), (0, 1)] {
+                    let got = sharded
+                        .find(filter.clone())
+                        .unwrap()
+                        .sort(sort.clone())
+                        .skip(skip)
+                        .limit(limit)
+                        .to_vec()
+                        .unwrap();
+                    let want = plain
+                        .find(filter.clone())
+                        .unwrap()
+                        .sort(sort.clone())
+                        .skip(skip)
+                        .limit(limit)
+                        .to_vec()
+                        .unwrap();
+                    assert_eq!(ids(&got), ids(&want), "{filter} {sort} {skip} {limit}");
+                }
+            }
+            // Unsorted skip/limit: the right number of distinct matching documents.
+            let page = sharded
+                .find(filter.clone())
+                .unwrap()
+                .skip(3)
+                .limit(11)
+                .to_vec()
+                .unwrap();
+            assert_eq!(page.len() as u64, want.saturating_sub(3).min(11));
+        }
+        // Projection after a merge on a projected-away key.
+        let got = sharded
+            .find(json!({"team": "t1"}))
+            .unwrap()
+            .sort(json!({"score": -1, "_id": 1}))
+            .projection(json!({"_id": 0, "team": 1}))
+            .limit(2)
+            .to_vec()
+            .unwrap();
+        assert_eq!(got, vec![json!({"team": "t1"}), json!({"team": "t1"})]);
+        // The fluent builder.
+        let q = sharded
+            .query()
+            .where_("score")
+            .gte(90)
+            .sort("score", pocketdb::SortOrder::Asc)
+            .limit(3)
+            .to_vec()
+            .unwrap();
+        assert_eq!(q.len(), 3);
+        assert_eq!(
+            sharded.query().where_("team").eq("t0").count().unwrap(),
+            plain.count_documents(json!({"team": "t0"})).unwrap()
+        );
+    }
+}
+
+#[test]
+fn queries_on_the_shard_key_visit_one_shard() {
+    let (_dir, _client, sharded, _) = setup(4, ShardKey::Field("team".into()));
+    assert_eq!(sharded.members_for(json!({"team": "t2"})).unwrap().len(), 1);
+    assert_eq!(sharded.members_for(json!({"score": 3})).unwrap().len(), 4);
+    assert!(
+        sharded
+            .members_for(json!({"team": {"$in": ["t1", "t2"]}}))
+            .unwrap()
+            .len()
+            <= 2
+    );
+    let before = sharded.member_stats().visited;
+    let cursor = sharded
+        .find(json!({"team": "t2", "score": {"$gt": 10}}))
+        .unwrap();
+    assert_eq!(cursor.members().len(), 1);
+    assert_eq!(sharded.member_stats().visited, before + 1);
+    assert_eq!(
+        cursor.to_vec().unwrap().len() as u64,
+        (0..300u64)
+            .filter(|i| i % 7 == 2 && (i * 37) % 101 > 10)
+            .count() as u64
+    );
+}
+
+#[test]
+fn single_document_writes_touch_one_document() {
+    let (_dir, _client, sharded, _) = setup(4, ShardKey::Id);
+    let r = sharded
+        .update_one(json!({"team": "t1"}), json!({"$set": {"marked": true}}))
+        .unwrap();
+    assert_eq!((r.matched_count, r.modified_count), (1, 1));
+    assert_eq!(sharded.count_documents(json!({"marked": true})).unwrap(), 1);
+    let r = sharded
+        .update_many(json!({"team": "t1"}), json!({"$inc": {"score": 1000}}))
+        .unwrap();
+    assert_eq!(r.matched_count, 43);
+    assert_eq!(
+        sharded
+            .count_documents(json!({"score": {"$gte": 1000}}))
+            .unwrap(),
+        43
+    );
+    let r = sharded.delete_one(json!({"team": "t1"})).unwrap();
+    assert_eq!(r.deleted_count, 1);
+    assert_eq!(
+        sharded
+            .delete_many(json!({"team": "t1"}))
+            .unwrap()
+            .deleted_count,
+        42
+    );
+    assert_eq!(sharded.count_documents(json!({})).unwrap(), 257);
+    assert_eq!(
+        sharded
+            .delete_one(json!({"team": "t1"}))
+            .unwrap()
+            .deleted_count,
+        0
+    );
+    let r = sharded
+        .update_one(json!({"team": "nobody"}), json!({"$set": {"a": 1}}))
+        .unwrap();
+    assert_eq!(r.matched_count, 0);
+    let r = sharded
+        .replace_one(json!({"_id": 10}), json!({"_id": 10, "replaced": true}))
+        .unwrap();
+    assert_eq!(r.modified_count, 1);
+    assert_eq!(
+        sharded.find_one(json!({"_id": 10})).unwrap(),
+        Some(json!({"_id": 10, "replaced": true}))
+    );
+}
+
+#[test]
+fn upserts_land_on_the_shard_of_the_new_document() {
+    for key in [ShardKey::Id, ShardKey::Field("team".into())] {
+        let (_dir, _client, sharded, _) = setup(4, key.clone());
+        // Pinned by _id.
+        let r = sharded
+            .update_one_with(
+                json!({"_id": "new-1"}),
+                json!({"$set": {"team": "t9"}}),
+                &UpdateOptions::upsert(),
+            )
+            .unwrap();
+        assert_eq!(r.upserted_id, Some(json!("new-1")));
+        // Not pinned: the _id is generated here, so the document routes consistently.
+        let r = sharded
+            .update_one_with(
+                json!({"name": "zed"}),
+                json!({"$set": {"team": "t4", "score": 5}}),
+                &UpdateOptions::upsert(),
+            )
+            .unwrap();
+        let id = r.upserted_id.unwrap();
+        let found = sharded
+            .find_one(json!({"_id": id.clone()}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(found["name"], "zed");
+        // A pinned find reads only the routed shard, so finding it proves the routing.
+        assert_eq!(
+            sharded
+                .members_for(json!({"_id": id.clone()}))
+                .unwrap()
+                .len(),
+            match key {
+                ShardKey::Id => 1,
+                ShardKey::Field(_) => 4,
+            }
+        );
+        let by_key = sharded
+            .find(json!({"team": "t4", "name": "zed"}))
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        assert_eq!(by_key.len(), 1);
+        // A second upsert with the same filter updates instead.
+        let r = sharded
+            .update_one_with(
+                json!({"name": "zed"}),
+                json!({"$set": {"score": 6}}),
+                &UpdateOptions::upsert(),
+            )
+            .unwrap();
+        assert_eq!((r.matched_count, r.upserted_id), (1, None));
+        // update_many and replace_one upsert too.
+        let r = sharded
+            .update_many_with(
+                json!({"team": "t77"}),
+                json!({"$set": {"x": 1}}),
+                &UpdateOptions::upsert(),
+            )
+            .unwrap();
+        assert!(r.upserted_id.is_some());
+        assert_eq!(sharded.count_documents(json!({"team": "t77"})).unwrap(), 1);
+        let r = sharded
+            .replace_one_with(json!({"_id": "r1"}), json!({"team": "t8", "r": 1}), true)
+            .unwrap();
+        assert_eq!(r.upserted_id, Some(json!("r1")));
+        assert_eq!(
+            sharded.find_one(json!({"_id": "r1"})).unwrap(),
+            Some(json!({"_id": "r1", "team": "t8", "r": 1}))
+        );
+        assert_eq!(sharded.count_documents(json!({})).unwrap(), 304);
+    }
+}
+
+#[test]
+fn the_shard_key_cannot_change() {
+    let (_dir, _client, sharded, _) = setup(4, ShardKey::Field("team".into()));
+    let err = sharded
+        .update_one(json!({"_id": 3}), json!({"$set": {"team": "other"}}))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidUpdate { ref path, .. } if path == "team"),
+        "{err}"
+    );
+    let err = sharded
+        .replace_one(json!({"_id": 3}), json!({"team": "other"}))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidUpdate { .. }), "{err}");
+    assert!(sharded
+        .update_many(json!({}), json!({"$unset": {"team": ""}}))
+        .is_err());
+    assert_eq!(sharded.find_one(json!({"_id": 3})).unwrap(), Some(doc(3)));
+    // Other fields, and setting the key to its own value, are fine.
+    sharded
+        .update_one(json!({"_id": 3}), json!({"$set": {"team": "t3", "x": 1}}))
+        .unwrap();
+    assert_eq!(
+        sharded.find_one(json!({"_id": 3})).unwrap().unwrap()["x"],
+        1
+    );
+    // Arrays cannot be shard keys.
+    let err = sharded.insert_one(json!({"team": ["a"]})).unwrap_err();
+    assert!(matches!(err, Error::InvalidDocument(_)), "{err}");
+}
+
+#[test]
+fn find_one_and_modify_uses_the_global_order() {
+    let (_dir, _client, sharded, _) = setup(4, ShardKey::Id);
+    let options = FindOneAndModifyOptions {
+        sort: Some(json!({"score": -1, "_id": 1})),
+        return_document: ReturnDocument::After,
+        ..Default::default()
+    };
+    // score 100 is reached by the smallest i with 37 i = 100 (mod 101).
+    let top = sharded
+        .find_one_and_update(json!({}), json!({"$set": {"top": true}}), &options)
+        .unwrap()
+        .unwrap();
+    assert_eq!(top["score"], 100);
+    assert_eq!(top["top"], true);
+    let gone = sharded
+        .find_one_and_delete(
+            json!({"team": "t0"}),
+            &FindOneAndModifyOptions {
+                sort: Some(json!({"score": 1, "_id": 1})),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+    let want_min = (0..300u64)
+        .filter(|i| i % 7 == 0)
+        .map(|i| ((i * 37) % 101, i))
+        .min()
+        .unwrap();
+    assert_eq!(gone["_id"], want_min.1);
+    assert_eq!(sharded.find_one(json!({"_id": want_min.1})).unwrap(), None);
+    let replaced = sharded
+        .find_one_and_replace(
+            json!({"_id": 1}),
+            json!({"_id": 1, "team": "t1", "new": true}),
+            &FindOneAndModifyOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(replaced, Some(doc(1)));
+    let upserted = sharded
+        .find_one_and_update(
+            json!({"name": "fresh"}),
+            json!({"$set": {"v": 1}}),
+            &FindOneAndModifyOptions {
+                upsert: true,
+                return_document: ReturnDocument::After,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(upserted["name"], "fresh");
+    assert_eq!(
+        sharded.count_documents(json!({"name": "fresh"})).unwrap(),
+        1
+    );
+}
+
+#[test]
+fn insert_many_reports_failures_by_request_position() {
+    let (_dir, _client, sharded, _) = setup(4, ShardKey::Id);
+    let batch = vec![
+        json!({"_id": 1000}),
+        json!({"_id": 5}),
+        json!({"_id": 1001}),
+        json!({"_id": 7}),
+    ];
+    let err = sharded
+        .insert_many_with(batch, InsertManyOptions { ordered: false })
+        .unwrap_err();
+    let Error::BulkWrite(f) = err else {
+        panic!("{err}")
+    };
+    let failed: Vec<usize> = f.write_errors.iter().map(|e| e.index).collect();
+    assert_eq!(failed, vec![1, 3]);
+    let mut inserted: Vec<usize> = f.inserted_ids.iter().map(|(i, _)| *i).collect();
+    inserted.sort();
+    assert_eq!(inserted, vec![0, 2]);
+    assert!(f
+        .write_errors
+        .iter()
+        .all(|e| matches!(e.error, Error::DuplicateKey { .. })));
+    // A document that cannot be routed fails before anything is written.
+    let err = sharded
+        .insert_many(vec![
+            json!({"_id": 2000}),
+            json!({"_id": [1]}),
+            json!({"_id": 2001}),
+        ])
+        .unwrap_err();
+    let Error::BulkWrite(f) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(f.write_errors[0].index, 1);
+    assert_eq!(sharded.count_documents(json!({"_id": 2001})).unwrap(), 0);
+    let r = sharded.insert_many((3000..3010).map(doc)).unwrap();
+    assert_eq!(r.inserted_ids.len(), 10);
+    assert_eq!(r.inserted_ids[&9], json!(3009));
+}
+
+#[test]
+fn indexes_fan_out_and_unique_needs_the_shard_key() {
+    let (_dir, _client, sharded, _) = setup(3, ShardKey::Field("team".into()));
+    let name = sharded
+        .create_index(json!({"score": 1}), IndexOptions::default())
+        .unwrap();
+    assert_eq!(name, "score_1");
+    let names: Vec<String> = sharded
+        .list_indexes()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names, vec!["_id_", "score_1"]);
+    let err = sharded
+        .create_index(
+            json!({"score": 1}),
+            IndexOptions::default().unique(true).name("u"),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidIndex { .. }), "{err}");
+    sharded
+        .create_index(
+            json!({"team": 1, "_id": 1}),
+            IndexOptions::default().unique(true),
+        )
+        .unwrap();
+    assert_eq!(
+        sharded
+            .find(json!({"score": 7}))
+            .unwrap()
+            .to_vec()
+            .unwrap()
+            .len() as u64,
+        (0..300u64).filter(|i| (i * 37) % 101 == 7).count() as u64
+    );
+    sharded.drop_index("score_1").unwrap();
+    assert!(matches!(
+        sharded.drop_index("score_1"),
+        Err(Error::IndexNotFound { .. })
+    ));
+}
+
+#[test]
+fn drop_removes_every_file() {
+    let (dir, client, sharded, _) = setup(2, ShardKey::Id);
+    assert!(sharded.drop().unwrap());
+    assert!(!dir.path().join("app.shards/items").exists());
+    assert!(matches!(
+        client.sharded::<Value>("app", "items"),
+        Err(Error::CollectionNotFound(_))
+    ));
+    // The name can be reused, starting empty.
+    let again = client
+        .create_sharded_collection("app", "items", ShardOptions::new(3))
+        .unwrap();
+    assert_eq!(again.count_documents(json!({})).unwrap(), 0);
+}
+
+#[test]
+fn bad_requests_get_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    assert!(matches!(
+        client.create_sharded_collection("app", "x", ShardOptions::new(0)),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        client.create_sharded_collection("app", "$bad", ShardOptions::new(2)),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(client
+        .create_sharded_collection(
+            "app",
+            "x",
+            ShardOptions::new(2).key(ShardKey::Field("a..b".into()))
+        )
+        .is_err());
+    let memory = pocketdb::Database::memory().unwrap();
+    assert!(matches!(
+        memory.create_sharded_collection("x", ShardOptions::new(2)),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(memory.list_collections().unwrap().is_empty());
+    let db = client.database("app").unwrap();
+    db.collection::<Value>("plain")
+        .insert_one(json!({}))
+        .unwrap();
+    assert!(matches!(
+        db.sharded::<Value>("plain"),
+        Err(Error::Shard { .. })
+    ));
+    client
+        .create_sharded_collection("app", "s", ShardOptions::new(2))
+        .unwrap();
+    assert!(matches!(
+        client.create_sharded_collection("app", "s", ShardOptions::new(2)),
+        Err(Error::CollectionExists(_))
+    ));
+    assert!(matches!(
+        db.partitioned::<Value>("s"),
+        Err(Error::Shard { .. })
+    ));
+    // A deleted shard file is reported, not silently recreated empty.
+    let client2 = Client::open(dir.path()).unwrap();
+    std::fs::remove_file(dir.path().join("app.shards/s/shard-1.sqlite")).unwrap();
+    assert!(matches!(
+        client2.sharded::<Value>("app", "s"),
+        Err(Error::Shard { .. })
+    ));
+    let s = client.sharded::<Value>("app", "s").unwrap();
+    assert!(s.find(json!({"$bad": 1})).is_err());
+    assert!(s
+        .find(json!({}))
+        .unwrap()
+        .sort(json!({"a": 3}))
+        .next()
+        .unwrap()
+        .is_err());
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct User {
+    #[serde(rename = "_id")]
+    id: String,
+    name: String,
+    age: u32,
+}
+
+#[test]
+fn typed_collections_and_concurrent_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    client
+        .create_sharded_collection("app", "users", ShardOptions::new(4))
+        .unwrap();
+    let users = client.sharded::<User>("app", "users").unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let users = users.clone();
+            s.spawn(move || {
+                for i in 0..50 {
+                    users
+                        .insert_one(User {
+                            id: format!("u{t}-{i}"),
+                            name: format!("n{i}"),
+                            age: i,
+                        })
+                        .unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(users.count_documents(json!({})).unwrap(), 200);
+    let oldest: Vec<User> = users
+        .find(json!({"age": {"$gte": 48}}))
+        .unwrap()
+        .sort(json!({"age": -1, "_id": 1}))
+        .to_vec()
+        .unwrap();
+    assert_eq!(oldest.len(), 8);
+    assert_eq!(oldest[0].id, "u0-49");
+    // A cursor dropped early does not hang its member threads.
+    let mut cursor = users.find(json!({})).unwrap().batch_size(2);
+    assert!(cursor.next().is_some());
+    drop(cursor);
+    let untyped = users.typed::<Value>();
+    assert_eq!(
+        untyped.find_one(json!({"_id": "u1-1"})).unwrap().unwrap()["age"],
+        1
+    );
+}
+
+/// The README's sharding example, kept compiling and passing.
+#[test]
+fn readme_shard_example() -> Result<(), Box<dyn std::error::Error>> {
+    use pocketdb::{PartitionBy, TimeBucket};
+    let dir = tempfile::tempdir()?;
+
+    let client = Client::open(dir.path())?;
+    let users = client.create_sharded_collection(
+        "app",
+        "users",
+        ShardOptions::new(4).key(ShardKey::Field("team".into())),
+    )?; // <dir>/app.shards/users/shard-{0..3}.sqlite
+    users.insert_many((0..1000).map(|i| json!({"_id": i, "team": i % 10, "score": i})))?;
+    let top = users
+        .find(json!({"score": {"$gt": 500}}))?
+        .sort(json!({"score": -1}))
+        .skip(5)
+        .limit(10)
+        .to_vec()?; // parallel scatter-gather
+    assert_eq!(users.members_for(json!({"team": 3}))?.len(), 1); // pinned to one shard
+    let users = client.sharded::<serde_json::Value>("app", "users")?; // reopen from the catalog
+
+    let events = client.create_partitioned_collection(
+        "app",
+        "events",
+        PartitionBy::Time {
+            field: "ts".into(),
+            bucket: TimeBucket::Day,
+        },
+    )?; // <dir>/app.parts/events/part-2025-01-31.sqlite, …
+    events.insert_one(json!({"ts": "2025-01-31T10:00:00Z", "type": "view"}))?;
+    events.count_documents(json!({"ts": {"$gte": 1738281600000_i64}}))?; // prunes partitions
+    events.drop_partitions_before(1738281600000)?; // deletes whole files, no VACUUM
+
+    assert_eq!(top[0]["score"], 994);
+    assert_eq!(users.count_documents(json!({}))?, 1000);
+    assert!(dir
+        .path()
+        .join("app.parts/events/part-2025-01-31.sqlite")
+        .exists());
+    Ok(())
+}
