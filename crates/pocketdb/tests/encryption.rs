@@ -521,3 +521,33 @@ fn bad_configuration_is_rejected() -> pocketdb::Result<()> {
     assert!(!format!("{:?}", key(1)).contains("1, 1"));
     Ok(())
 }
+
+#[test]
+fn fluent_queries_pass_the_plugins_too() -> pocketdb::Result<()> {
+    let db = Database::memory()?;
+    db.register_collection_plugin("users", plugin(&key(1))?)?;
+    let users = db.collection::<Value>("users");
+    users.insert_many((1..=5).map(sample))?;
+    let found = users
+        .query()
+        .where_("email")
+        .eq("u4@example.com")
+        .to_vec()?;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["_id"], 4);
+    let n = users
+        .query()
+        .or(vec![
+            pocketdb::QueryBuilder::new()
+                .where_("email")
+                .eq("u1@example.com"),
+            pocketdb::QueryBuilder::new()
+                .where_("email")
+                .eq("u2@example.com"),
+        ])
+        .count()?;
+    assert_eq!(n, 2);
+    // Unsupported conditions are rejected here as in JSON filters, not answered wrongly.
+    assert!(users.query().where_("ssn").lte("z").to_vec().is_err());
+    Ok(())
+}

@@ -686,6 +686,16 @@ impl<T: Document> Collection<T> {
         })
     }
 
+    /// A filter built by the fluent builder, re-parsed from its JSON form after the
+    /// plugins' `before_read` hooks when plugins are registered (they rewrite JSON).
+    fn plugin_filter(&self, filter: Filter, json: Value) -> Result<Filter> {
+        if self.db.has_plugins() {
+            self.user_filter(json)
+        } else {
+            Ok(filter)
+        }
+    }
+
     /// Parses a filter given by the caller, after the plugins' `before_read` hooks.
     fn user_filter(&self, mut filter: Value) -> Result<Filter> {
         self.db.before_read(&self.name, &mut filter)?;
@@ -1375,8 +1385,10 @@ impl<T: Document> Collection<T> {
 impl<T: Document> QueryBuilder<Collection<T>> {
     /// Runs the query: a lazy cursor over the results.
     pub fn find(self) -> Result<Cursor<T>> {
+        let json = self.filter_json();
         let (coll, q) = self.into_parts()?;
-        let mut cursor = Cursor::new(coll, q.filter).skip(q.skip);
+        let filter = coll.plugin_filter(q.filter, json)?;
+        let mut cursor = Cursor::new(coll, filter).skip(q.skip);
         if let Some(sort) = q.sort {
             cursor = cursor.sort_spec(sort);
         }
@@ -1401,7 +1413,9 @@ impl<T: Document> QueryBuilder<Collection<T>> {
 
     /// Number of matching documents (skip and limit ignored).
     pub fn count(self) -> Result<u64> {
-        let (coll, q) = self.into_parts()?;
+        let json = self.filter_json();
+        let (coll, mut q) = self.into_parts()?;
+        q.filter = coll.plugin_filter(q.filter, json)?;
         if coll.buffer_pending() {
             return Ok(coll.read_merged(&Plan::new(q.filter), None)?.len() as u64);
         }

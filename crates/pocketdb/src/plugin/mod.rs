@@ -296,6 +296,11 @@ impl Database {
         self.inner.hub.plugins().before_read(collection, filter)
     }
 
+    /// True once any plugin is registered (filters must then pass `before_read`).
+    pub(crate) fn has_plugins(&self) -> bool {
+        self.inner.hub.plugins().any.load(Ordering::Acquire)
+    }
+
     pub(crate) fn after_read(&self, collection: &str, doc: &mut Value) -> Result<()> {
         self.inner.hub.plugins().after_read(collection, doc)
     }

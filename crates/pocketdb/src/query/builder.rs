@@ -39,6 +39,9 @@ use serde_json::{Map, Value};
 pub struct QueryBuilder<C = ()> {
     target: C,
     parts: Vec<Filter>,
+    /// The same conditions as MongoDB JSON, one document per part, for plugins whose
+    /// `before_read` hooks rewrite JSON filters.
+    json: Vec<Value>,
     sort: Vec<(String, SortOrder)>,
     skip: u64,
     limit: Option<u64>,
@@ -102,6 +105,7 @@ impl<C> QueryBuilder<C> {
         QueryBuilder {
             target,
             parts: Vec::new(),
+            json: Vec::new(),
             sort: Vec::new(),
             skip: 0,
             limit: None,
@@ -133,6 +137,9 @@ impl<C> QueryBuilder<C> {
             return self;
         };
         for (key, value) in obj {
+            let mut entry = Map::new();
+            entry.insert(key.clone(), value.clone());
+            self.json.push(Value::Object(entry));
             if let Err(e) = parse_top_level_entry(key, value, &mut self.parts) {
                 self.fail(e);
                 break;
@@ -168,7 +175,9 @@ impl<C> QueryBuilder<C> {
             return self;
         }
         let mut filters = Vec::with_capacity(children.len());
+        let mut json = Vec::with_capacity(children.len());
         for child in children {
+            json.push(child.filter_json());
             match child.into_filter() {
                 Ok(f) => filters.push(f),
                 Err(e) => {
@@ -178,6 +187,9 @@ impl<C> QueryBuilder<C> {
             }
         }
         self.parts.push(make(filters));
+        let mut entry = Map::new();
+        entry.insert(op.to_string(), Value::Array(json));
+        self.json.push(Value::Object(entry));
         self
     }
 
@@ -203,6 +215,19 @@ impl<C> QueryBuilder<C> {
     pub fn project(mut self, projection: Value) -> QueryBuilder<C> {
         self.projection = Some(projection);
         self
+    }
+
+    /// The query's conditions as one MongoDB JSON filter (`{"$and": [...]}`, or `{}`).
+    pub fn filter_json(&self) -> Value {
+        match self.json.as_slice() {
+            [] => Value::Object(Map::new()),
+            [one] => one.clone(),
+            all => {
+                let mut m = Map::new();
+                m.insert("$and".to_string(), Value::Array(all.to_vec()));
+                Value::Object(m)
+            }
+        }
     }
 
     /// Finishes the query, reporting the first error met while building it.
@@ -269,6 +294,9 @@ impl<C> FieldClause<C> {
     /// Adds the conditions of an operator object, through the JSON operator parser.
     fn ops(self, m: Map<String, Value>) -> QueryBuilder<C> {
         let FieldClause { mut builder, path } = self;
+        let mut entry = Map::new();
+        entry.insert(path.clone(), Value::Object(m.clone()));
+        builder.json.push(Value::Object(entry));
         let parsed =
             FieldPath::parse(&path).and_then(|fp| Ok((fp, parse_operator_object(&path, &m)?)));
         match parsed {
@@ -381,8 +409,13 @@ mod tests {
     use serde_json::json;
 
     fn same(b: QueryBuilder, filter: Value) {
+        let json = b.filter_json();
         let built = b.build().unwrap_or_else(|e| panic!("{filter}: {e}"));
         assert_eq!(built.filter, parse_filter(&filter).unwrap(), "{filter}");
+        // The JSON mirror handed to plugins means the same thing.
+        let reparsed = parse_filter(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        let doc = serde_json::json!({"a": 1, "b": 2, "c": [1, 2], "t": ["a", "b"]});
+        assert_eq!(reparsed.matches(&doc), built.filter.matches(&doc), "{json}");
     }
 
     #[test]
