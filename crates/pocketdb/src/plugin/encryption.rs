@@ -45,9 +45,9 @@
 //! value occurs); use it only where that is acceptable. Range operators, `$regex` and
 //! the other operators on encrypted fields are rejected with [`Error::InvalidFilter`],
 //! as are queries on paths inside an encrypted value. `{field: null}` matches documents
-//! where the field is missing or holds an encrypted `null`. Filters of the fluent
-//! `query()` builder, aggregation `$match` stages and live queries do not pass through
-//! the plugin: query encrypted fields with JSON filters (`find`, `count_documents`, …).
+//! where the field is missing or holds an encrypted `null`. JSON filters and the fluent
+//! `query()` builder pass through the plugin; aggregation `$match` stages and live
+//! queries do not, so they cannot query encrypted fields.
 //!
 //! # Writes
 //!
