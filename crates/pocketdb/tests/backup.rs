@@ -215,3 +215,45 @@ fn changes_applied_twice_give_the_same_result() {
     }
     assert_eq!(all(&chunked, "users"), all(&primary, "users"));
 }
+
+#[test]
+fn client_backup_includes_sharded_members() {
+    use pocketdb::shard::ShardOptions;
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    let bak = tempfile::tempdir().unwrap();
+    let client = Client::open(src.path()).unwrap();
+    let sharded = client
+        .create_sharded_collection("app", "events", ShardOptions::new(3))
+        .unwrap();
+    sharded
+        .insert_many((0..90).map(|i| json!({"_id": i, "v": i * 2})))
+        .unwrap();
+    client
+        .database("app")
+        .unwrap()
+        .collection::<Value>("plain")
+        .insert_one(json!({"_id": 1}))
+        .unwrap();
+    client.backup_to_dir(bak.path()).unwrap();
+    // Writes after the backup are not in it.
+    sharded.insert_one(json!({"_id": 1000})).unwrap();
+
+    let restored = Client::open(dst.path()).unwrap();
+    restored.restore_from_dir(bak.path()).unwrap();
+    let again = restored.sharded::<Value>("app", "events").unwrap();
+    assert_eq!(again.count_documents(json!({})).unwrap(), 90);
+    assert_eq!(
+        again.find_one(json!({"_id": 45})).unwrap(),
+        Some(json!({"_id": 45, "v": 90}))
+    );
+    assert_eq!(
+        restored
+            .database("app")
+            .unwrap()
+            .collection::<Value>("plain")
+            .count_documents(json!({}))
+            .unwrap(),
+        1
+    );
+}

@@ -284,23 +284,32 @@ impl Client {
         }
         std::fs::create_dir_all(dir)?;
         let names = self.list_databases()?;
-        let dbs = names
-            .iter()
-            .map(|n| self.database(n))
-            .collect::<Result<Vec<_>>>()?;
+        // Every file: each database, then the members of its sharded and partitioned
+        // collections, with the path each takes in the backup directory.
+        let mut files: Vec<(PathBuf, Database)> = Vec::new();
+        for name in &names {
+            let db = self.database(name)?;
+            let members = crate::shard::member_databases(&db)?;
+            files.push((PathBuf::from(format!("{name}.sqlite")), db));
+            files.extend(members);
+        }
         // The cut: with every writer held, no write is in flight; open the snapshots.
         let snapshots = {
-            let _writers: Vec<_> = dbs.iter().map(|d| d.inner.pool.writer()).collect();
-            dbs.iter()
-                .map(|d| match d.path() {
+            let _writers: Vec<_> = files.iter().map(|(_, d)| d.inner.pool.writer()).collect();
+            files
+                .iter()
+                .map(|(_, d)| match d.path() {
                     Some(p) => Snapshot::open(p),
                     None => Err(Error::InvalidArgument("in-memory database".to_string())),
                 })
                 .collect::<Result<Vec<_>>>()?
         };
         let mut reports = Vec::new();
-        for ((name, db), snapshot) in names.iter().zip(&dbs).zip(&snapshots) {
-            let target = dir.join(format!("{name}.sqlite"));
+        for ((relative, db), snapshot) in files.iter().zip(&snapshots) {
+            let target = dir.join(relative);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
             reports.push(db.backup_snapshot(snapshot, &target, progress)?);
         }
         Ok(reports)
@@ -331,9 +340,21 @@ impl Client {
             }
         }
         for name in &names {
-            self.database(name)?
-                .restore_from_with(backup.database_path(name)?, progress)?;
+            let db = self.database(name)?;
+            db.restore_from_with(backup.database_path(name)?, progress)?;
+            // Members of sharded and partitioned collections come back beside it.
+            let backup_db = backup.database(name)?;
+            for (relative, _) in crate::shard::member_databases(&backup_db)? {
+                let member = self.inner_member(&db, &relative)?;
+                member.restore_from_with(backup.dir().join(&relative), progress)?;
+            }
         }
         Ok(names)
+    }
+
+    /// Opens (creating) the member file at `relative` beside `db`, through its registry.
+    fn inner_member(&self, db: &Database, relative: &Path) -> Result<Database> {
+        let path = self.dir().join(relative);
+        Ok(db.inner.shards.open_member(&path, db.options())?)
     }
 }

@@ -157,6 +157,11 @@ impl Registry {
         })
     }
 
+    /// Opens (creating if needed) the member file at `path`.
+    pub(crate) fn open_member(&self, path: &Path, options: &crate::Options) -> Result<Database> {
+        Ok(self.open(path, options, true)?.db)
+    }
+
     /// Forgets every member under `dir` (before its files are deleted).
     fn forget_under(&self, dir: &Path) {
         self.open
@@ -1537,4 +1542,50 @@ impl<T: Document> QueryBuilder<ShardedCollection<T>> {
         })?;
         Ok(counts.into_iter().sum())
     }
+}
+
+/// The member files of `db`'s sharded and partitioned collections that exist on disk,
+/// opened through the database's registry (so their writers are the ones writes use),
+/// each with its path relative to the database's directory
+/// (`<db>.shards/<coll>/shard-<i>.sqlite`, `<db>.parts/<coll>/part-<name>.sqlite`).
+pub(crate) fn member_databases(db: &Database) -> Result<Vec<(PathBuf, Database)>> {
+    let Some(path) = db.path() else {
+        return Ok(Vec::new());
+    };
+    let base = path
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .to_path_buf();
+    let mut files = Vec::new();
+    for kind in ["shards", "parts"] {
+        let Ok(root) = member_dir(db, "", kind) else {
+            continue;
+        };
+        collect_sqlite_files(&root, &mut files)?;
+    }
+    files.sort();
+    let mut out = Vec::with_capacity(files.len());
+    for file in files {
+        let opened = db.inner.shards.open(&file, db.options(), false)?;
+        let relative = file.strip_prefix(&base).unwrap_or(&file).to_path_buf();
+        out.push((relative, opened.db));
+    }
+    Ok(out)
+}
+
+fn collect_sqlite_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_sqlite_files(&path, out)?;
+        } else if path.extension().and_then(|e| e.to_str()) == Some("sqlite") {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
