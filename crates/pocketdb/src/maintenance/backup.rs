@@ -355,6 +355,6 @@ impl Client {
     /// Opens (creating) the member file at `relative` beside `db`, through its registry.
     fn inner_member(&self, db: &Database, relative: &Path) -> Result<Database> {
         let path = self.dir().join(relative);
-        Ok(db.inner.shards.open_member(&path, db.options())?)
+        db.inner.shards.open_member(&path, db.options())
     }
 }
