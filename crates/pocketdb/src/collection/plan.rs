@@ -380,7 +380,8 @@ impl Plan {
     }
 
     /// Reads up to `limit` matching rows with `rid > after`, in `rid` order. Returns the
-    /// matching rows and the last `rid` examined (to continue from).
+    /// matching rows and the last `rid` examined (to continue from), `None` when no
+    /// rows are left.
     pub(crate) fn fetch_page(
         &self,
         conn: &Connection,
@@ -399,9 +400,11 @@ impl Plan {
         let mut rows = stmt.query(params.as_slice())?;
         let mut out = Vec::new();
         let mut last = None;
+        let mut examined = 0usize;
         while let Some(r) = rows.next()? {
             let rid: i64 = r.get(0)?;
             last = Some(rid);
+            examined += 1;
             let text: String = r.get(3)?;
             let doc: Value = serde_json::from_str(&text)?;
             if self.exact || self.filter.matches(&doc) {
@@ -412,6 +415,10 @@ impl Plan {
                     doc,
                 });
             }
+        }
+        // A short page is the last one: saying so spares callers an empty query.
+        if examined < limit {
+            last = None;
         }
         Ok((out, last))
     }

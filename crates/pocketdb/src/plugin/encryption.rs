@@ -560,11 +560,11 @@ impl Encryption {
             })?;
             report.scanned += scanned;
             report.rewritten += rewritten as u64;
+            if scanned > 0 {
+                report.batches += 1;
+            }
             match last {
-                Some(l) => {
-                    report.batches += 1;
-                    after = l;
-                }
+                Some(l) => after = l,
                 None => return Ok(report),
             }
         }
