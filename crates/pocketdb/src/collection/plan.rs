@@ -39,9 +39,10 @@ pub(crate) struct Plan {
     /// The index pocketdb chose itself (a multikey side table, or a hint); SQLite's
     /// own choice among expression indexes is read from its plan by `explain`.
     pub chosen_index: Option<String>,
-    /// True when a range on an indexed path should drive the query: unsorted reads then
-    /// collect matching `rid`s without `ORDER BY rid` (so SQLite seeks the index rather
-    /// than walking the table in `rid` order) and fetch documents by `rid`.
+    /// True when an index should drive the query (a range or equality on an expression
+    /// index, or a multikey side table): unsorted reads then collect matching `rid`s
+    /// without `ORDER BY rid` (so SQLite seeks the index rather than walking the table in
+    /// `rid` order, and does not re-prepare for every key) and fetch documents by `rid`.
     pub index_range: bool,
 }
 
@@ -129,6 +130,7 @@ impl Plan {
                 }
             }
         }
+        let mut side_table = false;
         match hinted {
             Some(def) if !def.is_multikey() || def.multikey & 1 == 0 => {
                 from = format!("{} INDEXED BY {}", "{table}", def.sql_index());
@@ -154,6 +156,7 @@ impl Plan {
                 ));
                 params.extend(bounds.params);
                 chosen_index = Some(def.name.clone());
+                side_table = true;
             }
             None if !has_id && !served_by_expression_index(set, &conjuncts) && !ranged => {
                 // The best multikey index whose leading path the filter bounds.
@@ -176,6 +179,7 @@ impl Plan {
                     ));
                     params.extend(b.params);
                     chosen_index = Some(def.name.clone());
+                    side_table = true;
                 }
             }
             None => {}
@@ -188,23 +192,28 @@ impl Plan {
             format!("{} AND ({})", parts.join(" AND "), compiled.sql)
         };
         params.extend(compiled.params);
+        // Candidates are collected as row ids first (no ORDER BY) whenever an expression
+        // index serves the filter: with `ORDER BY rid` SQLite (built with STAT4) reads
+        // the bound key while planning and re-prepares the statement for every new
+        // value, which costs more than the query itself.
         let index_range = !has_id
-            && chosen_index.is_none()
-            && !served_by_expression_index(set, &conjuncts)
-            && conjuncts.iter().any(|(path, cond)| {
-                let bounded = match cond {
-                    Cond::Gt(v) | Cond::Gte(v) | Cond::Lt(v) | Cond::Lte(v) => {
-                        v.is_number() || v.is_string()
-                    }
-                    Cond::Regex(re) => prefix_range(re).is_some(),
-                    _ => false,
-                };
-                bounded
-                    && set
-                        .defs
-                        .iter()
-                        .any(|d| d.multikey & 1 == 0 && d.keys[0].0 == **path)
-            });
+            && (side_table || chosen_index.is_none())
+            && (side_table
+                || served_by_expression_index(set, &conjuncts)
+                || conjuncts.iter().any(|(path, cond)| {
+                    let bounded = match cond {
+                        Cond::Gt(v) | Cond::Gte(v) | Cond::Lt(v) | Cond::Lte(v) => {
+                            v.is_number() || v.is_string()
+                        }
+                        Cond::Regex(re) => prefix_range(re).is_some(),
+                        _ => false,
+                    };
+                    bounded
+                        && set
+                            .defs
+                            .iter()
+                            .any(|d| d.multikey & 1 == 0 && d.keys[0].0 == **path)
+                }));
         Ok(Plan {
             filter,
             from,
