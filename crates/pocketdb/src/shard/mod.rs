@@ -33,9 +33,11 @@
 mod cursor;
 pub mod partition;
 mod route;
+pub mod watch;
 
 pub use cursor::ShardedCursor;
 pub use partition::{PartitionBy, PartitionStats, PartitionedCollection, TimeBucket};
+pub use watch::{ShardChangeEvent, ShardResumeToken, ShardedChangeStream};
 
 use crate::client::Client;
 use crate::collection::{

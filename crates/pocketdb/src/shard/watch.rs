@@ -1,0 +1,514 @@
+//! Change streams of sharded and partitioned collections: `watch`, `watch_from`.
+//!
+//! Every member file has its own change log, so a [`ShardedChangeStream`] opens one
+//! ordinary [`ChangeStream`] per member and runs one forwarding thread per member that
+//! moves its events into a bounded queue the stream reads. Events of one member come in
+//! that member's commit order; **there is no global order across members** (events of
+//! different members come in the order they reach the queue).
+//!
+//! The resume token ([`ShardResumeToken`]) is the position (change-log sequence) of
+//! every member, `{"<member>": seq, …}`. `watch_from(token)` resumes each member right
+//! after its position, so nothing is missed or repeated. A member the token does not
+//! name (a partition created after the token was taken) is read from the start of its
+//! log.
+//!
+//! A forwarder whose member stream lags (the merged queue was full for too long) reopens
+//! that member from its last forwarded position, reading the member's log, so the
+//! merged stream itself never reports `Lagged`; it still fails when the member's log
+//! was trimmed past that position ([`Error::ResumeTokenExpired`]).
+//!
+//! Partitions created after the stream opened are found by listing the collection's
+//! directory at most every [`MEMBER_POLL`] while the consumer waits for events, and are
+//! read from the start of their log; partitions deleted are no longer followed.
+
+use super::Spread;
+use crate::changes::{ChangeEvent, ChangeStream, WatchOptions};
+use crate::collection::{Collection, Document};
+use crate::error::{Error, Result};
+use crate::query::{parse_filter, Filter};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often a stream of a partitioned collection looks for new partitions (while its
+/// consumer waits for events).
+pub const MEMBER_POLL: Duration = Duration::from_millis(250);
+
+/// How long a forwarding thread waits for its member before checking whether the stream
+/// was dropped: bounds how long dropping a stream takes.
+const FORWARD_TICK: Duration = Duration::from_millis(50);
+
+/// The position of a sharded or partitioned change stream: the last change-log sequence
+/// delivered (or the start position) of every member, by member label (shard number or
+/// partition name). Its text form is a JSON object, `{"0":12,"1":7,"2":9}`
+/// ([`Display`](fmt::Display) / [`FromStr`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardResumeToken {
+    positions: BTreeMap<String, i64>,
+}
+
+impl ShardResumeToken {
+    /// A token from member positions.
+    pub fn new(positions: BTreeMap<String, i64>) -> ShardResumeToken {
+        ShardResumeToken { positions }
+    }
+
+    /// Positions by member label.
+    pub fn positions(&self) -> &BTreeMap<String, i64> {
+        &self.positions
+    }
+
+    /// The position of one member.
+    pub fn get(&self, member: &str) -> Option<i64> {
+        self.positions.get(member).copied()
+    }
+
+    /// The token as a JSON object of member label to sequence.
+    pub fn to_json(&self) -> Value {
+        Value::Object(
+            self.positions
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(*v)))
+                .collect::<Map<String, Value>>(),
+        )
+    }
+
+    /// Reads a token from [`to_json`](ShardResumeToken::to_json)'s shape; fails with
+    /// `InvalidArgument` for anything else.
+    pub fn from_json(value: &Value) -> Result<ShardResumeToken> {
+        let Value::Object(map) = value else {
+            return Err(invalid_token("not a JSON object"));
+        };
+        let mut positions = BTreeMap::new();
+        for (member, seq) in map {
+            let seq = seq
+                .as_i64()
+                .filter(|s| *s >= 0)
+                .ok_or_else(|| invalid_token(&format!("member '{member}': not a sequence")))?;
+            positions.insert(member.clone(), seq);
+        }
+        Ok(ShardResumeToken { positions })
+    }
+}
+
+fn invalid_token(why: &str) -> Error {
+    Error::InvalidArgument(format!("invalid shard resume token: {why}"))
+}
+
+impl fmt::Display for ShardResumeToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_json())
+    }
+}
+
+impl FromStr for ShardResumeToken {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<ShardResumeToken> {
+        let value: Value =
+            serde_json::from_str(s).map_err(|e| invalid_token(&format!("not JSON: {e}")))?;
+        ShardResumeToken::from_json(&value)
+    }
+}
+
+/// One change of a sharded or partitioned collection: the member's event, tagged with
+/// the member it happened in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardChangeEvent {
+    /// The member (shard number or partition name).
+    pub member: String,
+    /// The member's event; `token` is the sequence in that member's change log and
+    /// `database` the name of the database that holds the collection.
+    pub event: ChangeEvent,
+    /// The stream's position right after this event: `watch_from` it to resume here.
+    pub resume_token: ShardResumeToken,
+}
+
+impl ShardChangeEvent {
+    /// [`ChangeEvent::to_json`] with `member` added and the composite resume token as
+    /// `_id`.
+    pub fn to_json(&self) -> Value {
+        let mut out = self.event.to_json();
+        if let Value::Object(map) = &mut out {
+            map.insert("_id".into(), self.resume_token.to_json());
+            map.insert("member".into(), Value::String(self.member.clone()));
+        }
+        out
+    }
+}
+
+// ----- the merged queue ----------------------------------------------------------------
+
+type Message = (String, Result<ChangeEvent>);
+
+struct Queue {
+    items: VecDeque<Message>,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    not_empty: Condvar,
+    not_full: Condvar,
+    capacity: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    /// Queues a message, waiting while the queue is full; false when the stream was
+    /// dropped or this forwarder stopped.
+    fn push(&self, message: Message, stop: &AtomicBool) -> bool {
+        let mut q = lock(&self.queue);
+        while q.items.len() >= self.capacity {
+            if q.closed || stop.load(Ordering::Acquire) {
+                return false;
+            }
+            q = self
+                .not_full
+                .wait_timeout(q, FORWARD_TICK)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        if q.closed || stop.load(Ordering::Acquire) {
+            return false;
+        }
+        q.items.push_back(message);
+        drop(q);
+        self.not_empty.notify_one();
+        true
+    }
+
+    fn close(&self) {
+        lock(&self.queue).closed = true;
+        self.not_empty.notify_all();
+        self.not_full.notify_all();
+    }
+}
+
+/// One member's forwarding thread.
+struct Forwarder {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Forwarder {
+    /// Stops the thread and waits for it (at most about [`FORWARD_TICK`]).
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            // A panicking forwarder has nothing left to clean up.
+            let _ = t.join();
+        }
+    }
+}
+
+/// Moves `stream`'s events into the merged queue until stopped. A lagging member
+/// stream is reopened from the last forwarded event; any other error is forwarded and
+/// ends the thread.
+fn forward(
+    label: String,
+    coll: Collection<Value>,
+    mut stream: ChangeStream,
+    options: WatchOptions,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut last = stream.resume_token();
+    while !stop.load(Ordering::Acquire) {
+        match stream.next_timeout(FORWARD_TICK) {
+            Ok(Some(ev)) => {
+                last = ev.token;
+                if !shared.push((label.clone(), Ok(ev)), &stop) {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(Error::Lagged { .. }) => {
+                drop(stream);
+                match coll.watch_with(options.clone().resume_after(last)) {
+                    Ok(s) => stream = s,
+                    Err(e) => {
+                        shared.push((label, Err(e)), &stop);
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                shared.push((label, Err(e)), &stop);
+                return;
+            }
+        }
+    }
+}
+
+// ----- the stream ----------------------------------------------------------------------
+
+/// A change stream of a sharded or partitioned collection: a blocking iterator of
+/// [`ShardChangeEvent`]s merging the streams of every member (one forwarding thread per
+/// member). Events of one member come in its commit order; there is no order across
+/// members. Dropping the stream stops and joins its threads and unsubscribes from every
+/// member. See the [module docs](crate::shard::watch).
+///
+/// ```
+/// use pocketdb::{Client, ShardOptions};
+/// use serde_json::json;
+/// use std::time::Duration;
+///
+/// let dir = tempfile::tempdir()?;
+/// let client = Client::open(dir.path())?;
+/// let users = client.create_sharded_collection("app", "users", ShardOptions::new(3))?;
+/// let mut stream = users.watch(json!({}))?;
+/// users.insert_one(json!({"_id": 1}))?;
+/// let event = stream.next_timeout(Duration::from_secs(5))?.expect("an event");
+/// assert_eq!(event.member, users.member_of(json!({"_id": 1}))?);
+/// users.insert_one(json!({"_id": 2}))?;
+/// // resume right after the first event, on every shard
+/// let token = event.resume_token.to_string();
+/// let mut resumed = users.watch_from(&token.parse()?)?;
+/// let next = resumed.next_timeout(Duration::from_secs(5))?.expect("an event");
+/// assert_eq!(next.event.id, json!(2));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ShardedChangeStream {
+    spread: Arc<Spread>,
+    options: WatchOptions,
+    shared: Arc<Shared>,
+    forwarders: BTreeMap<String, Forwarder>,
+    positions: BTreeMap<String, i64>,
+    /// When to look for new partitions next (`None` for hash shards).
+    next_poll: Option<Instant>,
+}
+
+impl fmt::Debug for ShardedChangeStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShardedChangeStream")
+            .field("collection", &self.spread.name)
+            .field("positions", &self.positions)
+            .finish()
+    }
+}
+
+impl ShardedChangeStream {
+    fn open(
+        spread: Arc<Spread>,
+        options: WatchOptions,
+        token: Option<&ShardResumeToken>,
+    ) -> Result<ShardedChangeStream> {
+        if options.resume_after.is_some() {
+            return Err(Error::InvalidArgument(
+                "a sharded change stream resumes from a ShardResumeToken (watch_from), not resume_after"
+                    .to_string(),
+            ));
+        }
+        if let Some(f) = &options.filter {
+            parse_filter(f)?;
+        }
+        let partitioned = spread.partitioner().is_ok();
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                closed: false,
+            }),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+            capacity: options.capacity.max(1),
+        });
+        let mut stream = ShardedChangeStream {
+            spread,
+            options,
+            shared,
+            forwarders: BTreeMap::new(),
+            positions: BTreeMap::new(),
+            next_poll: partitioned.then(|| Instant::now() + MEMBER_POLL),
+        };
+        for label in stream.spread.labels_for(&Filter::all())? {
+            // Without a token a member starts now; a member the token does not name
+            // did not exist when it was taken, so all of its log is new.
+            let start = token.map(|t| t.get(&label).unwrap_or(0));
+            // On error, dropping `stream` stops the forwarders already started.
+            stream.follow(label, start)?;
+        }
+        Ok(stream)
+    }
+
+    /// Opens `label`'s member stream (after `start`, or from now) and its forwarder.
+    fn follow(&mut self, label: String, start: Option<i64>) -> Result<()> {
+        let coll = self.spread.member(&label, false)?;
+        let mut options = self.options.clone();
+        options.resume_after = start;
+        let member_stream = coll.watch_with(options.clone())?;
+        self.positions
+            .insert(label.clone(), member_stream.resume_token());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (shared, flag, name) = (Arc::clone(&self.shared), Arc::clone(&stop), label.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("pocketdb-watch-{label}"))
+            .spawn(move || forward(name, coll, member_stream, options, shared, flag))?;
+        self.forwarders.insert(
+            label,
+            Forwarder {
+                stop,
+                thread: Some(thread),
+            },
+        );
+        Ok(())
+    }
+
+    /// Follows partitions created since the last look (from the start of their log)
+    /// and stops following deleted ones.
+    fn poll_members(&mut self) -> Result<()> {
+        let labels = self.spread.partition_labels()?;
+        let gone: Vec<String> = self
+            .forwarders
+            .keys()
+            .filter(|l| !labels.contains(l))
+            .cloned()
+            .collect();
+        for label in gone {
+            if let Some(mut f) = self.forwarders.remove(&label) {
+                f.stop();
+            }
+            self.positions.remove(&label);
+        }
+        for label in labels {
+            if !self.forwarders.contains_key(&label) {
+                self.follow(label, Some(0))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The position to resume from: every member's last delivered event (or start).
+    pub fn resume_token(&self) -> ShardResumeToken {
+        ShardResumeToken::new(self.positions.clone())
+    }
+
+    /// The members followed (shard numbers or partition names).
+    pub fn members(&self) -> Vec<String> {
+        self.forwarders.keys().cloned().collect()
+    }
+
+    /// The next event without waiting: `Ok(None)` when none is ready.
+    pub fn try_next(&mut self) -> Result<Option<ShardChangeEvent>> {
+        self.next_timeout(Duration::ZERO)
+    }
+
+    /// The next event, waiting at most `timeout`: `Ok(None)` on timeout. An error
+    /// comes from one member (opening a new partition, or its log trimmed past the
+    /// position); that member is no longer followed, the others are, and
+    /// `watch_from(resume_token())` retries it.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<ShardChangeEvent>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.next_until(deadline)
+    }
+
+    fn next_until(&mut self, deadline: Option<Instant>) -> Result<Option<ShardChangeEvent>> {
+        loop {
+            if let Some(due) = self.next_poll {
+                let now = Instant::now();
+                if now >= due {
+                    self.next_poll = Some(now + MEMBER_POLL);
+                    self.poll_members()?;
+                }
+            }
+            let mut q = lock(&self.shared.queue);
+            if let Some((member, result)) = q.items.pop_front() {
+                drop(q);
+                self.shared.not_full.notify_one();
+                let mut event = result?;
+                self.positions.insert(member.clone(), event.token);
+                event.database = self.spread.db.name().to_string();
+                return Ok(Some(ShardChangeEvent {
+                    member,
+                    event,
+                    resume_token: self.resume_token(),
+                }));
+            }
+            let now = Instant::now();
+            let mut wait = match deadline {
+                None => Duration::from_secs(3600),
+                Some(d) if d > now => d - now,
+                Some(_) => return Ok(None),
+            };
+            if let Some(due) = self.next_poll {
+                wait = wait.min(due.saturating_duration_since(now));
+            }
+            let _unused = self
+                .shared
+                .not_empty
+                .wait_timeout(q, wait)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Iterator for ShardedChangeStream {
+    type Item = Result<ShardChangeEvent>;
+
+    /// Blocks until the next event (or member error).
+    fn next(&mut self) -> Option<Result<ShardChangeEvent>> {
+        self.next_until(None).transpose()
+    }
+}
+
+impl Drop for ShardedChangeStream {
+    fn drop(&mut self) {
+        self.shared.close();
+        for f in self.forwarders.values() {
+            f.stop.store(true, Ordering::Release);
+        }
+        for f in self.forwarders.values_mut() {
+            f.stop();
+        }
+    }
+}
+
+// ----- entry points --------------------------------------------------------------------
+
+impl<T: Document> super::ShardedCollection<T> {
+    /// A change stream of every member, starting now; `filter` selects events by their
+    /// [`ChangeEvent::to_json`] shape (`{}` for all), evaluated on each member (where
+    /// `ns.db` is the member file's database name).
+    pub fn watch(&self, filter: Value) -> Result<ShardedChangeStream> {
+        self.watch_with(WatchOptions::default().filter(filter), None)
+    }
+
+    /// A change stream resuming every member right after its position in `token`.
+    pub fn watch_from(&self, token: &ShardResumeToken) -> Result<ShardedChangeStream> {
+        self.watch_with(WatchOptions::default(), Some(token))
+    }
+
+    /// A change stream with options (filter, full document, queue capacity — also the
+    /// capacity of the merged queue), resuming from `token` when given.
+    /// `options.resume_after` must be unset (a single sequence cannot position several
+    /// members).
+    pub fn watch_with(
+        &self,
+        options: WatchOptions,
+        token: Option<&ShardResumeToken>,
+    ) -> Result<ShardedChangeStream> {
+        ShardedChangeStream::open(Arc::clone(&self.inner), options, token)
+    }
+
+    /// Open change streams and live queries over the member files (a dropped
+    /// [`ShardedChangeStream`] is unsubscribed once its drop returns).
+    pub fn change_subscribers(&self) -> Result<usize> {
+        let mut n = 0;
+        for label in self.inner.labels_for(&Filter::all())? {
+            n += self
+                .inner
+                .member(&label, false)?
+                .database()
+                .change_subscribers();
+        }
+        Ok(n)
+    }
+}

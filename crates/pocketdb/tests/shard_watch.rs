@@ -1,0 +1,280 @@
+//! Change streams of sharded and partitioned collections.
+
+use pocketdb::shard::{ShardChangeEvent, ShardResumeToken, ShardedChangeStream};
+use pocketdb::{ChangeOp, Client, PartitionBy, ShardOptions, TimeBucket};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Reads exactly `n` events, then checks that no more arrive for a short while.
+fn take(stream: &mut ShardedChangeStream, n: usize) -> Vec<ShardChangeEvent> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        match stream.next_timeout(WAIT).unwrap() {
+            Some(ev) => out.push(ev),
+            None => panic!("timed out after {} of {n} events", out.len()),
+        }
+    }
+    assert!(
+        stream
+            .next_timeout(Duration::from_millis(300))
+            .unwrap()
+            .is_none(),
+        "more events than expected"
+    );
+    out
+}
+
+fn key(ev: &ShardChangeEvent) -> (String, i64, &'static str) {
+    (ev.member.clone(), ev.event.token, ev.event.op.as_str())
+}
+
+#[test]
+fn every_write_on_three_shards_arrives_once_in_member_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let items = client
+        .create_sharded_collection("app", "items", ShardOptions::new(3))
+        .unwrap();
+    items.insert_one(json!({"_id": -1})).unwrap(); // before the stream: not seen
+    let mut stream = items.watch(json!({})).unwrap();
+    assert_eq!(stream.members(), vec!["0", "1", "2"]);
+
+    items
+        .insert_many((0..30).map(|i| json!({"_id": i, "n": i})))
+        .unwrap();
+    items
+        .update_many(json!({"n": {"$lt": 10}}), json!({"$set": {"small": true}}))
+        .unwrap();
+    items.delete_many(json!({"n": {"$gte": 25}})).unwrap();
+    let events = take(&mut stream, 30 + 10 + 5);
+
+    let ops = |op| events.iter().filter(|e| e.event.op == op).count();
+    assert_eq!(
+        (
+            ops(ChangeOp::Insert),
+            ops(ChangeOp::Update),
+            ops(ChangeOp::Delete)
+        ),
+        (30, 10, 5)
+    );
+    // exactly once
+    let distinct: BTreeSet<_> = events.iter().map(key).collect();
+    assert_eq!(distinct.len(), events.len());
+    // each event is tagged with the member its document lives in, every shard is used,
+    // and tokens increase per member
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    for ev in &events {
+        assert_eq!(
+            ev.member,
+            items.member_of(json!({"_id": ev.event.id})).unwrap()
+        );
+        assert_eq!(ev.event.database, "app");
+        let prev = last.insert(ev.member.clone(), ev.event.token);
+        assert!(prev.is_none_or(|p| p < ev.event.token));
+        assert_eq!(ev.resume_token.get(&ev.member), Some(ev.event.token));
+        assert_eq!(ev.to_json()["member"], json!(ev.member));
+    }
+    assert_eq!(last.len(), 3);
+    assert_eq!(stream.resume_token().positions(), &last);
+    let inserted: BTreeSet<i64> = events
+        .iter()
+        .filter(|e| e.event.op == ChangeOp::Insert)
+        .filter_map(|e| e.event.id.as_i64())
+        .collect();
+    assert_eq!(inserted, (0..30).collect());
+}
+
+#[test]
+fn filter_applies_on_every_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let items = client
+        .create_sharded_collection("app", "items", ShardOptions::new(3))
+        .unwrap();
+    let mut stream = items.watch(json!({"operationType": "delete"})).unwrap();
+    items
+        .insert_many((0..12).map(|i| json!({"_id": i})))
+        .unwrap();
+    items.delete_many(json!({"_id": {"$lt": 4}})).unwrap();
+    let events = take(&mut stream, 4);
+    assert!(events.iter().all(|e| e.event.op == ChangeOp::Delete));
+    assert!(items.watch(json!({"$bogus": 1})).is_err());
+}
+
+#[test]
+fn resume_from_composite_token_yields_exactly_the_new_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let items = client
+        .create_sharded_collection("app", "items", ShardOptions::new(3))
+        .unwrap();
+    let mut stream = items.watch(json!({})).unwrap();
+    items
+        .insert_many((0..9).map(|i| json!({"_id": i})))
+        .unwrap();
+    let first = take(&mut stream, 9);
+    // Stop half-way: resume after the 5th event delivered.
+    let token_text = first[4].resume_token.to_string();
+    let seen: BTreeSet<_> = first[..5].iter().map(key).collect();
+    drop(stream);
+
+    items
+        .update_many(json!({}), json!({"$inc": {"v": 1}}))
+        .unwrap();
+    items.delete_one(json!({"_id": 3})).unwrap();
+
+    let token: ShardResumeToken = token_text.parse().unwrap();
+    let mut resumed = items.watch_from(&token).unwrap();
+    let rest = take(&mut resumed, 4 + 9 + 1);
+    let rest_keys: BTreeSet<_> = rest.iter().map(key).collect();
+    assert_eq!(rest_keys.len(), rest.len(), "duplicates after resume");
+    assert!(
+        seen.is_disjoint(&rest_keys),
+        "events before the token again"
+    );
+    // the four delivered after the token come again, then the new writes
+    assert!(first[5..].iter().all(|e| rest_keys.contains(&key(e))));
+
+    // The resumed stream's final token resumes to nothing new.
+    let end = resumed.resume_token();
+    drop(resumed);
+    let mut again = items.watch_from(&end).unwrap();
+    assert!(again
+        .next_timeout(Duration::from_millis(300))
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn bad_tokens_are_rejected() {
+    assert!("not json".parse::<ShardResumeToken>().is_err());
+    assert!("[1,2]".parse::<ShardResumeToken>().is_err());
+    assert!(r#"{"0": "x"}"#.parse::<ShardResumeToken>().is_err());
+    let t: ShardResumeToken = r#"{"0": 3, "1": 0}"#.parse().unwrap();
+    assert_eq!(t.get("0"), Some(3));
+    assert_eq!(t.to_string().parse::<ShardResumeToken>().unwrap(), t);
+}
+
+#[test]
+fn dropping_the_stream_stops_its_forwarders() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let items = client
+        .create_sharded_collection("app", "items", ShardOptions::new(3))
+        .unwrap();
+    assert_eq!(items.change_subscribers().unwrap(), 0);
+    let mut stream = items.watch(json!({})).unwrap();
+    assert_eq!(items.change_subscribers().unwrap(), 3);
+    items
+        .insert_many((0..6).map(|i| json!({"_id": i})))
+        .unwrap();
+    take(&mut stream, 6);
+
+    // A stream whose consumer stopped reading, with forwarders blocked on a full queue.
+    let options = pocketdb::WatchOptions::default().capacity(1);
+    let blocked = items.watch_with(options, None).unwrap();
+    items
+        .insert_many((10..40).map(|i| json!({"_id": i})))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let started = Instant::now();
+    drop(stream);
+    drop(blocked);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "drop took too long"
+    );
+    assert_eq!(items.change_subscribers().unwrap(), 0);
+}
+
+#[test]
+fn slow_consumer_gets_every_event_without_lagging() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let items = client
+        .create_sharded_collection("app", "items", ShardOptions::new(3))
+        .unwrap();
+    // Member queues of 2 overflow while the forwarders wait on the merged queue: the
+    // forwarders reopen their members from the log.
+    let options = pocketdb::WatchOptions::default().capacity(2);
+    let mut stream = items.watch_with(options, None).unwrap();
+    for i in 0..60 {
+        items.insert_one(json!({"_id": i})).unwrap();
+    }
+    let events = take(&mut stream, 60);
+    let ids: BTreeSet<i64> = events.iter().filter_map(|e| e.event.id.as_i64()).collect();
+    assert_eq!(ids, (0..60).collect());
+}
+
+#[test]
+fn partitioned_stream_picks_up_new_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let events = client
+        .create_partitioned_collection(
+            "app",
+            "events",
+            PartitionBy::Time {
+                field: "ts".into(),
+                bucket: TimeBucket::Day,
+            },
+        )
+        .unwrap();
+    const DAY: i64 = 86_400_000;
+    const JAN_1: i64 = 1_735_689_600_000; // 2025-01-01T00:00:00Z
+    events.insert_one(json!({"_id": 0, "ts": JAN_1})).unwrap();
+    let mut stream = events.watch(json!({})).unwrap();
+    assert_eq!(stream.members(), vec!["2025-01-01"]);
+
+    events
+        .insert_one(json!({"_id": 1, "ts": JAN_1 + 1}))
+        .unwrap();
+    // Two partitions created on demand after the stream opened.
+    events
+        .insert_one(json!({"_id": 2, "ts": JAN_1 + DAY}))
+        .unwrap();
+    events
+        .insert_one(json!({"_id": 3, "ts": JAN_1 + 2 * DAY}))
+        .unwrap();
+    let got = take(&mut stream, 3);
+    let by_id: BTreeMap<i64, String> = got
+        .iter()
+        .filter_map(|e| Some((e.event.id.as_i64()?, e.member.clone())))
+        .collect();
+    assert_eq!(
+        by_id,
+        BTreeMap::from([
+            (1, "2025-01-01".to_string()),
+            (2, "2025-01-02".to_string()),
+            (3, "2025-01-03".to_string()),
+        ])
+    );
+    let token = stream.resume_token();
+    assert_eq!(token.positions().len(), 3);
+    drop(stream);
+
+    // Resume: new writes in old partitions and in a partition the token does not name.
+    events
+        .update_one(json!({"_id": 2}), json!({"$set": {"x": 1}}))
+        .unwrap();
+    events
+        .insert_one(json!({"_id": 4, "ts": JAN_1 + 3 * DAY}))
+        .unwrap();
+    let mut resumed = events.watch_from(&token).unwrap();
+    let got = take(&mut resumed, 2);
+    let ids: Vec<Value> = got.iter().map(|e| e.event.id.clone()).collect();
+    assert!(
+        ids.contains(&json!(2)) && ids.contains(&json!(4)),
+        "{ids:?}"
+    );
+
+    // A dropped partition is no longer followed.
+    events.drop_partition("2025-01-01").unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(resumed.try_next().unwrap().is_none());
+    assert!(!resumed.members().contains(&"2025-01-01".to_string()));
+}
