@@ -759,6 +759,10 @@ impl<T: Document> Collection<T> {
         hint: Option<&Value>,
     ) -> Result<(Plan, Arc<IndexSet>)> {
         validate_collection_name(&self.name)?;
+        if hint.is_none() && plan::is_id_only(&filter) {
+            // Point reads by `_id` skip the index catalog (a read transaction of its own).
+            return Ok((Plan::new(filter), Arc::new(IndexSet::default())));
+        }
         self.db.read(|conn| {
             let set = if self.db.has_collection(conn, &self.name)? {
                 self.indexes(conn)?

@@ -478,6 +478,12 @@ impl Plan {
     }
 }
 
+/// True when the filter is only an `_id` equality or `$in`: the `id` column's unique
+/// index answers it exactly and no secondary index can do better.
+pub(crate) fn is_id_only(filter: &Filter) -> bool {
+    id_constraint(filter).2
+}
+
 /// Finds an `_id` equality or `$in` among the filter's top-level conjuncts, which the
 /// `id` column's unique index answers. Returns the SQL, its parameters, and whether that
 /// constraint is the whole filter.
