@@ -231,16 +231,41 @@ impl<T: Document> Cursor<T> {
                 };
                 State::Sorted(rows.into_iter())
             }
+            None if plan.index_range => {
+                // The row ids and the first page of documents in one read.
+                let mut page = self.batch_size;
+                if plan.exact {
+                    if let Some(l) = self.limit {
+                        let want = l.saturating_add(self.skip);
+                        page = page.min(usize::try_from(want).unwrap_or(usize::MAX));
+                    }
+                }
+                let name = &self.coll.name;
+                let (rids, first) = self.coll.read_with(
+                    |conn| {
+                        let mut rids: VecDeque<i64> = plan.fetch_rids(conn, name)?.into();
+                        let chunk: Vec<i64> = rids.drain(..page.min(rids.len())).collect();
+                        let rows = if chunk.is_empty() {
+                            Vec::new()
+                        } else {
+                            plan.fetch_by_rids(conn, name, &chunk)?
+                        };
+                        Ok((rids, rows))
+                    },
+                    || (VecDeque::new(), Vec::new()),
+                )?;
+                State::Streaming {
+                    exhausted: rids.is_empty(),
+                    rids: Some(rids),
+                    plan: Box::new(plan),
+                    after: 0,
+                    buffer: first.into(),
+                    to_skip: self.skip,
+                    remaining: self.limit,
+                }
+            }
             None => State::Streaming {
-                rids: if plan.index_range {
-                    Some(
-                        self.coll
-                            .read_with(|conn| plan.fetch_rids(conn, &self.coll.name), Vec::new)?
-                            .into(),
-                    )
-                } else {
-                    None
-                },
+                rids: None,
                 plan: Box::new(plan),
                 after: 0,
                 buffer: VecDeque::new(),
