@@ -4,9 +4,11 @@
 //! of the two throughputs — raw rusqlite is the physical limit we measure ourselves against.
 
 pub mod group_by;
+mod live;
 mod raw;
 mod workloads;
 
+pub use live::{live_latency, LiveLatency};
 pub use workloads::{run, Config, Report, Workload};
 
 use serde_json::{json, Value};

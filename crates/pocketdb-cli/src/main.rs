@@ -142,6 +142,26 @@ enum Command {
     },
     /// List the collections of the database
     Collections,
+    /// Print change events as NDJSON (MongoDB's change-event shape) until interrupted
+    Watch {
+        /// Collection to watch; without it, every collection of the database
+        #[arg(long, short)]
+        collection: Option<String>,
+        /// Filter over the change event, e.g. '{operationType: "insert"}' or
+        /// '{"fullDocument.status": "active"}'
+        #[arg(long)]
+        filter: Option<String>,
+        /// Resume right after this token (the `_id` of an event printed before); 0
+        /// replays the whole retained change log
+        #[arg(long, value_name = "TOKEN")]
+        resume_after: Option<i64>,
+        /// Also attach the current document to update events
+        #[arg(long)]
+        update_lookup: bool,
+        /// Stop after this many events
+        #[arg(long)]
+        limit: Option<u64>,
+    },
     /// Create, list and drop indexes
     Index {
         #[command(subcommand)]
@@ -415,6 +435,36 @@ fn execute(cli: Cli) -> CliResult<i32> {
                 coll.delete_one(filter)?
             };
             line(&mut stdout.lock(), &format!("deleted {}", r.deleted_count))?;
+        }
+        Command::Watch {
+            collection,
+            filter,
+            resume_after,
+            update_lookup,
+            limit,
+        } => {
+            let filter = optional(filter.as_ref(), "--filter")?;
+            let db = cli.target.open()?.db;
+            let options = pocketdb::WatchOptions {
+                filter,
+                resume_after,
+                full_document: if update_lookup {
+                    pocketdb::FullDocument::UpdateLookup
+                } else {
+                    pocketdb::FullDocument::Default
+                },
+                ..pocketdb::WatchOptions::default()
+            };
+            let stream = match &collection {
+                Some(c) => db.collection::<Value>(c).watch_with(options)?,
+                None => db.watch_with(options)?,
+            };
+            let mut out = stdout.lock();
+            let max = limit.unwrap_or(u64::MAX);
+            for event in stream.take(usize::try_from(max).unwrap_or(usize::MAX)) {
+                line(&mut out, &event?.to_json().to_string())?;
+                out.flush()?;
+            }
         }
         Command::Index { action } => {
             let prepared = index::prepare(action)?;

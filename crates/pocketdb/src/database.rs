@@ -35,6 +35,8 @@ pub struct Database {
 pub(crate) struct DbInner {
     pub(crate) name: String,
     pub(crate) pool: Pool,
+    /// Commit notification and fan-out of the change log (watch, live queries).
+    pub(crate) hub: Arc<changes::hub::Hub>,
     /// Collections known to have a table, so writes skip the catalog check.
     known: Mutex<HashSet<String>>,
     /// The write buffer, in [`Durability::Buffered`] mode.
@@ -104,10 +106,12 @@ impl Database {
             schema::init(&conn)?;
             crate::index::has_ttl_index(&conn)?
         };
+        let hub = changes::hub::Hub::new(&pool.writer(), &name)?;
         let db = Database {
             inner: Arc::new(DbInner {
                 name,
                 pool,
+                hub,
                 known: Mutex::new(HashSet::new()),
                 buffer: OnceLock::new(),
                 indexes: crate::index::DbIndexes::default(),
@@ -405,18 +409,26 @@ impl Database {
     /// until every buffered write is applied and holds buffered writers off meanwhile,
     /// so a synchronous write never overtakes a buffered one.
     pub(crate) fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-        match self.buffer() {
+        let out = match self.buffer() {
             Some(buffer) => {
                 let _exclusive = buffer.exclusive()?;
                 self.inner.pool.write(f)
             }
             None => self.inner.pool.write(f),
+        };
+        if out.is_ok() {
+            self.inner.hub.committed(self);
         }
+        out
     }
 
     /// [`write`](Database::write) without the buffer's gate: for the applier.
     pub(crate) fn write_direct<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-        self.inner.pool.write(f)
+        let out = self.inner.pool.write(f);
+        if out.is_ok() {
+            self.inner.hub.committed(self);
+        }
+        out
     }
 
     /// Makes sure the collection's table exists (inside the caller's transaction).

@@ -131,6 +131,42 @@ pub enum Error {
     /// The database file is not a pocketdb database or is from an incompatible version.
     #[error("incompatible database file: {0}")]
     Incompatible(String),
+    /// A change stream or live query fell behind: its bounded buffer filled up and it
+    /// was dropped from fan-out so writers never wait. Everything up to `resume_token`
+    /// was delivered; `watch_from(resume_token)` continues without gap or duplicate.
+    #[error("change stream lagged behind; resume from token {resume_token}")]
+    Lagged {
+        /// The sequence to resume from (the last change delivered or skipped).
+        resume_token: i64,
+    },
+    /// A resume token is older than the change log's retention: changes after it were
+    /// trimmed, so resuming would leave a gap.
+    #[error("resume token {token} is older than the change log's retention (oldest resumable token: {oldest_resumable})")]
+    ResumeTokenExpired {
+        /// The token asked for.
+        token: i64,
+        /// The oldest token that can still be resumed from.
+        oldest_resumable: i64,
+    },
+    /// A plugin hook rejected an operation; nothing of the write was stored.
+    #[error("plugin '{plugin}' rejected the operation: {message}")]
+    Plugin {
+        /// Name of the plugin.
+        plugin: String,
+        /// The hook's message.
+        message: String,
+    },
+    /// A document failed its collection's JSON Schema; nothing was stored.
+    #[error("document failed validation in collection '{collection}': {}", .errors.join("; "))]
+    Validation {
+        /// Collection written to.
+        collection: String,
+        /// One entry per violation: `at '<path>': <rule>: <message>`.
+        errors: Vec<String>,
+    },
+    /// Decryption failed: wrong key, or the ciphertext was tampered with.
+    #[error("decryption failed: {0}")]
+    Decryption(String),
     /// The transaction holding this write did not commit (group commit: another write of
     /// the same batch could not be made durable). Nothing of the write was stored.
     #[error("write not committed: {0}")]
@@ -257,6 +293,11 @@ impl Error {
             Error::BulkWrite(_) => 65,
             Error::Serde(_) => 2,
             Error::Json(_) => 9,
+            Error::Lagged { .. } => 286,
+            Error::ResumeTokenExpired { .. } => 286,
+            Error::Plugin { .. } => 8000,
+            Error::Validation { .. } => 121,
+            Error::Decryption(_) => 8001,
             Error::InvalidPipeline { .. } => 40324,
             Error::MemoryLimitExceeded { .. } => 292,
             Error::Sqlite(_)

@@ -25,13 +25,18 @@ pub mod engine;
 pub mod error;
 pub mod id;
 pub mod index;
+pub mod live;
 pub mod maintenance;
+pub mod plugin;
 pub mod query;
 pub mod update;
 pub mod value;
 
 pub use aggregate::{AggregateCursor, AggregateOptions};
-pub use changes::{Change, ChangeOp};
+pub use changes::{
+    Change, ChangeEvent, ChangeOp, ChangeRetention, ChangeStream, FullDocument, UpdateDescription,
+    WatchHandle, WatchOptions,
+};
 pub use client::Client;
 pub use collection::{
     BulkWriteResult, Collection, Cursor, DeleteResult, Document, Explain, FindAndModifyOutcome,
@@ -47,6 +52,9 @@ pub use engine::{
 pub use error::{BulkWriteFailure, Error, Result, WriteError};
 pub use index::{
     parse_date_millis, IndexBuildPhase, IndexInfo, IndexModel, IndexOptions, IndexProgress,
+};
+pub use live::{
+    LiveDiff, LiveHandle, LiveItem, LiveMove, LiveQuery, LiveStats, LiveSubscription, LiveUpdate,
 };
 pub use maintenance::{
     check_file, ApplyReport, BackupProgress, BackupReport, BulkLoad, ChangeSet, ChangeSetEntry,

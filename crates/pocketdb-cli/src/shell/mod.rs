@@ -37,6 +37,9 @@ Statements:
   db.<coll>.dropIndex(\"name\" | {f: 1})      db.<coll>.dropIndexes()
   db.<coll>.find(...)...hint(\"name\" | {f: 1})   ...explain()   ...explain(\"executionStats\")
   db.<coll>.drop()
+  db.<coll>.watch(filter, {limit, maxAwaitTimeMS, resumeAfter, fullDocument: 'updateLookup'})
+                                            prints change events until `limit` events or
+                                            maxAwaitTimeMS (default 10000) without one
   db.getCollection(\"name\").<method>(...)    db.getCollectionNames()
   db.runCommand({...})                      db.createCollection(\"name\")
   show collections   show dbs   use <db>   db   help   exit
@@ -508,6 +511,15 @@ fn collection_call(
             let index = a.args.first().cloned().unwrap_or_else(|| json!("*"));
             drop_indexes_command(coll, index)?
         }
+        "watch" => {
+            a.max(2)?;
+            let filter = a.document(0, "filter")?;
+            let options = a.options(
+                1,
+                &["limit", "maxAwaitTimeMS", "resumeAfter", "fullDocument"],
+            )?;
+            return watch(coll, filter, &options, out);
+        }
         other => return Err(format!("unknown collection method {other}(): try help").into()),
     };
     line(out, &spaced(&result))?;
@@ -537,6 +549,57 @@ fn drop_indexes_command(coll: &Collection, index: Value) -> Result<Value, ShellE
             .to_string()
             .into())
     }
+}
+
+/// `db.<coll>.watch(filter, options)`: prints change events, one per line, until
+/// `limit` events were printed or none came for `maxAwaitTimeMS`.
+fn watch(
+    coll: &Collection,
+    filter: Option<Value>,
+    options: &Map<String, Value>,
+    out: &mut impl Write,
+) -> Result<(), ShellError> {
+    let number = |key: &str| -> Result<Option<u64>, ShellError> {
+        match options.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| format!("option {key} must be a non-negative integer").into()),
+        }
+    };
+    let limit = number("limit")?;
+    let idle = std::time::Duration::from_millis(number("maxAwaitTimeMS")?.unwrap_or(10_000));
+    let full_document = match options.get("fullDocument").and_then(Value::as_str) {
+        None | Some("default") => pocketdb::FullDocument::Default,
+        Some("updateLookup") => pocketdb::FullDocument::UpdateLookup,
+        Some(other) => {
+            return Err(
+                format!("fullDocument must be 'default' or 'updateLookup', not {other}").into(),
+            )
+        }
+    };
+    let watch = pocketdb::WatchOptions {
+        filter,
+        full_document,
+        resume_after: number("resumeAfter")?
+            .map(|t| i64::try_from(t).map_err(|_| "resumeAfter is too large".to_string()))
+            .transpose()?,
+        ..pocketdb::WatchOptions::default()
+    };
+    let mut stream = coll.watch_with(watch).map_err(db_error)?;
+    let mut printed = 0;
+    while limit.is_none_or(|l| printed < l) {
+        match stream.next_timeout(idle).map_err(db_error)? {
+            Some(event) => {
+                line(out, &spaced(&event.to_json()))?;
+                out.flush()?;
+                printed += 1;
+            }
+            None => break,
+        }
+    }
+    Ok(())
 }
 
 /// A cursor being built by `find(...).sort(...).skip(...)…`.

@@ -1,7 +1,21 @@
 //! The change log: every insert, update, replace and delete appends a row to
 //! `_pocketdb_changes` in the same transaction as the write, so the log's order is commit
 //! order and a rolled-back write leaves no entry. Live queries, watch, sync and
-//! incremental backup read it; this module only writes and reads rows.
+//! incremental backup read it.
+//!
+//! Besides writing and reading rows, this module delivers the log to subscribers:
+//! [`ChangeStream`] (`watch`, blocking iterator or callback, resumable by token) and the
+//! live queries of [`crate::live`], both fed by one dispatcher thread per database
+//! ([`hub`]), and it trims the log by count, age or size ([`ChangeRetention`]).
+
+mod diff;
+pub(crate) mod hub;
+mod retention;
+mod watch;
+
+pub use diff::UpdateDescription;
+pub use retention::ChangeRetention;
+pub use watch::{ChangeEvent, ChangeStream, FullDocument, WatchHandle, WatchOptions};
 
 use crate::error::Result;
 use rusqlite::{params, Connection};
@@ -60,6 +74,20 @@ pub struct Change {
     pub rev: i64,
     /// Wall-clock time of the write, milliseconds since the Unix epoch.
     pub ts_millis: i64,
+    /// For `Update`: the fields set and removed (absent in logs written before the
+    /// column existed, and for other operations).
+    pub update_description: Option<UpdateDescription>,
+}
+
+/// Adds the `fields` column (JSON of an update's changed and removed fields) to a change
+/// log created before it existed. Idempotent.
+pub(crate) fn migrate(conn: &Connection) -> Result<()> {
+    let mut stmt =
+        conn.prepare("SELECT 1 FROM pragma_table_info('_pocketdb_changes') WHERE name = 'fields'")?;
+    if !stmt.exists([])? {
+        conn.execute_batch("ALTER TABLE _pocketdb_changes ADD COLUMN fields TEXT")?;
+    }
+    Ok(())
 }
 
 /// Appends an entry (called inside the write's transaction).
@@ -71,10 +99,60 @@ pub(crate) fn record(
     rev: i64,
     ts_millis: i64,
 ) -> Result<()> {
+    record_with_fields(conn, collection, id_key, op, rev, ts_millis, None)
+}
+
+/// Appends the entry of a document rewritten from `old` to `new`; an `Update` also
+/// records which fields changed (MongoDB's `updateDescription`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_rewrite(
+    conn: &Connection,
+    collection: &str,
+    id_key: &str,
+    op: ChangeOp,
+    rev: i64,
+    ts_millis: i64,
+    old: &Value,
+    new: &Value,
+) -> Result<()> {
+    let fields = match op {
+        ChangeOp::Update => Some(serde_json::to_string(&UpdateDescription::between(
+            old, new,
+        ))?),
+        _ => None,
+    };
+    record_with_fields(
+        conn,
+        collection,
+        id_key,
+        op,
+        rev,
+        ts_millis,
+        fields.as_deref(),
+    )
+}
+
+fn record_with_fields(
+    conn: &Connection,
+    collection: &str,
+    id_key: &str,
+    op: ChangeOp,
+    rev: i64,
+    ts_millis: i64,
+    fields: Option<&str>,
+) -> Result<()> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO _pocketdb_changes(collection, doc_id, op, rev, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO _pocketdb_changes(collection, doc_id, op, rev, ts, fields)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    stmt.execute(params![collection, id_key, op.as_str(), rev, ts_millis])?;
+    stmt.execute(params![
+        collection,
+        id_key,
+        op.as_str(),
+        rev,
+        ts_millis,
+        fields
+    ])?;
     Ok(())
 }
 
@@ -85,16 +163,29 @@ pub(crate) fn read_since(
     since: i64,
     limit: usize,
 ) -> Result<Vec<Change>> {
+    Ok(read_keyed(conn, collection, since, limit)?
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect())
+}
+
+/// [`read_since`] with each entry's stored `doc_id` key (to look the document up).
+pub(crate) fn read_keyed(
+    conn: &Connection,
+    collection: Option<&str>,
+    since: i64,
+    limit: usize,
+) -> Result<Vec<(Change, String)>> {
     // LIMIT is a literal and the collection test is chosen here rather than with
     // `?2 IS NULL`: parameters the planner reads force a re-prepare when rebound.
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let sql = match collection {
         Some(_) => format!(
-            "SELECT seq, collection, doc_id, op, rev, ts FROM _pocketdb_changes
+            "SELECT seq, collection, doc_id, op, rev, ts, fields FROM _pocketdb_changes
              WHERE seq > ?1 AND collection = ?2 ORDER BY seq LIMIT {limit}"
         ),
         None => format!(
-            "SELECT seq, collection, doc_id, op, rev, ts FROM _pocketdb_changes
+            "SELECT seq, collection, doc_id, op, rev, ts, fields FROM _pocketdb_changes
              WHERE seq > ?1 ORDER BY seq LIMIT {limit}"
         ),
     };
@@ -107,6 +198,7 @@ pub(crate) fn read_since(
             r.get::<_, String>(3)?,
             r.get::<_, i64>(4)?,
             r.get::<_, i64>(5)?,
+            r.get::<_, Option<String>>(6)?,
         ))
     };
     let rows: Vec<_> = match collection {
@@ -117,16 +209,18 @@ pub(crate) fn read_since(
             .query_map(params![since], map_row)?
             .collect::<rusqlite::Result<_>>()?,
     };
-    let mut out = Vec::new();
-    for (seq, collection, id, op, rev, ts_millis) in rows {
-        out.push(Change {
+    let mut out = Vec::with_capacity(rows.len());
+    for (seq, collection, key, op, rev, ts_millis, fields) in rows {
+        let change = Change {
             seq,
             collection,
-            id: serde_json::from_str(&id).unwrap_or(Value::String(id)),
+            id: serde_json::from_str(&key).unwrap_or_else(|_| Value::String(key.clone())),
             op: ChangeOp::parse(&op),
             rev,
             ts_millis,
-        });
+            update_description: fields.and_then(|f| serde_json::from_str(&f).ok()),
+        };
+        out.push((change, key));
     }
     Ok(out)
 }

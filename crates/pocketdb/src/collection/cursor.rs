@@ -349,7 +349,11 @@ impl<T: Document> Iterator for Cursor<T> {
             }
         }
         match self.next_row() {
-            Ok(Some(row)) => {
+            Ok(Some(mut row)) => {
+                if let Err(e) = self.coll.db.after_read(&self.coll.name, &mut row.doc) {
+                    self.state = State::Done;
+                    return Some(Err(e));
+                }
                 let doc = match &self.projection {
                     Some(p) => p.apply(&row.doc),
                     None => row.doc,

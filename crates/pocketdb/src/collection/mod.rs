@@ -29,6 +29,7 @@ use crate::engine::schema::{table_name, validate_collection_name};
 use crate::error::{BulkWriteFailure, Error, Result, WriteError};
 use crate::id::{ensure_id, id_key};
 use crate::index::{self, IndexInfo, IndexModel, IndexOptions, IndexProgress, IndexSet};
+use crate::plugin::WriteOp;
 use crate::query::{parse_filter, Filter, Projection, QueryBuilder, SortSpec};
 use crate::update::{upsert_seed, ApplyContext, Update};
 use crate::value::{values_equal, FieldPath};
@@ -209,7 +210,8 @@ impl<T: Document> Collection<T> {
 
     /// A lazy cursor over the documents matching `filter`; chain `sort`, `skip`, `limit`
     /// and `projection` before iterating.
-    pub fn find(&self, filter: Value) -> Result<Cursor<T>> {
+    pub fn find(&self, mut filter: Value) -> Result<Cursor<T>> {
+        self.db.before_read(&self.name, &mut filter)?;
         Ok(Cursor::new(self.clone(), parse_filter(&filter)?))
     }
 
@@ -721,7 +723,17 @@ impl<T: Document> Collection<T> {
 
     fn prepare_insert(&self, mut doc: Map<String, Value>) -> Result<PreparedDoc> {
         let id = ensure_id(&mut doc)?;
-        let doc = Value::Object(doc);
+        let mut doc = Value::Object(doc);
+        self.db
+            .before_write(&self.name, WriteOp::Insert, None, &mut doc)?;
+        let id = match doc.get("_id") {
+            Some(v) if id_key(v) == id_key(&id) => id,
+            _ => {
+                return Err(Error::InvalidDocument(
+                    "a plugin changed or removed _id".into(),
+                ))
+            }
+        };
         self.check_document(&doc)?;
         let text = serde_json::to_string(&doc)?;
         let max = self.db.options().max_document_size;
@@ -789,6 +801,8 @@ impl<T: Document> Collection<T> {
         new_doc: &Value,
         op: ChangeOp,
     ) -> Result<()> {
+        let hooked = self.db.before_update(&self.name, op, &row.doc, new_doc)?;
+        let new_doc = hooked.as_ref().unwrap_or(new_doc);
         let new_id = new_doc.get("_id").cloned().unwrap_or(Value::Null);
         if id_key(&new_id) != row.key {
             return Err(Error::update(
@@ -826,13 +840,15 @@ impl<T: Document> Collection<T> {
         if !indexes.is_empty() {
             index::after_write(conn, &indexes, row.rid, Some(&row.doc), Some(new_doc))?;
         }
-        changes::record(
+        changes::record_rewrite(
             conn,
             &self.name,
             &row.key,
             op,
             row.rev + 1,
             changes::now_millis(),
+            &row.doc,
+            new_doc,
         )?;
         Ok(())
     }

@@ -325,13 +325,15 @@ fn explain_find(db: &Database, cmd: &CommandDoc<'_>, execute: bool) -> Reply {
     let hint = match cmd.get("hint") {
         None => None,
         Some(h @ (Value::String(_) | Value::Object(_))) => Some(h.clone()),
-        Some(other) => return Err(CommandError::new(
-            14,
-            format!(
+        Some(other) => {
+            return Err(CommandError::new(
+                14,
+                format!(
                 "BSON field 'find.hint' is the wrong type '{}', expected types '[string, object]'",
                 crate::value::BsonType::of(other).name()
             ),
-        )),
+            ))
+        }
     };
     let build = || -> Result<crate::Cursor<Value>, CommandError> {
         let mut cursor = coll.find(filter.clone())?;

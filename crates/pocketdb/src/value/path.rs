@@ -60,7 +60,7 @@ impl FieldPath {
 
     /// The first segment.
     pub fn first(&self) -> &str {
-        &self.segments[0]
+        self.segments.first().map_or("", String::as_str)
     }
 
     /// Number of segments (never zero).
@@ -68,9 +68,9 @@ impl FieldPath {
         self.segments.len()
     }
 
-    /// Always false: a path has at least one segment.
+    /// True only for a path built from no segments with [`FieldPath::from_segments`].
     pub fn is_empty(&self) -> bool {
-        false
+        self.segments.is_empty()
     }
 
     /// True when `self` is `other` or a prefix of it (`a` of `a.b`), segment-wise.
