@@ -57,7 +57,10 @@ pub fn is_input_error(e: &pocketdb::Error) -> bool {
 
 /// True for MongoDB error codes that mean the command itself was bad input.
 pub fn is_input_code(code: i64) -> bool {
-    matches!(code, 2 | 9 | 14 | 16 | 59 | 73 | 10334 | 40414 | 40415)
+    matches!(
+        code,
+        2 | 9 | 14 | 16 | 27 | 59 | 67 | 72 | 73 | 197 | 10334 | 40414 | 40415
+    )
 }
 
 impl From<pocketdb::Error> for CliError {

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 failure, 2 bad input (the database is left unchanged).
 
+mod bench;
 mod error;
 mod import;
 mod index;
@@ -207,6 +208,26 @@ enum Command {
     /// Sizes, documents per collection, index sizes, cache hit ratio, slow queries
     Stats {
         /// One JSON document per database instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run benchmark workloads through pocketdb and raw rusqlite (same documents, same
+    /// pragmas) and print throughputs and their ratio; database files go to --dir (a
+    /// temporary directory by default). Build with --release for meaningful numbers
+    Bench {
+        /// Workload name, a comma-separated list, or `all`
+        #[arg(long, short, default_value = "all")]
+        workload: String,
+        /// Documents loaded (or inserted) per workload
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        docs: u64,
+        /// Operations measured [default: depends on the workload]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        ops: Option<u64>,
+        /// Writer threads for concurrent workloads (group-commit) [default: 16]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+        threads: Option<u64>,
+        /// One JSON object per workload instead of a line of text
         #[arg(long)]
         json: bool,
     },
@@ -477,6 +498,28 @@ fn execute(cli: Cli) -> CliResult<i32> {
             params,
             write,
         } => ops::sql(&cli.target, &query, &params, write)?,
+        Command::Bench {
+            workload,
+            docs,
+            ops,
+            threads,
+            json,
+        } => {
+            if cli.target.db.is_some() || cli.target.database.is_some() {
+                return Err(CliError::Input(
+                    "bench takes --dir (where its files go), not --db or --database".to_string(),
+                ));
+            }
+            let plan = bench::BenchPlan {
+                workloads: bench::parse_workloads(&workload)?,
+                docs,
+                ops,
+                threads: threads.map(|t| usize::try_from(t).unwrap_or(usize::MAX)),
+                dir: cli.target.dir.clone(),
+                json,
+            };
+            bench::execute(&plan)?;
+        }
         Command::Collections => {
             let db = cli.target.open()?.db;
             let mut out = stdout.lock();

@@ -13,8 +13,8 @@ use crate::target::Target;
 use parse::{is_incomplete, parse_statement, Call, Chain, Receiver, Statement};
 use pocketdb::command::{error_message, run_command};
 use pocketdb::{
-    Collection, FindOneAndModifyOptions, InsertManyOptions, ReturnDocument, UpdateOptions,
-    UpdateResult,
+    Collection, FindOneAndModifyOptions, IndexModel, IndexOptions, InsertManyOptions,
+    ReturnDocument, UpdateOptions, UpdateResult,
 };
 use serde_json::{json, Map, Value};
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -32,6 +32,10 @@ Statements:
   db.<coll>.findOneAndUpdate(filter, update, {sort, projection, upsert, returnDocument: 'after', arrayFilters})
   db.<coll>.findOneAndReplace(filter, doc, {...})   db.<coll>.findOneAndDelete(filter, {sort, projection})
   db.<coll>.aggregate([stage, ...], {allowDiskUse})   ...toArray()  ...itcount()
+  db.<coll>.createIndex({f: 1}, {unique, sparse, name, partialFilterExpression, expireAfterSeconds})
+  db.<coll>.createIndexes([{f: 1}, ...], options)   db.<coll>.getIndexes()
+  db.<coll>.dropIndex(\"name\" | {f: 1})      db.<coll>.dropIndexes()
+  db.<coll>.find(...)...hint(\"name\" | {f: 1})   ...explain()   ...explain(\"executionStats\")
   db.<coll>.drop()
   db.<coll>.watch(filter, {limit, maxAwaitTimeMS, resumeAfter, fullDocument: 'updateLookup'})
                                             prints change events until `limit` events or
@@ -466,6 +470,47 @@ fn collection_call(
             a.max(0)?;
             json!(coll.drop().map_err(db_error)?)
         }
+        "createIndex" | "ensureIndex" => {
+            a.max(2)?;
+            let keys = a
+                .document(0, "keys")?
+                .ok_or_else(|| format!("{method} needs a key document like {{email: 1}}"))?;
+            let options = index_options(a.document(1, "options")?)?;
+            json!(coll.create_index(keys, options).map_err(db_error)?)
+        }
+        "createIndexes" => {
+            a.max(2)?;
+            let options = index_options(a.document(1, "options")?)?;
+            let mut models = Vec::new();
+            for keys in a.array(0, "key documents")? {
+                if !keys.is_object() {
+                    return Err("createIndexes(): each entry must be a key document".into());
+                }
+                // One shared name cannot apply to several indexes.
+                let mut o = options.clone();
+                o.name = None;
+                models.push(IndexModel { keys, options: o });
+            }
+            json!(coll.create_indexes(&models).map_err(db_error)?)
+        }
+        "getIndexes" | "getIndexSpecs" => {
+            a.max(0)?;
+            let list = coll.list_indexes().map_err(db_error)?;
+            Value::Array(list.iter().map(|i| i.to_json()).collect())
+        }
+        "dropIndex" => {
+            a.max(1)?;
+            let index = match a.args.first() {
+                Some(v @ (Value::String(_) | Value::Object(_))) => v.clone(),
+                _ => return Err("dropIndex() needs an index name or key document".into()),
+            };
+            drop_indexes_command(coll, index)?
+        }
+        "dropIndexes" => {
+            a.max(1)?;
+            let index = a.args.first().cloned().unwrap_or_else(|| json!("*"));
+            drop_indexes_command(coll, index)?
+        }
         "watch" => {
             a.max(2)?;
             let filter = a.document(0, "filter")?;
@@ -479,6 +524,31 @@ fn collection_call(
     };
     line(out, &spaced(&result))?;
     Ok(())
+}
+
+/// Index options from the shell's options document (`{unique: true, name: 'x'}`).
+fn index_options(doc: Option<Value>) -> Result<IndexOptions, ShellError> {
+    match doc {
+        Some(d) => IndexOptions::from_json(&d).map_err(db_error),
+        None => Ok(IndexOptions::default()),
+    }
+}
+
+/// `dropIndex` / `dropIndexes` through the `dropIndexes` command, whose reply is printed.
+fn drop_indexes_command(coll: &Collection, index: Value) -> Result<Value, ShellError> {
+    let reply = run_command(
+        coll.database(),
+        &json!({"dropIndexes": coll.name(), "index": index}),
+    );
+    if reply["ok"] == 1 {
+        Ok(reply)
+    } else {
+        Err(reply["errmsg"]
+            .as_str()
+            .unwrap_or("dropIndexes failed")
+            .to_string()
+            .into())
+    }
 }
 
 /// `db.<coll>.watch(filter, options)`: prints change events, one per line, until
@@ -540,10 +610,11 @@ struct CursorSpec {
     sort: Option<Value>,
     skip: u64,
     limit: i64,
+    hint: Option<Value>,
 }
 
 impl CursorSpec {
-    fn documents(&self, coll: &Collection) -> Result<Vec<Value>, ShellError> {
+    fn cursor(&self, coll: &Collection) -> Result<pocketdb::Cursor<Value>, ShellError> {
         let mut cursor = coll.find(self.filter.clone()).map_err(db_error)?;
         if let Some(sort) = &self.sort {
             cursor = cursor.sort(sort.clone());
@@ -551,11 +622,38 @@ impl CursorSpec {
         if let Some(p) = &self.projection {
             cursor = cursor.projection(p.clone());
         }
-        cursor
-            .skip(self.skip)
-            .limit(self.limit)
-            .to_vec()
-            .map_err(db_error)
+        if let Some(h) = &self.hint {
+            cursor = cursor.hint(h.clone());
+        }
+        Ok(cursor.skip(self.skip).limit(self.limit))
+    }
+
+    fn documents(&self, coll: &Collection) -> Result<Vec<Value>, ShellError> {
+        self.cursor(coll)?.to_vec().map_err(db_error)
+    }
+
+    /// The plan as JSON; with `executionStats` the query runs too and the number of
+    /// documents returned and the time taken are added.
+    fn explain(&self, coll: &Collection, verbosity: Option<&str>) -> Result<Value, ShellError> {
+        let mut plan = self.cursor(coll)?.explain().map_err(db_error)?.to_json();
+        match verbosity {
+            None | Some("queryPlanner") => {}
+            Some("executionStats" | "allPlansExecution") => {
+                let start = std::time::Instant::now();
+                let n = self.documents(coll)?.len();
+                plan["executionStats"] = json!({
+                    "nReturned": n,
+                    "executionTimeMillis": start.elapsed().as_millis() as u64,
+                });
+            }
+            Some(other) => {
+                return Err(format!(
+                    "explain(): verbosity must be 'queryPlanner' or 'executionStats', got '{other}'"
+                )
+                .into())
+            }
+        }
+        Ok(plan)
     }
 }
 
@@ -598,6 +696,26 @@ fn cursor(
             "limit" => {
                 a.max(1)?;
                 spec.limit = a.integer(0, "limit")?;
+            }
+            "hint" => {
+                a.max(1)?;
+                spec.hint = match a.args.first() {
+                    Some(h @ (Value::String(_) | Value::Object(_))) => Some(h.clone()),
+                    _ => return Err("hint() needs an index name or key document".into()),
+                };
+            }
+            "explain" => {
+                terminal("explain")?;
+                a.max(1)?;
+                let verbosity = match a.args.first() {
+                    None => None,
+                    Some(Value::String(s)) => Some(s.as_str()),
+                    Some(Value::Bool(true)) => Some("allPlansExecution"),
+                    Some(Value::Bool(false)) => None,
+                    Some(_) => return Err("explain() takes a verbosity string".into()),
+                };
+                line(out, &spaced(&spec.explain(coll, verbosity)?))?;
+                return Ok(());
             }
             "pretty" | "batchSize" => {}
             "count" => {

@@ -18,7 +18,9 @@
 //! ```
 //!
 //! Supported: `insert`, `find`, `update`, `delete`, `count`, `distinct`,
-//! `findAndModify`, `aggregate`, `create`, `drop`, `listCollections` and `ping`. Failures of a whole
+//! `findAndModify`, `aggregate`, `create`, `drop`, `listCollections`, `ping`, and the index
+//! commands `createIndexes`, `listIndexes`, `dropIndexes` and `explain` (of a `find` or an
+//! `aggregate`; the planner's [`crate::Explain`] as JSON). Failures of a whole
 //! command become `{ok: 0, errmsg, code, codeName}`; failures of single statements of
 //! `insert`, `update` and `delete` are reported in `writeErrors` with `ok: 1`, as MongoDB
 //! does. There are no server-side cursors: `find` and `listCollections` return every
@@ -27,6 +29,7 @@
 
 mod args;
 mod commands;
+mod indexes;
 #[cfg(test)]
 mod tests;
 
@@ -64,6 +67,10 @@ fn execute(db: &Database, command: &Value) -> Result<Map<String, Value>, Command
         "drop" => commands::drop(db, &cmd),
         "listCollections" => commands::list_collections(db, &cmd),
         "aggregate" => commands::aggregate(db, &cmd),
+        "createIndexes" => indexes::create_indexes(db, &cmd),
+        "listIndexes" => indexes::list_indexes(db, &cmd),
+        "dropIndexes" | "deleteIndexes" => indexes::drop_indexes(db, &cmd),
+        "explain" => indexes::explain(db, &cmd),
         other => Err(CommandError::new(59, format!("no such command: '{other}'"))),
     }
 }
@@ -140,9 +147,15 @@ pub fn code_name(code: i32) -> String {
         14 => "TypeMismatch",
         16 => "InvalidLength",
         26 => "NamespaceNotFound",
+        27 => "IndexNotFound",
         48 => "NamespaceExists",
         59 => "CommandNotFound",
         65 => "MultipleErrorsOccurred",
+        67 => "CannotCreateIndex",
+        72 => "InvalidOptions",
+        85 => "IndexOptionsConflict",
+        86 => "IndexKeySpecsConflict",
+        197 => "InvalidIndexSpecificationOption",
         73 => "InvalidNamespace",
         10334 => "BSONObjectTooLarge",
         11000 => "DuplicateKey",

@@ -1,0 +1,59 @@
+//! `pocketdb bench` end to end, on a small workload.
+
+use serde_json::Value;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pocketdb");
+
+#[test]
+fn bench_prints_one_json_object_per_workload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "bench",
+            "--workload",
+            "insert-many",
+            "--docs",
+            "2000",
+            "--json",
+        ])
+        .args(["--dir", tmp.path().to_str().unwrap()])
+        .output()
+        .expect("run pocketdb bench");
+    assert!(o.status.success(), "{o:?}");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let report: Value = serde_json::from_str(lines[0]).unwrap();
+    for key in [
+        "workload",
+        "docs",
+        "ops",
+        "seconds",
+        "ops_per_sec",
+        "raw_seconds",
+        "raw_ops_per_sec",
+        "ratio_vs_raw",
+    ] {
+        assert!(report.get(key).is_some(), "missing {key} in {report}");
+    }
+    assert_eq!(report["workload"], "insert-many");
+    assert_eq!(report["docs"], 2000);
+    assert_eq!(report["ops"], 2000);
+    assert!(report["ops_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(report["ratio_vs_raw"].as_f64().unwrap() > 0.0);
+    // The database files went to --dir.
+    assert!(tmp.path().join("bench-insert-many.sqlite").exists());
+}
+
+#[test]
+fn bench_rejects_unknown_workloads_before_running() {
+    let o = Command::new(BIN)
+        .args(["bench", "--workload", "warp-speed", "--docs", "10"])
+        .output()
+        .expect("run pocketdb bench");
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("unknown workload 'warp-speed'"), "{err}");
+    assert!(err.contains("insert-many"), "{err}");
+}
