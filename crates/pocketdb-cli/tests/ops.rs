@@ -2,33 +2,9 @@
 //! check, stats, sql, import --bulk.
 
 use serde_json::Value;
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pocketdb");
-
-fn run(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pocketdb");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait for pocketdb")
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+mod common;
+use common::{run_in, stdout};
 
 #[test]
 fn operations_round_trip() {
@@ -37,7 +13,7 @@ fn operations_round_trip() {
     let docs = (0..200)
         .map(|i| format!("{{\"_id\": {i}, \"n\": {i}}}\n"))
         .collect::<String>();
-    let o = run(
+    let o = run_in(
         dir,
         &[
             "--dir",
@@ -52,27 +28,27 @@ fn operations_round_trip() {
         &docs,
     );
     assert!(o.status.success(), "{o:?}");
-    run(
+    run_in(
         dir,
         &["--dir", "d", "--database", "other", "import", "-c", "x"],
         "{\"a\": 1}\n",
     );
 
-    let o = run(dir, &["--dir", "d", "databases"], "");
-    assert_eq!(out(&o), "app\nother\n");
+    let o = run_in(dir, &["--dir", "d", "databases"], "");
+    assert_eq!(stdout(&o), "app\nother\n");
 
-    let o = run(dir, &["--dir", "d", "--database", "app", "stats"], "");
+    let o = run_in(dir, &["--dir", "d", "--database", "app", "stats"], "");
     assert!(o.status.success());
-    assert!(out(&o).contains("things"), "{}", out(&o));
-    let o = run(dir, &["--dir", "d", "stats", "--json"], "");
-    let lines: Vec<Value> = out(&o)
+    assert!(stdout(&o).contains("things"), "{}", stdout(&o));
+    let o = run_in(dir, &["--dir", "d", "stats", "--json"], "");
+    let lines: Vec<Value> = stdout(&o)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["collections"][0]["documents"], 200);
 
-    let o = run(
+    let o = run_in(
         dir,
         &[
             "--dir",
@@ -86,8 +62,8 @@ fn operations_round_trip() {
         ],
         "",
     );
-    assert_eq!(out(&o).trim(), "{\"n\":50}");
-    let o = run(
+    assert_eq!(stdout(&o).trim(), "{\"n\":50}");
+    let o = run_in(
         dir,
         &[
             "--dir",
@@ -102,10 +78,10 @@ fn operations_round_trip() {
     assert_eq!(o.status.code(), Some(2), "read-only by default");
 
     // Backup everything, damage the live data, restore.
-    let o = run(dir, &["--dir", "d", "backup", "--to", "bk"], "");
+    let o = run_in(dir, &["--dir", "d", "backup", "--to", "bk"], "");
     assert!(o.status.success(), "{o:?}");
     assert!(dir.join("bk/app.sqlite").is_file());
-    let o = run(
+    let o = run_in(
         dir,
         &[
             "--dir",
@@ -122,17 +98,17 @@ fn operations_round_trip() {
         "",
     );
     assert!(o.status.success());
-    let o = run(dir, &["--dir", "d", "restore", "--from", "bk"], "");
+    let o = run_in(dir, &["--dir", "d", "restore", "--from", "bk"], "");
     assert!(o.status.success(), "{o:?}");
-    let o = run(
+    let o = run_in(
         dir,
         &["--dir", "d", "--database", "app", "count", "-c", "things"],
         "",
     );
-    assert_eq!(out(&o).trim(), "200");
+    assert_eq!(stdout(&o).trim(), "200");
 
     // One database to a file and back.
-    let o = run(
+    let o = run_in(
         dir,
         &[
             "--dir",
@@ -146,18 +122,18 @@ fn operations_round_trip() {
         "",
     );
     assert!(o.status.success(), "{o:?}");
-    let o = run(
+    let o = run_in(
         dir,
         &["--db", "app-copy.sqlite", "count", "-c", "things"],
         "",
     );
-    assert_eq!(out(&o).trim(), "200");
+    assert_eq!(stdout(&o).trim(), "200");
 
-    let o = run(dir, &["--dir", "d", "vacuum"], "");
+    let o = run_in(dir, &["--dir", "d", "vacuum"], "");
     assert!(o.status.success(), "{o:?}");
-    let o = run(dir, &["--dir", "d", "check"], "");
+    let o = run_in(dir, &["--dir", "d", "check"], "");
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(out(&o), "app: ok\nother: ok\n");
+    assert_eq!(stdout(&o), "app: ok\nother: ok\n");
 }
 
 #[test]
@@ -167,19 +143,19 @@ fn check_reports_damage_with_exit_code_1() {
     let docs = (0..3000)
         .map(|i| format!("{{\"_id\": {i}, \"text\": \"{}\"}}\n", "words ".repeat(20)))
         .collect::<String>();
-    let o = run(dir, &["--db", "good.sqlite", "import", "-c", "c"], &docs);
+    let o = run_in(dir, &["--db", "good.sqlite", "import", "-c", "c"], &docs);
     assert!(o.status.success());
-    run(dir, &["--db", "good.sqlite", "vacuum"], "");
-    let o = run(dir, &["--db", "good.sqlite", "check"], "");
+    run_in(dir, &["--db", "good.sqlite", "vacuum"], "");
+    let o = run_in(dir, &["--db", "good.sqlite", "check"], "");
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let mut bytes = std::fs::read(dir.join("good.sqlite")).unwrap();
     for (i, b) in bytes[8192..60_000].iter_mut().enumerate() {
         *b = (i * 13 % 256) as u8;
     }
     std::fs::write(dir.join("bad.sqlite"), &bytes).unwrap();
-    let o = run(dir, &["--db", "bad.sqlite", "check"], "");
+    let o = run_in(dir, &["--db", "bad.sqlite", "check"], "");
     assert_eq!(o.status.code(), Some(1), "{o:?}");
-    assert!(out(&o).contains("problem"), "{}", out(&o));
+    assert!(stdout(&o).contains("problem"), "{}", stdout(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).is_empty()
             || !String::from_utf8_lossy(&o.stderr).contains("panicked")
