@@ -54,26 +54,14 @@ pub(crate) fn scan_table(conn: &Connection, table: &str, city: &str) -> rusqlite
         "SELECT json(doc) FROM \"{table}\" WHERE json_extract(doc, '$.score') > 50 \
          AND json_extract(doc, '$.city') = ?1"
     ))?;
-    let mut rows = stmt.query([city])?;
-    let mut n = 0;
-    while let Some(r) = rows.next()? {
-        let text: String = r.get(0)?;
-        let _doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        n += 1;
-    }
+    let n = count_decoded(stmt.query([city])?)?;
     Ok(n)
 }
 
 pub(crate) fn find_by_email(conn: &Connection, email: &str) -> rusqlite::Result<usize> {
     let mut stmt =
         conn.prepare_cached("SELECT json(doc) FROM docs WHERE json_extract(doc, '$.email') = ?1")?;
-    let mut rows = stmt.query([email])?;
-    let mut n = 0;
-    while let Some(r) = rows.next()? {
-        let text: String = r.get(0)?;
-        let _doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        n += 1;
-    }
+    let n = count_decoded(stmt.query([email])?)?;
     Ok(n)
 }
 
@@ -109,13 +97,7 @@ pub(crate) fn range_sort(conn: &Connection, low: f64) -> rusqlite::Result<usize>
         "SELECT json(doc) FROM docs WHERE json_extract(doc, '$.score') > ?1 \
          ORDER BY json_extract(doc, '$.score') LIMIT 20",
     )?;
-    let mut rows = stmt.query([low])?;
-    let mut n = 0;
-    while let Some(r) = rows.next()? {
-        let text: String = r.get(0)?;
-        let _doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        n += 1;
-    }
+    let n = count_decoded(stmt.query([low])?)?;
     Ok(n)
 }
 
@@ -147,7 +129,13 @@ pub(crate) fn find_by_sku(conn: &Connection, sku: &str) -> rusqlite::Result<usiz
     let mut stmt = conn.prepare_cached(
         "SELECT json(doc) FROM docs WHERE rid IN (SELECT rid FROM skus WHERE value = ?1)",
     )?;
-    let mut rows = stmt.query([sku])?;
+    let n = count_decoded(stmt.query([sku])?)?;
+    Ok(n)
+}
+
+/// Decodes every document a `SELECT json(doc) …` returns, as an application would, and
+/// counts them.
+fn count_decoded(mut rows: rusqlite::Rows<'_>) -> rusqlite::Result<usize> {
     let mut n = 0;
     while let Some(r) = rows.next()? {
         let text: String = r.get(0)?;

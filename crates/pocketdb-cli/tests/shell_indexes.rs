@@ -1,27 +1,14 @@
 //! The shell's index methods and `.explain()`, driven through a pipe.
 
 use serde_json::Value;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::path::Path;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pocketdb");
+mod common;
+use common::run_in;
 
 /// Runs `pocketdb shell` on `db` with `script` on stdin; returns (stdout lines, stderr).
 fn shell(db: &str, script: &str) -> (Vec<String>, String) {
-    let mut child = Command::new(BIN)
-        .args(["--db", db, "shell"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pocketdb");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(script.as_bytes())
-        .expect("write stdin");
-    let o = child.wait_with_output().expect("wait for pocketdb");
+    let o = run_in(Path::new("."), &["--db", db, "shell"], script);
     assert!(o.status.success(), "{o:?}");
     (
         String::from_utf8_lossy(&o.stdout)
@@ -105,26 +92,15 @@ fn index_commands_through_run() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("run.sqlite");
     let db = db.to_str().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--db", db, "run"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pocketdb");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(
-            b"{insert: 'c', documents: [{a: 1}, {a: 2}]}\n\
-              {createIndexes: 'c', indexes: [{key: {a: 1}, name: 'a_1'}]}\n\
-              {listIndexes: 'c'}\n\
-              {explain: {find: 'c', filter: {a: 2}}}\n\
-              {dropIndexes: 'c', index: 'a_1'}\n",
-        )
-        .expect("write stdin");
-    let o = child.wait_with_output().expect("wait");
+    let o = run_in(
+        Path::new("."),
+        &["--db", db, "run"],
+        "{insert: 'c', documents: [{a: 1}, {a: 2}]}\n\
+         {createIndexes: 'c', indexes: [{key: {a: 1}, name: 'a_1'}]}\n\
+         {listIndexes: 'c'}\n\
+         {explain: {find: 'c', filter: {a: 2}}}\n\
+         {dropIndexes: 'c', index: 'a_1'}\n",
+    );
     let replies: Vec<Value> = String::from_utf8_lossy(&o.stdout)
         .lines()
         .map(json)
