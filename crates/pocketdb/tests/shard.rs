@@ -674,3 +674,134 @@ fn readme_shard_example() -> Result<(), Box<dyn std::error::Error>> {
         .exists());
     Ok(())
 }
+
+fn bulk_models() -> Vec<pocketdb::WriteModel> {
+    use pocketdb::WriteModel;
+    vec![
+        WriteModel::InsertOne {
+            document: doc(1000),
+        },
+        WriteModel::InsertOne {
+            document: doc(1001),
+        },
+        WriteModel::UpdateOne {
+            filter: json!({"_id": 5}),
+            update: json!({"$set": {"score": -1}}),
+            options: UpdateOptions::default(),
+        },
+        WriteModel::UpdateMany {
+            filter: json!({"team": "t3"}),
+            update: json!({"$inc": {"score": 1000}}),
+            options: UpdateOptions::default(),
+        },
+        WriteModel::ReplaceOne {
+            filter: json!({"_id": 2000}),
+            replacement: json!({"team": "new", "score": 1}),
+            upsert: true,
+        },
+        WriteModel::DeleteOne {
+            filter: json!({"_id": 7}),
+        },
+        WriteModel::DeleteMany {
+            filter: json!({"team": "t1"}),
+        },
+        WriteModel::InsertOne {
+            document: doc(1002),
+        },
+    ]
+}
+
+#[test]
+fn bulk_write_matches_a_single_file_collection() {
+    let (_dir, _client, sharded, plain) = setup(3, ShardKey::Id);
+    let got = sharded.bulk_write(bulk_models(), true).unwrap();
+    let want = plain.bulk_write(bulk_models(), true).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(got.inserted_count, 3);
+    assert_eq!(got.upserted_ids.get(&4), Some(&json!(2000)));
+    assert!(got.deleted_count > 1);
+    let sort = json!({"_id": 1});
+    let a = sharded
+        .find(json!({}))
+        .unwrap()
+        .sort(sort.clone())
+        .to_vec()
+        .unwrap();
+    let b = plain.find(json!({})).unwrap().sort(sort).to_vec().unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn bulk_write_reports_errors_by_request_position() {
+    use pocketdb::WriteModel;
+    let (_dir, _client, sharded, _plain) = setup(2, ShardKey::Id);
+    let models = || {
+        vec![
+            WriteModel::InsertOne { document: doc(500) },
+            WriteModel::InsertOne { document: doc(3) }, // duplicate _id
+            WriteModel::UpdateOne {
+                filter: json!({"_id": 4}),
+                update: json!({"$bogus": {"x": 1}}),
+                options: UpdateOptions::default(),
+            },
+            WriteModel::DeleteOne {
+                filter: json!({"_id": 6}),
+            },
+        ]
+    };
+    // Ordered: stops at the duplicate.
+    let Err(Error::BulkWrite(failure)) = sharded.bulk_write(models(), true) else {
+        panic!("expected a bulk write failure");
+    };
+    assert_eq!(failure.write_errors.len(), 1);
+    assert_eq!(failure.write_errors[0].index, 1);
+    assert!(matches!(
+        failure.write_errors[0].error,
+        Error::DuplicateKey { .. }
+    ));
+    assert_eq!(failure.inserted_ids, vec![(0, json!(500))]);
+    assert_eq!(sharded.count_documents(json!({"_id": 6})).unwrap(), 1);
+
+    // Unordered: both errors, the delete still runs.
+    sharded.delete_one(json!({"_id": 500})).unwrap();
+    let Err(Error::BulkWrite(failure)) = sharded.bulk_write(models(), false) else {
+        panic!("expected a bulk write failure");
+    };
+    let indexes: Vec<usize> = failure.write_errors.iter().map(|e| e.index).collect();
+    assert_eq!(indexes, vec![1, 2]);
+    assert_eq!(failure.deleted_count, 1);
+    assert_eq!(sharded.count_documents(json!({"_id": 6})).unwrap(), 0);
+}
+
+#[test]
+fn create_and_drop_several_indexes_on_every_shard() {
+    let (_dir, _client, sharded, _plain) = setup(2, ShardKey::Id);
+    let names = sharded
+        .create_indexes(&[
+            pocketdb::IndexModel {
+                keys: json!({"team": 1}),
+                options: IndexOptions::default(),
+            },
+            pocketdb::IndexModel {
+                keys: json!({"score": -1}),
+                options: IndexOptions::default(),
+            },
+        ])
+        .unwrap();
+    assert_eq!(names, vec!["team_1".to_string(), "score_-1".to_string()]);
+    let listed: Vec<String> = sharded
+        .list_indexes()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(listed, vec!["_id_", "team_1", "score_-1"]);
+    assert_eq!(sharded.drop_indexes().unwrap(), 2);
+    let listed: Vec<String> = sharded
+        .list_indexes()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(listed, vec!["_id_"]);
+}

@@ -1350,7 +1350,7 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
 
 /// Errors that concern one document of a bulk request (reported per document) rather
 /// than the database as a whole (which abort the request).
-fn is_document_error(e: &Error) -> bool {
+pub(crate) fn is_document_error(e: &Error) -> bool {
     !matches!(
         e,
         Error::Sqlite(_)

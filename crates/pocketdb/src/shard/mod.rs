@@ -30,6 +30,7 @@
 //! This module owns routing, member files and scatter-gather; it must not reach into a
 //! member's tables except through [`Collection`].
 
+mod bulk;
 mod cursor;
 pub mod partition;
 mod route;
