@@ -805,3 +805,46 @@ fn create_and_drop_several_indexes_on_every_shard() {
         .collect();
     assert_eq!(listed, vec!["_id_"]);
 }
+
+#[test]
+fn aggregate_matches_a_single_file_collection() {
+    let (_dir, _client, sharded, plain) = setup(3, ShardKey::Field("team".to_string()));
+    let pipelines = [
+        json!([
+            {"$match": {"score": {"$gte": 20}}},
+            {"$group": {"_id": "$team", "n": {"$sum": 1}, "top": {"$max": "$score"}}},
+            {"$sort": {"_id": 1}},
+        ]),
+        json!([
+            {"$match": {"team": "t2"}},
+            {"$unwind": "$tags"},
+            {"$sortByCount": "$tags"},
+            {"$sort": {"_id": 1}},
+        ]),
+        json!([
+            {"$sort": {"score": -1, "_id": 1}},
+            {"$skip": 3},
+            {"$limit": 5},
+            {"$project": {"score": 1}},
+        ]),
+        json!([{"$match": {"nested.n": 2}}, {"$count": "n"}]),
+        json!([{"$skip": 1000}]),
+    ];
+    for p in pipelines {
+        let got = sharded.aggregate(p.clone()).unwrap().to_vec().unwrap();
+        let want = plain.aggregate(p.clone()).unwrap().to_vec().unwrap();
+        assert_eq!(got, want, "pipeline {p}");
+    }
+    // Unordered skip/limit: the right number of documents, all matching.
+    let some = sharded
+        .aggregate(json!([{"$match": {"score": {"$lt": 50}}}, {"$skip": 2}, {"$limit": 7}]))
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_eq!(some.len(), 7);
+    assert!(some.iter().all(|d| d["score"].as_u64().unwrap() < 50));
+    assert!(matches!(
+        sharded.aggregate(json!([{"$bogus": {}}])),
+        Err(Error::InvalidPipeline { .. })
+    ));
+}

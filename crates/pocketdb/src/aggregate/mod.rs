@@ -28,6 +28,7 @@ mod lookup;
 mod output;
 mod pipeline;
 mod shape;
+mod sharded;
 mod spill;
 mod sqlgroup;
 
