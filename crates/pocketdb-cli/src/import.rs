@@ -3,7 +3,7 @@
 use crate::error::{is_input_error, CliError, CliResult};
 use indicatif::{ProgressBar, ProgressStyle};
 use pocketdb::command::error_message;
-use pocketdb::{Collection, Error, InsertManyOptions};
+use pocketdb::{CollectionOps, Error, InsertManyOptions};
 use serde_json::Value;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read};
@@ -58,7 +58,7 @@ impl<R: Read> Read for Counting<R> {
 }
 
 struct Importer<'a> {
-    coll: &'a Collection,
+    coll: &'a dyn CollectionOps,
     options: &'a ImportOptions,
     batch: Vec<(Origin, Value)>,
     summary: Summary,
@@ -106,19 +106,20 @@ impl Importer<'_> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.batch);
+        let (origins, docs): (Vec<Origin>, Vec<Value>) =
+            std::mem::take(&mut self.batch).into_iter().unzip();
         let ordered = self.options.stop_on_error;
         let result = self
             .coll
-            .insert_many_with(batch.iter().map(|(_, d)| d), InsertManyOptions { ordered });
+            .insert_many_with(docs, InsertManyOptions { ordered });
         match result {
             Ok(r) => self.summary.inserted += r.inserted_ids.len() as u64,
             Err(Error::BulkWrite(failure)) => {
                 self.summary.inserted += failure.inserted_ids.len() as u64;
                 for e in &failure.write_errors {
-                    let origin = batch
+                    let origin = origins
                         .get(e.index)
-                        .map(|(o, _)| o.to_string())
+                        .map(|o| o.to_string())
                         .unwrap_or_else(|| format!("document {}", e.index));
                     let message = format!("{origin}: {}", error_message(&e.error));
                     if self.options.stop_on_error {
@@ -143,7 +144,7 @@ impl Importer<'_> {
 
 /// Imports `source` (a path, or `-`/`None` for stdin) into `coll`.
 pub fn import(
-    coll: &Collection,
+    coll: &dyn CollectionOps,
     source: Option<&str>,
     options: &ImportOptions,
 ) -> CliResult<Summary> {

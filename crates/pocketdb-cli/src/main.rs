@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use error::{is_input_code, CliError, CliResult};
 use output::line;
 use pocketdb::command::run_command;
-use pocketdb::{Collection, UpdateOptions};
+use pocketdb::{FindSpec, UpdateOptions};
 use serde_json::Value;
 use std::io::{self, BufRead, Write};
 use target::DbArgs;
@@ -289,14 +289,14 @@ fn execute(cli: Cli) -> CliResult<i32> {
             bulk,
         } => {
             let db = cli.target.open()?.db;
-            let coll = db.collection::<Value>(&collection);
+            let coll = db.resolve_collection(&collection)?;
             let options = import::ImportOptions {
                 batch_size: batch_size as usize,
                 stop_on_error,
             };
             // Settings come back when the guard drops, whatever the import's outcome.
             let bulk_mode = if bulk { Some(db.bulk_load()?) } else { None };
-            let summary = import::import(&coll, file.as_deref(), &options);
+            let summary = import::import(&*coll, file.as_deref(), &options);
             if let Some(guard) = bulk_mode {
                 guard.finish()?;
             }
@@ -321,25 +321,24 @@ fn execute(cli: Cli) -> CliResult<i32> {
             let sort = optional(sort.as_ref(), "--sort")?;
             let projection = optional(projection.as_ref(), "--projection")?;
             let db = cli.target.open()?.db;
-            let mut cursor = db.collection::<Value>(&collection).find(filter)?;
-            if let Some(sort) = sort {
-                cursor = cursor.sort(sort);
-            }
-            if let Some(p) = projection {
-                cursor = cursor.projection(p);
-            }
-            if let Some(skip) = skip {
-                cursor = cursor.skip(skip);
-            }
-            if let Some(limit) = limit {
-                cursor = cursor.limit(i64::try_from(limit).unwrap_or(i64::MAX));
-            }
-            print_documents(cursor)?;
+            let spec = FindSpec {
+                sort,
+                projection,
+                skip,
+                limit: limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
+            };
+            print_documents(
+                db.resolve_collection(&collection)?
+                    .find_with(filter, &spec)?,
+            )?;
         }
         Command::Export { collection, filter } => {
             let filter = filter_or_all(filter.as_ref())?;
             let db = cli.target.open()?.db;
-            print_documents(db.collection::<Value>(&collection).find(filter)?)?;
+            let all = db
+                .resolve_collection(&collection)?
+                .find_with(filter, &FindSpec::default())?;
+            print_documents(all)?;
         }
         Command::Run { command } => {
             return match command {
@@ -362,7 +361,7 @@ fn execute(cli: Cli) -> CliResult<i32> {
             let filter = filter_or_all(filter.as_ref())?;
             let db = cli.target.open()?.db;
             let n = db
-                .collection::<Value>(&collection)
+                .resolve_collection(&collection)?
                 .count_documents(filter)?;
             line(&mut stdout.lock(), &n.to_string())?;
         }
@@ -374,7 +373,7 @@ fn execute(cli: Cli) -> CliResult<i32> {
             let filter = filter_or_all(filter.as_ref())?;
             let db = cli.target.open()?.db;
             let values = db
-                .collection::<Value>(&collection)
+                .resolve_collection(&collection)?
                 .distinct(&field, filter)?;
             let mut out = stdout.lock();
             for v in values {
@@ -400,7 +399,7 @@ fn execute(cli: Cli) -> CliResult<i32> {
                 ));
             }
             let db = cli.target.open()?.db;
-            let coll: Collection = db.collection(&collection);
+            let coll = db.resolve_collection(&collection)?;
             let options = UpdateOptions {
                 upsert,
                 array_filters: None,
@@ -428,7 +427,7 @@ fn execute(cli: Cli) -> CliResult<i32> {
         } => {
             let filter = input(&filter, "--filter")?;
             let db = cli.target.open()?.db;
-            let coll: Collection = db.collection(&collection);
+            let coll = db.resolve_collection(&collection)?;
             let r = if many {
                 coll.delete_many(filter)?
             } else {
@@ -531,7 +530,7 @@ fn execute(cli: Cli) -> CliResult<i32> {
     Ok(0)
 }
 
-fn print_documents(cursor: pocketdb::Cursor<Value>) -> CliResult {
+fn print_documents(cursor: impl Iterator<Item = pocketdb::Result<Value>>) -> CliResult {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     for doc in cursor {

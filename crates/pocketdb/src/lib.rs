@@ -63,6 +63,6 @@ pub use maintenance::{
 };
 pub use query::{Filter, QueryBuilder, SortOrder};
 pub use shard::{
-    PartitionBy, PartitionStats, PartitionedCollection, ShardKey, ShardOptions, ShardedCollection,
-    ShardedCursor, TimeBucket,
+    CollectionKind, CollectionOps, DocumentStream, FindSpec, PartitionBy, PartitionStats,
+    PartitionedCollection, ShardKey, ShardOptions, ShardedCollection, ShardedCursor, TimeBucket,
 };

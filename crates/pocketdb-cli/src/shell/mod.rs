@@ -13,8 +13,8 @@ use crate::target::Target;
 use parse::{is_incomplete, parse_statement, Call, Chain, Receiver, Statement};
 use pocketdb::command::{error_message, run_command};
 use pocketdb::{
-    Collection, FindOneAndModifyOptions, IndexModel, IndexOptions, InsertManyOptions,
-    ReturnDocument, UpdateOptions, UpdateResult,
+    Collection, CollectionKind, CollectionOps, FindOneAndModifyOptions, FindSpec, IndexModel,
+    IndexOptions, InsertManyOptions, Modification, ReturnDocument, UpdateOptions, UpdateResult,
 };
 use serde_json::{json, Map, Value};
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -246,8 +246,8 @@ impl Shell {
             )
             .into());
         }
-        let coll = self.target.db.collection::<Value>(&name);
-        collection_call(&coll, calls, out)
+        let coll = self.target.db.resolve_collection(&name).map_err(db_error)?;
+        collection_call(&*coll, calls, out)
     }
 
     /// Runs a method of `db`; returns a collection name for `getCollection`.
@@ -296,7 +296,7 @@ impl Shell {
 
 /// Runs `db.<coll>.<method>(…)…` and prints the result.
 fn collection_call(
-    coll: &Collection,
+    coll: &dyn CollectionOps,
     calls: Vec<Call>,
     out: &mut impl Write,
 ) -> Result<(), ShellError> {
@@ -449,12 +449,15 @@ fn collection_call(
                     "arrayFilters",
                 ],
             )?)?;
-            let r = if method == "findOneAndUpdate" {
-                coll.find_one_and_update(filter, update, &options)
+            let modification = if method == "findOneAndUpdate" {
+                Modification::Update(update)
             } else {
-                coll.find_one_and_replace(filter, update, &options)
+                Modification::Replace(update)
             };
-            r.map_err(db_error)?.unwrap_or(Value::Null)
+            coll.find_and_modify(filter, modification, &options)
+                .map_err(db_error)?
+                .document
+                .unwrap_or(Value::Null)
         }
         "findOneAndDelete" => {
             a.max(2)?;
@@ -462,13 +465,14 @@ fn collection_call(
                 .document(0, "filter")?
                 .ok_or("findOneAndDelete needs a filter")?;
             let options = find_and_modify_options(&a.options(1, &["sort", "projection"])?)?;
-            coll.find_one_and_delete(filter, &options)
+            coll.find_and_modify(filter, Modification::Delete, &options)
                 .map_err(db_error)?
+                .document
                 .unwrap_or(Value::Null)
         }
         "drop" => {
             a.max(0)?;
-            json!(coll.drop().map_err(db_error)?)
+            json!(coll.drop_collection().map_err(db_error)?)
         }
         "createIndex" | "ensureIndex" => {
             a.max(2)?;
@@ -476,7 +480,10 @@ fn collection_call(
                 .document(0, "keys")?
                 .ok_or_else(|| format!("{method} needs a key document like {{email: 1}}"))?;
             let options = index_options(a.document(1, "options")?)?;
-            json!(coll.create_index(keys, options).map_err(db_error)?)
+            let names = coll
+                .create_indexes(&[IndexModel { keys, options }])
+                .map_err(db_error)?;
+            json!(names.first())
         }
         "createIndexes" => {
             a.max(2)?;
@@ -518,7 +525,7 @@ fn collection_call(
                 1,
                 &["limit", "maxAwaitTimeMS", "resumeAfter", "fullDocument"],
             )?;
-            return watch(coll, filter, &options, out);
+            return watch(&plain(coll, "watch")?, filter, &options, out);
         }
         other => return Err(format!("unknown collection method {other}(): try help").into()),
     };
@@ -535,7 +542,7 @@ fn index_options(doc: Option<Value>) -> Result<IndexOptions, ShellError> {
 }
 
 /// `dropIndex` / `dropIndexes` through the `dropIndexes` command, whose reply is printed.
-fn drop_indexes_command(coll: &Collection, index: Value) -> Result<Value, ShellError> {
+fn drop_indexes_command(coll: &dyn CollectionOps, index: Value) -> Result<Value, ShellError> {
     let reply = run_command(
         coll.database(),
         &json!({"dropIndexes": coll.name(), "index": index}),
@@ -613,6 +620,19 @@ struct CursorSpec {
     hint: Option<Value>,
 }
 
+/// The single-file collection behind `coll`, for what only it offers (`hint`,
+/// `explain`, `watch` in the shell); an error naming `what` on a sharded collection.
+fn plain(coll: &dyn CollectionOps, what: &str) -> Result<Collection, ShellError> {
+    if coll.kind() != CollectionKind::Plain {
+        return Err(format!(
+            "{what}() is not available in the shell on the sharded or partitioned collection '{}'",
+            coll.name()
+        )
+        .into());
+    }
+    Ok(coll.database().collection(coll.name()))
+}
+
 impl CursorSpec {
     fn cursor(&self, coll: &Collection) -> Result<pocketdb::Cursor<Value>, ShellError> {
         let mut cursor = coll.find(self.filter.clone()).map_err(db_error)?;
@@ -628,14 +648,37 @@ impl CursorSpec {
         Ok(cursor.skip(self.skip).limit(self.limit))
     }
 
-    fn documents(&self, coll: &Collection) -> Result<Vec<Value>, ShellError> {
-        self.cursor(coll)?.to_vec().map_err(db_error)
+    fn documents(&self, coll: &dyn CollectionOps) -> Result<Vec<Value>, ShellError> {
+        if self.hint.is_some() {
+            return self
+                .cursor(&plain(coll, "hint")?)?
+                .to_vec()
+                .map_err(db_error);
+        }
+        let spec = FindSpec {
+            sort: self.sort.clone(),
+            projection: self.projection.clone(),
+            skip: Some(self.skip),
+            limit: Some(self.limit),
+        };
+        coll.find_with(self.filter.clone(), &spec)
+            .map_err(db_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_error)
     }
 
     /// The plan as JSON; with `executionStats` the query runs too and the number of
     /// documents returned and the time taken are added.
-    fn explain(&self, coll: &Collection, verbosity: Option<&str>) -> Result<Value, ShellError> {
-        let mut plan = self.cursor(coll)?.explain().map_err(db_error)?.to_json();
+    fn explain(
+        &self,
+        coll: &dyn CollectionOps,
+        verbosity: Option<&str>,
+    ) -> Result<Value, ShellError> {
+        let mut plan = self
+            .cursor(&plain(coll, "explain")?)?
+            .explain()
+            .map_err(db_error)?
+            .to_json();
         match verbosity {
             None | Some("queryPlanner") => {}
             Some("executionStats" | "allPlansExecution") => {
@@ -658,7 +701,7 @@ impl CursorSpec {
 }
 
 fn cursor(
-    coll: &Collection,
+    coll: &dyn CollectionOps,
     mut spec: CursorSpec,
     calls: Vec<Call>,
     out: &mut impl Write,

@@ -3,13 +3,13 @@
 use super::args::CommandDoc;
 use super::{write_error, CommandError};
 use crate::collection::{
-    Collection, FindOneAndModifyOptions, InsertManyOptions, ReturnDocument, UpdateOptions,
-    UpdateResult,
+    FindOneAndModifyOptions, InsertManyOptions, ReturnDocument, UpdateOptions, UpdateResult,
 };
 use crate::database::{CollectionOptions, Database};
 use crate::engine::schema::validate_collection_name;
 use crate::error::Error;
 use crate::query::{parse_filter, Projection};
+use crate::shard::{CollectionKind, CollectionOps, FindSpec};
 use crate::Modification;
 use serde_json::{json, Map, Value};
 
@@ -25,13 +25,28 @@ fn reply<const N: usize>(fields: [(&str, Value); N]) -> Map<String, Value> {
         .collect()
 }
 
+/// The named collection, whatever its kind (plain, sharded, partitioned).
 fn collection<'a>(
     db: &Database,
     cmd: &CommandDoc<'a>,
-) -> Result<(&'a str, Collection), CommandError> {
+) -> Result<(&'a str, Box<dyn CollectionOps>), CommandError> {
     let name = cmd.collection()?;
     validate_collection_name(name)?;
-    Ok((name, db.collection::<Value>(name)))
+    Ok((name, db.resolve_collection(name)?))
+}
+
+/// `explain` describes one file's plan: refused on sharded and partitioned collections.
+pub(super) fn no_explain(coll: &dyn CollectionOps) -> Result<(), CommandError> {
+    if coll.kind() == CollectionKind::Plain {
+        return Ok(());
+    }
+    Err(CommandError::new(
+        115,
+        format!(
+            "explain is not supported on the sharded or partitioned collection '{}'",
+            coll.name()
+        ),
+    ))
 }
 
 fn check_batch(len: usize) -> Result<(), CommandError> {
@@ -67,7 +82,7 @@ pub(super) fn insert(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
     let documents = cmd.required_array("documents")?;
     let ordered = cmd.bool("ordered", true)?;
     check_batch(documents.len())?;
-    match coll.insert_many_with(documents.iter(), InsertManyOptions { ordered }) {
+    match coll.insert_many_with(documents.clone(), InsertManyOptions { ordered }) {
         Ok(result) => Ok(reply([("n", json!(result.inserted_ids.len()))])),
         Err(Error::BulkWrite(failure)) => {
             let failure = *failure;
@@ -112,20 +127,15 @@ pub(super) fn find(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
     let limit = cmd.non_negative("limit")?;
     cmd.non_negative("batchSize")?;
     cmd.bool("singleBatch", false)?;
-    let mut cursor = coll.find(filter)?;
-    if let Some(sort) = sort {
-        cursor = cursor.sort(sort.clone());
-    }
-    if let Some(projection) = projection {
-        cursor = cursor.projection(projection.clone());
-    }
-    if let Some(skip) = skip {
-        cursor = cursor.skip(skip);
-    }
-    if let Some(limit) = limit {
-        cursor = cursor.limit(i64::try_from(limit).unwrap_or(i64::MAX));
-    }
-    let batch = cursor.to_vec()?;
+    let spec = FindSpec {
+        sort: sort.cloned(),
+        projection: projection.cloned(),
+        skip,
+        limit: limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
+    };
+    let batch = coll
+        .find_with(filter, &spec)?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(cursor_reply(format!("{}.{name}", db.name()), batch))
 }
 
@@ -156,7 +166,7 @@ pub(super) fn update(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
     let mut upserted = Vec::new();
     let mut errors = Vec::new();
     for (index, statement) in statements.iter().enumerate() {
-        match run_update_statement(&coll, statement) {
+        match run_update_statement(&*coll, statement) {
             Ok(result) => {
                 n += result.matched_count;
                 modified += result.modified_count;
@@ -225,7 +235,7 @@ fn is_operator_update(u: &Value) -> bool {
 }
 
 fn run_update_statement(
-    coll: &Collection,
+    coll: &dyn CollectionOps,
     s: &UpdateStatement<'_>,
 ) -> Result<UpdateResult, CommandError> {
     if is_operator_update(s.u) {
@@ -246,7 +256,7 @@ fn run_update_statement(
             "multi update is not supported for replacement-style update",
         ));
     }
-    Ok(coll.replace_one_with(s.q.clone(), s.u, s.upsert)?)
+    Ok(coll.replace_one_with(s.q.clone(), s.u.clone(), s.upsert)?)
 }
 
 /// `{delete: coll, deletes: [{q, limit}], ordered}` → `{n, writeErrors?}`; `limit` 0
@@ -407,7 +417,9 @@ pub(super) fn find_and_modify(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
         (None, _) => Value::Null,
     };
     let Some(update) = update else {
-        let removed = coll.find_one_and_delete(query, &options)?;
+        let removed = coll
+            .find_and_modify(query, Modification::Delete, &options)?
+            .document;
         let n = u64::from(removed.is_some());
         return Ok(reply([
             ("lastErrorObject", json!({"n": n})),
@@ -443,8 +455,8 @@ pub(super) fn create(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
 /// `{drop: coll}` → `{ns}`; dropping an absent collection succeeds, as in MongoDB 7.
 pub(super) fn drop(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
     cmd.check_fields(&[])?;
-    let name = cmd.collection()?;
-    if db.drop_collection(name)? {
+    let (name, coll) = collection(db, cmd)?;
+    if coll.drop_collection()? {
         Ok(reply([("ns", json!(format!("{}.{name}", db.name())))]))
     } else {
         Ok(Map::new())
@@ -512,7 +524,9 @@ pub(super) fn aggregate(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
         cursor.non_negative("batchSize")?;
     }
     if explain {
-        return Ok(coll
+        no_explain(&*coll)?;
+        return Ok(db
+            .collection::<Value>(name)
             .explain_aggregate(pipeline)?
             .as_object()
             .cloned()

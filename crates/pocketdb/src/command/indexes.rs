@@ -3,7 +3,6 @@
 
 use super::args::CommandDoc;
 use super::CommandError;
-use crate::collection::Collection;
 use crate::database::Database;
 use crate::engine::schema::validate_collection_name;
 use crate::index::{IndexModel, IndexOptions};
@@ -119,7 +118,7 @@ pub(super) fn create_indexes(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
         .enumerate()
         .map(|(i, s)| index_model(s, i))
         .collect::<Result<Vec<_>, _>>()?;
-    let coll: Collection = db.collection(name);
+    let coll = db.resolve_collection(name)?;
     // An absent collection still has its `_id_` index once created.
     let before = coll.list_indexes()?.len().max(1);
     coll.create_indexes(&models)?;
@@ -148,7 +147,7 @@ pub(super) fn list_indexes(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
         return Err(namespace_not_found(db, name));
     }
     let batch: Vec<Value> = db
-        .collection::<Value>(name)
+        .resolve_collection(name)?
         .list_indexes()?
         .iter()
         .map(|i| i.to_json())
@@ -170,7 +169,7 @@ pub(super) fn drop_indexes(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
     if !exists {
         return Err(namespace_not_found(db, name));
     }
-    let coll = db.collection::<Value>(name);
+    let coll = db.resolve_collection(name)?;
     let was = coll.list_indexes()?;
     let mut reply = Map::new();
     reply.insert("nIndexesWas".into(), json!(was.len()));
@@ -286,6 +285,7 @@ pub(super) fn explain(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
             let name = inner.collection()?;
             validate_collection_name(name)?;
             let pipeline = Value::Array(inner.required_array("pipeline")?.clone());
+            super::commands::no_explain(&*db.resolve_collection(name)?)?;
             Ok(db
                 .collection::<Value>(name)
                 .explain_aggregate(pipeline)?
@@ -313,6 +313,7 @@ fn explain_find(db: &Database, cmd: &CommandDoc<'_>, execute: bool) -> Reply {
     ])?;
     let name = cmd.collection()?;
     validate_collection_name(name)?;
+    super::commands::no_explain(&*db.resolve_collection(name)?)?;
     let coll = db.collection::<Value>(name);
     let filter = cmd
         .document("filter")?

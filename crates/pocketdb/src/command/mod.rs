@@ -150,6 +150,7 @@ pub fn code_name(code: i32) -> String {
         27 => "IndexNotFound",
         48 => "NamespaceExists",
         59 => "CommandNotFound",
+        115 => "CommandNotSupported",
         65 => "MultipleErrorsOccurred",
         67 => "CannotCreateIndex",
         72 => "InvalidOptions",

@@ -683,3 +683,82 @@ fn error_conversion_keeps_codes() {
                "codeName": "NamespaceNotFound"})
     );
 }
+
+#[test]
+fn commands_reach_every_member_of_a_sharded_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("app.db")).unwrap();
+    db.create_sharded_collection("events", crate::ShardOptions::new(3))
+        .unwrap();
+    let docs: Vec<Value> = (0..30)
+        .map(|i| json!({"_id": i, "kind": if i % 2 == 0 { "view" } else { "click" }, "n": i}))
+        .collect();
+    assert_eq!(
+        run(&db, json!({"insert": "events", "documents": docs})),
+        json!({"n": 30, "ok": 1})
+    );
+    // The documents are in the member files, not the main file's placeholder table.
+    assert_eq!(
+        db.collection::<Value>("events").estimated_count().unwrap(),
+        0
+    );
+    let found = run(
+        &db,
+        json!({"find": "events", "filter": {"kind": "view"}, "sort": {"n": -1}, "limit": 2}),
+    );
+    assert_eq!(
+        found["cursor"]["firstBatch"],
+        json!([{"_id": 28, "kind": "view", "n": 28}, {"_id": 26, "kind": "view", "n": 26}])
+    );
+    assert_eq!(
+        run(&db, json!({"count": "events", "query": {"kind": "click"}})),
+        json!({"n": 15, "ok": 1})
+    );
+    let updated = run(
+        &db,
+        json!({"update": "events", "updates": [{"q": {"kind": "click"}, "u": {"$inc": {"n": 100}}, "multi": true}]}),
+    );
+    assert_eq!(updated["nModified"], 15, "{updated}");
+    let grouped = run(
+        &db,
+        json!({"aggregate": "events", "pipeline": [
+            {"$group": {"_id": "$kind", "total": {"$sum": "$n"}}},
+            {"$sort": {"_id": 1}},
+        ], "cursor": {}}),
+    );
+    assert_eq!(
+        grouped["cursor"]["firstBatch"],
+        json!([{"_id": "click", "total": 1725}, {"_id": "view", "total": 210}])
+    );
+    let modified = run(
+        &db,
+        json!({"findAndModify": "events", "query": {"_id": 99}, "update": {"$set": {"kind": "new"}}, "upsert": true, "new": true}),
+    );
+    assert_eq!(modified["lastErrorObject"]["upserted"], 99, "{modified}");
+    assert_eq!(modified["value"], json!({"_id": 99, "kind": "new"}));
+    assert_eq!(
+        run(
+            &db,
+            json!({"delete": "events", "deletes": [{"q": {"kind": "view"}, "limit": 0}]})
+        ),
+        json!({"n": 15, "ok": 1})
+    );
+    let created = run(
+        &db,
+        json!({"createIndexes": "events", "indexes": [{"key": {"n": 1}, "name": "n_1"}]}),
+    );
+    assert_eq!(created["ok"], 1, "{created}");
+    let listed = run(&db, json!({"listIndexes": "events", "cursor": {}}));
+    assert_eq!(listed["cursor"]["firstBatch"][1]["name"], "n_1", "{listed}");
+    let explained = run(&db, json!({"explain": {"find": "events", "filter": {}}}));
+    assert_error(
+        &explained,
+        115,
+        "CommandNotSupported",
+        "sharded or partitioned",
+    );
+    let members = dir.path().join("app.shards").join("events");
+    assert!(members.exists());
+    assert_eq!(run(&db, json!({"drop": "events"}))["ok"], 1);
+    assert!(!members.exists());
+}

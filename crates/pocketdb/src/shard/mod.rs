@@ -32,11 +32,13 @@
 
 mod bulk;
 mod cursor;
+mod ops;
 pub mod partition;
 mod route;
 pub mod watch;
 
 pub use cursor::ShardedCursor;
+pub use ops::{CollectionKind, CollectionOps, DocumentStream, FindSpec};
 pub use partition::{PartitionBy, PartitionStats, PartitionedCollection, TimeBucket};
 pub use watch::{ShardChangeEvent, ShardResumeToken, ShardedChangeStream};
 
@@ -1276,7 +1278,9 @@ impl<T: Document> ShardedCollection<T> {
         options: &FindOneAndModifyOptions,
     ) -> Result<Option<T>> {
         let parsed = parse_operator_update(&update, options.array_filters.as_deref())?;
-        self.modify_one(filter, Modify::Update(update, parsed), options)
+        Ok(self
+            .modify_one(filter, Modify::Update(update, parsed), options)?
+            .document)
     }
 
     /// Replaces the first document matching `filter` and returns it as it was before or
@@ -1289,7 +1293,9 @@ impl<T: Document> ShardedCollection<T> {
     ) -> Result<Option<T>> {
         let replacement = Value::Object(to_document(replacement.borrow())?);
         let parsed = parse_replacement(&replacement)?;
-        self.modify_one(filter, Modify::Replace(replacement, parsed), options)
+        Ok(self
+            .modify_one(filter, Modify::Replace(replacement, parsed), options)?
+            .document)
     }
 
     /// Deletes the first document matching `filter` (in `sort` order) and returns it.
@@ -1298,7 +1304,32 @@ impl<T: Document> ShardedCollection<T> {
         filter: Value,
         options: &FindOneAndModifyOptions,
     ) -> Result<Option<T>> {
-        self.modify_one(filter, Modify::Delete, options)
+        Ok(self.modify_one(filter, Modify::Delete, options)?.document)
+    }
+
+    /// The general find-and-modify (MongoDB's `findAndModify` command) across members:
+    /// as [`Collection::find_and_modify`], with the first document in `sort` order over
+    /// every member, and an upsert that matches nothing going to the member its new
+    /// document routes to.
+    pub fn find_and_modify(
+        &self,
+        filter: Value,
+        modification: crate::Modification,
+        options: &FindOneAndModifyOptions,
+    ) -> Result<crate::FindAndModifyOutcome<T>> {
+        let modify = match modification {
+            crate::Modification::Update(u) => {
+                let parsed = parse_operator_update(&u, options.array_filters.as_deref())?;
+                Modify::Update(u, parsed)
+            }
+            crate::Modification::Replace(r) => {
+                let r = Value::Object(to_document(&r)?);
+                let parsed = parse_replacement(&r)?;
+                Modify::Replace(r, parsed)
+            }
+            crate::Modification::Delete => Modify::Delete,
+        };
+        self.modify_one(filter, modify, options)
     }
 
     fn modify_one(
@@ -1306,13 +1337,21 @@ impl<T: Document> ShardedCollection<T> {
         filter: Value,
         modify: Modify,
         options: &FindOneAndModifyOptions,
-    ) -> Result<Option<T>> {
+    ) -> Result<crate::FindAndModifyOutcome<T>> {
         let parsed = parse_filter(&filter)?;
         let members = self.inner.members_for(&parsed)?;
-        let run = |c: &Collection<Value>, f: Value, o: &FindOneAndModifyOptions| match &modify {
-            Modify::Update(u, _) => c.find_one_and_update(f, u.clone(), o),
-            Modify::Replace(r, _) => c.find_one_and_replace(f, r.clone(), o),
-            Modify::Delete => c.find_one_and_delete(f, o),
+        let modification = match &modify {
+            Modify::Update(u, _) => crate::Modification::Update(u.clone()),
+            Modify::Replace(r, _) => crate::Modification::Replace(r.clone()),
+            Modify::Delete => crate::Modification::Delete,
+        };
+        // `Some` when the member held a matching document.
+        let run = |c: &Collection<Value>, f: Value, o: &FindOneAndModifyOptions| {
+            let outcome = c.find_and_modify(f, modification.clone(), o)?;
+            let hit = outcome.updated_existing
+                || outcome.upserted_id.is_some()
+                || (matches!(modify, Modify::Delete) && outcome.document.is_some());
+            Ok(hit.then_some(outcome))
         };
         let plain = FindOneAndModifyOptions {
             upsert: false,
@@ -1361,20 +1400,31 @@ impl<T: Document> ShardedCollection<T> {
                 .inner
                 .first_match(&members, &filter, |c| run(c, filter.clone(), &plain))?,
         };
-        let doc = match (found, &modify) {
-            (Some(doc), _) => Some(doc),
+        let outcome = match (found, &modify) {
+            (Some(outcome), _) => Some(outcome),
             (None, Modify::Delete) => None,
             (None, Modify::Update(_, parsed_update) | Modify::Replace(_, parsed_update)) => {
-                if !options.upsert {
-                    None
-                } else {
+                if options.upsert {
                     let (coll, target_filter) =
                         self.upsert_route(&filter, &parsed, parsed_update)?;
-                    run(&coll, target_filter, options)?
+                    Some(coll.find_and_modify(target_filter, modification.clone(), options)?)
+                } else {
+                    None
                 }
             }
         };
-        doc.map(from_document).transpose()
+        let Some(outcome) = outcome else {
+            return Ok(crate::FindAndModifyOutcome {
+                document: None,
+                updated_existing: false,
+                upserted_id: None,
+            });
+        };
+        Ok(crate::FindAndModifyOutcome {
+            document: outcome.document.map(from_document).transpose()?,
+            updated_existing: outcome.updated_existing,
+            upserted_id: outcome.upserted_id,
+        })
     }
 
     // ----- indexes and lifetime ------------------------------------------------------
