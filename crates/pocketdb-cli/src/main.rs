@@ -151,10 +151,11 @@ enum Command {
         /// '{"fullDocument.status": "active"}'
         #[arg(long)]
         filter: Option<String>,
-        /// Resume right after this token (the `_id` of an event printed before); 0
-        /// replays the whole retained change log
+        /// Resume right after this token (the `_id` of an event printed before: a
+        /// number, or for a sharded or partitioned collection a JSON object); 0
+        /// replays the whole retained change log of a plain collection or database
         #[arg(long, value_name = "TOKEN")]
-        resume_after: Option<i64>,
+        resume_after: Option<String>,
         /// Also attach the current document to update events
         #[arg(long)]
         update_lookup: bool,
@@ -443,10 +444,15 @@ fn execute(cli: Cli) -> CliResult<i32> {
             limit,
         } => {
             let filter = optional(filter.as_ref(), "--filter")?;
+            let token = resume_after
+                .as_deref()
+                .map(|t| {
+                    relaxed::parse(t).map_err(|e| CliError::Input(format!("--resume-after: {e}")))
+                })
+                .transpose()?;
             let db = cli.target.open()?.db;
-            let options = pocketdb::WatchOptions {
+            let mut options = pocketdb::WatchOptions {
                 filter,
-                resume_after,
                 full_document: if update_lookup {
                     pocketdb::FullDocument::UpdateLookup
                 } else {
@@ -454,14 +460,43 @@ fn execute(cli: Cli) -> CliResult<i32> {
                 },
                 ..pocketdb::WatchOptions::default()
             };
-            let stream = match &collection {
-                Some(c) => db.collection::<Value>(c).watch_with(options)?,
-                None => db.watch_with(options)?,
+            let spread = match &collection {
+                Some(c) => match db.resolve_collection(c)?.kind() {
+                    pocketdb::CollectionKind::Plain => None,
+                    pocketdb::CollectionKind::Sharded => Some(db.sharded::<Value>(c)?),
+                    pocketdb::CollectionKind::Partitioned => {
+                        Some((*db.partitioned::<Value>(c)?).clone())
+                    }
+                },
+                None => None,
+            };
+            let events: Box<dyn Iterator<Item = pocketdb::Result<Value>>> = match spread {
+                Some(coll) => {
+                    let token = token
+                        .map(|t| pocketdb::shard::ShardResumeToken::from_json(&t))
+                        .transpose()
+                        .map_err(|e| CliError::Input(format!("--resume-after: {e}")))?;
+                    let stream = coll.watch_with(options, token.as_ref())?;
+                    Box::new(stream.map(|e| e.map(|e| e.to_json())))
+                }
+                None => {
+                    options.resume_after = match token {
+                        None => None,
+                        Some(t) => Some(t.as_i64().ok_or_else(|| {
+                            CliError::Input(format!("--resume-after: expected a number, got {t}"))
+                        })?),
+                    };
+                    let stream = match &collection {
+                        Some(c) => db.collection::<Value>(c).watch_with(options)?,
+                        None => db.watch_with(options)?,
+                    };
+                    Box::new(stream.map(|e| e.map(|e| e.to_json())))
+                }
             };
             let mut out = stdout.lock();
             let max = limit.unwrap_or(u64::MAX);
-            for event in stream.take(usize::try_from(max).unwrap_or(usize::MAX)) {
-                line(&mut out, &event?.to_json().to_string())?;
+            for event in events.take(usize::try_from(max).unwrap_or(usize::MAX)) {
+                line(&mut out, &event?.to_string())?;
                 out.flush()?;
             }
         }

@@ -126,3 +126,67 @@ fn shell_on_a_partitioned_collection() -> pocketdb::Result<()> {
     assert!(stderr.contains("explain() is not available"), "{stderr}");
     Ok(())
 }
+
+#[test]
+fn watch_a_sharded_collection_from_a_composite_token() -> pocketdb::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = Database::open(dir.path().join("app.db"))?;
+    let events = db.create_sharded_collection("events", ShardOptions::new(2))?;
+    let token = events
+        .watch(json!({}))?
+        .resume_token()
+        .to_json()
+        .to_string();
+    events.insert_many((0..4).map(|i| json!({"_id": i})))?;
+    events.delete_one(json!({"_id": 2}))?;
+    drop((events, db));
+    let out = run_in(
+        dir.path(),
+        &[
+            "watch",
+            "--db",
+            "app.db",
+            "--collection",
+            "events",
+            "--resume-after",
+            &token,
+            "--limit",
+            "5",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = lines(&stdout(&out));
+    assert_eq!(got.len(), 5, "{got:?}");
+    let deletes: Vec<&Value> = got
+        .iter()
+        .filter(|e| e["operationType"] == "delete")
+        .collect();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0]["documentKey"], json!({"_id": 2}));
+    assert!(got
+        .iter()
+        .all(|e| e["_id"].is_object() && e["member"].is_string()));
+    // A plain number cannot position several members.
+    let bad = run_in(
+        dir.path(),
+        &[
+            "watch",
+            "--db",
+            "app.db",
+            "--collection",
+            "events",
+            "--resume-after",
+            "0",
+            "--limit",
+            "1",
+        ],
+        "",
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    Ok(())
+}
