@@ -477,14 +477,7 @@ impl<T: Document> Collection<T> {
         if errors.is_empty() {
             return Ok(result);
         }
-        Err(Error::BulkWrite(Box::new(BulkWriteFailure {
-            inserted_ids: result.inserted_ids.into_iter().collect(),
-            matched_count: result.matched_count,
-            modified_count: result.modified_count,
-            deleted_count: result.deleted_count,
-            upserted_ids: result.upserted_ids.into_iter().collect(),
-            write_errors: errors,
-        })))
+        Err(result.into_failure(errors))
     }
 
     // ----- collection-level ------------------------------------------------------------

@@ -159,6 +159,21 @@ pub struct BulkWriteResult {
     pub upserted_ids: BTreeMap<usize, Value>,
 }
 
+impl BulkWriteResult {
+    /// The error of a bulk write that had document-level failures, carrying what did
+    /// succeed.
+    pub(crate) fn into_failure(self, write_errors: Vec<crate::WriteError>) -> crate::Error {
+        crate::Error::BulkWrite(Box::new(crate::BulkWriteFailure {
+            inserted_ids: self.inserted_ids.into_iter().collect(),
+            matched_count: self.matched_count,
+            modified_count: self.modified_count,
+            deleted_count: self.deleted_count,
+            upserted_ids: self.upserted_ids.into_iter().collect(),
+            write_errors,
+        }))
+    }
+}
+
 /// The change a [`find_and_modify`](crate::Collection::find_and_modify) makes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Modification {

@@ -12,7 +12,7 @@
 
 use super::ShardedCollection;
 use crate::collection::{is_document_error, Document};
-use crate::error::{BulkWriteFailure, Error, Result, WriteError};
+use crate::error::{Error, Result, WriteError};
 use crate::index::IndexModel;
 use crate::{BulkWriteResult, InsertManyOptions, UpdateResult, WriteModel};
 use serde_json::Value;
@@ -51,14 +51,7 @@ impl<T: Document> ShardedCollection<T> {
         if errors.is_empty() {
             return Ok(result);
         }
-        Err(Error::BulkWrite(Box::new(BulkWriteFailure {
-            inserted_ids: result.inserted_ids.into_iter().collect(),
-            matched_count: result.matched_count,
-            modified_count: result.modified_count,
-            deleted_count: result.deleted_count,
-            upserted_ids: result.upserted_ids.into_iter().collect(),
-            write_errors: errors,
-        })))
+        Err(result.into_failure(errors))
     }
 
     /// Creates several indexes on every member; returns their names in order.

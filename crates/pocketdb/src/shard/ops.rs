@@ -152,6 +152,27 @@ impl Database {
     }
 }
 
+/// Applies a [`FindSpec`] to a cursor of either kind (same builder method names).
+macro_rules! with_spec {
+    ($cursor:expr, $spec:expr) => {{
+        let spec: &FindSpec = $spec;
+        let mut cursor = $cursor;
+        if let Some(sort) = &spec.sort {
+            cursor = cursor.sort(sort.clone());
+        }
+        if let Some(projection) = &spec.projection {
+            cursor = cursor.projection(projection.clone());
+        }
+        if let Some(skip) = spec.skip {
+            cursor = cursor.skip(skip);
+        }
+        if let Some(limit) = spec.limit {
+            cursor = cursor.limit(limit);
+        }
+        cursor
+    }};
+}
+
 /// The trait methods delegate to the inherent methods of the same name, which Rust
 /// resolves first.
 macro_rules! shared_methods {
@@ -274,20 +295,7 @@ impl CollectionOps for Collection<Value> {
     }
 
     fn find_with(&self, filter: Value, spec: &FindSpec) -> Result<DocumentStream> {
-        let mut cursor = self.find(filter)?;
-        if let Some(sort) = &spec.sort {
-            cursor = cursor.sort(sort.clone());
-        }
-        if let Some(projection) = &spec.projection {
-            cursor = cursor.projection(projection.clone());
-        }
-        if let Some(skip) = spec.skip {
-            cursor = cursor.skip(skip);
-        }
-        if let Some(limit) = spec.limit {
-            cursor = cursor.limit(limit);
-        }
-        Ok(Box::new(cursor))
+        Ok(Box::new(with_spec!(self.find(filter)?, spec)))
     }
 }
 
@@ -303,19 +311,6 @@ impl CollectionOps for ShardedCollection<Value> {
     }
 
     fn find_with(&self, filter: Value, spec: &FindSpec) -> Result<DocumentStream> {
-        let mut cursor = self.find(filter)?;
-        if let Some(sort) = &spec.sort {
-            cursor = cursor.sort(sort.clone());
-        }
-        if let Some(projection) = &spec.projection {
-            cursor = cursor.projection(projection.clone());
-        }
-        if let Some(skip) = spec.skip {
-            cursor = cursor.skip(skip);
-        }
-        if let Some(limit) = spec.limit {
-            cursor = cursor.limit(limit);
-        }
-        Ok(Box::new(cursor))
+        Ok(Box::new(with_spec!(self.find(filter)?, spec)))
     }
 }
