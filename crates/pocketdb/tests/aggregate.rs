@@ -526,3 +526,95 @@ fn sql_group_falls_back_on_booleans_and_arrays() {
         ])
     );
 }
+
+/// `$group` over more groups than the memory limit holds: with `allow_disk_use` the
+/// partial groups spill and merge back to exactly the in-memory result (order-dependent
+/// accumulators included, since each key's documents are spread over several spills);
+/// without it the stage fails naming the limit.
+#[test]
+fn group_spills_past_the_memory_limit() {
+    let docs: Vec<Value> = (0..3000)
+        .map(|i| {
+            let v = if i % 3 == 0 {
+                json!(i)
+            } else {
+                json!(i as f64 + 0.5)
+            };
+            json!({"_id": i, "k": (i * 7) % 701, "m": i % 5, "v": v, "pad": "y".repeat(20)})
+        })
+        .collect();
+    let (_db, c) = coll(docs);
+    let pipeline = json!([{"$group": {
+        "_id": {"$add": ["$k", 0]},
+        "first": {"$first": "$_id"}, "last": {"$last": "$_id"}, "all": {"$push": "$_id"},
+        "set": {"$addToSet": "$m"}, "sum": {"$sum": "$v"}, "avg": {"$avg": "$v"},
+        "min": {"$min": "$v"}, "max": {"$max": "$v"}, "n": {"$count": {}}
+    }}]);
+    let in_memory = c
+        .aggregate(pipeline.clone())
+        .and_then(|c| c.to_vec())
+        .expect("in memory");
+    assert_eq!(in_memory.len(), 701);
+    let small = AggregateOptions {
+        allow_disk_use: true,
+        max_memory_bytes: 20_000,
+    };
+    let spilled = c
+        .aggregate_with(pipeline.clone(), small.clone())
+        .and_then(|c| c.to_vec())
+        .expect("spilled group");
+    assert_eq!(spilled.len(), 701);
+    // The set's order is open in MongoDB: compare it as a set.
+    let canonical = |docs: Vec<Value>| {
+        by_text(
+            docs.into_iter()
+                .map(|mut d| {
+                    if let Some(Value::Array(s)) = d.get_mut("set") {
+                        s.sort_by_key(|v| v.to_string());
+                    }
+                    d
+                })
+                .collect(),
+        )
+    };
+    assert_eq!(canonical(spilled.clone()), canonical(in_memory));
+    // MongoDB semantics, checked directly: input (storage) order decides first/last/push.
+    let g0 = spilled
+        .iter()
+        .find(|d| d["_id"] == json!(0))
+        .expect("group 0");
+    let expected: Vec<i64> = (0..3000).filter(|i| (i * 7) % 701 == 0).collect();
+    assert_eq!(g0["all"], json!(expected));
+    assert_eq!(g0["first"], json!(expected[0]));
+    assert_eq!(g0["last"], json!(expected[expected.len() - 1]));
+    assert_eq!(g0["n"], json!(expected.len()));
+    // Without disk use the same group fails with a typed error naming the limit.
+    let e = c
+        .aggregate_with(
+            pipeline,
+            AggregateOptions {
+                allow_disk_use: false,
+                ..small.clone()
+            },
+        )
+        .and_then(|c| c.to_vec());
+    match e {
+        Err(e @ Error::MemoryLimitExceeded { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("$group") && text.contains("20000"), "{text}");
+            assert!(text.contains("allowDiskUse"), "{text}");
+        }
+        other => panic!("expected MemoryLimitExceeded, got {other:?}"),
+    }
+    // One group whose $push alone outgrows the limit fails even with disk use.
+    let e = c
+        .aggregate_with(
+            json!([{"$group": {"_id": null, "all": {"$push": "$pad"}}}]),
+            small,
+        )
+        .and_then(|c| c.to_vec());
+    assert!(
+        matches!(e, Err(Error::MemoryLimitExceeded { ref stage, .. }) if stage == "$group"),
+        "{e:?}"
+    );
+}

@@ -12,9 +12,12 @@
 //!   (see `sqlgroup`), checked per query; otherwise it runs in Rust;
 //! * every other stage runs in Rust over the stream of documents, lazily where the stage
 //!   allows. Blocking stages hold at most [`AggregateOptions::max_memory_bytes`]; past it,
-//!   `$sort` spills to a temporary SQLite file when [`AggregateOptions::allow_disk_use`]
-//!   is set, and every other blocking stage (`$group`, `$bucket`, `$facet`, `$sample`,
-//!   `$lookup`'s foreign page) fails with [`Error::MemoryLimitExceeded`].
+//!   `$sort` (external merge sort) and `$group` (partial groups written out and merged
+//!   key by key) spill to a temporary SQLite file when
+//!   [`AggregateOptions::allow_disk_use`] is set, and fail with
+//!   [`Error::MemoryLimitExceeded`](crate::Error::MemoryLimitExceeded) otherwise; the
+//!   other blocking stages (`$bucket`, `$facet`, `$sample`, `$lookup`'s foreign page)
+//!   always fail past the limit.
 //!
 //! [`Collection::explain_aggregate`] reports which stages ran in SQL.
 //!
@@ -43,8 +46,8 @@ use serde_json::{json, Value};
 /// Options of an aggregation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AggregateOptions {
-    /// Let `$sort` spill to a temporary file past `max_memory_bytes` (MongoDB's
-    /// `allowDiskUse`). Other blocking stages still fail past the limit.
+    /// Let `$sort` and `$group` spill to a temporary file past `max_memory_bytes`
+    /// (MongoDB's `allowDiskUse`). Other blocking stages still fail past the limit.
     pub allow_disk_use: bool,
     /// Bytes (estimated) a blocking stage may hold in memory. Default 100 MiB.
     pub max_memory_bytes: usize,

@@ -8,7 +8,7 @@ use super::expr::{Expr, Num};
 use super::lookup::Lookup;
 use super::output::{Merge, Target};
 use super::shape::Shape;
-use super::spill::sort_with_spill;
+use super::spill::{sort_with_spill, GroupEntry, GroupSpill};
 use super::AggregateOptions;
 use crate::database::Database;
 use crate::error::{Error, Result};
@@ -427,6 +427,14 @@ impl Budget {
         Ok(())
     }
 
+    /// The error reported when the limit is passed.
+    pub(crate) fn exceeded(&self) -> Error {
+        Error::MemoryLimitExceeded {
+            stage: self.stage.to_string(),
+            limit: self.limit,
+        }
+    }
+
     /// True when `bytes` more would pass the limit (without adding them).
     pub(crate) fn would_exceed(&self, bytes: usize) -> bool {
         self.used.saturating_add(bytes) > self.limit
@@ -515,7 +523,7 @@ fn run_stage(stage: &Stage, input: Docs, ctx: &Ctx) -> Result<Docs> {
                 vec_docs(vec![Value::Object(m)])
             }
         }
-        Stage::Group(g) => vec_docs(run_group(g, input, &ctx.options)?),
+        Stage::Group(g) => run_group(g, input, &ctx.options)?,
         Stage::Sort(sort) => sort_with_spill(sort, input, &ctx.options)?,
         Stage::Bucket(b) => vec_docs(run_bucket(b, input, &ctx.options)?),
         Stage::Sample(n) => vec_docs(sample(*n, input, &ctx.options)?),
@@ -694,38 +702,68 @@ pub(crate) fn group_key(v: &Value, out: &mut String) {
     }
 }
 
-fn run_group(g: &Group, input: Docs, options: &AggregateOptions) -> Result<Vec<Value>> {
+/// `$group` in Rust: a hash aggregation within the memory limit. Past the limit it
+/// spills every partial group to disk and starts over when `allow_disk_use` is set (see
+/// [`GroupSpill`]), and fails with `MemoryLimitExceeded` otherwise.
+fn run_group(g: &Group, input: Docs, options: &AggregateOptions) -> Result<Docs> {
     let mut budget = Budget::new("$group", options);
     let mut index: HashMap<String, usize> = HashMap::new();
-    let mut groups: Vec<(Value, Vec<State>)> = Vec::new();
+    let mut groups: Vec<GroupEntry> = Vec::new();
+    let mut spill: Option<GroupSpill> = None;
     let mut key_text = String::new();
     for d in input {
         let d = d?;
         let key = g.id.evaluate(&d)?.unwrap_or(Value::Null);
         key_text.clear();
         group_key(&key, &mut key_text);
+        let mut grew = 0;
         let slot = match index.get(&key_text) {
             Some(i) => *i,
             None => {
-                budget.add(approx_size(&key) + key_text.len() + 64 * (1 + g.accumulators.len()))?;
+                grew += approx_size(&key) + 2 * key_text.len() + 64 * (1 + g.accumulators.len());
                 index.insert(key_text.clone(), groups.len());
                 groups.push((
+                    key_text.clone(),
                     key,
                     g.accumulators.iter().map(|a| State::new(a.kind)).collect(),
                 ));
                 groups.len() - 1
             }
         };
-        let states = &mut groups[slot].1;
+        let states = &mut groups[slot].2;
         for (acc, state) in g.accumulators.iter().zip(states.iter_mut()) {
             let v = acc.expr.evaluate(&d)?;
-            budget.add(state.add(v.as_ref()))?;
+            grew += state.add(v.as_ref());
+        }
+        if budget.would_exceed(grew) {
+            if !options.allow_disk_use {
+                return Err(budget.exceeded());
+            }
+            let s = match spill.as_mut() {
+                Some(s) => s,
+                None => spill.insert(GroupSpill::new()?),
+            };
+            index.clear();
+            s.write_run(std::mem::take(&mut groups))?;
+            budget.reset();
+        } else {
+            budget.add(grew)?;
         }
     }
-    Ok(groups
-        .into_iter()
-        .map(|(key, states)| group_output(key, &g.accumulators, states))
-        .collect())
+    Ok(match spill {
+        None => vec_docs(
+            groups
+                .into_iter()
+                .map(|(_, key, states)| group_output(key, &g.accumulators, states))
+                .collect(),
+        ),
+        Some(mut s) => {
+            if !groups.is_empty() {
+                s.write_run(groups)?;
+            }
+            s.merge(g.accumulators.clone(), options)
+        }
+    })
 }
 
 pub(crate) fn group_output(key: Value, accs: &[Accumulator], states: Vec<State>) -> Value {
