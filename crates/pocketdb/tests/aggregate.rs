@@ -618,3 +618,75 @@ fn group_spills_past_the_memory_limit() {
         "{e:?}"
     );
 }
+
+/// `$match` + `$sort` + `$limit` on an indexed sort path run as one SQL query whose
+/// `ORDER BY` the index serves (no sort step in SQLite's plan); results equal the Rust
+/// path's.
+#[test]
+fn match_sort_limit_pushed_down_to_an_index() {
+    let docs: Vec<Value> = (0..2000)
+        .map(|i| json!({"_id": i, "status": if i % 3 == 0 { "a" } else { "b" }, "score": (i * 37) % 1000}))
+        .collect();
+    let (_db, c) = coll(docs);
+    let pipeline = json!([
+        {"$match": {"status": "a"}},
+        {"$sort": {"score": -1}},
+        {"$skip": 2},
+        {"$limit": 5},
+        {"$project": {"score": 1, "_id": 0}}
+    ]);
+    // No index yet: the sort runs in Rust (top-k).
+    let rust = c
+        .aggregate(pipeline.clone())
+        .and_then(|c| c.to_vec())
+        .expect("rust path");
+    let plan = c.explain_aggregate(pipeline.clone()).expect("explain");
+    assert_eq!(plan["stages"][1]["engine"], json!("rust"), "{plan:#}");
+    c.create_index(
+        json!({"status": 1, "score": -1}),
+        pocketdb::IndexOptions::default(),
+    )
+    .expect("index");
+    let sql = c
+        .aggregate(pipeline.clone())
+        .and_then(|c| c.to_vec())
+        .expect("sql path");
+    assert_eq!(sql, rust);
+    assert_eq!(sql.len(), 5);
+    let plan = c.explain_aggregate(pipeline).expect("explain");
+    let engines: Vec<&str> = plan["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["engine"].as_str())
+        .collect();
+    assert_eq!(
+        engines,
+        vec!["sql", "sql", "sql", "sql", "rust"],
+        "{plan:#}"
+    );
+    let query = &plan["query"];
+    assert_eq!(query["sort_in_sql"], json!(true), "{plan:#}");
+    assert_eq!(query["index"], json!("status_1_score_-1"), "{plan:#}");
+    let sql_text = query["sql"].as_str().unwrap_or_default();
+    assert!(
+        sql_text.contains("ORDER BY") && sql_text.contains("LIMIT 5 OFFSET 2"),
+        "{sql_text}"
+    );
+    let lines: Vec<&str> = query["sqlite_plan"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(lines.iter().any(|l| l.contains("USING INDEX")), "{lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("TEMP B-TREE")),
+        "{lines:?}"
+    );
+    // Without a $limit the sort stays in Rust, within the memory limit.
+    let plan = c
+        .explain_aggregate(json!([{"$match": {"status": "a"}}, {"$sort": {"score": -1}}]))
+        .expect("explain");
+    assert_eq!(plan["stages"][1]["engine"], json!("rust"), "{plan:#}");
+}

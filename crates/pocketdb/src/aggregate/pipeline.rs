@@ -24,7 +24,9 @@ pub(crate) type Docs = Box<dyn Iterator<Item = Result<Value>> + Send>;
 /// One parsed stage.
 #[derive(Debug, Clone)]
 pub(crate) enum Stage {
-    Match(Filter),
+    /// The parsed filter and the filter as written (plugins' `before_read` hooks rewrite
+    /// the JSON form when the stage is answered by the collection's read path).
+    Match(Filter, Value),
     Shape(&'static str, Shape),
     Group(Group),
     Sort(SortSpec),
@@ -45,7 +47,7 @@ impl Stage {
     /// The stage's name as written in the pipeline.
     pub(crate) fn name(&self) -> &'static str {
         match self {
-            Stage::Match(_) => "$match",
+            Stage::Match(..) => "$match",
             Stage::Shape(name, _) | Stage::ReplaceRoot(name, _) => name,
             Stage::Group(_) => "$group",
             Stage::Sort(_) => "$sort",
@@ -158,7 +160,8 @@ fn parse_stage(name: &str, spec: &Value, nested: bool, out: &mut Vec<Stage>) -> 
     let stage = match name {
         "$match" => {
             object(name, spec)?;
-            Stage::Match(parse_filter(spec).map_err(|e| Error::pipeline(name, e.to_string()))?)
+            let filter = parse_filter(spec).map_err(|e| Error::pipeline(name, e.to_string()))?;
+            Stage::Match(filter, spec.clone())
         }
         "$project" => Stage::Shape("$project", Shape::project(spec)?),
         "$addFields" => Stage::Shape("$addFields", Shape::add_fields(name, spec)?),
@@ -467,7 +470,7 @@ fn vec_docs(docs: Vec<Value>) -> Docs {
 
 fn run_stage(stage: &Stage, input: Docs, ctx: &Ctx) -> Result<Docs> {
     Ok(match stage {
-        Stage::Match(filter) => {
+        Stage::Match(filter, _) => {
             let filter = filter.clone();
             Box::new(input.filter(move |d| d.as_ref().map_or(true, |d| filter.matches(d))))
         }
