@@ -690,3 +690,50 @@ fn match_sort_limit_pushed_down_to_an_index() {
         .expect("explain");
     assert_eq!(plan["stages"][1]["engine"], json!("rust"), "{plan:#}");
 }
+
+/// The equality `$lookup` costs one foreign query per page of 256 input documents (the
+/// batched read populate uses), across databases of a client too, and answers exactly
+/// what `Collection::lookup` does.
+#[test]
+fn lookup_queries_are_per_batch_not_per_document() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = Client::open(dir.path()).expect("client");
+    let shop = client.database("shop").expect("db");
+    let catalog = client.database("catalog").expect("db");
+    let products = catalog.collection::<Value>("products");
+    products
+        .insert_many(
+            (0..50).map(|i| json!({"_id": i, "sku": format!("s{i}"), "name": format!("p{i}")})),
+        )
+        .expect("insert");
+    products
+        .create_index(json!({"sku": 1}), pocketdb::IndexOptions::default())
+        .expect("index");
+    let orders = shop.collection::<Value>("orders");
+    orders
+        .insert_many((0..1000).map(|i| json!({"_id": i, "sku": format!("s{}", i % 60)})))
+        .expect("insert");
+    let mut cursor = orders
+        .aggregate(json!([
+            {"$lookup": {"from": {"db": "catalog", "coll": "products"}, "localField": "sku",
+                         "foreignField": "sku", "as": "p"}}
+        ]))
+        .expect("aggregate");
+    let mut out = Vec::new();
+    for d in cursor.by_ref() {
+        out.push(d.expect("doc"));
+    }
+    assert_eq!(out.len(), 1000);
+    // ceil(1000 / 256) pages, one query each.
+    assert_eq!(cursor.lookup_queries(), 4);
+    let expected = orders
+        .lookup(
+            json!({}),
+            &pocketdb::LookupSpec::new(&products, "sku", "sku", "p")
+                .strategy(pocketdb::LookupStrategy::Batched),
+        )
+        .expect("collection lookup");
+    assert_eq!(out, expected);
+    assert_eq!(out[7]["p"][0]["name"], json!("p7"));
+    assert_eq!(out[55]["p"], json!([]));
+}

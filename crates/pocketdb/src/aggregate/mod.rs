@@ -45,8 +45,9 @@ use crate::collection::Cursor;
 use crate::collection::{Collection, Document};
 use crate::error::Result;
 use crate::query::{Filter, SortSpec};
-use pipeline::{parse_pipeline, run_stages, Ctx, Docs, Stage};
+use pipeline::{parse_pipeline, run_stages, Ctx, Docs, RunStats, Stage};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// Options of an aggregation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +72,7 @@ impl Default for AggregateOptions {
 /// [`to_vec`](AggregateCursor::to_vec).
 pub struct AggregateCursor {
     docs: Docs,
+    stats: Arc<RunStats>,
 }
 
 impl std::fmt::Debug for AggregateCursor {
@@ -83,6 +85,13 @@ impl AggregateCursor {
     /// Reads every remaining result.
     pub fn to_vec(self) -> Result<Vec<Value>> {
         self.collect()
+    }
+
+    /// Number of queries `$lookup` stages have run so far against foreign collections:
+    /// the equality form costs one batched `$in` query per page of 256 input documents
+    /// (more only past 10,000 distinct keys in a page), never one per document.
+    pub fn lookup_queries(&self) -> usize {
+        self.stats.lookup_queries()
     }
 }
 
@@ -280,9 +289,13 @@ impl<T: Document> Collection<T> {
         let ctx = Ctx {
             db: self.database().clone(),
             options,
+            stats: Arc::default(),
         };
         let docs = execute(&self.typed::<Value>(), &stages, &ctx)?;
-        Ok(AggregateCursor { docs })
+        Ok(AggregateCursor {
+            docs,
+            stats: ctx.stats,
+        })
     }
 
     /// Describes how a pipeline would run: which stages are answered by SQL (the leading

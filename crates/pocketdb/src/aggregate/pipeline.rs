@@ -17,6 +17,8 @@ use crate::value::{compare_values, BsonType};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// A stream of documents between stages.
 pub(crate) type Docs = Box<dyn Iterator<Item = Result<Value>> + Send>;
@@ -400,6 +402,23 @@ fn parse_bucket(spec: &Value) -> Result<Bucket> {
 pub(crate) struct Ctx {
     pub db: Database,
     pub options: AggregateOptions,
+    pub stats: Arc<RunStats>,
+}
+
+/// Counters of one aggregation, shared by its stages (nested pipelines included).
+#[derive(Debug, Default)]
+pub(crate) struct RunStats {
+    lookup_queries: AtomicUsize,
+}
+
+impl RunStats {
+    pub(crate) fn add_lookup_queries(&self, n: usize) {
+        self.lookup_queries.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn lookup_queries(&self) -> usize {
+        self.lookup_queries.load(Ordering::Relaxed)
+    }
 }
 
 /// Counts the bytes a blocking stage holds and fails past the limit.

@@ -8,7 +8,7 @@ mod cursor;
 pub(crate) mod expiry;
 mod options;
 mod plan;
-mod populate;
+pub(crate) mod populate;
 
 pub(crate) use buffered::apply_buffered;
 use buffered::{Modified, Modify};
