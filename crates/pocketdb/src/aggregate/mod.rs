@@ -303,8 +303,8 @@ impl<T: Document> Collection<T> {
     /// `$group` compiled to `GROUP BY`) and which run in Rust. `query` is the collection
     /// query's own [`explain`](crate::Cursor::explain) (SQL, SQLite's query plan, index)
     /// when the pipeline reads through it. A SQL `$group` falls back to Rust at run time
-    /// when its guard finds values SQL cannot group exactly (booleans, objects or arrays
-    /// at the key).
+    /// when its guard finds values SQL cannot group exactly (an array above the key's
+    /// path, booleans, objects or arrays under `$min`/`$max`).
     pub fn explain_aggregate(&self, pipeline: Value) -> Result<Value> {
         let stages = parse_pipeline(&pipeline, false)?;
         let raw = pipeline.as_array().cloned().unwrap_or_default();
@@ -330,7 +330,7 @@ impl<T: Document> Collection<T> {
             if i + 1 == sql_end && i >= p.consumed {
                 if let Some((g, _)) = group {
                     entry["sql"] = json!(g.sql);
-                    entry["note"] = json!("falls back to rust if the guard finds booleans, objects or arrays at a grouped path");
+                    entry["note"] = json!("falls back to rust if the guard finds an array above a grouped path, or booleans, objects or arrays under $min/$max");
                 }
             }
             out.push(entry);
