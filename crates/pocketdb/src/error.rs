@@ -196,7 +196,7 @@ pub enum Error {
     /// A blocking aggregation stage needed more memory than allowed and spilling to disk
     /// was not allowed (MongoDB's `allowDiskUse`).
     #[error(
-        "{stage} exceeded the memory limit of {limit} bytes; set allow_disk_use to spill to disk"
+        "{stage} exceeded the memory limit of {limit} bytes; set allow_disk_use (allowDiskUse) to spill to disk"
     )]
     MemoryLimitExceeded {
         /// The stage that ran out of memory.

@@ -526,3 +526,214 @@ fn sql_group_falls_back_on_booleans_and_arrays() {
         ])
     );
 }
+
+/// `$group` over more groups than the memory limit holds: with `allow_disk_use` the
+/// partial groups spill and merge back to exactly the in-memory result (order-dependent
+/// accumulators included, since each key's documents are spread over several spills);
+/// without it the stage fails naming the limit.
+#[test]
+fn group_spills_past_the_memory_limit() {
+    let docs: Vec<Value> = (0..3000)
+        .map(|i| {
+            let v = if i % 3 == 0 {
+                json!(i)
+            } else {
+                json!(i as f64 + 0.5)
+            };
+            json!({"_id": i, "k": (i * 7) % 701, "m": i % 5, "v": v, "pad": "y".repeat(20)})
+        })
+        .collect();
+    let (_db, c) = coll(docs);
+    let pipeline = json!([{"$group": {
+        "_id": {"$add": ["$k", 0]},
+        "first": {"$first": "$_id"}, "last": {"$last": "$_id"}, "all": {"$push": "$_id"},
+        "set": {"$addToSet": "$m"}, "sum": {"$sum": "$v"}, "avg": {"$avg": "$v"},
+        "min": {"$min": "$v"}, "max": {"$max": "$v"}, "n": {"$count": {}}
+    }}]);
+    let in_memory = c
+        .aggregate(pipeline.clone())
+        .and_then(|c| c.to_vec())
+        .expect("in memory");
+    assert_eq!(in_memory.len(), 701);
+    let small = AggregateOptions {
+        allow_disk_use: true,
+        max_memory_bytes: 20_000,
+    };
+    let spilled = c
+        .aggregate_with(pipeline.clone(), small.clone())
+        .and_then(|c| c.to_vec())
+        .expect("spilled group");
+    assert_eq!(spilled.len(), 701);
+    // The set's order is open in MongoDB: compare it as a set.
+    let canonical = |docs: Vec<Value>| {
+        by_text(
+            docs.into_iter()
+                .map(|mut d| {
+                    if let Some(Value::Array(s)) = d.get_mut("set") {
+                        s.sort_by_key(|v| v.to_string());
+                    }
+                    d
+                })
+                .collect(),
+        )
+    };
+    assert_eq!(canonical(spilled.clone()), canonical(in_memory));
+    // MongoDB semantics, checked directly: input (storage) order decides first/last/push.
+    let g0 = spilled
+        .iter()
+        .find(|d| d["_id"] == json!(0))
+        .expect("group 0");
+    let expected: Vec<i64> = (0..3000).filter(|i| (i * 7) % 701 == 0).collect();
+    assert_eq!(g0["all"], json!(expected));
+    assert_eq!(g0["first"], json!(expected[0]));
+    assert_eq!(g0["last"], json!(expected[expected.len() - 1]));
+    assert_eq!(g0["n"], json!(expected.len()));
+    // Without disk use the same group fails with a typed error naming the limit.
+    let e = c
+        .aggregate_with(
+            pipeline,
+            AggregateOptions {
+                allow_disk_use: false,
+                ..small.clone()
+            },
+        )
+        .and_then(|c| c.to_vec());
+    match e {
+        Err(e @ Error::MemoryLimitExceeded { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("$group") && text.contains("20000"), "{text}");
+            assert!(text.contains("allowDiskUse"), "{text}");
+        }
+        other => panic!("expected MemoryLimitExceeded, got {other:?}"),
+    }
+    // One group whose $push alone outgrows the limit fails even with disk use.
+    let e = c
+        .aggregate_with(
+            json!([{"$group": {"_id": null, "all": {"$push": "$pad"}}}]),
+            small,
+        )
+        .and_then(|c| c.to_vec());
+    assert!(
+        matches!(e, Err(Error::MemoryLimitExceeded { ref stage, .. }) if stage == "$group"),
+        "{e:?}"
+    );
+}
+
+/// `$match` + `$sort` + `$limit` on an indexed sort path run as one SQL query whose
+/// `ORDER BY` the index serves (no sort step in SQLite's plan); results equal the Rust
+/// path's.
+#[test]
+fn match_sort_limit_pushed_down_to_an_index() {
+    let docs: Vec<Value> = (0..2000)
+        .map(|i| json!({"_id": i, "status": if i % 3 == 0 { "a" } else { "b" }, "score": (i * 37) % 1000}))
+        .collect();
+    let (_db, c) = coll(docs);
+    let pipeline = json!([
+        {"$match": {"status": "a"}},
+        {"$sort": {"score": -1}},
+        {"$skip": 2},
+        {"$limit": 5},
+        {"$project": {"score": 1, "_id": 0}}
+    ]);
+    // No index yet: the sort runs in Rust (top-k).
+    let rust = c
+        .aggregate(pipeline.clone())
+        .and_then(|c| c.to_vec())
+        .expect("rust path");
+    let plan = c.explain_aggregate(pipeline.clone()).expect("explain");
+    assert_eq!(plan["stages"][1]["engine"], json!("rust"), "{plan:#}");
+    c.create_index(
+        json!({"status": 1, "score": -1}),
+        pocketdb::IndexOptions::default(),
+    )
+    .expect("index");
+    let sql = c
+        .aggregate(pipeline.clone())
+        .and_then(|c| c.to_vec())
+        .expect("sql path");
+    assert_eq!(sql, rust);
+    assert_eq!(sql.len(), 5);
+    let plan = c.explain_aggregate(pipeline).expect("explain");
+    let engines: Vec<&str> = plan["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["engine"].as_str())
+        .collect();
+    assert_eq!(
+        engines,
+        vec!["sql", "sql", "sql", "sql", "rust"],
+        "{plan:#}"
+    );
+    let query = &plan["query"];
+    assert_eq!(query["sort_in_sql"], json!(true), "{plan:#}");
+    assert_eq!(query["index"], json!("status_1_score_-1"), "{plan:#}");
+    let sql_text = query["sql"].as_str().unwrap_or_default();
+    assert!(
+        sql_text.contains("ORDER BY") && sql_text.contains("LIMIT 5 OFFSET 2"),
+        "{sql_text}"
+    );
+    let lines: Vec<&str> = query["sqlite_plan"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(lines.iter().any(|l| l.contains("USING INDEX")), "{lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("TEMP B-TREE")),
+        "{lines:?}"
+    );
+    // Without a $limit the sort stays in Rust, within the memory limit.
+    let plan = c
+        .explain_aggregate(json!([{"$match": {"status": "a"}}, {"$sort": {"score": -1}}]))
+        .expect("explain");
+    assert_eq!(plan["stages"][1]["engine"], json!("rust"), "{plan:#}");
+}
+
+/// The equality `$lookup` costs one foreign query per page of 256 input documents (the
+/// batched read populate uses), across databases of a client too, and answers exactly
+/// what `Collection::lookup` does.
+#[test]
+fn lookup_queries_are_per_batch_not_per_document() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = Client::open(dir.path()).expect("client");
+    let shop = client.database("shop").expect("db");
+    let catalog = client.database("catalog").expect("db");
+    let products = catalog.collection::<Value>("products");
+    products
+        .insert_many(
+            (0..50).map(|i| json!({"_id": i, "sku": format!("s{i}"), "name": format!("p{i}")})),
+        )
+        .expect("insert");
+    products
+        .create_index(json!({"sku": 1}), pocketdb::IndexOptions::default())
+        .expect("index");
+    let orders = shop.collection::<Value>("orders");
+    orders
+        .insert_many((0..1000).map(|i| json!({"_id": i, "sku": format!("s{}", i % 60)})))
+        .expect("insert");
+    let mut cursor = orders
+        .aggregate(json!([
+            {"$lookup": {"from": {"db": "catalog", "coll": "products"}, "localField": "sku",
+                         "foreignField": "sku", "as": "p"}}
+        ]))
+        .expect("aggregate");
+    let mut out = Vec::new();
+    for d in cursor.by_ref() {
+        out.push(d.expect("doc"));
+    }
+    assert_eq!(out.len(), 1000);
+    // ceil(1000 / 256) pages, one query each.
+    assert_eq!(cursor.lookup_queries(), 4);
+    let expected = orders
+        .lookup(
+            json!({}),
+            &pocketdb::LookupSpec::new(&products, "sku", "sku", "p")
+                .strategy(pocketdb::LookupStrategy::Batched),
+        )
+        .expect("collection lookup");
+    assert_eq!(out, expected);
+    assert_eq!(out[7]["p"][0]["name"], json!("p7"));
+    assert_eq!(out[55]["p"], json!([]));
+}

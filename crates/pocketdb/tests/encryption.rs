@@ -551,3 +551,59 @@ fn fluent_queries_pass_the_plugins_too() -> pocketdb::Result<()> {
     assert!(users.query().where_("ssn").lte("z").to_vec().is_err());
     Ok(())
 }
+
+/// A pipeline's leading `$match` goes through the collection's read path: the plugin
+/// rewrites an equality on a deterministically encrypted field into one on ciphertext
+/// (before, it compared plaintext with ciphertext and matched nothing). Later stages see
+/// decrypted documents.
+#[test]
+fn aggregate_match_on_an_encrypted_field() -> pocketdb::Result<()> {
+    let db = Database::memory()?;
+    db.register_collection_plugin("users", plugin(&key(1))?)?;
+    let users = db.collection::<Value>("users");
+    users.insert_many((1..=6).map(sample))?;
+    let out = users
+        .aggregate(json!([
+            {"$match": {"email": "u3@example.com"}},
+            {"$project": {"ssn": 1, "email": 1}}
+        ]))?
+        .to_vec()?;
+    assert_eq!(
+        out,
+        vec![json!({"_id": 3, "email": "u3@example.com", "ssn": "secret-ssn-3"})]
+    );
+    let out = users
+        .aggregate(json!([
+            {"$match": {"email": {"$in": ["u1@example.com", "u2@example.com"]}}},
+            {"$group": {"_id": null, "emails": {"$push": "$email"}, "n": {"$sum": 1}}}
+        ]))?
+        .to_vec()?;
+    assert_eq!(
+        out,
+        vec![json!({"_id": null, "emails": ["u1@example.com", "u2@example.com"], "n": 2})]
+    );
+    // A $match after another stage runs in Rust on decrypted documents.
+    let out = users
+        .aggregate(json!([
+            {"$project": {"email": 1}},
+            {"$match": {"email": "u4@example.com"}}
+        ]))?
+        .to_vec()?;
+    assert_eq!(out, vec![json!({"_id": 4, "email": "u4@example.com"})]);
+    // A grouping by an encrypted field sees plaintext, not stored ciphertext.
+    let out = users
+        .aggregate(json!([
+            {"$match": {"_id": {"$lte": 2}}},
+            {"$group": {"_id": "$ssn", "n": {"$sum": 1}}},
+            {"$sort": {"_id": 1}}
+        ]))?
+        .to_vec()?;
+    assert_eq!(
+        out,
+        vec![
+            json!({"_id": "secret-ssn-1", "n": 1}),
+            json!({"_id": "secret-ssn-2", "n": 1})
+        ]
+    );
+    Ok(())
+}

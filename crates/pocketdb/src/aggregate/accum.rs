@@ -201,6 +201,95 @@ impl State {
         }
     }
 
+    /// Folds in the state of the same accumulator over inputs that came *after* this
+    /// state's inputs (a later spilled run): `$first` keeps this side, `$last` takes the
+    /// later one, `$push` appends in order, sums add exactly as `add` would have.
+    pub(crate) fn merge(&mut self, later: State) {
+        match self.kind {
+            Kind::Sum | Kind::Avg => {
+                self.count += later.count;
+                self.int_sum = match (self.int_sum, later.int_sum) {
+                    (Some(a), Some(b)) => a.checked_add(b),
+                    _ => None,
+                };
+                let f = later.float_sum;
+                let t = self.float_sum + f;
+                if self.float_sum.abs() >= f.abs() {
+                    self.compensation += (self.float_sum - t) + f;
+                } else {
+                    self.compensation += (f - t) + self.float_sum;
+                }
+                self.float_sum = t;
+                self.compensation += later.compensation;
+            }
+            Kind::Count => self.count += later.count,
+            Kind::Min | Kind::Max => {
+                if let Some(v) = later.value {
+                    self.add(Some(&v));
+                }
+            }
+            Kind::First => {
+                if !self.seen_first && later.seen_first {
+                    self.seen_first = true;
+                    self.value = later.value;
+                }
+            }
+            Kind::Last => {
+                if later.value.is_some() {
+                    self.value = later.value;
+                }
+            }
+            Kind::Push => self.items.extend(later.items),
+            Kind::AddToSet => {
+                for v in later.items {
+                    self.add(Some(&v));
+                }
+            }
+        }
+    }
+
+    /// The state as JSON, for a spilled `$group` (floats by their bits, so the round
+    /// trip is exact, infinities included).
+    pub(crate) fn to_json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        m.insert("i".into(), self.int_sum.map_or(Value::Null, Value::from));
+        m.insert("f".into(), Value::from(self.float_sum.to_bits()));
+        m.insert("c".into(), Value::from(self.compensation.to_bits()));
+        m.insert("n".into(), Value::from(self.count));
+        if let Some(v) = &self.value {
+            m.insert("v".into(), v.clone());
+        }
+        m.insert("a".into(), Value::Array(self.items.clone()));
+        m.insert("s".into(), Value::Bool(self.seen_first));
+        Value::Object(m)
+    }
+
+    /// The inverse of [`State::to_json`].
+    pub(crate) fn from_json(kind: Kind, v: Value) -> Result<State> {
+        let Value::Object(mut m) = v else {
+            return Err(Error::Serde("spilled $group state is not an object".into()));
+        };
+        let bits = |m: &serde_json::Map<String, Value>, k: &str| {
+            m.get(k)
+                .and_then(Value::as_u64)
+                .map(f64::from_bits)
+                .ok_or_else(|| Error::Serde(format!("spilled $group state lacks '{k}'")))
+        };
+        Ok(State {
+            kind,
+            int_sum: m.get("i").and_then(Value::as_i64),
+            float_sum: bits(&m, "f")?,
+            compensation: bits(&m, "c")?,
+            count: m.get("n").and_then(Value::as_u64).unwrap_or(0),
+            value: m.remove("v"),
+            items: match m.remove("a") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            },
+            seen_first: m.get("s").and_then(Value::as_bool).unwrap_or(false),
+        })
+    }
+
     /// The accumulated result.
     pub(crate) fn finish(self) -> Value {
         match self.kind {

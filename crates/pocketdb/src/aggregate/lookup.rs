@@ -5,17 +5,21 @@
 //!
 //! The equality form is batched: the input is read in pages of [`PAGE`] documents, the
 //! local values of a page are gathered and the foreign collection is queried once per
-//! page with `{foreignField: {$in: [...]}}` (SQL, indexes apply); foreign documents are
-//! then matched to local ones through a hash of their keys — never one query per
-//! document.
+//! page with `{foreignField: {$in: [...]}}` (SQL, indexes apply) through the same
+//! batched read as populate (`collection::populate::fetch_in`, which also applies the
+//! foreign collection's plugins); foreign documents are then matched to local ones
+//! through a hash of their keys — never one query per document.
+//! [`AggregateCursor::lookup_queries`](super::AggregateCursor::lookup_queries) counts
+//! the foreign queries.
 
 use super::accum::approx_size;
 use super::expr::{field_path, Expr};
 use super::pipeline::{group_key, parse_pipeline, run_stages, Budget, Ctx, Docs, Stage};
+use crate::collection::populate::fetch_in;
 use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::query::matcher::{lookup as query_lookup, Found};
-use crate::query::{Cond, Filter, InItem};
+use crate::query::Filter;
 use crate::value::FieldPath;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
@@ -23,9 +27,6 @@ use std::sync::Arc;
 
 /// Input documents handled per foreign query.
 pub(crate) const PAGE: usize = 256;
-
-/// Most local values sent in one `$in` (SQLite binds at most 32,766 parameters).
-const MAX_KEYS: usize = 10_000;
 
 /// Where `from` points.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,6 +194,7 @@ impl Lookup {
             ctx: Ctx {
                 db,
                 options: ctx.options.clone(),
+                stats: ctx.stats.clone(),
             },
             input,
             out: VecDeque::new(),
@@ -413,37 +415,23 @@ impl Paged {
             let mut k = String::new();
             group_key(v, &mut k);
             if seen.insert(k, ()).is_none() {
-                items.push(InItem::Value(v.clone()));
+                items.push(v.clone());
             }
         }
         let mut budget = Budget::new("$lookup", &self.ctx.options);
         let mut found: Vec<Value> = Vec::new();
         let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut seen_rows: HashMap<String, ()> = HashMap::new();
-        // Local arrays can make a page's keys many: stay under SQLite's parameter limit.
-        for chunk in items.chunks(MAX_KEYS) {
-            let filter = Filter::Field {
-                path: foreign.clone(),
-                cond: Cond::In(chunk.to_vec()),
-            };
-            for f in self.foreign.find_filter(filter) {
-                let f = f?;
-                if items.len() > MAX_KEYS {
-                    // A document can match keys of two chunks; keep it once.
-                    let id = f.get("_id").map(ToString::to_string).unwrap_or_default();
-                    if seen_rows.insert(id, ()).is_some() {
-                        continue;
-                    }
-                }
-                budget.add(approx_size(&f))?;
-                let mut keys = Vec::new();
-                foreign_keys(&f, foreign, &mut keys);
-                for k in keys {
-                    by_key.entry(k).or_default().push(found.len());
-                }
-                found.push(f);
+        let queries = fetch_in(&self.foreign, foreign, &items, &mut |f| {
+            budget.add(approx_size(&f))?;
+            let mut keys = Vec::new();
+            foreign_keys(&f, foreign, &mut keys);
+            for k in keys {
+                by_key.entry(k).or_default().push(found.len());
             }
-        }
+            found.push(f);
+            Ok(())
+        })?;
+        self.ctx.stats.add_lookup_queries(queries);
         Ok(per_doc
             .iter()
             .map(|values| {

@@ -5,16 +5,23 @@
 //!
 //! * a leading run of `$match` stages, then `$skip`/`$limit`, become one
 //!   [`Cursor`](crate::Cursor) query: the filter compiles to SQL (indexes apply) and
-//!   skip/limit ride along. `$sort` runs in Rust within the memory limit (top-k when a
-//!   `$limit` follows), since the cursor's own sort is unbounded;
+//!   skip/limit ride along. The filters pass the plugins' `before_read` hooks, as
+//!   `find`'s do. A `$sort` right after the `$match`es joins that query when SQLite
+//!   answers it (an index serves the `ORDER BY`) and a `$limit` follows: `$match` +
+//!   `$sort` + `$limit` is then one SQL statement reading `skip + limit` rows. Otherwise
+//!   `$sort` runs in Rust within the memory limit (top-k when a `$limit` follows), since
+//!   the cursor's in-memory sort is unbounded;
 //! * a `$group` right after the `$match` stages (optionally after a `$sort` when every
 //!   accumulator ignores order) compiles to SQL `GROUP BY` when SQLite's result is exact
 //!   (see `sqlgroup`), checked per query; otherwise it runs in Rust;
 //! * every other stage runs in Rust over the stream of documents, lazily where the stage
 //!   allows. Blocking stages hold at most [`AggregateOptions::max_memory_bytes`]; past it,
-//!   `$sort` spills to a temporary SQLite file when [`AggregateOptions::allow_disk_use`]
-//!   is set, and every other blocking stage (`$group`, `$bucket`, `$facet`, `$sample`,
-//!   `$lookup`'s foreign page) fails with [`Error::MemoryLimitExceeded`].
+//!   `$sort` (external merge sort) and `$group` (partial groups written out and merged
+//!   key by key) spill to a temporary SQLite file when
+//!   [`AggregateOptions::allow_disk_use`] is set, and fail with
+//!   [`Error::MemoryLimitExceeded`](crate::Error::MemoryLimitExceeded) otherwise; the
+//!   other blocking stages (`$bucket`, `$facet`, `$sample`, `$lookup`'s foreign page)
+//!   always fail past the limit.
 //!
 //! [`Collection::explain_aggregate`] reports which stages ran in SQL.
 //!
@@ -35,17 +42,19 @@ mod sqlgroup;
 pub(crate) use expr::truthy;
 pub use expr::Expr;
 
+use crate::collection::Cursor;
 use crate::collection::{Collection, Document};
 use crate::error::Result;
-use crate::query::Filter;
-use pipeline::{parse_pipeline, run_stages, Ctx, Docs, Stage};
+use crate::query::{Filter, SortSpec};
+use pipeline::{parse_pipeline, run_stages, Ctx, Docs, RunStats, Stage};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// Options of an aggregation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AggregateOptions {
-    /// Let `$sort` spill to a temporary file past `max_memory_bytes` (MongoDB's
-    /// `allowDiskUse`). Other blocking stages still fail past the limit.
+    /// Let `$sort` and `$group` spill to a temporary file past `max_memory_bytes`
+    /// (MongoDB's `allowDiskUse`). Other blocking stages still fail past the limit.
     pub allow_disk_use: bool,
     /// Bytes (estimated) a blocking stage may hold in memory. Default 100 MiB.
     pub max_memory_bytes: usize,
@@ -64,6 +73,7 @@ impl Default for AggregateOptions {
 /// [`to_vec`](AggregateCursor::to_vec).
 pub struct AggregateCursor {
     docs: Docs,
+    stats: Arc<RunStats>,
 }
 
 impl std::fmt::Debug for AggregateCursor {
@@ -77,6 +87,13 @@ impl AggregateCursor {
     pub fn to_vec(self) -> Result<Vec<Value>> {
         self.collect()
     }
+
+    /// Number of queries `$lookup` stages have run so far against foreign collections:
+    /// the equality form costs one batched `$in` query per page of 256 input documents
+    /// (more only past 10,000 distinct keys in a page), never one per document.
+    pub fn lookup_queries(&self) -> usize {
+        self.stats.lookup_queries()
+    }
 }
 
 impl Iterator for AggregateCursor {
@@ -87,31 +104,45 @@ impl Iterator for AggregateCursor {
     }
 }
 
-/// The stages answered by the collection query: filter, skip, limit.
+/// The stages answered by the collection query: filter, and with an index serving it a
+/// `$sort` followed by a `$limit`, then skip and limit.
 ///
-/// `$sort` is not handed to the cursor: the cursor sorts in memory without a bound,
-/// while the pipeline's `$sort` keeps to the memory limit (top-k with a following
-/// `$limit`, spilling with `allow_disk_use`).
+/// A `$sort` is handed to the cursor only when SQLite can answer it (an `ORDER BY` an
+/// index serves, reading only `skip + limit` rows) and a `$limit` bounds it: otherwise
+/// the cursor would sort in memory without a bound, while the pipeline's `$sort` keeps to
+/// the memory limit (top-k with a following `$limit`, spilling with `allow_disk_use`).
 struct Pushdown {
     filter: Filter,
+    /// The `$match` stages as written, for plugins' `before_read` hooks.
+    filters_json: Vec<Value>,
+    sort: Option<SortSpec>,
     skip: u64,
     limit: Option<u64>,
     /// Number of pipeline stages folded in.
     consumed: usize,
 }
 
-fn pushdown(stages: &[Stage]) -> Pushdown {
+/// Folds the leading `$match` stages, then (when `with_sort`) one `$sort`, then
+/// `$skip`/`$limit` stages.
+fn pushdown(stages: &[Stage], with_sort: bool) -> Pushdown {
     let mut p = Pushdown {
         filter: Filter::all(),
+        filters_json: Vec::new(),
+        sort: None,
         skip: 0,
         limit: None,
         consumed: 0,
     };
     let mut filters = Vec::new();
     for stage in stages {
+        let fresh = p.skip == 0 && p.limit.is_none() && p.sort.is_none();
         match stage {
             // A filter does not commute with skip/limit.
-            Stage::Match(f) if p.skip == 0 && p.limit.is_none() => filters.push(f.clone()),
+            Stage::Match(f, json) if fresh => {
+                filters.push(f.clone());
+                p.filters_json.push(json.clone());
+            }
+            Stage::Sort(s) if fresh && with_sort => p.sort = Some(s.clone()),
             Stage::Skip(n) => {
                 p.skip = p.skip.saturating_add(*n);
                 p.limit = p.limit.map(|l| l.saturating_sub(*n));
@@ -129,7 +160,7 @@ fn pushdown(stages: &[Stage]) -> Pushdown {
 /// number of stages it answers (a `$sort` before a `$group` whose accumulators ignore
 /// order is answered too).
 fn sql_group(coll_name: &str, p: &Pushdown, rest: &[Stage]) -> Option<(sqlgroup::SqlGroup, usize)> {
-    if p.skip != 0 || p.limit.is_some() {
+    if p.skip != 0 || p.limit.is_some() || p.sort.is_some() {
         return None;
     }
     let (g, used) = match rest {
@@ -144,23 +175,82 @@ fn sql_group(coll_name: &str, p: &Pushdown, rest: &[Stage]) -> Option<(sqlgroup:
     sqlgroup::compile(coll_name, &p.filter, g).map(|s| (s, used))
 }
 
+/// How the head of a pipeline is answered by the collection.
+struct Source {
+    /// The pushed-down stages, with the filter the collection's read path will run.
+    p: Pushdown,
+    /// A `$group` compiled to SQL, and the stages it answers after `p`.
+    group: Option<(sqlgroup::SqlGroup, usize)>,
+}
+
+impl Source {
+    fn plan(coll: &Collection<Value>, stages: &[Stage]) -> Result<Source> {
+        let plugins = coll.database().has_plugins();
+        let mut p = pushdown(stages, false);
+        if plugins {
+            // Plugins rewrite JSON filters (deterministic encryption turns a plaintext
+            // equality into one on ciphertext): the pushed-down `$match`es go through
+            // the same hooks as `find`. Later stages see documents after `after_read`.
+            p.filter = coll.user_filter(match p.filters_json.as_slice() {
+                [] => json!({}),
+                [one] => one.clone(),
+                many => json!({ "$and": many }),
+            })?;
+        }
+        let rest = &stages[p.consumed..];
+        // The SQL `GROUP BY` reads stored values, which plugins may have transformed.
+        if !plugins {
+            if let Some(group) = sql_group(coll.name(), &p, rest) {
+                return Ok(Source {
+                    p,
+                    group: Some(group),
+                });
+            }
+        }
+        // A `$sort` whose `ORDER BY` an index serves, bounded by a following `$limit`.
+        // Sorting by stored values is wrong when plugins transform them.
+        if !plugins && p.skip == 0 && p.limit.is_none() && matches!(rest, [Stage::Sort(_), ..]) {
+            let mut with_sort = pushdown(stages, true);
+            with_sort.filter = p.filter.clone();
+            if let (Some(sort), Some(_)) = (&with_sort.sort, with_sort.limit) {
+                let cursor = coll
+                    .find_filter(with_sort.filter.clone())
+                    .sort_spec(sort.clone());
+                if cursor.sort_in_sql()? {
+                    p = with_sort;
+                }
+            }
+        }
+        Ok(Source { p, group: None })
+    }
+
+    /// The cursor reading the pushed-down stages.
+    fn cursor(&self, coll: &Collection<Value>) -> Cursor<Value> {
+        let p = &self.p;
+        let mut cursor = coll.find_filter(p.filter.clone()).skip(p.skip);
+        if let Some(sort) = &p.sort {
+            cursor = cursor.sort_spec(sort.clone());
+        }
+        if let Some(limit) = p.limit {
+            cursor = cursor.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        cursor
+    }
+}
+
 /// Runs parsed stages with `coll` as the source.
 pub(crate) fn execute(coll: &Collection<Value>, stages: &[Stage], ctx: &Ctx) -> Result<Docs> {
-    let p = pushdown(stages);
-    let rest = &stages[p.consumed..];
-    if let Some((group, used)) = sql_group(coll.name(), &p, rest) {
+    let source = Source::plan(coll, stages)?;
+    let rest = &stages[source.p.consumed..];
+    if let Some((group, used)) = &source.group {
         if let Some(docs) = group.run(coll.database(), coll.name())? {
-            return run_stages(&rest[used..], Box::new(docs.into_iter().map(Ok)), ctx);
+            return run_stages(&rest[*used..], Box::new(docs.into_iter().map(Ok)), ctx);
         }
     }
-    let mut cursor = coll.find_filter(p.filter).skip(p.skip);
-    if let Some(limit) = p.limit {
-        if limit == 0 {
-            return Ok(Box::new(std::iter::empty()));
-        }
-        cursor = cursor.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+    if source.p.limit == Some(0) {
+        return Ok(Box::new(std::iter::empty()));
     }
-    run_stages(rest, Box::new(cursor), ctx)
+    run_stages(rest, Box::new(source.cursor(coll)), ctx)
 }
 
 impl<T: Document> Collection<T> {
@@ -200,21 +290,30 @@ impl<T: Document> Collection<T> {
         let ctx = Ctx {
             db: self.database().clone(),
             options,
+            stats: Arc::default(),
         };
         let docs = execute(&self.typed::<Value>(), &stages, &ctx)?;
-        Ok(AggregateCursor { docs })
+        Ok(AggregateCursor {
+            docs,
+            stats: ctx.stats,
+        })
     }
 
     /// Describes how a pipeline would run: which stages are answered by SQL (the leading
-    /// `$match`/`$sort`/`$skip`/`$limit`, and a `$group` compiled to `GROUP BY`) and which
-    /// run in Rust. A SQL `$group` falls back to Rust at run time when its guard finds
-    /// values SQL cannot group exactly (booleans, objects or arrays at the key).
+    /// `$match` stages with `$skip`/`$limit`, a `$sort` + `$limit` an index serves, and a
+    /// `$group` compiled to `GROUP BY`) and which run in Rust. `query` is the collection
+    /// query's own [`explain`](crate::Cursor::explain) (SQL, SQLite's query plan, index)
+    /// when the pipeline reads through it. A SQL `$group` falls back to Rust at run time
+    /// when its guard finds values SQL cannot group exactly (an array above the key's
+    /// path, booleans, objects or arrays under `$min`/`$max`).
     pub fn explain_aggregate(&self, pipeline: Value) -> Result<Value> {
         let stages = parse_pipeline(&pipeline, false)?;
         let raw = pipeline.as_array().cloned().unwrap_or_default();
-        let p = pushdown(&stages);
+        let coll = self.typed::<Value>();
+        let source = Source::plan(&coll, &stages)?;
+        let p = &source.p;
         let compiled = crate::query::sql::compile_filter(&p.filter);
-        let group = sql_group(self.name(), &p, &stages[p.consumed..]);
+        let group = &source.group;
         let sql_end = p.consumed + group.as_ref().map_or(0, |(_, used)| *used);
         let mut out = Vec::new();
         // `$sortByCount` expands to two stages; walk the parsed stages and show the
@@ -226,24 +325,28 @@ impl<T: Document> Collection<T> {
             let is_sort_by_count = written.get("$sortByCount").is_some();
             let engine = if i < sql_end { "sql" } else { "rust" };
             let mut entry = json!({"name": stages[i].name(), "stage": written, "engine": engine});
-            if i < p.consumed && matches!(stages[i], Stage::Match(_)) && !compiled.exact {
+            if i < p.consumed && matches!(stages[i], Stage::Match(..)) && !compiled.exact {
                 entry["note"] = json!("SQL selects a superset; the matcher re-checks each row");
             }
             if i + 1 == sql_end && i >= p.consumed {
-                if let Some((g, _)) = &group {
+                if let Some((g, _)) = group {
                     entry["sql"] = json!(g.sql);
-                    entry["note"] = json!("falls back to rust if the guard finds booleans, objects or arrays at a grouped path");
+                    entry["note"] = json!("falls back to rust if the guard finds an array above a grouped path, or booleans, objects or arrays under $min/$max");
                 }
             }
             out.push(entry);
             i += if is_sort_by_count { 2 } else { 1 };
             raw_index += 1;
         }
-        Ok(json!({
+        let mut report = json!({
             "collection": self.name(),
             "stages": out,
             "filter_sql": compiled.sql,
             "filter_exact": compiled.exact,
-        }))
+        });
+        if group.is_none() {
+            report["query"] = source.cursor(&coll).explain()?.to_json();
+        }
+        Ok(report)
     }
 }

@@ -8,7 +8,7 @@ use super::expr::{Expr, Num};
 use super::lookup::Lookup;
 use super::output::{Merge, Target};
 use super::shape::Shape;
-use super::spill::sort_with_spill;
+use super::spill::{sort_with_spill, GroupEntry, GroupSpill};
 use super::AggregateOptions;
 use crate::database::Database;
 use crate::error::{Error, Result};
@@ -17,6 +17,8 @@ use crate::value::{compare_values, BsonType};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// A stream of documents between stages.
 pub(crate) type Docs = Box<dyn Iterator<Item = Result<Value>> + Send>;
@@ -24,7 +26,9 @@ pub(crate) type Docs = Box<dyn Iterator<Item = Result<Value>> + Send>;
 /// One parsed stage.
 #[derive(Debug, Clone)]
 pub(crate) enum Stage {
-    Match(Filter),
+    /// The parsed filter and the filter as written (plugins' `before_read` hooks rewrite
+    /// the JSON form when the stage is answered by the collection's read path).
+    Match(Filter, Value),
     Shape(&'static str, Shape),
     Group(Group),
     Sort(SortSpec),
@@ -45,7 +49,7 @@ impl Stage {
     /// The stage's name as written in the pipeline.
     pub(crate) fn name(&self) -> &'static str {
         match self {
-            Stage::Match(_) => "$match",
+            Stage::Match(..) => "$match",
             Stage::Shape(name, _) | Stage::ReplaceRoot(name, _) => name,
             Stage::Group(_) => "$group",
             Stage::Sort(_) => "$sort",
@@ -158,7 +162,8 @@ fn parse_stage(name: &str, spec: &Value, nested: bool, out: &mut Vec<Stage>) -> 
     let stage = match name {
         "$match" => {
             object(name, spec)?;
-            Stage::Match(parse_filter(spec).map_err(|e| Error::pipeline(name, e.to_string()))?)
+            let filter = parse_filter(spec).map_err(|e| Error::pipeline(name, e.to_string()))?;
+            Stage::Match(filter, spec.clone())
         }
         "$project" => Stage::Shape("$project", Shape::project(spec)?),
         "$addFields" => Stage::Shape("$addFields", Shape::add_fields(name, spec)?),
@@ -397,6 +402,23 @@ fn parse_bucket(spec: &Value) -> Result<Bucket> {
 pub(crate) struct Ctx {
     pub db: Database,
     pub options: AggregateOptions,
+    pub stats: Arc<RunStats>,
+}
+
+/// Counters of one aggregation, shared by its stages (nested pipelines included).
+#[derive(Debug, Default)]
+pub(crate) struct RunStats {
+    lookup_queries: AtomicUsize,
+}
+
+impl RunStats {
+    pub(crate) fn add_lookup_queries(&self, n: usize) {
+        self.lookup_queries.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn lookup_queries(&self) -> usize {
+        self.lookup_queries.load(Ordering::Relaxed)
+    }
 }
 
 /// Counts the bytes a blocking stage holds and fails past the limit.
@@ -425,6 +447,14 @@ impl Budget {
             });
         }
         Ok(())
+    }
+
+    /// The error reported when the limit is passed.
+    pub(crate) fn exceeded(&self) -> Error {
+        Error::MemoryLimitExceeded {
+            stage: self.stage.to_string(),
+            limit: self.limit,
+        }
     }
 
     /// True when `bytes` more would pass the limit (without adding them).
@@ -459,7 +489,7 @@ fn vec_docs(docs: Vec<Value>) -> Docs {
 
 fn run_stage(stage: &Stage, input: Docs, ctx: &Ctx) -> Result<Docs> {
     Ok(match stage {
-        Stage::Match(filter) => {
+        Stage::Match(filter, _) => {
             let filter = filter.clone();
             Box::new(input.filter(move |d| d.as_ref().map_or(true, |d| filter.matches(d))))
         }
@@ -515,7 +545,7 @@ fn run_stage(stage: &Stage, input: Docs, ctx: &Ctx) -> Result<Docs> {
                 vec_docs(vec![Value::Object(m)])
             }
         }
-        Stage::Group(g) => vec_docs(run_group(g, input, &ctx.options)?),
+        Stage::Group(g) => run_group(g, input, &ctx.options)?,
         Stage::Sort(sort) => sort_with_spill(sort, input, &ctx.options)?,
         Stage::Bucket(b) => vec_docs(run_bucket(b, input, &ctx.options)?),
         Stage::Sample(n) => vec_docs(sample(*n, input, &ctx.options)?),
@@ -694,38 +724,68 @@ pub(crate) fn group_key(v: &Value, out: &mut String) {
     }
 }
 
-fn run_group(g: &Group, input: Docs, options: &AggregateOptions) -> Result<Vec<Value>> {
+/// `$group` in Rust: a hash aggregation within the memory limit. Past the limit it
+/// spills every partial group to disk and starts over when `allow_disk_use` is set (see
+/// [`GroupSpill`]), and fails with `MemoryLimitExceeded` otherwise.
+fn run_group(g: &Group, input: Docs, options: &AggregateOptions) -> Result<Docs> {
     let mut budget = Budget::new("$group", options);
     let mut index: HashMap<String, usize> = HashMap::new();
-    let mut groups: Vec<(Value, Vec<State>)> = Vec::new();
+    let mut groups: Vec<GroupEntry> = Vec::new();
+    let mut spill: Option<GroupSpill> = None;
     let mut key_text = String::new();
     for d in input {
         let d = d?;
         let key = g.id.evaluate(&d)?.unwrap_or(Value::Null);
         key_text.clear();
         group_key(&key, &mut key_text);
+        let mut grew = 0;
         let slot = match index.get(&key_text) {
             Some(i) => *i,
             None => {
-                budget.add(approx_size(&key) + key_text.len() + 64 * (1 + g.accumulators.len()))?;
+                grew += approx_size(&key) + 2 * key_text.len() + 64 * (1 + g.accumulators.len());
                 index.insert(key_text.clone(), groups.len());
                 groups.push((
+                    key_text.clone(),
                     key,
                     g.accumulators.iter().map(|a| State::new(a.kind)).collect(),
                 ));
                 groups.len() - 1
             }
         };
-        let states = &mut groups[slot].1;
+        let states = &mut groups[slot].2;
         for (acc, state) in g.accumulators.iter().zip(states.iter_mut()) {
             let v = acc.expr.evaluate(&d)?;
-            budget.add(state.add(v.as_ref()))?;
+            grew += state.add(v.as_ref());
+        }
+        if budget.would_exceed(grew) {
+            if !options.allow_disk_use {
+                return Err(budget.exceeded());
+            }
+            let s = match spill.as_mut() {
+                Some(s) => s,
+                None => spill.insert(GroupSpill::new()?),
+            };
+            index.clear();
+            s.write_run(std::mem::take(&mut groups))?;
+            budget.reset();
+        } else {
+            budget.add(grew)?;
         }
     }
-    Ok(groups
-        .into_iter()
-        .map(|(key, states)| group_output(key, &g.accumulators, states))
-        .collect())
+    Ok(match spill {
+        None => vec_docs(
+            groups
+                .into_iter()
+                .map(|(_, key, states)| group_output(key, &g.accumulators, states))
+                .collect(),
+        ),
+        Some(mut s) => {
+            if !groups.is_empty() {
+                s.write_run(groups)?;
+            }
+            s.merge(g.accumulators.clone(), options)
+        }
+    })
 }
 
 pub(crate) fn group_output(key: Value, accs: &[Accumulator], states: Vec<State>) -> Value {

@@ -2,43 +2,65 @@
 //!
 //! Accepted: an `_id` that is a constant scalar or a field path [`path_expr`] can spell,
 //! and accumulators `$count`, `$sum` of an integer constant, `$sum`/`$avg`/`$min`/`$max`
-//! of such a field path, over the documents selected by an exact SQL filter. Why each is
-//! exact:
+//! of such a field path, over the documents selected by an exact SQL filter.
 //!
-//! * group key: `json_extract` gives `NULL` for `null` and missing alike (MongoDB groups
-//!   them together), numbers compare by value across integer/real, strings byte-wise. It
-//!   is wrong only for booleans (`1`/`0`), objects and arrays (JSON text) at the path, and
-//!   for arrays at a prefix of the path (MongoDB collects values from each element): a
-//!   per-group `bad` column flags those rows and the whole result is then discarded in
-//!   favour of the Rust implementation;
-//! * `$sum`/`$avg` only see values whose `json_type` is `integer` or `real` — MongoDB
+//! Every JSON value the statement needs is read **once per row**: an inner query (kept
+//! from being flattened into the aggregate by its `LIMIT -1`, so SQLite runs it as a
+//! co-routine) selects the columns, the outer query groups them. Why each is exact:
+//!
+//! * group key: the JSON text of the value (`doc -> path`), so one lookup gives type and
+//!   value; SQL groups equal texts, and Rust then parses each group's key and merges the
+//!   groups MongoDB sees as one (`1` and `1.0`, `null` and missing) by [`group_key`] —
+//!   booleans, objects and arrays at the path group exactly too. Only an array at a
+//!   *prefix* of the path (MongoDB collects values from each element) sets the per-group
+//!   `bad` column, and the whole result is then discarded in favour of the Rust
+//!   implementation;
+//! * `$sum`/`$avg` see only values whose JSON text is a number (`GLOB '[-0-9]*'`; text
+//!   `+ 0` gives SQLite's integer or real exactly as `json_extract` would) — MongoDB
 //!   ignores every other type, arrays included, and a path through an array yields an
-//!   array in MongoDB and `NULL` in SQLite, ignored by both. An integer overflow in
+//!   array in MongoDB and `NULL` in SQLite, ignored by both. They are computed as a sum
+//!   and a count of numeric values, so merged groups add up; an integer overflow in
 //!   `sum()` is an SQLite error, which also falls back to Rust (MongoDB promotes);
 //! * `$min`/`$max` skip `NULL` as MongoDB skips null and missing, and SQLite orders
 //!   numbers before text as MongoDB does; booleans, objects and arrays at the path (or an
 //!   array at a prefix) set `bad`.
 
 use super::accum::Kind;
+use super::pipeline::group_key;
 use super::pipeline::Group;
 use crate::database::Database;
 use crate::engine::schema::table_name;
 use crate::error::{Error, Result};
-use crate::query::sql::{compile_filter, path_expr, type_expr};
+use crate::query::sql::{compile_filter, json_text_expr, path_expr, type_expr};
 use crate::query::Filter;
+use crate::value::compare_values;
 use crate::value::FieldPath;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use serde_json::{Map, Value};
+use std::cmp::Ordering;
+use std::collections::HashMap;
 
 /// A `$group` compiled to one SQL statement.
 #[derive(Debug, Clone)]
 pub(crate) struct SqlGroup {
-    /// The statement; its last column is the `bad` flag.
+    /// The statement: the key column (unless constant), the accumulators' columns, then
+    /// the `bad` flag.
     pub sql: String,
     params: Vec<SqlValue>,
     /// A constant `_id`, when the key is not a column.
     constant_key: Option<Value>,
-    names: Vec<String>,
+    accs: Vec<(String, Kind, Cols)>,
+}
+
+/// The result columns of one accumulator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cols {
+    /// `count(*)` (times a constant).
+    Count,
+    /// Sum of the numeric values, and their number.
+    Sum,
+    /// `min` or `max`.
+    Extreme,
 }
 
 fn path_of(segs: &[String]) -> Option<FieldPath> {
@@ -58,6 +80,26 @@ fn prefix_array_checks(p: &FieldPath, out: &mut Vec<String>) {
     }
 }
 
+/// Columns of the inner query, each evaluated once per row.
+#[derive(Default)]
+struct Inner {
+    columns: Vec<String>,
+}
+
+impl Inner {
+    /// The outer query's name for `expr`, adding it once.
+    fn column(&mut self, expr: String) -> String {
+        let i = match self.columns.iter().position(|c| *c == expr) {
+            Some(i) => i,
+            None => {
+                self.columns.push(expr);
+                self.columns.len() - 1
+            }
+        };
+        format!("c{i}")
+    }
+}
+
 /// Compiles `group` over the documents matching `filter`, or `None` when SQL would not
 /// be exact.
 pub(crate) fn compile(collection: &str, filter: &Filter, group: &Group) -> Option<SqlGroup> {
@@ -65,6 +107,7 @@ pub(crate) fn compile(collection: &str, filter: &Filter, group: &Group) -> Optio
     if !compiled.exact {
         return None;
     }
+    let mut inner = Inner::default();
     let mut select = Vec::new();
     let mut bad = Vec::new();
     let mut group_by = None;
@@ -76,15 +119,24 @@ pub(crate) fn compile(collection: &str, filter: &Filter, group: &Group) -> Optio
         constant_key = Some(v.clone());
     } else {
         let p = path_of(group.id.as_field_path()?)?;
-        let (e, t) = (path_expr(&p)?, type_expr(&p)?);
-        bad.push(format!("{t} IN ('true','false','object','array')"));
-        prefix_array_checks(&p, &mut bad);
-        select.push(e.clone());
-        group_by = Some(e);
+        let k = inner.column(json_text_expr(&p)?);
+        let mut checks = Vec::new();
+        prefix_array_checks(&p, &mut checks);
+        if !checks.is_empty() {
+            bad.push(inner.column(checks.join(" OR ")));
+        }
+        select.push(k.clone());
+        group_by = Some(k);
     }
-    let mut names = Vec::new();
+    let mut accs = Vec::new();
     for acc in &group.accumulators {
-        let col = match acc.kind {
+        let shape = match acc.kind {
+            Kind::Count => Cols::Count,
+            Kind::Sum if acc.expr.as_literal().is_some() => Cols::Count,
+            Kind::Sum | Kind::Avg => Cols::Sum,
+            _ => Cols::Extreme,
+        };
+        let cols = match acc.kind {
             Kind::Count => "count(*)".to_string(),
             Kind::Sum if acc.expr.as_literal().is_some() => {
                 let c = acc.expr.as_literal()?.as_i64()?;
@@ -92,17 +144,20 @@ pub(crate) fn compile(collection: &str, filter: &Filter, group: &Group) -> Optio
             }
             Kind::Sum | Kind::Avg | Kind::Min | Kind::Max => {
                 let p = path_of(acc.expr.as_field_path()?)?;
-                let (e, t) = (path_expr(&p)?, type_expr(&p)?);
                 match acc.kind {
-                    Kind::Sum => {
+                    Kind::Sum | Kind::Avg => {
+                        let v = inner.column(json_text_expr(&p)?);
                         format!(
-                            "coalesce(sum(CASE WHEN {t} IN ('integer','real') THEN {e} END), 0)"
+                            "sum(CASE WHEN {v} GLOB '[-0-9]*' THEN {v} + 0 END), \
+                             count(CASE WHEN {v} GLOB '[-0-9]*' THEN 1 END)"
                         )
                     }
-                    Kind::Avg => format!("avg(CASE WHEN {t} IN ('integer','real') THEN {e} END)"),
                     _ => {
-                        bad.push(format!("{t} IN ('true','false','object','array')"));
-                        prefix_array_checks(&p, &mut bad);
+                        let e = inner.column(path_expr(&p)?);
+                        let t = type_expr(&p)?;
+                        let mut checks = vec![format!("{t} IN ('true','false','object','array')")];
+                        prefix_array_checks(&p, &mut checks);
+                        bad.push(inner.column(checks.join(" OR ")));
                         let f = if acc.kind == Kind::Min { "min" } else { "max" };
                         format!("{f}({e})")
                     }
@@ -110,8 +165,8 @@ pub(crate) fn compile(collection: &str, filter: &Filter, group: &Group) -> Optio
             }
             _ => return None,
         };
-        select.push(col);
-        names.push(acc.name.clone());
+        select.push(cols);
+        accs.push((acc.name.clone(), acc.kind, shape));
     }
     let bad_col = if bad.is_empty() {
         "0".to_string()
@@ -119,9 +174,20 @@ pub(crate) fn compile(collection: &str, filter: &Filter, group: &Group) -> Optio
         format!("max({})", bad.join(" OR "))
     };
     select.push(bad_col);
+    let columns: Vec<String> = if inner.columns.is_empty() {
+        vec!["1 AS c0".to_string()]
+    } else {
+        inner
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c} AS c{i}"))
+            .collect()
+    };
     let mut sql = format!(
-        "SELECT {} FROM {} WHERE {}",
+        "SELECT {} FROM (SELECT {} FROM {} WHERE {} LIMIT -1)",
         select.join(", "),
+        columns.join(", "),
         table_name(collection),
         compiled.sql
     );
@@ -134,7 +200,7 @@ pub(crate) fn compile(collection: &str, filter: &Filter, group: &Group) -> Optio
         sql,
         params: compiled.params,
         constant_key,
-        names,
+        accs,
     })
 }
 
@@ -148,6 +214,96 @@ fn to_json(v: ValueRef<'_>) -> Value {
     }
 }
 
+/// One accumulator's result in one SQL group, mergeable with the same accumulator of
+/// another SQL group that MongoDB sees as the same key.
+#[derive(Debug, Clone)]
+enum Part {
+    Count(i64),
+    /// A sum (integer while every input was) and the number of numeric inputs.
+    Sum(SqlValue, i64),
+    /// `$min`/`$max`: the value, `None` when every input was null or missing.
+    Extreme(Option<Value>),
+}
+
+impl Part {
+    fn read(cols: Cols, row: &rusqlite::Row<'_>, col: &mut usize) -> Result<Part> {
+        let part = match cols {
+            Cols::Sum => {
+                let sum: SqlValue = row.get(*col)?;
+                let n: i64 = row.get(*col + 1)?;
+                *col += 1;
+                Part::Sum(sum, n)
+            }
+            Cols::Extreme => match row.get_ref(*col)? {
+                ValueRef::Null => Part::Extreme(None),
+                v => Part::Extreme(Some(to_json(v))),
+            },
+            Cols::Count => match row.get_ref(*col)? {
+                // `count(*) * c` past i64 is a real in SQLite.
+                ValueRef::Real(f) => Part::Sum(SqlValue::Real(f), 1),
+                _ => Part::Count(row.get(*col)?),
+            },
+        };
+        *col += 1;
+        Ok(part)
+    }
+
+    /// Folds `other` in; `None` on an integer overflow (the caller falls back to Rust).
+    fn merge(&mut self, kind: Kind, other: Part) -> Option<()> {
+        match (self, other) {
+            (Part::Count(a), Part::Count(b)) => *a = a.checked_add(b)?,
+            (Part::Sum(a, n), Part::Sum(b, m)) => {
+                *n += m;
+                *a = match (&*a, b) {
+                    (SqlValue::Null, b) => b,
+                    (_, SqlValue::Null) => a.clone(),
+                    (SqlValue::Integer(x), SqlValue::Integer(y)) => {
+                        SqlValue::Integer(x.checked_add(y)?)
+                    }
+                    (x, y) => SqlValue::Real(as_f64(x) + as_f64(&y)),
+                };
+            }
+            (Part::Extreme(a), Part::Extreme(b)) => {
+                if let Some(b) = b {
+                    let replace = a.as_ref().is_none_or(|cur| {
+                        let o = compare_values(&b, cur);
+                        if kind == Kind::Min {
+                            o == Ordering::Less
+                        } else {
+                            o == Ordering::Greater
+                        }
+                    });
+                    if replace {
+                        *a = Some(b);
+                    }
+                }
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    fn finish(self, kind: Kind) -> Value {
+        match (self, kind) {
+            (Part::Count(n), _) => Value::from(n),
+            (Part::Sum(_, 0), Kind::Avg) => Value::Null,
+            (Part::Sum(s, n), Kind::Avg) => super::expr::float_value(as_f64(&s) / n as f64),
+            (Part::Sum(_, 0), _) => Value::from(0),
+            (Part::Sum(SqlValue::Integer(i), _), _) => Value::from(i),
+            (Part::Sum(s, _), _) => super::expr::float_value(as_f64(&s)),
+            (Part::Extreme(v), _) => v.unwrap_or(Value::Null),
+        }
+    }
+}
+
+fn as_f64(v: &SqlValue) -> f64 {
+    match v {
+        SqlValue::Integer(i) => *i as f64,
+        SqlValue::Real(f) => *f,
+        _ => 0.0,
+    }
+}
+
 impl SqlGroup {
     /// Runs the statement. `Ok(None)` when a guard failed (or SQLite hit an integer
     /// overflow): the caller must group in Rust instead.
@@ -158,8 +314,9 @@ impl SqlGroup {
             }
             let mut stmt = conn.prepare_cached(&self.sql)?;
             let mut rows = stmt.query(rusqlite::params_from_iter(self.params.iter()))?;
-            let mut out = Vec::new();
-            let key_cols = usize::from(self.constant_key.is_none());
+            let mut groups: Vec<(Value, Vec<Part>)> = Vec::new();
+            let mut index: HashMap<String, usize> = HashMap::new();
+            let mut key_text = String::new();
             loop {
                 let row = match rows.next() {
                     Ok(Some(r)) => r,
@@ -167,22 +324,53 @@ impl SqlGroup {
                     Err(e) if is_overflow(&e) => return Ok(None),
                     Err(e) => return Err(Error::Sqlite(e)),
                 };
-                let bad: Option<i64> = row.get(key_cols + self.names.len())?;
+                let mut col = usize::from(self.constant_key.is_none());
+                let mut parts = Vec::with_capacity(self.accs.len());
+                for (_, _, cols) in &self.accs {
+                    parts.push(Part::read(*cols, row, &mut col)?);
+                }
+                let bad: Option<i64> = row.get(col)?;
                 if bad == Some(1) {
                     return Ok(None);
                 }
-                let mut doc = Map::with_capacity(self.names.len() + 1);
                 let key = match &self.constant_key {
                     Some(k) => k.clone(),
-                    None => to_json(row.get_ref(0)?),
+                    None => match row.get_ref(0)? {
+                        ValueRef::Text(t) => serde_json::from_slice(t)?,
+                        _ => Value::Null,
+                    },
                 };
-                doc.insert("_id".to_string(), key);
-                for (i, name) in self.names.iter().enumerate() {
-                    doc.insert(name.clone(), to_json(row.get_ref(key_cols + i)?));
+                key_text.clear();
+                group_key(&key, &mut key_text);
+                match index.get(&key_text) {
+                    Some(&i) => {
+                        for ((part, other), (_, kind, _)) in
+                            groups[i].1.iter_mut().zip(parts).zip(&self.accs)
+                        {
+                            if part.merge(*kind, other).is_none() {
+                                return Ok(None);
+                            }
+                        }
+                    }
+                    None => {
+                        index.insert(key_text.clone(), groups.len());
+                        groups.push((key, parts));
+                    }
                 }
-                out.push(Value::Object(doc));
             }
-            Ok(Some(out))
+            Ok(Some(
+                groups
+                    .into_iter()
+                    .map(|(key, parts)| {
+                        let mut doc = Map::with_capacity(self.accs.len() + 1);
+                        doc.insert("_id".to_string(), key);
+                        for (part, (name, kind, _)) in parts.into_iter().zip(&self.accs) {
+                            doc.insert(name.clone(), part.finish(*kind));
+                        }
+                        Value::Object(doc)
+                    })
+                    .collect(),
+            ))
         })
     }
 }

@@ -200,6 +200,20 @@ impl<T: Document> Cursor<T> {
         })
     }
 
+    /// True when SQLite answers the cursor's sort (an `ORDER BY` over indexed paths that
+    /// [`Plan::sort_sql`] can spell exactly), so only `skip + limit` rows are read.
+    pub(crate) fn sort_in_sql(&self) -> Result<bool> {
+        let Some(sort) = &self.sort else {
+            return Ok(false);
+        };
+        if self.error.is_some() || self.coll.buffer_pending() {
+            return Ok(false);
+        }
+        let filter = self.filter.clone().unwrap_or_else(Filter::all);
+        let (plan, set) = self.coll.read_plan(filter, self.hint.as_ref())?;
+        Ok(plan.sort_sql(&set, sort).is_some())
+    }
+
     fn start(&mut self) -> Result<()> {
         let filter = self.filter.take().unwrap_or_else(Filter::all);
         if self.coll.buffer_pending() {

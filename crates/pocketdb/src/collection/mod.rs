@@ -8,7 +8,7 @@ mod cursor;
 pub(crate) mod expiry;
 mod options;
 mod plan;
-mod populate;
+pub(crate) mod populate;
 
 pub(crate) use buffered::apply_buffered;
 use buffered::{Modified, Modify};
@@ -690,7 +690,7 @@ impl<T: Document> Collection<T> {
     }
 
     /// Parses a filter given by the caller, after the plugins' `before_read` hooks.
-    fn user_filter(&self, mut filter: Value) -> Result<Filter> {
+    pub(crate) fn user_filter(&self, mut filter: Value) -> Result<Filter> {
         self.db.before_read(&self.name, &mut filter)?;
         parse_filter(&filter)
     }

@@ -31,7 +31,7 @@ use super::{from_document, Collection, Cursor, Document};
 use crate::error::{Error, Result};
 use crate::id::{id_key, validate_id};
 use crate::query::matcher::{lookup as reach_path, Found};
-use crate::query::{parse_filter, Projection};
+use crate::query::{parse_filter, Cond, Filter, InItem, Projection};
 use crate::value::FieldPath;
 use serde_json::{json, Map, Value};
 use std::any::Any;
@@ -42,7 +42,7 @@ use std::marker::PhantomData;
 pub const DEFAULT_POPULATE_PAGE: usize = 256;
 
 /// Largest number of keys sent in one `$in` (SQLite's bound-parameter limit is 32,766).
-const MAX_IN_KEYS: usize = 10_000;
+pub(crate) const MAX_IN_KEYS: usize = 10_000;
 
 /// What to populate: the dotted `path` holding a reference (a single `_id` or an array
 /// of them), the collection it refers to, and how to shape the result.
@@ -401,6 +401,46 @@ fn usable_reference(v: &Value) -> bool {
     !v.is_null() && validate_id(v).is_ok()
 }
 
+/// The batched read shared by populate, [`Collection::lookup`] and the aggregation
+/// `$lookup`: calls `each` with every document of `from` whose `path` equals one of
+/// `keys` (an array field by element, as queries match), once each, in storage order.
+/// One `{path: {$in: keys}}` query — SQL, so an index on `path` serves it — per
+/// [`MAX_IN_KEYS`] keys (SQLite's parameter limit); the filter passes `from`'s plugins'
+/// `before_read` hooks like any `find`. Returns the number of queries run.
+pub(crate) fn fetch_in(
+    from: &Collection<Value>,
+    path: &FieldPath,
+    keys: &[Value],
+    each: &mut dyn FnMut(Value) -> Result<()>,
+) -> Result<usize> {
+    let chunked = keys.len() > MAX_IN_KEYS;
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut queries = 0;
+    for chunk in keys.chunks(MAX_IN_KEYS) {
+        let filter = Filter::Field {
+            path: path.clone(),
+            cond: Cond::In(chunk.iter().cloned().map(InItem::Value).collect()),
+        };
+        let filter = if from.database().has_plugins() {
+            let mut json = Map::new();
+            json.insert(path.to_string(), json!({ "$in": chunk }));
+            from.user_filter(Value::Object(json))?
+        } else {
+            filter
+        };
+        queries += 1;
+        for doc in from.find_filter(filter) {
+            let doc = doc?;
+            // A document can match keys of two chunks; keep it once.
+            if chunked && !seen.insert(doc.get("_id").map(id_key).unwrap_or_default()) {
+                continue;
+            }
+            each(doc)?;
+        }
+    }
+    Ok(queries)
+}
+
 /// Resolves one spec over a page. Returns whether a query was run.
 fn resolve_page(
     spec: &Compiled,
@@ -429,18 +469,16 @@ fn resolve_page(
     }
     // 2. One batched query (chunked only beyond SQLite's parameter limit).
     let mut found: HashMap<String, Value> = HashMap::with_capacity(wanted.len());
-    for chunk in wanted.chunks(MAX_IN_KEYS) {
-        let filter = parse_filter(&json!({"_id": {"$in": chunk}}))?;
-        for doc in spec.from.find_filter(filter) {
-            let doc = doc?;
-            let key = doc.get("_id").map(id_key).unwrap_or_default();
-            let shaped = match &spec.projection {
-                Some(p) => p.apply(&doc),
-                None => doc,
-            };
-            found.insert(key, shaped);
-        }
-    }
+    let id_path = FieldPath::parse("_id")?;
+    fetch_in(&spec.from, &id_path, &wanted, &mut |doc| {
+        let key = doc.get("_id").map(id_key).unwrap_or_default();
+        let shaped = match &spec.projection {
+            Some(p) => p.apply(&doc),
+            None => doc,
+        };
+        found.insert(key, shaped);
+        Ok(())
+    })?;
     let queried = !wanted.is_empty();
     // 3. Substitute.
     for doc in page.iter_mut() {
@@ -676,14 +714,10 @@ impl<T: Document> Collection<T> {
                 }
             }
             let mut candidates: Vec<(Vec<Value>, Value)> = Vec::new();
-            for chunk in wanted.chunks(MAX_IN_KEYS) {
-                let mut f = Map::new();
-                f.insert(spec.foreign_field.clone(), json!({"$in": chunk}));
-                for doc in spec.from.find(Value::Object(f))? {
-                    let doc = doc?;
-                    candidates.push((join_keys(&doc, foreign), doc));
-                }
-            }
+            fetch_in(&spec.from, foreign, &wanted, &mut |doc| {
+                candidates.push((join_keys(&doc, foreign), doc));
+                Ok(())
+            })?;
             for (mut doc, keys) in page.into_iter().zip(page_keys) {
                 let matched: Vec<Value> = candidates
                     .iter()

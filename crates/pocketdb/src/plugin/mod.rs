@@ -5,7 +5,7 @@
 //! | [`on_open`](Plugin::on_open) | at registration | fail the registration |
 //! | [`before_write`](Plugin::before_write) | before a document is stored (insert, update, replace), inside the write's transaction for updates | change the document, or reject it: the write is aborted with the hook's error and leaves nothing behind |
 //! | [`after_write`](Plugin::after_write) | right after the commit, on the writing thread, once per change-log entry | observe |
-//! | [`before_read`](Plugin::before_read) | on the filter given to `find`, `find_one`, `count_documents`, `distinct`, the update, replace and delete methods, find-and-modify and `bulk_write` (not on fluent `query()` filters, aggregation `$match` or live queries) | rewrite the filter, or reject it |
+//! | [`before_read`](Plugin::before_read) | on the filter given to `find`, `find_one`, `count_documents`, `distinct`, the update, replace and delete methods, find-and-modify and `bulk_write`, fluent `query()` filters and an aggregation's leading `$match` stages (not live queries) | rewrite the filter, or reject it |
 //! | [`after_read`](Plugin::after_read) | for each document a cursor returns (`find`, `find_one`), `distinct` reads, or find-and-modify returns, before projection | transform the document |
 //! | [`on_close`](Plugin::on_close) | when the last handle on the database is dropped | clean up |
 //!

@@ -103,6 +103,14 @@ pub fn path_expr(path: &FieldPath) -> Option<String> {
     ))
 }
 
+/// The SQL expression giving the JSON text of the value at `path` in `doc`:
+/// `doc -> '$."a"."b"'` (`NULL` when missing). One JSON lookup tells both the type and
+/// the value, where [`path_expr`] and [`type_expr`] take two. `None` where [`path_expr`]
+/// is.
+pub fn json_text_expr(path: &FieldPath) -> Option<String> {
+    Some(format!("(doc -> {})", sql_string(&json_path(path)?)))
+}
+
 /// The SQL expression giving the JSON type of `path` in `doc`:
 /// `json_type(doc,'$."a"."b"')` (`NULL` when missing). `None` where [`path_expr`] is.
 pub fn type_expr(path: &FieldPath) -> Option<String> {
