@@ -1,23 +1,26 @@
 //! Aggregation over sharded and partitioned collections.
 //!
-//! The leading `$match`/`$skip`/`$limit` stages become one scatter-gather
-//! [`ShardedCursor`](crate::shard::ShardedCursor) query (each member compiles the filter
-//! to SQL and uses its indexes; only the members the filter can match are read); every
+//! The leading `$match`/`$skip`/`$limit` stages (and a `$sort` followed by a `$limit`)
+//! become one scatter-gather [`ShardedCursor`](crate::shard::ShardedCursor) query: each
+//! member compiles the filter to SQL and uses its indexes, only the members the filter
+//! can match are read, and a sort is a k-way merge of the members' sorted results. Every
 //! later stage runs in Rust over the merged stream, within the same memory limit as on a
 //! single collection. `$lookup`, `$out` and `$merge` address collections of the sharded
 //! collection's main database.
 
-use super::pipeline::{parse_pipeline, run_stages, Ctx};
+use super::pipeline::{parse_pipeline, run_stages, Ctx, Docs};
 use super::{pushdown, AggregateCursor, AggregateOptions};
 use crate::collection::Document;
 use crate::error::Result;
 use crate::shard::ShardedCollection;
 use serde_json::Value;
+use std::sync::Arc;
 
 impl<T: Document> ShardedCollection<T> {
-    /// Runs an aggregation pipeline over every member (see the module docs of
-    /// `aggregate` for the stages; only the leading `$match`/`$skip`/`$limit` are
-    /// pushed to the members).
+    /// Runs an aggregation pipeline over every member (the stages are those of
+    /// [`Collection::aggregate`](crate::Collection::aggregate); the leading
+    /// `$match`/`$skip`/`$limit`, and a `$sort` with a `$limit`, are pushed to the
+    /// members).
     pub fn aggregate(&self, pipeline: Value) -> Result<AggregateCursor> {
         self.aggregate_with(pipeline, AggregateOptions::default())
     }
@@ -32,18 +35,29 @@ impl<T: Document> ShardedCollection<T> {
         let ctx = Ctx {
             db: self.database().clone(),
             options,
+            stats: Arc::default(),
         };
-        let p = pushdown(&stages);
-        let mut cursor = self.typed::<Value>().find_filter(p.filter)?.skip(p.skip);
-        if let Some(limit) = p.limit {
-            if limit == 0 {
-                return Ok(AggregateCursor {
-                    docs: Box::new(std::iter::empty()),
-                });
-            }
-            cursor = cursor.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        // A `$sort` goes to the members only with a `$limit` after it: each member
+        // then returns at most `skip + limit` documents to the k-way merge, while an
+        // unbounded sort stays in the pipeline, which keeps to the memory limit.
+        let mut p = pushdown(&stages, false);
+        let with_sort = pushdown(&stages, true);
+        if with_sort.sort.is_some() && with_sort.limit.is_some() {
+            p = with_sort;
         }
-        let docs = run_stages(&stages[p.consumed..], Box::new(cursor), &ctx)?;
-        Ok(AggregateCursor { docs })
+        let mut cursor = self.typed::<Value>().find_filter(p.filter)?.skip(p.skip);
+        if let Some(sort) = p.sort {
+            cursor = cursor.sort_spec(sort);
+        }
+        let docs: Docs = match p.limit {
+            Some(0) => Box::new(std::iter::empty()),
+            Some(limit) => Box::new(cursor.limit(i64::try_from(limit).unwrap_or(i64::MAX))),
+            None => Box::new(cursor),
+        };
+        let docs = run_stages(&stages[p.consumed..], docs, &ctx)?;
+        Ok(AggregateCursor {
+            docs,
+            stats: ctx.stats,
+        })
     }
 }
