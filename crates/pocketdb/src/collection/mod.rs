@@ -836,7 +836,12 @@ impl<T: Document> Collection<T> {
     /// [`prepare_insert`](Self::prepare_insert) without plugins, reading the document in
     /// place: the same checks, the same text, no copy of the document.
     fn prepare_ref(&self, map: &Map<String, Value>) -> Result<PreparedDoc> {
-        let (id, id_given) = match map.get("_id") {
+        // `_id` is usually the first field: look there before hashing.
+        let given = match map.iter().next() {
+            Some((k, v)) if k == "_id" => Some(v),
+            _ => map.get("_id"),
+        };
+        let (id, id_given) = match given {
             Some(id) => {
                 validate_id(id)?;
                 (id.clone(), true)
@@ -1450,12 +1455,15 @@ fn validate_fields(map: &Map<String, Value>, depth: usize) -> Result<()> {
         ));
     }
     for (k, v) in map {
-        if k.starts_with('$') || k.contains('.') || k.contains('\0') {
+        let bytes = k.as_bytes();
+        if bytes.first() == Some(&b'$') || bytes.iter().any(|&b| b == b'.' || b == 0) {
             return Err(Error::InvalidDocument(format!(
                 "field name '{k}' may not start with '$' or contain '.' or NUL"
             )));
         }
-        validate_field_names(v, depth + 1)?;
+        if matches!(v, Value::Object(_) | Value::Array(_)) {
+            validate_field_names(v, depth + 1)?;
+        }
     }
     Ok(())
 }
