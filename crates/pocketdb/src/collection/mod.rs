@@ -158,7 +158,13 @@ impl<T: Document> Collection<T> {
                 Err(e) => Err(e),
             };
         }
-        let inserted_id = self.write(|conn| self.insert_prepared(conn, &prepared))?;
+        let inserted_id = prepared.id.clone();
+        // The job owns what it needs, so that under group commit the thread holding the
+        // connection can run it together with other writers' inserts.
+        let coll = self.clone();
+        self.write_owned(Box::new(move |conn| {
+            coll.insert_prepared(conn, &prepared).map(|_| ())
+        }))?;
         Ok(InsertOneResult { inserted_id })
     }
 
@@ -796,6 +802,22 @@ impl<T: Document> Collection<T> {
         absent: impl FnOnce() -> R,
     ) -> Result<R> {
         self.read(f, absent)
+    }
+
+    /// [`write`](Self::write) for a job owning its data (see [`Database::write_owned`]).
+    fn write_owned(&self, job: crate::engine::OwnedJob) -> Result<()> {
+        validate_collection_name(&self.name)?;
+        let coll = self.clone();
+        let result = self.db.write_owned(Box::new(move |conn| {
+            coll.db.ensure_collection(conn, &coll.name)?;
+            coll.purge_expired_in(conn)?;
+            job(conn)
+        }));
+        match &result {
+            Ok(_) => self.db.mark_known(&self.name),
+            Err(_) => self.db.forget(&self.name),
+        }
+        result
     }
 
     fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
