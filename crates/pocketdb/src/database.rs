@@ -425,6 +425,22 @@ impl Database {
         out
     }
 
+    /// [`write`](Database::write) for a job owning its data: under group commit, queued
+    /// writes of this kind are run and committed together by one thread.
+    pub(crate) fn write_owned(&self, job: crate::engine::OwnedJob) -> Result<()> {
+        let out = match self.buffer() {
+            Some(buffer) => {
+                let _exclusive = buffer.exclusive()?;
+                self.inner.pool.write_owned(job)
+            }
+            None => self.inner.pool.write_owned(job),
+        };
+        if out.is_ok() {
+            self.inner.hub.committed(self);
+        }
+        out
+    }
+
     /// [`write`](Database::write) without the buffer's gate: for the applier.
     pub(crate) fn write_direct<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         let out = self.inner.pool.write(f);

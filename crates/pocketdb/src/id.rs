@@ -80,13 +80,29 @@ fn write_canonical(value: &Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
+                push_json_string(k, out);
                 out.push(':');
                 write_canonical(v, out);
             }
             out.push('}');
         }
+        Value::String(s) => push_json_string(s, out),
         other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+fn push_json_string(s: &str, out: &mut String) {
+    // Plain strings (ids are mostly hex or ASCII words) need no escaping.
+    if s.bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f)
+    {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&Value::String(s.to_string()).to_string());
     }
 }
 
@@ -128,6 +144,25 @@ mod tests {
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
         assert!(a < b || a[..8] != b[..8]);
+    }
+
+    #[test]
+    fn string_keys_are_json_text() {
+        for s in [
+            "abc",
+            "",
+            "a\"b",
+            "back\\slash",
+            "tab\t",
+            "é",
+            "\u{7f}",
+            "x\u{1}",
+        ] {
+            let v = json!(s);
+            assert_eq!(id_key(&v), v.to_string());
+            let o = json!({ s: s });
+            assert_eq!(id_key(&o), o.to_string());
+        }
     }
 
     #[test]

@@ -369,3 +369,95 @@ fn the_applier_wakes_for_small_batches_without_a_flush() {
         }
     }
 }
+
+#[test]
+fn batched_duplicate_checks_cover_the_buffer_and_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_slow(&dir);
+    let c = db.collection::<Value>("items");
+    // More stored ids than one `IN` query of the check holds.
+    c.insert_many((0..1500).map(|i| json!({"_id": i}))).unwrap();
+    db.flush().unwrap();
+    // Buffered on top: a delete of a stored id (free again) and an insert.
+    c.delete_one(json!({"_id": 10})).unwrap();
+    c.insert_one(json!({"_id": 2000})).unwrap();
+    let mut docs = vec![
+        json!({"_id": 10, "v": "again"}),
+        json!({"_id": 1499.0}),
+        json!({"_id": 1700}),
+        json!({"_id": 2000}),
+        json!({"_id": 1700}),
+        json!({"_id": 5}),
+        json!({"v": "generated id"}),
+    ];
+    docs.extend((4000..5200).map(|i| json!({"_id": i})));
+    let err = c
+        .insert_many_with(&docs, pocketdb::InsertManyOptions { ordered: false })
+        .unwrap_err();
+    let Error::BulkWrite(f) = err else { panic!() };
+    let failed: Vec<usize> = f.write_errors.iter().map(|e| e.index).collect();
+    assert_eq!(failed, [1, 3, 4, 5]);
+    assert!(f
+        .write_errors
+        .iter()
+        .all(|e| matches!(e.error, Error::DuplicateKey { .. })));
+    assert_eq!(f.inserted_ids.len(), docs.len() - 4);
+    // Ordered: stops at the first duplicate, found in the store past the first 1,000 keys.
+    let mut ordered: Vec<Value> = (6000..7100).map(|i| json!({"_id": i})).collect();
+    ordered.push(json!({"_id": 1400}));
+    ordered.push(json!({"_id": 7200}));
+    let err = c.insert_many(&ordered).unwrap_err();
+    let Error::BulkWrite(f) = err else { panic!() };
+    assert_eq!(f.inserted_ids.len(), 1100);
+    assert_eq!(f.write_errors.len(), 1);
+    assert_eq!(f.write_errors[0].index, 1100);
+    db.flush().unwrap();
+    assert_eq!(
+        c.find_one(json!({"_id": 10})).unwrap().unwrap()["v"],
+        "again"
+    );
+    assert!(c.find_one(json!({"_id": 7200})).unwrap().is_none());
+    // 1,500 − 1 deleted + 1 re-inserted + 2000 + 1700 + generated + 1,200 + 1,100.
+    assert_eq!(
+        c.count_documents(json!({})).unwrap(),
+        1500 + 1 + 1 + 1 + 1200 + 1100
+    );
+}
+
+#[test]
+fn duplicates_are_refused_while_the_applier_moves_writes_to_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_with(
+        &dir,
+        BufferOptions::default()
+            .flush_interval(Duration::from_millis(1))
+            .batch_size(37),
+    );
+    let c = db.collection::<Value>("items");
+    let writer = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            for start in (0..3000).step_by(100) {
+                c.insert_many((start..start + 100).map(|i| json!({"_id": i})))
+                    .unwrap();
+            }
+        })
+    };
+    // Every id is acknowledged; re-inserting them while the applier moves them from the
+    // buffer to SQLite must refuse each one, wherever it is at that moment.
+    writer.join().unwrap();
+    let mut refused = 0;
+    for start in (0..3000).step_by(50) {
+        let docs: Vec<Value> = (start..start + 50).map(|i| json!({"_id": i})).collect();
+        let err = c
+            .insert_many_with(&docs, pocketdb::InsertManyOptions { ordered: false })
+            .unwrap_err();
+        let Error::BulkWrite(f) = err else { panic!() };
+        assert!(f.inserted_ids.is_empty(), "a duplicate slipped through");
+        refused += f.write_errors.len();
+    }
+    assert_eq!(refused, 3000);
+    db.flush().unwrap();
+    assert_eq!(c.count_documents(json!({})).unwrap(), 3000);
+    assert_eq!(db.buffer_stats().unwrap().dropped, 0);
+}

@@ -132,6 +132,35 @@ pub(crate) fn record_rewrite(
     )
 }
 
+/// The prepared statement appending change-log entries, for a caller recording many
+/// (see [`record_prepared`]).
+pub(crate) fn recorder(conn: &Connection) -> Result<rusqlite::CachedStatement<'_>> {
+    Ok(conn.prepare_cached(RECORD_SQL)?)
+}
+
+/// [`record`] through a statement from [`recorder`].
+pub(crate) fn record_prepared(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    collection: &str,
+    id_key: &str,
+    op: ChangeOp,
+    rev: i64,
+    ts_millis: i64,
+) -> Result<()> {
+    stmt.execute(params![
+        collection,
+        id_key,
+        op.as_str(),
+        rev,
+        ts_millis,
+        None::<&str>
+    ])?;
+    Ok(())
+}
+
+const RECORD_SQL: &str = "INSERT INTO _pocketdb_changes(collection, doc_id, op, rev, ts, fields)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
 fn record_with_fields(
     conn: &Connection,
     collection: &str,
@@ -141,10 +170,7 @@ fn record_with_fields(
     ts_millis: i64,
     fields: Option<&str>,
 ) -> Result<()> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO _pocketdb_changes(collection, doc_id, op, rev, ts, fields)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
+    let mut stmt = conn.prepare_cached(RECORD_SQL)?;
     stmt.execute(params![
         collection,
         id_key,

@@ -30,7 +30,7 @@
 
 use super::plan::{Plan, Row};
 use super::{
-    is_document_error, Collection, DeleteResult, Document, InsertManyResult, PreparedDoc,
+    is_document_error, Collection, DeleteResult, Document, InsertManyResult, Inserter, PreparedDoc,
     UpdateResult, PAGE,
 };
 use crate::changes::{self, ChangeOp};
@@ -42,9 +42,40 @@ use crate::id::id_key;
 use crate::query::{Cond, Filter, InItem};
 use crate::update::{ApplyContext, Update};
 use rusqlite::{Connection, OptionalExtension};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+
+/// Keys per `IN` query of the duplicate check (SQLite allows 32,766 parameters).
+const STORED_KEYS_CHUNK: usize = 1_000;
+
+/// What became of one document of a buffered insert.
+#[derive(Clone, Copy)]
+enum Outcome {
+    Pushed,
+    Duplicate,
+    /// Not attempted: an ordered insert stopped before it.
+    Skipped,
+}
+
+/// A prepared document as the buffer keeps it.
+pub(super) struct BufferedDoc {
+    id: Value,
+    key: Arc<str>,
+    text: Arc<str>,
+    id_given: bool,
+}
+
+impl From<PreparedDoc> for BufferedDoc {
+    fn from(p: PreparedDoc) -> BufferedDoc {
+        BufferedDoc {
+            id: p.id,
+            key: Arc::from(p.key),
+            text: Arc::from(p.text),
+            id_given: p.id_given,
+        }
+    }
+}
 
 /// What a buffered read-modify-write does.
 pub(super) enum Modify<'a> {
@@ -66,89 +97,96 @@ impl<T: Document> Collection<T> {
         self.db.buffer().is_some_and(|b| b.has_pending(&self.name))
     }
 
-    /// Inserts in buffered mode, with `insert_many`'s ordered/unordered semantics.
+    /// Inserts in buffered mode, with `insert_many`'s ordered/unordered semantics. The
+    /// documents were validated and serialised on the caller's thread; under the buffer
+    /// lock each one costs an overlay lookup (given `_id`s only) and a push.
+    ///
+    /// A given `_id` is a duplicate when the buffer holds a live version of it, or when
+    /// the buffer has no write to it and SQLite stores it. The SQLite side is read
+    /// before taking the lock, with one `IN` query per request (keys the buffer already
+    /// answers for are left out); the apply generation, compared under the lock, tells
+    /// whether the applier moved writes from the buffer to SQLite in between, in which
+    /// case the check is redone.
     pub(super) fn insert_buffered(
         &self,
         buffer: &Buffer,
-        documents: Vec<Result<Map<String, Value>>>,
+        documents: Vec<Result<PreparedDoc>>,
         ordered: bool,
     ) -> Result<InsertManyResult> {
         crate::engine::schema::validate_collection_name(&self.name)?;
         let mut failures: BTreeMap<usize, Error> = BTreeMap::new();
-        let mut items: Vec<(usize, PreparedDoc, bool)> = Vec::new();
-        for (index, doc) in documents.into_iter().enumerate() {
-            let prepared = doc.and_then(|d| {
-                let given = d.contains_key("_id");
-                self.prepare_insert(d).map(|p| (p, given))
-            });
+        let mut items: Vec<(usize, BufferedDoc)> = Vec::with_capacity(documents.len());
+        for (index, prepared) in documents.into_iter().enumerate() {
             match prepared {
-                Ok((p, given)) => items.push((index, p, given)),
+                Ok(p) => items.push((index, BufferedDoc::from(p))),
                 Err(e) => {
                     failures.insert(index, e);
+                    // Ordered inserts stop at the first document that cannot even be
+                    // prepared.
+                    if ordered {
+                        break;
+                    }
                 }
             }
         }
-        // Ordered inserts stop at the first document that cannot even be prepared.
-        let stop = if ordered {
-            failures.keys().next().copied()
-        } else {
-            None
-        };
-        items.retain(|(i, _, _)| stop.is_none_or(|s| *i < s));
-        let given: Vec<&str> = items
-            .iter()
-            .filter(|(_, _, given)| *given)
-            .map(|(_, p, _)| p.key.as_str())
-            .collect();
         let name = self.name.clone();
+        let any_given = items.iter().any(|(_, d)| d.id_given);
         let _shared = buffer.shared();
-        let (inserted, duplicates) = loop {
-            let generation = buffer.generation();
-            let stored = self.stored_keys(&given)?;
+        let outcomes = loop {
+            let (generation, unknown) = buffer.unbuffered_keys(
+                &name,
+                items
+                    .iter()
+                    .filter(|(_, d)| d.id_given)
+                    .map(|(_, d)| &d.key),
+            );
+            let stored = self.stored_keys(&unknown)?;
             let attempt = buffer.append(|tx| {
-                if !given.is_empty() && tx.apply_gen() != generation {
+                if any_given && tx.apply_gen() != generation {
+                    // Writes moved from the buffer to SQLite since the keys were read.
                     return Ok(None);
                 }
-                let mut inserted = BTreeMap::new();
-                let mut duplicates = Vec::new();
-                for (index, p, given) in &items {
-                    if *given {
-                        let taken = match tx.lookup(&name, &p.key) {
+                let mut outcomes = vec![Outcome::Skipped; items.len()];
+                for ((_, d), outcome) in items.iter().zip(outcomes.iter_mut()) {
+                    if d.id_given {
+                        let taken = match tx.lookup(&name, &d.key) {
                             Some(entry) => entry.doc.is_some(),
-                            None => stored.contains(&p.key),
+                            None => stored.contains(&*d.key),
                         };
                         if taken {
-                            duplicates.push(*index);
+                            *outcome = Outcome::Duplicate;
                             if ordered {
                                 break;
                             }
                             continue;
                         }
                     }
-                    tx.push(
-                        OpKind::Insert,
-                        &name,
-                        p.key.clone(),
-                        Some(Arc::from(p.text.as_str())),
-                    );
-                    inserted.insert(*index, p.id.clone());
+                    tx.push(OpKind::Insert, &name, d.key.clone(), Some(d.text.clone()));
+                    *outcome = Outcome::Pushed;
                 }
-                Ok(Some((inserted, duplicates)))
+                Ok(Some(outcomes))
             })?;
             if let Some(done) = attempt {
                 break done;
             }
         };
-        for index in duplicates {
-            if let Some((_, p, _)) = items.iter().find(|(i, _, _)| *i == index) {
-                failures.insert(
-                    index,
-                    Error::DuplicateKey {
-                        collection: self.name.to_string(),
-                        index: "_id_".to_string(),
-                        key: format!("{{ _id: {} }}", p.id),
-                    },
-                );
+        let mut inserted = BTreeMap::new();
+        for ((index, d), outcome) in items.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Pushed => {
+                    inserted.insert(index, d.id);
+                }
+                Outcome::Duplicate => {
+                    failures.insert(
+                        index,
+                        Error::DuplicateKey {
+                            collection: self.name.to_string(),
+                            index: "_id_".to_string(),
+                            key: format!("{{ _id: {} }}", d.id),
+                        },
+                    );
+                }
+                Outcome::Skipped => {}
             }
         }
         if ordered {
@@ -205,7 +243,7 @@ impl<T: Document> Collection<T> {
                 if now != seen || (seen.is_none() && tx.apply_gen() != generation) {
                     return Ok(false);
                 }
-                tx.push(kind, &name, key.clone(), doc.clone());
+                tx.push(kind, &name, Arc::from(key.as_str()), doc.clone());
                 Ok(true)
             })?;
             if done {
@@ -313,23 +351,22 @@ impl<T: Document> Collection<T> {
         Ok(row.map(|r| r.doc))
     }
 
-    /// Which of `keys` are stored (ignoring the buffer).
-    fn stored_keys(&self, keys: &[&str]) -> Result<HashSet<String>> {
+    /// Which of `keys` are stored (ignoring the buffer), in one `IN` query per 1,000 keys.
+    fn stored_keys(&self, keys: &[Arc<str>]) -> Result<HashSet<String>> {
         if keys.is_empty() {
             return Ok(HashSet::new());
         }
         self.read(
             |conn| {
                 let mut found = HashSet::new();
-                for chunk in keys.chunks(500) {
+                for chunk in keys.chunks(STORED_KEYS_CHUNK) {
                     let marks = vec!["?"; chunk.len()].join(",");
                     let mut stmt = conn.prepare_cached(&format!(
                         "SELECT id FROM {} WHERE id IN ({marks})",
                         table_name(&self.name)
                     ))?;
-                    let rows = stmt.query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
-                        r.get::<_, String>(0)
-                    })?;
+                    let params = rusqlite::params_from_iter(chunk.iter().map(|k| &**k));
+                    let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
                     for row in rows {
                         found.insert(row?);
                     }
@@ -409,9 +446,27 @@ pub(crate) fn apply_buffered(
     // savepoint per write so only the refused ones are left out.
     let fast = db.write_direct(|conn| {
         let mut colls = Handles::default();
+        let mut inserter: Option<Inserter<'_>> = None;
         for op in ops {
+            if op.kind == OpKind::Insert {
+                // Runs of inserts into one collection share one inserter (its
+                // statements and index set); any other write ends the run.
+                let reuse = inserter
+                    .as_ref()
+                    .is_some_and(|i| i.name() == &*op.collection);
+                if !reuse {
+                    db.ensure_collection(conn, &op.collection)?;
+                    inserter = Some(Inserter::new(db, conn, &op.collection)?);
+                }
+                if let Some(ins) = inserter.as_mut() {
+                    ins.insert(&buffered_insert(op)?)?;
+                }
+                continue;
+            }
+            inserter = None;
             apply_op(db, conn, colls.get(db, &op.collection), op)?;
         }
+        drop(inserter);
         store_applied(conn, last)
     });
     match fast {
@@ -489,17 +544,12 @@ fn apply_op(db: &Database, conn: &Connection, coll: &Collection<Value>, op: &Op)
             .as_deref()
             .ok_or_else(|| Error::Buffer(format!("buffered write {} has no document", op.seq)))
     };
-    let insert = |text: &str| -> Result<()> {
-        let prepared = PreparedDoc {
-            id: serde_json::from_str(&op.key)?,
-            key: op.key.clone(),
-            text: text.to_string(),
-            doc: serde_json::from_str(text)?,
-        };
-        coll.insert_prepared(conn, &prepared).map(|_| ())
+    let insert = || -> Result<()> {
+        coll.insert_prepared(conn, &buffered_insert(op)?)
+            .map(|_| ())
     };
     match op.kind {
-        OpKind::Insert => insert(doc_text()?),
+        OpKind::Insert => insert(),
         OpKind::Update | OpKind::Replace => {
             let text = doc_text()?;
             match row_by_key(conn, &op.collection, &op.key)? {
@@ -512,7 +562,7 @@ fn apply_op(db: &Database, conn: &Connection, coll: &Collection<Value>, op: &Op)
                     let doc: Value = serde_json::from_str(text)?;
                     coll.store_updated(conn, &row, &doc, change)
                 }
-                None => insert(text),
+                None => insert(),
             }
         }
         OpKind::Delete => match row_by_key(conn, &op.collection, &op.key)? {
@@ -520,6 +570,21 @@ fn apply_op(db: &Database, conn: &Connection, coll: &Collection<Value>, op: &Op)
             None => Ok(()),
         },
     }
+}
+
+/// A buffered insert (or an update whose document is gone) as a prepared document.
+fn buffered_insert(op: &Op) -> Result<PreparedDoc> {
+    let text = op
+        .doc
+        .as_deref()
+        .ok_or_else(|| Error::Buffer(format!("buffered write {} has no document", op.seq)))?;
+    Ok(PreparedDoc {
+        id: serde_json::from_str(&op.key)?,
+        key: op.key.to_string(),
+        text: text.to_string(),
+        doc: None,
+        id_given: true,
+    })
 }
 
 fn store_applied(conn: &Connection, last: u64) -> Result<()> {

@@ -27,7 +27,7 @@ use crate::changes::{self, Change, ChangeOp};
 use crate::database::Database;
 use crate::engine::schema::{table_name, validate_collection_name};
 use crate::error::{BulkWriteFailure, Error, Result, WriteError};
-use crate::id::{ensure_id, id_key};
+use crate::id::{ensure_id, id_key, new_object_id, validate_id};
 use crate::index::{self, IndexInfo, IndexModel, IndexOptions, IndexProgress, IndexSet};
 use crate::plugin::WriteOp;
 use crate::query::{parse_filter, Filter, Projection, QueryBuilder, SortSpec};
@@ -146,9 +146,9 @@ impl<T: Document> Collection<T> {
     /// Inserts one document. An `_id` is generated when the document has none. Fails with
     /// `DuplicateKey` when the `_id` exists; nothing is stored then.
     pub fn insert_one(&self, document: impl Borrow<T>) -> Result<InsertOneResult> {
-        let doc = to_document(document.borrow())?;
+        let prepared = self.prepare_item(document.borrow())?;
         if let Some(buffer) = self.db.buffer() {
-            return match self.insert_buffered(buffer, vec![Ok(doc)], true) {
+            return match self.insert_buffered(buffer, vec![Ok(prepared)], true) {
                 Ok(mut r) => Ok(InsertOneResult {
                     inserted_id: r.inserted_ids.remove(&0).unwrap_or(Value::Null),
                 }),
@@ -158,8 +158,13 @@ impl<T: Document> Collection<T> {
                 Err(e) => Err(e),
             };
         }
-        let prepared = self.prepare_insert(doc)?;
-        let inserted_id = self.write(|conn| self.insert_prepared(conn, &prepared))?;
+        let inserted_id = prepared.id.clone();
+        // The job owns what it needs, so that under group commit the thread holding the
+        // connection can run it together with other writers' inserts.
+        let coll = self.clone();
+        self.write_owned(Box::new(move |conn| {
+            coll.insert_prepared(conn, &prepared).map(|_| ())
+        }))?;
         Ok(InsertOneResult { inserted_id })
     }
 
@@ -184,11 +189,11 @@ impl<T: Document> Collection<T> {
         I: IntoIterator,
         I::Item: Borrow<T>,
     {
-        let docs = documents
+        let prepared = documents
             .into_iter()
-            .map(|d| to_document(d.borrow()))
+            .map(|d| self.prepare_item(d.borrow()))
             .collect();
-        self.insert_documents(docs, options)
+        self.insert_prepared_many(prepared, options)
     }
 
     /// [`insert_many_with`](Collection::insert_many_with) on documents already converted
@@ -198,18 +203,28 @@ impl<T: Document> Collection<T> {
         docs: Vec<Result<Map<String, Value>>>,
         options: InsertManyOptions,
     ) -> Result<InsertManyResult> {
-        if let Some(buffer) = self.db.buffer() {
-            return self.insert_buffered(buffer, docs, options.ordered);
-        }
-        let prepared: Vec<Result<PreparedDoc>> = docs
+        let prepared = docs
             .into_iter()
-            .map(|doc| doc.and_then(|doc| self.prepare_insert(doc)))
+            .map(|doc| doc.and_then(|doc| self.prepare_owned(doc)))
             .collect();
+        self.insert_prepared_many(prepared, options)
+    }
+
+    /// Inserts documents prepared (validated, serialised) on the caller's thread.
+    fn insert_prepared_many(
+        &self,
+        prepared: Vec<Result<PreparedDoc>>,
+        options: InsertManyOptions,
+    ) -> Result<InsertManyResult> {
+        if let Some(buffer) = self.db.buffer() {
+            return self.insert_buffered(buffer, prepared, options.ordered);
+        }
         let (inserted, errors) = self.write(|conn| {
             let mut inserted = std::collections::BTreeMap::new();
             let mut errors = Vec::new();
+            let mut inserter = Inserter::new(&self.db, conn, &self.name)?;
             for (index, p) in prepared.into_iter().enumerate() {
-                let outcome = p.and_then(|p| self.insert_prepared(conn, &p));
+                let outcome = p.and_then(|p| inserter.insert(&p).map(|()| p.id));
                 match outcome {
                     Ok(id) => {
                         inserted.insert(index, id);
@@ -782,6 +797,22 @@ impl<T: Document> Collection<T> {
         self.read(f, absent)
     }
 
+    /// [`write`](Self::write) for a job owning its data (see [`Database::write_owned`]).
+    fn write_owned(&self, job: crate::engine::OwnedJob) -> Result<()> {
+        validate_collection_name(&self.name)?;
+        let coll = self.clone();
+        let result = self.db.write_owned(Box::new(move |conn| {
+            coll.db.ensure_collection(conn, &coll.name)?;
+            coll.purge_expired_in(conn)?;
+            job(conn)
+        }));
+        match &result {
+            Ok(_) => self.db.mark_known(&self.name),
+            Err(_) => self.db.forget(&self.name),
+        }
+        result
+    }
+
     fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         validate_collection_name(&self.name)?;
         let result = self.db.write(|conn| {
@@ -797,7 +828,63 @@ impl<T: Document> Collection<T> {
         result
     }
 
+    /// Prepares a document of the collection's type for insertion, reading it in place
+    /// when it is a `serde_json::Value` (no copy) and no plugin may rewrite it.
+    fn prepare_item(&self, doc: &T) -> Result<PreparedDoc> {
+        if !self.db.has_plugins() {
+            if let Some(Value::Object(map)) = (doc as &dyn Any).downcast_ref::<Value>() {
+                return self.prepare_ref(map);
+            }
+        }
+        self.prepare_owned(to_document(doc)?)
+    }
+
+    /// Prepares a document given as an owned map.
+    fn prepare_owned(&self, doc: Map<String, Value>) -> Result<PreparedDoc> {
+        if self.db.has_plugins() {
+            self.prepare_insert(doc)
+        } else {
+            self.prepare_ref(&doc)
+        }
+    }
+
+    /// [`prepare_insert`](Self::prepare_insert) without plugins, reading the document in
+    /// place: the same checks, the same text, no copy of the document.
+    fn prepare_ref(&self, map: &Map<String, Value>) -> Result<PreparedDoc> {
+        // `_id` is usually the first field: look there before hashing.
+        let given = match map.iter().next() {
+            Some((k, v)) if k == "_id" => Some(v),
+            _ => map.get("_id"),
+        };
+        let (id, id_given) = match given {
+            Some(id) => {
+                validate_id(id)?;
+                (id.clone(), true)
+            }
+            None => (Value::String(new_object_id()), false),
+        };
+        validate_fields(map, 0)?;
+        let text = document_text(&id, map)?;
+        let max = self.db.options().max_document_size;
+        if text.len() > max {
+            return Err(Error::DocumentTooLarge {
+                size: text.len(),
+                max,
+            });
+        }
+        Ok(PreparedDoc {
+            key: id_key(&id),
+            id,
+            text,
+            doc: None,
+            id_given,
+        })
+    }
+
+    /// Prepares a document for insertion: `_id` checked or generated and put first, the
+    /// plugins' `before_write` hooks run, field names checked, the text serialised.
     fn prepare_insert(&self, mut doc: Map<String, Value>) -> Result<PreparedDoc> {
+        let id_given = doc.contains_key("_id");
         let id = ensure_id(&mut doc)?;
         let mut doc = Value::Object(doc);
         self.db
@@ -823,7 +910,8 @@ impl<T: Document> Collection<T> {
             key: id_key(&id),
             id,
             text,
-            doc,
+            doc: Some(doc),
+            id_given,
         })
     }
 
@@ -832,41 +920,7 @@ impl<T: Document> Collection<T> {
     }
 
     fn insert_prepared(&self, conn: &Connection, p: &PreparedDoc) -> Result<Value> {
-        let table = table_name(&self.name);
-        let indexes = index::before_write(
-            conn,
-            &self.db.inner.indexes,
-            &self.name,
-            &table,
-            None,
-            &p.doc,
-        )?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "INSERT INTO {}(id, doc, rev) VALUES (?1, jsonb(?2), 1)",
-            table_name(&self.name)
-        ))?;
-        match stmt.execute(rusqlite::params![p.key, p.text]) {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                return Err(Error::DuplicateKey {
-                    collection: self.name.to_string(),
-                    index: "_id_".to_string(),
-                    key: format!("{{ _id: {} }}", p.id),
-                })
-            }
-            Err(e) => return Err(e.into()),
-        }
-        if !indexes.is_empty() {
-            index::after_write(conn, &indexes, conn.last_insert_rowid(), None, Some(&p.doc))?;
-        }
-        changes::record(
-            conn,
-            &self.name,
-            &p.key,
-            ChangeOp::Insert,
-            1,
-            changes::now_millis(),
-        )?;
+        Inserter::new(&self.db, conn, &self.name)?.insert(p)?;
         Ok(p.id.clone())
     }
 
@@ -1210,9 +1264,127 @@ fn first_row(plan: &Plan, conn: &Connection, name: &str) -> Result<Option<Row>> 
 /// A document validated and serialised for insertion.
 struct PreparedDoc {
     id: Value,
+    /// The canonical key of `id` ([`id_key`]).
     key: String,
+    /// The document's JSON text, `_id` first: what is stored.
     text: String,
-    doc: Value,
+    /// The document as stored, when a plugin produced it; otherwise it is parsed from
+    /// `text` only if an index needs it.
+    doc: Option<Value>,
+    /// True when the caller gave the `_id` (a generated one needs no duplicate check).
+    id_given: bool,
+}
+
+/// Inserts into one collection inside one write transaction, sharing the work that does
+/// not depend on the document: the statements, the index set and the timestamp of the
+/// change-log entries. The index set is loaded once, so an inserter may only be used
+/// while nothing else writes the collection in the transaction (an update could turn an
+/// index multikey behind its back).
+pub(crate) struct Inserter<'c> {
+    conn: &'c Connection,
+    db: Database,
+    name: Arc<str>,
+    table: String,
+    indexes: Arc<IndexSet>,
+    insert: rusqlite::CachedStatement<'c>,
+    change: rusqlite::CachedStatement<'c>,
+    now: i64,
+}
+
+impl<'c> Inserter<'c> {
+    /// An inserter into `name`, whose table must exist.
+    fn new(db: &Database, conn: &'c Connection, name: &Arc<str>) -> Result<Inserter<'c>> {
+        let table = table_name(name);
+        let insert = conn.prepare_cached(&format!(
+            "INSERT INTO {table}(id, doc, rev) VALUES (?1, jsonb(?2), 1)"
+        ))?;
+        Ok(Inserter {
+            conn,
+            db: db.clone(),
+            name: name.clone(),
+            indexes: db.inner.indexes.get(conn, name)?,
+            insert,
+            change: changes::recorder(conn)?,
+            table,
+            now: changes::now_millis(),
+        })
+    }
+
+    /// The collection inserted into.
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Inserts one document (its row, its index entries, its change-log entry).
+    fn insert(&mut self, p: &PreparedDoc) -> Result<()> {
+        let parsed;
+        let doc = match (&p.doc, self.indexes.is_empty()) {
+            (_, true) => None,
+            (Some(doc), false) => Some(doc),
+            (None, false) => {
+                parsed = serde_json::from_str::<Value>(&p.text)?;
+                Some(&parsed)
+            }
+        };
+        if let Some(doc) = doc {
+            self.indexes = index::before_write_with(
+                self.conn,
+                &self.db.inner.indexes,
+                self.indexes.clone(),
+                &self.name,
+                &self.table,
+                None,
+                doc,
+            )?;
+        }
+        match self.insert.execute(rusqlite::params![p.key, p.text]) {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::DuplicateKey {
+                    collection: self.name.to_string(),
+                    index: "_id_".to_string(),
+                    key: format!("{{ _id: {} }}", p.id),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(doc) = doc {
+            if !self.indexes.is_empty() {
+                let rid = self.conn.last_insert_rowid();
+                index::after_write(self.conn, &self.indexes, rid, None, Some(doc))?;
+            }
+        }
+        changes::record_prepared(
+            &mut self.change,
+            &self.name,
+            &p.key,
+            ChangeOp::Insert,
+            1,
+            self.now,
+        )
+    }
+}
+
+/// The JSON text of a document with `_id` first (as MongoDB stores it), `id` being the
+/// `_id` to write: the map's own, or a generated one when it has none.
+fn document_text(id: &Value, map: &Map<String, Value>) -> Result<String> {
+    if map.keys().next().is_some_and(|k| k == "_id") {
+        return Ok(serde_json::to_string(map)?);
+    }
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"_id\":");
+    serde_json::to_writer(&mut out, id)?;
+    for (k, v) in map {
+        if k == "_id" {
+            continue;
+        }
+        out.push(b',');
+        serde_json::to_writer(&mut out, k)?;
+        out.push(b':');
+        serde_json::to_writer(&mut out, v)?;
+    }
+    out.push(b'}');
+    String::from_utf8(out).map_err(|e| Error::Serde(e.to_string()))
 }
 
 pub(crate) fn parse_operator_update(
@@ -1282,22 +1454,33 @@ fn validate_field_names(value: &Value, depth: usize) -> Result<()> {
     }
     match value {
         Value::Object(_) if crate::index::parse_date_millis(value).is_some() => Ok(()),
-        Value::Object(map) => {
-            for (k, v) in map {
-                if k.starts_with('$') || k.contains('.') || k.contains('\0') {
-                    return Err(Error::InvalidDocument(format!(
-                        "field name '{k}' may not start with '$' or contain '.' or NUL"
-                    )));
-                }
-                validate_field_names(v, depth + 1)?;
-            }
-            Ok(())
-        }
+        Value::Object(map) => validate_fields(map, depth),
         Value::Array(items) => items
             .iter()
             .try_for_each(|v| validate_field_names(v, depth + 1)),
         _ => Ok(()),
     }
+}
+
+/// [`validate_field_names`] on the fields of an object (not itself a `$date`).
+fn validate_fields(map: &Map<String, Value>, depth: usize) -> Result<()> {
+    if depth > 100 {
+        return Err(Error::InvalidDocument(
+            "document nesting is deeper than 100 levels".to_string(),
+        ));
+    }
+    for (k, v) in map {
+        let bytes = k.as_bytes();
+        if bytes.first() == Some(&b'$') || bytes.iter().any(|&b| b == b'.' || b == 0) {
+            return Err(Error::InvalidDocument(format!(
+                "field name '{k}' may not start with '$' or contain '.' or NUL"
+            )));
+        }
+        if matches!(v, Value::Object(_) | Value::Array(_)) {
+            validate_field_names(v, depth + 1)?;
+        }
+    }
+    Ok(())
 }
 
 /// Values at a dotted path, descending into arrays as `distinct` does; array leaves
@@ -1420,5 +1603,61 @@ impl<T: Document> QueryBuilder<Collection<T>> {
             |conn| coll.plan(conn, q.filter)?.count(conn, &coll.name),
             || 0,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The text of the in-place preparation is the one of the owned path (`_id` moved
+    /// or added first, then serialised).
+    #[test]
+    fn document_text_puts_id_first_like_ensure_id() {
+        let docs = [
+            json!({"_id": 1, "a": 1}),
+            json!({"a": {"b": [1, "x\"y"]}, "_id": {"k": 2.5}, "z": null}),
+            json!({"a": "é", "b": true}),
+            json!({}),
+        ];
+        for doc in docs {
+            let Value::Object(map) = doc else { panic!() };
+            let mut owned = map.clone();
+            let id = ensure_id(&mut owned).unwrap();
+            let expected = serde_json::to_string(&owned).unwrap();
+            assert_eq!(document_text(&id, &map).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn in_place_preparation_checks_what_the_owned_one_checks() {
+        let db = Database::memory().unwrap();
+        let c = db.collection::<Value>("c");
+        let bad = [
+            json!({"_id": [1]}),
+            json!({"_id": {"$a": 1}}),
+            json!({"a.b": 1}),
+            json!({"a": [{"$x": 1}]}),
+            json!({"_id": {"a.b": 1}}),
+        ];
+        for doc in bad {
+            let Value::Object(map) = doc else { panic!() };
+            assert!(c.prepare_ref(&map).is_err(), "{map:?}");
+            assert!(c.prepare_insert(map).is_err());
+        }
+        let ok = json!({"when": {"$date": "2024-01-01T00:00:00Z"}, "_id": 7});
+        let Value::Object(map) = ok else { panic!() };
+        let p = c.prepare_ref(&map).unwrap();
+        let q = c.prepare_insert(map).unwrap();
+        assert_eq!((p.key, p.text, p.id_given), (q.key, q.text, q.id_given));
+        let big = json!({"s": "x".repeat(64)});
+        let db = Database::memory_with(crate::Options::default().max_document_size(32)).unwrap();
+        let Value::Object(map) = big else { panic!() };
+        let c = db.collection::<Value>("c");
+        assert!(matches!(
+            c.prepare_ref(&map),
+            Err(Error::DocumentTooLarge { .. })
+        ));
     }
 }

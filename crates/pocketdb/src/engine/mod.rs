@@ -8,6 +8,8 @@ mod pool;
 pub(crate) mod schema;
 mod writer;
 
+pub(crate) use writer::OwnedJob;
+
 pub use buffer::{BufferEvent, BufferStats};
 pub use options::{BufferOptions, Durability, FsyncPolicy, JournalMode, Options, Synchronous};
 pub(crate) use pool::Pool;

@@ -66,6 +66,11 @@ impl Pool {
         self.writer.write(f)
     }
 
+    /// [`write`](Self::write) for a job owning its data (see [`Writer::write_owned`]).
+    pub(crate) fn write_owned(&self, job: super::writer::OwnedJob) -> Result<()> {
+        self.writer.write_owned(job)
+    }
+
     /// Runs `f` on a reader connection (the writer for in-memory databases or WAL-less
     /// journal modes, where separate readers would not see the same data or would block).
     pub(crate) fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {

@@ -567,7 +567,21 @@ pub(crate) fn before_write(
     rid: Option<i64>,
     doc: &Value,
 ) -> Result<Arc<IndexSet>> {
-    let mut set = cache.get(conn, collection)?;
+    let set = cache.get(conn, collection)?;
+    before_write_with(conn, cache, set, collection, table, rid, doc)
+}
+
+/// [`before_write`] with the collection's index set already loaded in this transaction
+/// (by a caller writing many documents).
+pub(crate) fn before_write_with(
+    conn: &Connection,
+    cache: &DbIndexes,
+    mut set: Arc<IndexSet>,
+    collection: &str,
+    table: &str,
+    rid: Option<i64>,
+    doc: &Value,
+) -> Result<Arc<IndexSet>> {
     if set.is_empty() {
         return Ok(set);
     }

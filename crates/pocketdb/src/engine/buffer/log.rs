@@ -66,8 +66,8 @@ pub(crate) struct Op {
     pub kind: OpKind,
     /// The collection written.
     pub collection: Arc<str>,
-    /// The canonical `_id` key ([`crate::id::id_key`]).
-    pub key: String,
+    /// The canonical `_id` key ([`crate::id::id_key`]), shared with the overlay.
+    pub key: Arc<str>,
     /// The document's JSON text after the write; `None` for deletes.
     pub doc: Option<Arc<str>>,
 }
@@ -88,12 +88,40 @@ pub(crate) fn encode_op(op: &Op, payload: &mut Vec<u8>) {
 }
 
 /// Frames a payload: length, CRC, payload.
+#[cfg(test)]
 pub(crate) fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let mut out = begin_frame(Vec::with_capacity(HEADER + payload.len()));
     out.extend_from_slice(payload);
+    finish_frame(&mut out);
     out
+}
+
+/// Clears `buf` and reserves room for a frame header; the payload is appended after it
+/// and [`finish_frame`] fills the header in, so a frame is built without copying.
+pub(crate) fn begin_frame(mut buf: Vec<u8>) -> Vec<u8> {
+    buf.clear();
+    buf.extend_from_slice(&[0; HEADER]);
+    buf
+}
+
+/// Writes the header of a frame begun with [`begin_frame`]. False when the payload is
+/// too large for one frame (its length must fit in a `u32`).
+pub(crate) fn finish_frame(frame: &mut [u8]) -> bool {
+    let Some(payload) = frame.get(HEADER..) else {
+        return false;
+    };
+    let Ok(len) = u32::try_from(payload.len()) else {
+        return false;
+    };
+    let crc = crc32fast::hash(payload);
+    frame[0..4].copy_from_slice(&len.to_le_bytes());
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+    true
+}
+
+/// Length of the header [`begin_frame`] reserves.
+pub(crate) const fn header_len() -> usize {
+    HEADER
 }
 
 /// Decodes the frames of `bytes`. Returns their writes and the length of the valid
@@ -130,7 +158,7 @@ fn decode_op(r: &mut Reader<'_>) -> Option<Op> {
     let coll_len = u16::from_le_bytes(r.take(2)?.try_into().ok()?) as usize;
     let collection = std::str::from_utf8(r.take(coll_len)?).ok()?;
     let key_len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
-    let key = std::str::from_utf8(r.take(key_len)?).ok()?.to_string();
+    let key = Arc::from(std::str::from_utf8(r.take(key_len)?).ok()?);
     let doc_len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
     let doc = std::str::from_utf8(r.take(doc_len)?).ok()?;
     let doc = (kind != OpKind::Delete).then(|| Arc::from(doc));
@@ -206,7 +234,7 @@ mod tests {
             seq,
             kind,
             collection: Arc::from("users"),
-            key: format!("\"k{seq}\""),
+            key: Arc::from(format!("\"k{seq}\"")),
             doc: doc.map(Arc::from),
         }
     }

@@ -98,7 +98,9 @@ struct State {
     next_seq: u64,
     applied_seq: u64,
     queue: VecDeque<Arc<Op>>,
-    overlay: HashMap<Arc<str>, HashMap<String, Entry>>,
+    overlay: HashMap<Arc<str>, HashMap<Arc<str>, Entry>>,
+    /// The frame buffer of the last append, kept to reuse its allocation.
+    scratch: Vec<u8>,
     /// Bumped after every applied batch (optimistic checks of writers).
     apply_gen: u64,
     active: Arc<File>,
@@ -158,7 +160,7 @@ impl Appender<'_> {
         &mut self,
         kind: OpKind,
         collection: &Arc<str>,
-        key: String,
+        key: Arc<str>,
         doc: Option<Arc<str>>,
     ) {
         let seq = self.state.next_seq;
@@ -171,20 +173,56 @@ impl Appender<'_> {
             doc,
         });
         log::encode_op(&op, &mut self.bytes);
-        self.state
-            .overlay
-            .entry(collection.clone())
-            .or_default()
-            .insert(
-                op.key.clone(),
-                Entry {
-                    seq,
-                    doc: op.doc.clone(),
-                },
-            );
+        let entry = Entry {
+            seq,
+            doc: op.doc.clone(),
+        };
+        match self.state.overlay.get_mut(collection) {
+            Some(m) => {
+                m.insert(op.key.clone(), entry);
+            }
+            None => {
+                let mut m = HashMap::new();
+                m.insert(op.key.clone(), entry);
+                self.state.overlay.insert(collection.clone(), m);
+            }
+        }
         self.state.queue.push_back(op);
         self.pushed += 1;
     }
+}
+
+/// Takes the last `pushed` writes back out of the queue and the overlay (they did not
+/// reach the log), restoring the overlay entries they shadowed.
+fn unpush(st: &mut State, pushed: usize) {
+    if pushed == 0 {
+        return;
+    }
+    let n = st.queue.len() - pushed;
+    let taken: Vec<Arc<Op>> = st.queue.drain(n..).collect();
+    for op in taken.iter().rev() {
+        if let Some(m) = st.overlay.get_mut(&op.collection) {
+            m.remove(&op.key);
+        }
+    }
+    // Earlier unapplied writes to the same keys may have been shadowed; they are still
+    // queued, so restore them (in queue order, so the latest one wins).
+    let queue: Vec<Arc<Op>> = st.queue.iter().cloned().collect();
+    for op in queue {
+        if taken
+            .iter()
+            .any(|t| t.key == op.key && t.collection == op.collection)
+        {
+            st.overlay.entry(op.collection.clone()).or_default().insert(
+                op.key.clone(),
+                Entry {
+                    seq: op.seq,
+                    doc: op.doc.clone(),
+                },
+            );
+        }
+    }
+    st.overlay.retain(|_, m| !m.is_empty());
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -235,6 +273,7 @@ impl Buffer {
                 applied_seq,
                 queue: VecDeque::new(),
                 overlay: HashMap::new(),
+                scratch: Vec::new(),
                 apply_gen: 0,
                 active: Arc::new(active),
                 active_bytes: 0,
@@ -296,8 +335,8 @@ impl Buffer {
     }
 
     /// Runs `f` with the buffer locked (after waiting for room), then writes the records
-    /// it pushed to the log and syncs them as the policy says. `f` returning `Err` pushes
-    /// nothing (it must not push before failing).
+    /// it pushed to the log, in one frame and one `write`, and syncs them as the policy
+    /// says. When `f` returns `Err`, whatever it pushed is taken back.
     pub(crate) fn append<R>(&self, f: impl FnOnce(&mut Appender<'_>) -> Result<R>) -> Result<R> {
         let mut st = lock(&self.state);
         while st.queue.len() >= self.options.max_buffered && !st.shutdown {
@@ -310,46 +349,52 @@ impl Buffer {
         if st.shutdown {
             return Err(Error::Buffer("the buffer is shut down".to_string()));
         }
+        // The frame is built in place (header first, filled in once the payload is
+        // known) in a buffer reused from one append to the next.
+        let scratch = log::begin_frame(std::mem::take(&mut st.scratch));
         let mut appender = Appender {
             state: &mut st,
-            bytes: Vec::new(),
+            bytes: scratch,
             pushed: 0,
         };
-        let out = f(&mut appender)?;
-        let Appender { bytes, pushed, .. } = appender;
-        if pushed == 0 {
-            return Ok(out);
+        let out = f(&mut appender);
+        let Appender {
+            mut bytes, pushed, ..
+        } = appender;
+        let out = match out {
+            Ok(out) if pushed == 0 => {
+                st.scratch = bytes;
+                return Ok(out);
+            }
+            Ok(out) => out,
+            Err(e) => {
+                unpush(&mut st, pushed);
+                st.scratch = bytes;
+                return Err(e);
+            }
+        };
+        let written = if log::finish_frame(&mut bytes) {
+            log::append(&st.active, &bytes)
+        } else {
+            Err(Error::Buffer(format!(
+                "{} bytes of writes do not fit in one buffer log frame",
+                bytes.len() - log::header_len()
+            )))
+        };
+        let frame_len = bytes.len() as u64;
+        // A very large frame's allocation is not worth keeping.
+        if bytes.capacity() <= 4 * 1024 * 1024 {
+            st.scratch = bytes;
         }
-        let bytes = log::frame(&bytes);
-        if let Err(e) = log::append(&st.active, &bytes) {
-            // The records are not in the log: take them back out of the buffer.
-            let n = st.queue.len() - pushed;
-            let taken: Vec<Arc<Op>> = st.queue.drain(n..).collect();
-            for op in taken.iter().rev() {
-                if let Some(m) = st.overlay.get_mut(&op.collection) {
-                    m.remove(&op.key);
-                }
-            }
-            // Earlier unapplied writes to the same keys may have been shadowed; they
-            // are still queued, so restore them.
-            let queue: Vec<Arc<Op>> = st.queue.iter().cloned().collect();
-            for op in queue {
-                if taken
-                    .iter()
-                    .any(|t| t.key == op.key && t.collection == op.collection)
-                {
-                    st.overlay.entry(op.collection.clone()).or_default().insert(
-                        op.key.clone(),
-                        Entry {
-                            seq: op.seq,
-                            doc: op.doc.clone(),
-                        },
-                    );
-                }
-            }
+        if let Err(e) = written {
+            // The records are not in the log: take them back out of the buffer, and cut
+            // off any part of the frame that was written, so that later frames do not
+            // follow a torn one (reading stops at the first torn frame).
+            let _ = st.active.set_len(st.active_bytes);
+            unpush(&mut st, pushed);
             return Err(e);
         }
-        st.active_bytes += bytes.len() as u64;
+        st.active_bytes += frame_len;
         st.dirty = true;
         let file = st.active.clone();
         // The applier sleeps without a deadline while the queue is empty: wake it when
@@ -380,9 +425,20 @@ impl Buffer {
         (entry, st.apply_gen)
     }
 
-    /// Counter bumped by every applied batch.
-    pub(crate) fn generation(&self) -> u64 {
-        lock(&self.state).apply_gen
+    /// The apply generation and those of `keys` that no unapplied write of `collection`
+    /// touches (the others are answered by the buffer).
+    pub(crate) fn unbuffered_keys<'k>(
+        &self,
+        collection: &str,
+        keys: impl Iterator<Item = &'k Arc<str>>,
+    ) -> (u64, Vec<Arc<str>>) {
+        let st = lock(&self.state);
+        let buffered = st.overlay.get(collection);
+        let unknown = keys
+            .filter(|k| buffered.is_none_or(|m| !m.contains_key(&***k)))
+            .cloned()
+            .collect();
+        (st.apply_gen, unknown)
     }
 
     /// True when some write to `collection` is unapplied.
@@ -399,7 +455,7 @@ impl Buffer {
         let mut out: Vec<(String, Entry)> = st
             .overlay
             .get(collection)
-            .map(|m| m.iter().map(|(k, e)| (k.clone(), e.clone())).collect())
+            .map(|m| m.iter().map(|(k, e)| (k.to_string(), e.clone())).collect())
             .unwrap_or_default();
         out.sort_by_key(|(_, e)| e.seq);
         out
