@@ -3,7 +3,8 @@
 //! tables, unique constraints, TTL, hints.
 
 use pocketdb::{
-    ChangeOp, Database, Error, Explain, IndexBuildPhase, IndexModel, IndexOptions, Options,
+    ChangeOp, Database, Error, Explain, IndexBuildPhase, IndexModel, IndexOptions,
+    InsertManyOptions, Options,
 };
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -614,4 +615,42 @@ fn catalog_changes_are_seen_by_other_handles_of_the_file() {
         cb.insert_one(json!({"k": 1})),
         Err(Error::DuplicateKey { .. })
     ));
+}
+
+#[test]
+fn a_document_with_too_many_multikey_keys_is_refused_before_it_is_stored() {
+    let db = Database::memory().unwrap();
+    let c = db.collection::<Value>("c");
+    c.create_index(json!({"arr": 1}), IndexOptions::default())
+        .unwrap();
+    c.insert_one(json!({"_id": 0, "arr": [1, 2]})).unwrap();
+    let big: Vec<Value> = (0..20_000).map(|i| json!(i)).collect();
+    let r = c.insert_many_with(
+        [
+            json!({"_id": 1, "arr": big.clone()}),
+            json!({"_id": 2, "arr": [3]}),
+        ],
+        InsertManyOptions { ordered: false },
+    );
+    let Err(Error::BulkWrite(failure)) = r else {
+        panic!("expected a bulk write failure, got {r:?}");
+    };
+    assert_eq!(failure.write_errors.len(), 1);
+    assert_eq!(failure.write_errors[0].index, 0);
+    assert!(matches!(
+        failure.write_errors[0].error,
+        Error::InvalidDocument(_)
+    ));
+    assert_eq!(failure.inserted_ids, vec![(1, json!(2))]);
+    // The failed document is not stored, and an update that would blow the limit
+    // leaves the document as it was.
+    assert_eq!(c.count_documents(json!({"_id": 1})).unwrap(), 0);
+    assert!(c
+        .update_one(json!({"_id": 0}), json!({"$set": {"arr": big}}))
+        .is_err());
+    assert_eq!(
+        c.find_one(json!({"_id": 0})).unwrap(),
+        Some(json!({"_id": 0, "arr": [1, 2]}))
+    );
+    assert_eq!(c.count_documents(json!({"arr": 2})).unwrap(), 1);
 }

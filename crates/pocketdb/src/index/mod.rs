@@ -617,6 +617,14 @@ pub(crate) fn before_write_with(
         bump_gen(conn)?;
         set = cache.get(conn, collection)?;
     }
+    // Refused here, before the row is written: a bulk write goes on after a failed
+    // document without a savepoint, so a failure after the row would leave it stored.
+    for def in set.defs.iter().filter(|d| d.is_multikey()) {
+        let paths = def.paths();
+        if paths.iter().any(|p| has_array_on_path(doc, p)) && key_tuples(doc, &paths).is_none() {
+            return Err(too_many_keys(def));
+        }
+    }
     for def in set.defs.iter().filter(|d| d.unique) {
         check_unique(conn, collection, table, &set, def, rid, doc)?;
     }
