@@ -268,3 +268,33 @@ fn change_stream_documents_come_out_decrypted() -> pocketdb::Result<()> {
     assert_eq!(got, Some(person(7, "red", 7)));
     Ok(())
 }
+
+#[test]
+fn callback_gets_a_decryption_error_and_goes_on() -> pocketdb::Result<()> {
+    let dir = tempfile::tempdir().map_err(Error::from)?;
+    let path = dir.path().join("p.sqlite");
+    let db = Database::open(&path)?;
+    db.register_collection_plugin("people", encryption(8)?)?;
+    let people = db.collection::<Value>("people");
+    let (tx, rx) = mpsc::channel();
+    let _handle = people.on_change(WatchOptions::default(), move |ev| {
+        let _ = tx.send(ev.map(|e| e.full_document));
+    })?;
+    // written by another handle under another key: this handle cannot read it
+    let other = Database::open(&path)?;
+    other.register_collection_plugin("people", encryption(9)?)?;
+    other
+        .collection::<Value>("people")
+        .insert_one(person(1, "red", 1))?;
+    let first = rx
+        .recv_timeout(WAIT)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    assert!(matches!(first, Err(Error::Decryption(_))), "{first:?}");
+    // delivery goes on with the next event
+    people.insert_one(person(2, "red", 2))?;
+    let second = rx
+        .recv_timeout(WAIT)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))??;
+    assert_eq!(second, Some(person(2, "red", 2)));
+    Ok(())
+}

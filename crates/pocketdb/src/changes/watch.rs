@@ -505,30 +505,51 @@ impl ChangeStream {
     }
 
     /// Runs `callback` on every event in a background thread until the returned
-    /// handle is dropped (or the stream ends: lagged, or its database dropped).
+    /// handle is dropped or the stream ends. Errors are handed to the callback too:
+    /// after `Lagged` the stream ends (resume from its token); after an event whose
+    /// `after_read` hook failed it goes on.
     pub fn for_each(
         mut self,
-        mut callback: impl FnMut(Result<ChangeEvent>) + Send + 'static,
+        callback: impl FnMut(Result<ChangeEvent>) + Send + 'static,
     ) -> Result<WatchHandle> {
-        let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::clone(&self.shared);
-        let flag = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("pocketdb-watch".to_string())
-            .spawn(move || {
-                while !flag.load(Ordering::Acquire) {
-                    match self.next_until(None) {
-                        Ok(Some(ev)) => callback(Ok(ev)),
-                        Ok(None) => break,
-                        Err(e) => {
-                            callback(Err(e));
-                            break;
-                        }
-                    }
-                }
-            })?;
-        Ok(WatchHandle { shared, stop })
+        spawn_callback(
+            "pocketdb-watch",
+            move || self.next_until(None),
+            move || shared.close(),
+            callback,
+        )
     }
+}
+
+/// Runs a blocking stream on a background thread named `name`, handing each item and
+/// each error to `callback`, until `next` ends it (`Ok(None)`) or the returned handle
+/// is dropped. Dropping the handle calls `close`, which must make a blocked `next`
+/// return `Ok(None)`. The callback form of every change stream (plain, sharded,
+/// partitioned) is this function.
+pub(crate) fn spawn_callback<E: Send + 'static>(
+    name: &str,
+    mut next: impl FnMut() -> Result<Option<E>> + Send + 'static,
+    close: impl Fn() + Send + Sync + 'static,
+    mut callback: impl FnMut(Result<E>) + Send + 'static,
+) -> Result<WatchHandle> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            while !flag.load(Ordering::Acquire) {
+                match next() {
+                    Ok(Some(ev)) => callback(Ok(ev)),
+                    Ok(None) => break,
+                    Err(e) => callback(Err(e)),
+                }
+            }
+        })?;
+    Ok(WatchHandle {
+        stop,
+        close: Box::new(close),
+    })
 }
 
 impl Iterator for ChangeStream {
@@ -549,10 +570,13 @@ impl Drop for ChangeStream {
     }
 }
 
-/// A callback subscription ([`ChangeStream::for_each`]); dropping it stops delivery.
+/// A callback subscription ([`ChangeStream::for_each`], `on_change`, and their sharded
+/// forms); dropping it stops delivery and unsubscribes (the background thread ends
+/// once a callback in progress returns).
 pub struct WatchHandle {
-    shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
+    /// Wakes the background thread's blocked stream and makes it end.
+    close: Box<dyn Fn() + Send + Sync>,
 }
 
 impl std::fmt::Debug for WatchHandle {
@@ -564,7 +588,7 @@ impl std::fmt::Debug for WatchHandle {
 impl Drop for WatchHandle {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        self.shared.close();
+        (self.close)();
     }
 }
 
