@@ -62,7 +62,7 @@ pub(super) enum Modified {
 
 impl<T: Document> Collection<T> {
     /// True when the collection has buffered writes not yet applied (reads must merge).
-    pub(super) fn buffer_pending(&self) -> bool {
+    pub(crate) fn buffer_pending(&self) -> bool {
         self.db.buffer().is_some_and(|b| b.has_pending(&self.name))
     }
 

@@ -697,7 +697,7 @@ impl<T: Document> Collection<T> {
     }
 
     /// Parses a filter given by the caller, after the plugins' `before_read` hooks.
-    fn user_filter(&self, mut filter: Value) -> Result<Filter> {
+    pub(crate) fn user_filter(&self, mut filter: Value) -> Result<Filter> {
         self.db.before_read(&self.name, &mut filter)?;
         parse_filter(&filter)
     }
@@ -747,7 +747,7 @@ impl<T: Document> Collection<T> {
     }
 
     /// A plan for `filter` using the collection's indexes.
-    fn plan(&self, conn: &Connection, filter: Filter) -> Result<Plan> {
+    pub(crate) fn plan(&self, conn: &Connection, filter: Filter) -> Result<Plan> {
         Plan::with_indexes(filter, &*self.indexes(conn)?, None)
     }
 
@@ -789,7 +789,7 @@ impl<T: Document> Collection<T> {
         self.read(f, absent)
     }
 
-    fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    pub(crate) fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         validate_collection_name(&self.name)?;
         let result = self.db.write(|conn| {
             self.db.ensure_collection(conn, &self.name)?;
