@@ -278,3 +278,146 @@ fn partitioned_stream_picks_up_new_partitions() {
     assert!(resumed.try_next().unwrap().is_none());
     assert!(!resumed.members().contains(&"2025-01-01".to_string()));
 }
+
+/// Receives `n` callback results, failing on a timeout or an error.
+fn receive(
+    rx: &std::sync::mpsc::Receiver<pocketdb::Result<ShardChangeEvent>>,
+    n: usize,
+) -> Vec<ShardChangeEvent> {
+    (0..n)
+        .map(|i| match rx.recv_timeout(WAIT) {
+            Ok(Ok(ev)) => ev,
+            Ok(Err(e)) => panic!("error after {i} of {n} events: {e}"),
+            Err(e) => panic!("no event after {i} of {n}: {e}"),
+        })
+        .collect()
+}
+
+/// Waits until the collection has `n` subscribers left.
+fn wait_subscribers(items: &pocketdb::ShardedCollection, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while items.change_subscribers().unwrap() != n {
+        assert!(Instant::now() < deadline, "still subscribed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn sharded_on_change_calls_back_for_every_member_until_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let items = client
+        .create_sharded_collection("app", "items", ShardOptions::new(3))
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = items
+        .on_change(
+            pocketdb::WatchOptions::default().filter(json!({"operationType": "insert"})),
+            move |ev| {
+                let _ = tx.send(ev);
+            },
+        )
+        .unwrap();
+    assert_eq!(items.change_subscribers().unwrap(), 3);
+    items
+        .insert_many((0..30).map(|i| json!({"_id": i})))
+        .unwrap();
+    items.delete_many(json!({})).unwrap(); // filtered out
+    let events = receive(&rx, 30);
+    let ids: BTreeSet<i64> = events.iter().filter_map(|e| e.event.id.as_i64()).collect();
+    assert_eq!(ids, (0..30).collect());
+    for ev in &events {
+        assert_eq!(ev.event.op, ChangeOp::Insert);
+        assert_eq!(
+            ev.member,
+            items.member_of(json!({"_id": ev.event.id})).unwrap()
+        );
+    }
+    let members: BTreeSet<&str> = events.iter().map(|e| e.member.as_str()).collect();
+    assert_eq!(members.len(), 3);
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+
+    // Dropping the handle unsubscribes from every member; later writes are not seen.
+    drop(handle);
+    wait_subscribers(&items, 0);
+    items.insert_one(json!({"_id": 100})).unwrap();
+    assert!(
+        matches!(
+            rx.recv_timeout(Duration::from_millis(300)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        ),
+        "the callback thread ended"
+    );
+}
+
+#[test]
+fn partitioned_on_change_follows_new_partitions_and_resumes_from_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let events = client
+        .create_partitioned_collection(
+            "app",
+            "events",
+            PartitionBy::Time {
+                field: "ts".into(),
+                bucket: TimeBucket::Day,
+            },
+        )
+        .unwrap();
+    const DAY: i64 = 86_400_000;
+    const JAN_1: i64 = 1_735_689_600_000; // 2025-01-01T00:00:00Z
+    events.insert_one(json!({"_id": 0, "ts": JAN_1})).unwrap();
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = events
+        .on_change(pocketdb::WatchOptions::default(), move |ev| {
+            let _ = tx.send(ev);
+        })
+        .unwrap();
+    events
+        .insert_one(json!({"_id": 1, "ts": JAN_1 + 1}))
+        .unwrap();
+    // a partition created after the subscription
+    events
+        .insert_one(json!({"_id": 2, "ts": JAN_1 + DAY}))
+        .unwrap();
+    let got = receive(&rx, 2);
+    let by_id: BTreeMap<i64, String> = got
+        .iter()
+        .filter_map(|e| Some((e.event.id.as_i64()?, e.member.clone())))
+        .collect();
+    assert_eq!(
+        by_id,
+        BTreeMap::from([(1, "2025-01-01".to_string()), (2, "2025-01-02".to_string()),])
+    );
+    // the last event's token holds the position of every member
+    let token = got[1].resume_token.clone();
+    assert_eq!(token.positions().len(), 2);
+    drop(handle);
+    drop(rx);
+    wait_subscribers(&events, 0);
+
+    // Written while nobody listens, then delivered by the resumed callback form.
+    events
+        .update_one(json!({"_id": 1}), json!({"$set": {"x": 1}}))
+        .unwrap();
+    events
+        .insert_one(json!({"_id": 3, "ts": JAN_1 + 2 * DAY}))
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _resumed = events
+        .watch_from(&token)
+        .unwrap()
+        .for_each(move |ev| {
+            let _ = tx.send(ev);
+        })
+        .unwrap();
+    let got = receive(&rx, 2);
+    let mut seen: Vec<(i64, &str)> = got
+        .iter()
+        .filter_map(|e| Some((e.event.id.as_i64()?, e.event.op.as_str())))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, [(1, "update"), (3, "insert")]);
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+}

@@ -240,3 +240,137 @@ fn near_works_with_typed_collections_and_encrypted_prefilters() -> pocketdb::Res
     assert_eq!(hits[0].document.owner, "ann");
     Ok(())
 }
+
+/// Neighbours as comparable `(_id, distance)` pairs.
+fn hits(n: &[pocketdb::plugin::Neighbor<Value>]) -> Vec<(Value, f64)> {
+    n.iter()
+        .map(|h| (h.document["_id"].clone(), h.distance))
+        .collect()
+}
+
+fn vec0_rows(db: &Database) -> pocketdb::Result<i64> {
+    let rows = db.sql(
+        "SELECT ident FROM _pocketdb_vector_indexes ORDER BY ident LIMIT 1",
+        &[],
+    )?;
+    let ident = rows[0]["ident"].as_i64().unwrap_or_default();
+    let n = db.sql(
+        &format!("SELECT count(*) AS n FROM \"pocketdb_v{ident}\""),
+        &[],
+    )?;
+    Ok(n[0]["n"].as_i64().unwrap_or(-1))
+}
+
+/// The sqlite-vec path against the brute-force reference: random continuous vectors
+/// (and some exact duplicates, for ties), random prefilters of every selectivity, both
+/// metrics, across inserts, updates and deletes that the vec0 table must follow.
+#[test]
+fn vector_index_agrees_with_brute_force() -> pocketdb::Result<()> {
+    let db = Database::memory()?;
+    let docs = db.collection::<Value>("docs");
+    let mut g = Gen(0x9E37_79B9_7F4A_7C15);
+    let unit = |g: &mut Gen| (g.next() % 20_001) as f64 / 10_000.0 - 1.0;
+    let n = 2500;
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let v: Vec<f64> = if i % 50 == 7 {
+            vec![0.5, -0.25, 0.125, 1.0] // duplicates: ties broken by _id
+        } else {
+            (0..DIM).map(|_| unit(&mut g)).collect()
+        };
+        let mut d = json!({"_id": i, "bucket": i % 10, "group": i % 3, "embedding": v});
+        if i % 97 == 0 {
+            d["embedding"] = json!("not a vector"); // skipped by both paths
+        }
+        if i % 89 == 0 {
+            d["embedding"] = json!([0.0, 0.0, 0.0, 0.0]); // skipped under cosine
+        }
+        batch.push(d);
+    }
+    docs.insert_many(batch)?;
+    assert!(docs.create_vector_index("embedding", DIM, Metric::Cosine)?);
+    assert!(docs.create_vector_index("embedding", DIM, Metric::L2)?);
+    assert!(!docs.create_vector_index("embedding", DIM, Metric::L2)?);
+    assert!(docs
+        .create_vector_index("embedding", DIM + 1, Metric::L2)
+        .is_err());
+    let valid = |all: &[Value]| {
+        all.iter()
+            .filter(|d| {
+                d["embedding"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x != 0.0))
+            })
+            .count() as i64
+    };
+    assert_eq!(vec0_rows(&db)?, valid(&docs.find(json!({}))?.to_vec()?));
+
+    let prefilters = [
+        json!({}),
+        json!({"bucket": {"$lt": 5}}),
+        json!({"bucket": 3}),
+        json!({"group": 1, "bucket": {"$ne": 2}}),
+        json!({"bucket": {"$in": [1, 9]}}),
+        json!({"_id": {"$gte": 2400}}),
+    ];
+    let compare = |g: &mut Gen, round: usize| -> pocketdb::Result<()> {
+        for (i, pre) in prefilters.iter().enumerate() {
+            for metric in [Metric::Cosine, Metric::L2] {
+                let query: Vec<f64> = if (round + i).is_multiple_of(4) {
+                    vec![0.5, -0.25, 0.125, 1.0]
+                } else {
+                    (0..DIM).map(|_| unit(g)).collect()
+                };
+                for k in [1, 10, 60] {
+                    let fast = docs.near("embedding", &query, k, metric, pre.clone())?;
+                    let slow =
+                        docs.near_brute_force("embedding", &query, k, metric, pre.clone())?;
+                    assert_eq!(hits(&fast), hits(&slow), "{metric:?} k={k} {pre} {query:?}");
+                    assert_eq!(fast, slow);
+                }
+            }
+        }
+        Ok(())
+    };
+    compare(&mut g, 0)?;
+
+    // Writes of every kind keep the vec0 tables in step.
+    docs.update_many(
+        json!({"bucket": 4}),
+        json!({"$set": {"embedding": [0.9, 0.1, -0.3, 0.2]}}),
+    )?;
+    docs.update_many(json!({"bucket": 6}), json!({"$unset": {"embedding": ""}}))?;
+    docs.delete_many(json!({"bucket": 8}))?;
+    docs.replace_one(
+        json!({"_id": 1}),
+        json!({"_id": 1, "bucket": 1, "group": 1, "embedding": [1, 1, 1, 1]}),
+    )?;
+    docs.insert_many((n..n + 200).map(|i| {
+        json!({"_id": i, "bucket": i % 10, "group": i % 3, "embedding": [0.1, 0.2, 0.3, (i % 7) as f64]})
+    }))?;
+    assert_eq!(vec0_rows(&db)?, valid(&docs.find(json!({}))?.to_vec()?));
+    compare(&mut g, 1)?;
+
+    // A value beyond f32 marks the index stale: `near` stays exact by brute force.
+    docs.insert_one(json!({"_id": -1, "bucket": 0, "group": 0, "embedding": [1e300, 0, 0, 0]}))?;
+    compare(&mut g, 2)?;
+    let top = docs.near(
+        "embedding",
+        &[1.0, 0.0, 0.0, 0.0],
+        1,
+        Metric::L2,
+        json!({"_id": -1}),
+    )?;
+    assert_eq!(top[0].document["_id"], -1);
+
+    // Dropping the collection drops the vec0 tables and the catalog rows.
+    db.drop_collection("docs")?;
+    let left = db.sql("SELECT count(*) AS n FROM _pocketdb_vector_indexes", &[])?;
+    assert_eq!(left[0]["n"], 0);
+    let tables = db.sql(
+        "SELECT count(*) AS n FROM sqlite_master WHERE name LIKE 'pocketdb_v%'",
+        &[],
+    )?;
+    assert_eq!(tables[0]["n"], 0);
+    Ok(())
+}

@@ -16,6 +16,7 @@ use super::{read_keyed, Change, ChangeOp};
 use crate::database::{Database, DbInner};
 use crate::engine::schema::{table_name, validate_collection_name};
 use crate::error::Result;
+use crate::plugin::Registry;
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -56,13 +57,14 @@ pub(crate) trait Sink: Send + Sync {
     fn collection(&self) -> Option<&str>;
     /// Whether events of this kind must carry the document.
     fn wants_document(&self, op: ChangeOp) -> bool;
-    /// Events of the sink's scope, in commit order, read in the snapshot `conn` is in.
-    /// Returns false to be unsubscribed.
-    fn deliver(&self, events: &[Arc<Event>], conn: &Connection) -> bool;
+    /// Events of the sink's scope, in commit order, read in the snapshot `conn` is in;
+    /// `plugins` are the database's, for sinks that hand documents to the caller (their
+    /// `after_read` hooks). Returns false to be unsubscribed.
+    fn deliver(&self, events: &[Arc<Event>], conn: &Connection, plugins: &Registry) -> bool;
     /// Called after every sink of the batch got its events, still in the snapshot:
     /// expensive work (re-running a query) goes here so that it does not delay the
     /// other sinks' notifications.
-    fn settle(&self, _conn: &Connection) {}
+    fn settle(&self, _conn: &Connection, _plugins: &Registry) {}
     /// Every change up to `seq` has been delivered (called after each batch).
     fn advance(&self, _seq: i64) {}
 }
@@ -90,7 +92,7 @@ struct Retention {
 /// The per-database notification and fan-out point.
 pub(crate) struct Hub {
     name: String,
-    pub(crate) plugins: crate::plugin::Registry,
+    pub(crate) plugins: Registry,
     generation: Mutex<u64>,
     wake: Condvar,
     state: Mutex<HubState>,
@@ -109,7 +111,7 @@ impl Hub {
         let policy = retention::load(conn)?;
         Ok(Arc::new(Hub {
             name: name.to_string(),
-            plugins: crate::plugin::Registry::default(),
+            plugins: Registry::default(),
             generation: Mutex::new(0),
             wake: Condvar::new(),
             state: Mutex::new(HubState {
@@ -265,6 +267,7 @@ fn dispatch(db: &Database, st: &mut HubState) -> Result<()> {
         return Ok(());
     };
     let start = cursor;
+    let plugins = db.inner.hub.plugins();
     db.read(|conn| {
         let tx = conn.unchecked_transaction()?;
         loop {
@@ -292,10 +295,10 @@ fn dispatch(db: &Database, st: &mut HubState) -> Result<()> {
                         None => return true,
                     },
                 };
-                s.sink.deliver(mine, &tx)
+                s.sink.deliver(mine, &tx, plugins)
             });
             for s in &st.subscribers {
-                s.sink.settle(&tx);
+                s.sink.settle(&tx, plugins);
             }
             cursor = last;
         }

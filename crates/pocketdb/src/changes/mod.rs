@@ -11,7 +11,7 @@
 mod diff;
 pub(crate) mod hub;
 mod retention;
-mod watch;
+pub(crate) mod watch;
 
 pub use diff::UpdateDescription;
 pub use retention::ChangeRetention;

@@ -7,6 +7,12 @@
 //! from its bounded queue. A queue that fills up (a consumer too slow for the write
 //! rate) is dropped from the fan-out, and after the queued events the stream yields
 //! [`Error::Lagged`] with the token to resume from: writers never wait.
+//!
+//! An event's `full_document` is the document as a read returns it: it passes the
+//! collection's plugins' `after_read` hooks (an encrypted field comes out decrypted),
+//! and the stream's filter sees it that way. An event whose hook fails (a value
+//! encrypted under an unknown key) is yielded as that error, in its place; the stream
+//! goes on after it.
 
 use super::hub::{build_events, Event, Sink};
 use super::retention;
@@ -16,6 +22,7 @@ use crate::collection::{Collection, Document};
 use crate::database::Database;
 use crate::engine::schema::validate_collection_name;
 use crate::error::{Error, Result};
+use crate::plugin::Registry;
 use crate::query::{parse_filter, Filter};
 use rusqlite::Connection;
 use serde_json::{json, Value};
@@ -119,8 +126,9 @@ pub struct ChangeEvent {
     pub ts_millis: i64,
     /// For updates: the fields set and removed.
     pub update_description: Option<UpdateDescription>,
-    /// The document, when the stream's [`FullDocument`] mode asks for it. It is read
-    /// when the event is dispatched, so it may already include later writes (as with
+    /// The document, when the stream's [`FullDocument`] mode asks for it, after the
+    /// collection's plugins' `after_read` hooks (as `find` returns it). It is read when
+    /// the event is dispatched, so it may already include later writes (as with
     /// MongoDB's `updateLookup`); `None` when the document is gone by then.
     pub full_document: Option<Value>,
 }
@@ -143,6 +151,14 @@ impl ChangeEvent {
                 None
             },
         }
+    }
+
+    /// Passes `full_document` through the plugins' `after_read` hooks.
+    pub(crate) fn read_back(mut self, plugins: &Registry) -> Result<ChangeEvent> {
+        if let Some(doc) = &mut self.full_document {
+            plugins.after_read(&self.collection, doc)?;
+        }
+        Ok(self)
     }
 
     /// The event shaped like a MongoDB change event (`operationType`, `ns`,
@@ -174,7 +190,8 @@ impl ChangeEvent {
 // ----- the queue shared by a stream and its sinks ---------------------------------------
 
 struct Queue {
-    items: VecDeque<ChangeEvent>,
+    /// Events, and errors of events whose `after_read` hooks failed.
+    items: VecDeque<Result<ChangeEvent>>,
     /// Set when a sink found the queue full; the database whose events overflowed.
     lagged: Option<String>,
     closed: bool,
@@ -193,8 +210,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn accepts(&self, e: &ChangeEvent) -> bool {
-        self.filter.as_ref().is_none_or(|f| f.matches(&e.to_json()))
+    /// Whether the stream delivers this event (errors always are).
+    fn accepts(&self, e: &Result<ChangeEvent>) -> bool {
+        match e {
+            Ok(e) => self.filter.as_ref().is_none_or(|f| f.matches(&e.to_json())),
+            Err(_) => true,
+        }
+    }
+
+    /// The event as the stream delivers it, or `None` when the filter rejects it.
+    fn prepare(
+        &self,
+        e: &Event,
+        database: &str,
+        plugins: &Registry,
+    ) -> Option<Result<ChangeEvent>> {
+        let ev = ChangeEvent::from_event(e, database, self.full_document).read_back(plugins);
+        self.accepts(&ev).then_some(ev)
     }
 
     fn close(&self) {
@@ -221,7 +253,7 @@ impl Sink for WatchSink {
         self.shared.full_document.wants(op)
     }
 
-    fn deliver(&self, events: &[Arc<Event>], _conn: &Connection) -> bool {
+    fn deliver(&self, events: &[Arc<Event>], _conn: &Connection, plugins: &Registry) -> bool {
         let mut q = lock(&self.shared.queue);
         if q.closed || q.lagged.is_some() {
             return false;
@@ -231,10 +263,9 @@ impl Sink for WatchSink {
             if e.change.seq <= self.after {
                 continue;
             }
-            let ev = ChangeEvent::from_event(e, &self.database, self.shared.full_document);
-            if !self.shared.accepts(&ev) {
+            let Some(ev) = self.shared.prepare(e, &self.database, plugins) else {
                 continue;
-            }
+            };
             if q.items.len() >= self.shared.capacity {
                 q.lagged = Some(self.database.clone());
                 drop(q);
@@ -288,7 +319,7 @@ struct Source {
 pub struct ChangeStream {
     shared: Arc<Shared>,
     sources: Vec<Source>,
-    pending: VecDeque<(usize, ChangeEvent)>,
+    pending: VecDeque<(usize, Result<ChangeEvent>)>,
     done: bool,
 }
 
@@ -393,6 +424,7 @@ impl ChangeStream {
         }
         loop {
             if let Some((i, ev)) = self.pending.pop_front() {
+                let ev = ev?;
                 self.sources[i].position = ev.token;
                 return Ok(Some(ev));
             }
@@ -404,6 +436,7 @@ impl ChangeStream {
             loop {
                 if let Some(ev) = q.items.pop_front() {
                     drop(q);
+                    let ev = ev?;
                     if let Some(s) = self.sources.iter_mut().find(|s| s.name == ev.database) {
                         s.position = ev.token;
                     }
@@ -458,9 +491,9 @@ impl ChangeStream {
             tx.commit()?;
             Ok((events, last))
         })?;
+        let plugins = source.db.inner.hub.plugins();
         for e in &events {
-            let ev = ChangeEvent::from_event(e, &name, shared.full_document);
-            if shared.accepts(&ev) {
+            if let Some(ev) = shared.prepare(e, &name, plugins) {
                 self.pending.push_back((i, ev));
             }
         }
@@ -472,30 +505,51 @@ impl ChangeStream {
     }
 
     /// Runs `callback` on every event in a background thread until the returned
-    /// handle is dropped (or the stream ends: lagged, or its database dropped).
+    /// handle is dropped or the stream ends. Errors are handed to the callback too:
+    /// after `Lagged` the stream ends (resume from its token); after an event whose
+    /// `after_read` hook failed it goes on.
     pub fn for_each(
         mut self,
-        mut callback: impl FnMut(Result<ChangeEvent>) + Send + 'static,
+        callback: impl FnMut(Result<ChangeEvent>) + Send + 'static,
     ) -> Result<WatchHandle> {
-        let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::clone(&self.shared);
-        let flag = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("pocketdb-watch".to_string())
-            .spawn(move || {
-                while !flag.load(Ordering::Acquire) {
-                    match self.next_until(None) {
-                        Ok(Some(ev)) => callback(Ok(ev)),
-                        Ok(None) => break,
-                        Err(e) => {
-                            callback(Err(e));
-                            break;
-                        }
-                    }
-                }
-            })?;
-        Ok(WatchHandle { shared, stop })
+        spawn_callback(
+            "pocketdb-watch",
+            move || self.next_until(None),
+            move || shared.close(),
+            callback,
+        )
     }
+}
+
+/// Runs a blocking stream on a background thread named `name`, handing each item and
+/// each error to `callback`, until `next` ends it (`Ok(None)`) or the returned handle
+/// is dropped. Dropping the handle calls `close`, which must make a blocked `next`
+/// return `Ok(None)`. The callback form of every change stream (plain, sharded,
+/// partitioned) is this function.
+pub(crate) fn spawn_callback<E: Send + 'static>(
+    name: &str,
+    mut next: impl FnMut() -> Result<Option<E>> + Send + 'static,
+    close: impl Fn() + Send + Sync + 'static,
+    mut callback: impl FnMut(Result<E>) + Send + 'static,
+) -> Result<WatchHandle> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            while !flag.load(Ordering::Acquire) {
+                match next() {
+                    Ok(Some(ev)) => callback(Ok(ev)),
+                    Ok(None) => break,
+                    Err(e) => callback(Err(e)),
+                }
+            }
+        })?;
+    Ok(WatchHandle {
+        stop,
+        close: Box::new(close),
+    })
 }
 
 impl Iterator for ChangeStream {
@@ -516,10 +570,13 @@ impl Drop for ChangeStream {
     }
 }
 
-/// A callback subscription ([`ChangeStream::for_each`]); dropping it stops delivery.
+/// A callback subscription ([`ChangeStream::for_each`], `on_change`, and their sharded
+/// forms); dropping it stops delivery and unsubscribes (the background thread ends
+/// once a callback in progress returns).
 pub struct WatchHandle {
-    shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
+    /// Wakes the background thread's blocked stream and makes it end.
+    close: Box<dyn Fn() + Send + Sync>,
 }
 
 impl std::fmt::Debug for WatchHandle {
@@ -531,7 +588,7 @@ impl std::fmt::Debug for WatchHandle {
 impl Drop for WatchHandle {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        self.shared.close();
+        (self.close)();
     }
 }
 

@@ -755,7 +755,7 @@ impl<T: Document> Collection<T> {
     }
 
     /// A plan for `filter` using the collection's indexes.
-    fn plan(&self, conn: &Connection, filter: Filter) -> Result<Plan> {
+    pub(crate) fn plan(&self, conn: &Connection, filter: Filter) -> Result<Plan> {
         Plan::with_indexes(filter, &*self.indexes(conn)?, None)
     }
 
@@ -813,7 +813,7 @@ impl<T: Document> Collection<T> {
         result
     }
 
-    fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    pub(crate) fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         validate_collection_name(&self.name)?;
         let result = self.db.write(|conn| {
             self.db.ensure_collection(conn, &self.name)?;

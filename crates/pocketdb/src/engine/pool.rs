@@ -26,6 +26,8 @@ pub(crate) struct Pool {
 
 impl Pool {
     pub(crate) fn open(path: &Path, options: &Options) -> Result<Pool> {
+        #[cfg(feature = "vector")]
+        crate::index::vector::register_extension();
         let writer = Connection::open(path)?;
         configure(&writer, options, true)?;
         Ok(Pool {
@@ -37,6 +39,8 @@ impl Pool {
     }
 
     pub(crate) fn memory(options: &Options) -> Result<Pool> {
+        #[cfg(feature = "vector")]
+        crate::index::vector::register_extension();
         let writer = Connection::open_in_memory()?;
         configure(&writer, options, true)?;
         Ok(Pool {

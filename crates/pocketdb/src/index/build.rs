@@ -407,7 +407,8 @@ pub(crate) fn drop_all(conn: &Connection, collection: &str) -> Result<usize> {
 /// Removes a dropped collection's indexes (its table, with the expression indexes, is
 /// dropped by the caller).
 pub(crate) fn on_drop_collection(conn: &Connection, collection: &str) -> Result<()> {
-    drop_all(conn, collection).map(|_| ())
+    drop_all(conn, collection)?;
+    super::vector::on_drop_collection(conn, collection)
 }
 
 /// Moves a renamed collection's indexes to its new name (the SQL objects are named by
@@ -420,5 +421,5 @@ pub(crate) fn on_rename_collection(conn: &Connection, from: &str, to: &str) -> R
     if n > 0 {
         bump_gen(conn)?;
     }
-    Ok(())
+    super::vector::on_rename_collection(conn, from, to)
 }

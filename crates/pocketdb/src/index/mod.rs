@@ -29,6 +29,7 @@ mod bounds;
 mod build;
 mod keys;
 pub(crate) mod ttl;
+pub(crate) mod vector;
 
 pub(crate) use bounds::{prefix_range, side_bounds, Bounds};
 pub(crate) use build::{
@@ -317,12 +318,15 @@ impl IndexDef {
 #[derive(Debug, Default)]
 pub(crate) struct IndexSet {
     pub defs: Vec<IndexDef>,
+    /// The collection's vector indexes (see [`vector`]).
+    pub vectors: Vec<vector::VectorDef>,
 }
 
 impl IndexSet {
-    /// True when the collection has no secondary index.
+    /// True when the collection has no secondary index (the write path then has nothing
+    /// to maintain).
     pub(crate) fn is_empty(&self) -> bool {
-        self.defs.is_empty()
+        self.defs.is_empty() && self.vectors.is_empty()
     }
 
     /// Key paths known to hold no array (in any document, at the path or a prefix).
@@ -522,7 +526,10 @@ pub(crate) fn load(conn: &Connection, collection: &str) -> Result<IndexSet> {
             mixed: mixed as u64,
         });
     }
-    Ok(IndexSet { defs })
+    Ok(IndexSet {
+        defs,
+        vectors: vector::load(conn, collection)?,
+    })
 }
 
 /// Per-database index state: the catalog cache and the TTL monitor.
@@ -658,6 +665,9 @@ pub(crate) fn after_write(
             del.execute([rid])?;
         }
         build::insert_keys(conn, def, rid, &new_keys)?;
+    }
+    if !set.vectors.is_empty() {
+        vector::after_write(conn, &set.vectors, rid, old, new)?;
     }
     Ok(())
 }

@@ -19,6 +19,23 @@
 //! result and a diff (added / removed / changed / moved) against the last delivered
 //! result; with a coalescing delay, bursts of writes produce one notification. Dropping
 //! the handle unsubscribes.
+//!
+//! # Plugins
+//!
+//! A live query goes through the collection's plugins the way `find` does: a JSON
+//! filter ([`LiveQuery::new`], `query().….live()`) passes the `before_read` hooks once,
+//! when the query is opened, and every document delivered passes the `after_read` hooks
+//! (before projection). The engine works on **stored** documents throughout: the
+//! initial run compiles the rewritten filter to SQL over the table, and change events
+//! carry documents as stored, so the in-memory matcher evaluates that same rewritten
+//! filter against them, and sort keys are taken from them, as `find` sorts. Matching
+//! the plugin's output instead (decrypted documents against the caller's filter) would
+//! let the initial result and the incremental patches disagree whenever a hook is not
+//! an exact inverse of the other (a random-nonce encrypted field, a rewritten `null`).
+//! Held documents are kept already transformed by `after_read`, so a hook runs once per
+//! document entering the result, not once per notification. A parsed filter
+//! ([`LiveQuery::from_filter`]) is taken as it is, like
+//! [`Collection::find_filter`](crate::Collection::find_filter).
 
 use crate::changes::hub::{Event, Looked, Sink};
 use crate::changes::ChangeOp;
@@ -26,6 +43,7 @@ use crate::collection::{from_document, Collection, Document};
 use crate::database::Database;
 use crate::engine::schema::{table_name, validate_collection_name};
 use crate::error::{Error, Result};
+use crate::plugin::Registry;
 use crate::query::sort::SortValue;
 use crate::query::sql::{compile_filter, SqlFilter};
 use crate::query::{parse_filter, BuiltQuery, Filter, Projection, QueryBuilder, SortSpec};
@@ -63,6 +81,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct LiveQuery {
     filter: Filter,
+    /// The filter as the caller wrote it, for the plugins' `before_read` hooks (which
+    /// rewrite JSON); `None` for a parsed filter, taken as it is.
+    json: Option<Value>,
     sort: Option<SortSpec>,
     skip: u64,
     limit: Option<u64>,
@@ -74,21 +95,28 @@ pub struct LiveQuery {
 
 impl LiveQuery {
     /// A live query over the documents matching a MongoDB filter.
+    /// The filter passes the collection's plugins' `before_read` hooks when the query is
+    /// opened, as `find`'s does.
     pub fn new(filter: Value) -> LiveQuery {
-        match parse_filter(&filter) {
+        let mut q = match parse_filter(&filter) {
             Ok(f) => LiveQuery::from_filter(f),
             Err(e) => {
                 let mut q = LiveQuery::from_filter(Filter::all());
                 q.error = Some(e);
                 q
             }
-        }
+        };
+        q.json = Some(filter);
+        q
     }
 
-    /// A live query over the documents matching a parsed filter.
+    /// A live query over the documents matching a parsed filter. The filter is used as
+    /// it is (like [`Collection::find_filter`]): plugins' `before_read` hooks do not see
+    /// it, so it must be written against stored documents.
     pub fn from_filter(filter: Filter) -> LiveQuery {
         LiveQuery {
             filter,
+            json: None,
             sort: None,
             skip: 0,
             limit: None,
@@ -166,7 +194,9 @@ impl From<BuiltQuery> for LiveQuery {
 struct Entry {
     key: String,
     rid: i64,
+    /// Taken from the stored document.
     sort_key: Vec<SortValue>,
+    /// The document after the plugins' `after_read` hooks (before projection).
     doc: Value,
 }
 
@@ -179,6 +209,8 @@ struct Item {
 
 struct Engine {
     collection: String,
+    /// The filter after the plugins' `before_read` hooks: it is evaluated against
+    /// stored documents, by SQL in `rerun` and by the matcher in `apply`.
     filter: Filter,
     sql: SqlFilter,
     sort: Option<SortSpec>,
@@ -232,8 +264,9 @@ impl Engine {
         by_sort.then(a.rid.cmp(&rid))
     }
 
-    /// Runs the query in `conn`'s snapshot and holds its first `capacity` results.
-    fn rerun(&mut self, conn: &Connection) -> Result<()> {
+    /// Runs the query in `conn`'s snapshot and holds its first `capacity` results
+    /// (passed through the plugins' `after_read` hooks).
+    fn rerun(&mut self, conn: &Connection, plugins: &Registry) -> Result<()> {
         self.held.clear();
         self.keys.clear();
         self.complete = true;
@@ -273,6 +306,9 @@ impl Engine {
                 self.complete = false;
             }
         }
+        for e in &mut all {
+            plugins.after_read(&self.collection, &mut e.doc)?;
+        }
         self.keys = all.iter().map(|e| e.key.clone()).collect();
         self.held = all;
         Ok(())
@@ -284,21 +320,30 @@ impl Engine {
         self.complete = true;
     }
 
-    /// Applies "the document with this key is now `now`" (None: absent). Returns true
-    /// when the held prefix changed.
-    fn apply(&mut self, key: &str, now: Option<&Looked>) -> bool {
+    /// Applies "the document with this key is now `now`" (None: absent; a stored
+    /// document). Returns true when the held prefix changed. On error (an `after_read`
+    /// hook failed) the held prefix is unchanged.
+    fn apply(&mut self, key: &str, now: Option<&Looked>, plugins: &Registry) -> Result<bool> {
         let was_held = self.keys.contains(key);
         let matching = now.filter(|l| self.filter.matches(&l.doc));
         if !was_held && matching.is_none() {
-            return false;
+            return Ok(false);
         }
+        let view = match matching {
+            Some(l) => {
+                let mut doc = l.doc.clone();
+                plugins.after_read(&self.collection, &mut doc)?;
+                Some(doc)
+            }
+            None => None,
+        };
         if was_held {
             if let Some(p) = self.held.iter().position(|e| e.key == key) {
                 self.held.remove(p);
             }
             self.keys.remove(key);
         }
-        if let Some(l) = matching {
+        if let (Some(l), Some(doc)) = (matching, view) {
             let sort_key = self.sort_key(&l.doc);
             let at = self
                 .held
@@ -311,7 +356,7 @@ impl Engine {
                         key: key.to_string(),
                         rid: l.rid,
                         sort_key,
-                        doc: l.doc.clone(),
+                        doc,
                     },
                 );
                 self.keys.insert(key.to_string());
@@ -324,10 +369,10 @@ impl Engine {
                     }
                 }
             } else if !was_held {
-                return false;
+                return Ok(false);
             }
         }
-        true
+        Ok(true)
     }
 
     /// True when the window cannot be filled from the held prefix.
@@ -443,7 +488,7 @@ impl Sink for LiveSink {
         op != ChangeOp::Delete && op != ChangeOp::Drop
     }
 
-    fn deliver(&self, events: &[Arc<Event>], _conn: &Connection) -> bool {
+    fn deliver(&self, events: &[Arc<Event>], _conn: &Connection, plugins: &Registry) -> bool {
         let mut st = lock(&self.shared.state);
         if st.closed {
             return false;
@@ -456,7 +501,14 @@ impl Sink for LiveSink {
                 touched = true;
             } else {
                 let now = if e.looked_up { e.doc.as_deref() } else { None };
-                touched |= st.engine.apply(&e.key, now);
+                match st.engine.apply(&e.key, now, plugins) {
+                    Ok(changed) => touched |= changed,
+                    Err(err) => {
+                        // The document stays as it was held; the consumer gets the error.
+                        st.error = Some(err);
+                        self.shared.ready.notify_all();
+                    }
+                }
             }
         }
         if st.engine.needs_rerun() {
@@ -470,14 +522,14 @@ impl Sink for LiveSink {
         true
     }
 
-    fn settle(&self, conn: &Connection) {
+    fn settle(&self, conn: &Connection, plugins: &Registry) {
         let mut st = lock(&self.shared.state);
         if !st.rerun_pending || st.closed {
             return;
         }
         st.rerun_pending = false;
         st.stats.runs += 1;
-        if let Err(err) = st.engine.rerun(conn) {
+        if let Err(err) = st.engine.rerun(conn, plugins) {
             st.error = Some(err);
             self.shared.wake(st);
             return;
@@ -842,13 +894,19 @@ impl<T: Document> Collection<T> {
         }
         validate_collection_name(self.name())?;
         let db = self.database().clone();
+        if let Some(mut json) = query.json.take() {
+            if db.has_plugins() {
+                db.before_read(self.name(), &mut json)?;
+                query.filter = parse_filter(&json)?;
+            }
+        }
         let hub = Arc::clone(&db.inner.hub);
         let name = self.name().to_string();
         let (sink_id, shared) = hub.register(&db, |cursor| {
             let mut engine = Engine::new(&name, &query);
             db.read(|conn| {
                 let tx = conn.unchecked_transaction()?;
-                engine.rerun(&tx)?;
+                engine.rerun(&tx, db.inner.hub.plugins())?;
                 tx.commit()?;
                 Ok(())
             })?;
@@ -888,10 +946,14 @@ impl<T: Document> Collection<T> {
 }
 
 impl<T: Document> QueryBuilder<Collection<T>> {
-    /// Opens the query as a live query (see [`Collection::live`]).
+    /// Opens the query as a live query (see [`Collection::live`]); its conditions pass
+    /// the plugins' `before_read` hooks as `find`'s do.
     pub fn live(self) -> Result<LiveHandle<T>> {
+        let json = self.filter_json();
         let (coll, q) = self.into_parts()?;
-        coll.live(LiveQuery::from(q))
+        let mut live = LiveQuery::from(q);
+        live.json = Some(json);
+        coll.live(live)
     }
 }
 

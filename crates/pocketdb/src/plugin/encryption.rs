@@ -46,8 +46,8 @@
 //! the other operators on encrypted fields are rejected with [`Error::InvalidFilter`],
 //! as are queries on paths inside an encrypted value. `{field: null}` matches documents
 //! where the field is missing or holds an encrypted `null`. JSON filters and the fluent
-//! `query()` builder pass through the plugin; aggregation `$match` stages and live
-//! queries do not, so they cannot query encrypted fields.
+//! `query()` builder and live queries pass through the plugin; aggregation `$match`
+//! stages do not, so they cannot query encrypted fields.
 //!
 //! # Writes
 //!
@@ -56,8 +56,9 @@
 //! and updated) are kept, or re-encrypted when under an older key or in the other mode.
 //! Operators that compute from the stored value (`$inc`, `$push`, …) see the ciphertext
 //! string and fail with a typed error: write encrypted fields whole. Reads through
-//! cursors (`find`, `find_one`, `near`), `distinct` and find-and-modify decrypt; change
-//! streams, live queries, aggregation and `db.sql` see the stored ciphertexts.
+//! cursors (`find`, `find_one`, `near`), `distinct`, find-and-modify, live queries and
+//! change streams' `full_document` decrypt; aggregation, `db.sql` and `after_write`
+//! hooks see the stored ciphertexts.
 //!
 //! # Key rotation
 //!

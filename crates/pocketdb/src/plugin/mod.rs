@@ -5,8 +5,8 @@
 //! | [`on_open`](Plugin::on_open) | at registration | fail the registration |
 //! | [`before_write`](Plugin::before_write) | before a document is stored (insert, update, replace), inside the write's transaction for updates | change the document, or reject it: the write is aborted with the hook's error and leaves nothing behind |
 //! | [`after_write`](Plugin::after_write) | right after the commit, on the writing thread, once per change-log entry | observe |
-//! | [`before_read`](Plugin::before_read) | on the filter given to `find`, `find_one`, `count_documents`, `distinct`, the update, replace and delete methods, find-and-modify and `bulk_write`, fluent `query()` filters and an aggregation's leading `$match` stages (not live queries) | rewrite the filter, or reject it |
-//! | [`after_read`](Plugin::after_read) | for each document a cursor returns (`find`, `find_one`), `distinct` reads, or find-and-modify returns, before projection | transform the document |
+//! | [`before_read`](Plugin::before_read) | on the JSON filter given to `find`, `find_one`, `count_documents`, `distinct`, the update, replace and delete methods, find-and-modify, `bulk_write`, the fluent `query()` builder, an aggregation's leading `$match` stages and live queries (once, when opened); not on filters given parsed (`find_filter`, `LiveQuery::from_filter`) | rewrite the filter, or reject it |
+//! | [`after_read`](Plugin::after_read) | for each document a cursor returns (`find`, `find_one`, aggregation), `distinct` reads, find-and-modify returns, a live query delivers, or a change event carries as `full_document`, before projection | transform the document |
 //! | [`on_close`](Plugin::on_close) | when the last handle on the database is dropped | clean up |
 //!
 //! Order: database-wide plugins first, then the collection's, each in registration
@@ -119,8 +119,9 @@ pub trait Plugin: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Called for each document a cursor returns, `distinct` reads or find-and-modify
-    /// returns (before projection); may transform it.
+    /// Called for each document a cursor returns, `distinct` reads, find-and-modify
+    /// returns, a live query delivers or a change event carries (before projection);
+    /// may transform it.
     fn after_read(&self, _collection: &str, _doc: &mut Value) -> Result<()> {
         Ok(())
     }

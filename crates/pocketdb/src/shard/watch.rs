@@ -22,7 +22,8 @@
 //! read from the start of their log; partitions deleted are no longer followed.
 
 use super::Spread;
-use crate::changes::{ChangeEvent, ChangeStream, WatchOptions};
+use crate::changes::watch::spawn_callback;
+use crate::changes::{ChangeEvent, ChangeStream, WatchHandle, WatchOptions};
 use crate::collection::{Collection, Document};
 use crate::error::{Error, Result};
 use crate::query::{parse_filter, Filter};
@@ -420,6 +421,10 @@ impl ShardedChangeStream {
                 }
             }
             let mut q = lock(&self.shared.queue);
+            if q.closed {
+                // closed by a callback handle being dropped
+                return Ok(None);
+            }
             if let Some((member, result)) = q.items.pop_front() {
                 drop(q);
                 self.shared.not_full.notify_one();
@@ -447,6 +452,24 @@ impl ShardedChangeStream {
                 .wait_timeout(q, wait)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+}
+
+impl ShardedChangeStream {
+    /// Runs `callback` on every event in a background thread until the returned handle
+    /// is dropped, like [`ChangeStream::for_each`]. A member's error is handed to the
+    /// callback and delivery goes on with the other members (this stream never lags).
+    pub fn for_each(
+        mut self,
+        callback: impl FnMut(Result<ShardChangeEvent>) + Send + 'static,
+    ) -> Result<WatchHandle> {
+        let shared = Arc::clone(&self.shared);
+        spawn_callback(
+            "pocketdb-shard-watch",
+            move || self.next_until(None),
+            move || shared.close(),
+            callback,
+        )
     }
 }
 
@@ -496,6 +519,19 @@ impl<T: Document> super::ShardedCollection<T> {
         token: Option<&ShardResumeToken>,
     ) -> Result<ShardedChangeStream> {
         ShardedChangeStream::open(Arc::clone(&self.inner), options, token)
+    }
+
+    /// Calls `callback` on every change of every member from a background thread until
+    /// the returned handle is dropped (the callback form of
+    /// [`watch_with`](Self::watch_with) without a token, as
+    /// [`Collection::on_change`] is for a plain collection). Resume from a token with
+    /// `watch_from(&token)?.for_each(callback)`.
+    pub fn on_change(
+        &self,
+        options: WatchOptions,
+        callback: impl FnMut(Result<ShardChangeEvent>) + Send + 'static,
+    ) -> Result<WatchHandle> {
+        self.watch_with(options, None)?.for_each(callback)
     }
 
     /// Open change streams and live queries over the member files (a dropped
