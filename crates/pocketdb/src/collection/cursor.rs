@@ -1,7 +1,7 @@
 //! Cursors: lazy iteration over query results.
 
 use super::plan::{Plan, Row};
-use super::{from_document, Collection, Document};
+use super::{from_document, Collection, Document, PlanCacheUse};
 use crate::error::{Error, Result};
 use crate::index::IndexSet;
 use crate::query::{Filter, Projection, SortSpec};
@@ -162,8 +162,10 @@ impl<T: Document> Cursor<T> {
             return Err(e);
         }
         let filter = self.filter.take().unwrap_or_else(Filter::all);
-        let (plan, set) = self.coll.read_plan(filter, self.hint.as_ref())?;
-        let order_by = self.sort.as_ref().and_then(|s| plan.sort_sql(&set, s));
+        let (cached, set) = self
+            .coll
+            .read_plan(filter, self.hint.as_ref(), self.sort.as_ref())?;
+        let (plan, order_by) = (cached.plan, cached.order_by);
         let (sql, params) = match &order_by {
             Some(o) => (
                 plan.ordered_sql(&self.coll.name, o, self.skip, self.limit),
@@ -197,6 +199,7 @@ impl<T: Document> Cursor<T> {
             filtered_in_memory: !plan.exact,
             sort_in_sql: order_by.is_some(),
             sorted_in_memory: self.sort.is_some() && order_by.is_none(),
+            plan_cache: cached.cache,
         })
     }
 
@@ -205,9 +208,11 @@ impl<T: Document> Cursor<T> {
         if self.coll.buffer_pending() {
             return self.start_merged(&Plan::new(filter));
         }
-        let (plan, set) = self.coll.read_plan(filter, self.hint.as_ref())?;
-        let order_by = self.sort.as_ref().and_then(|s| plan.sort_sql(&set, s));
-        if let Some(order_by) = order_by {
+        let (cached, _) = self
+            .coll
+            .read_plan(filter, self.hint.as_ref(), self.sort.as_ref())?;
+        let plan = cached.plan;
+        if let Some(order_by) = cached.order_by {
             let rows = self.coll.read_with(
                 |conn| plan.fetch_ordered(conn, &self.coll.name, &order_by, self.skip, self.limit),
                 Vec::new,
@@ -420,6 +425,9 @@ pub struct Explain {
     pub sort_in_sql: bool,
     /// True when the matching documents are sorted in memory.
     pub sorted_in_memory: bool,
+    /// Whether the plan was reused from the plan cache (`"hit"`), compiled (`"miss"`),
+    /// or built without consulting it (`"bypass"`: a point read by `_id`).
+    pub plan_cache: PlanCacheUse,
 }
 
 impl Explain {

@@ -8,6 +8,7 @@ mod cursor;
 pub(crate) mod expiry;
 mod options;
 mod plan;
+mod plan_cache;
 mod populate;
 
 pub(crate) use buffered::apply_buffered;
@@ -18,6 +19,8 @@ pub use options::{
     InsertManyOptions, InsertManyResult, InsertOneResult, Modification, ReturnDocument,
     UpdateOptions, UpdateResult, WriteModel,
 };
+pub(crate) use plan_cache::PlanCache;
+pub use plan_cache::{PlanCacheStats, PlanCacheUse, PLAN_CACHE_CAPACITY};
 pub use populate::{
     LookupOutput, LookupSpec, LookupStrategy, MissingReference, PopulateSpec, Populated,
     DEFAULT_POPULATE_PAGE,
@@ -746,22 +749,36 @@ impl<T: Document> Collection<T> {
         self.db.inner.indexes.get(conn, &self.name)
     }
 
-    /// A plan for `filter` using the collection's indexes.
+    /// A plan for `filter` using the collection's indexes (through the plan cache).
     fn plan(&self, conn: &Connection, filter: Filter) -> Result<Plan> {
-        Plan::with_indexes(filter, &*self.indexes(conn)?, None)
+        let set = self.indexes(conn)?;
+        Ok(self
+            .db
+            .inner
+            .plans
+            .plan(&self.name, &set, filter, None, None)?
+            .plan)
     }
 
-    /// A plan for a read, with the index set it was built from (empty when the
-    /// collection does not exist).
+    /// A plan for a read sorted by `sort` (through the plan cache), with the index set
+    /// it was built from (empty when the collection does not exist).
     pub(crate) fn read_plan(
         &self,
         filter: Filter,
         hint: Option<&Value>,
-    ) -> Result<(Plan, Arc<IndexSet>)> {
+        sort: Option<&SortSpec>,
+    ) -> Result<(plan_cache::CachedPlan, Arc<IndexSet>)> {
         validate_collection_name(&self.name)?;
         if hint.is_none() && plan::is_id_only(&filter) {
             // Point reads by `_id` skip the index catalog (a read transaction of its own).
-            return Ok((Plan::new(filter), Arc::new(IndexSet::default())));
+            return Ok((
+                plan_cache::CachedPlan {
+                    plan: Plan::new(filter),
+                    order_by: None,
+                    cache: PlanCacheUse::Bypass,
+                },
+                Arc::new(IndexSet::default()),
+            ));
         }
         self.db.read(|conn| {
             let set = if self.db.has_collection(conn, &self.name)? {
@@ -769,13 +786,18 @@ impl<T: Document> Collection<T> {
             } else {
                 Arc::new(IndexSet::default())
             };
-            let plan = Plan::with_indexes(filter, &set, hint).map_err(|e| match e {
-                Error::IndexNotFound { name, .. } => Error::IndexNotFound {
-                    collection: self.name.to_string(),
-                    name,
-                },
-                other => other,
-            })?;
+            let plan = self
+                .db
+                .inner
+                .plans
+                .plan(&self.name, &set, filter, hint, sort)
+                .map_err(|e| match e {
+                    Error::IndexNotFound { name, .. } => Error::IndexNotFound {
+                        collection: self.name.to_string(),
+                        name,
+                    },
+                    other => other,
+                })?;
             Ok((plan, set))
         })
     }
