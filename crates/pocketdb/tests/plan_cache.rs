@@ -323,3 +323,46 @@ fn the_cache_stays_within_its_capacity() {
         .unwrap();
     assert_eq!(db.plan_cache_stats().hits, before + 1);
 }
+
+#[test]
+fn index_driven_reads_of_any_size_come_in_storage_order() {
+    let (_db, c, docs) = seeded();
+    // `tags: "all"` matches every document (more than a page), `t3` a few; the first
+    // page is read with the plan, the rest by row id.
+    for (tag, batch) in [("all", 7), ("all", 1000), ("t3", 7), ("t3", 2), ("none", 3)] {
+        let f = json!({"tags": tag});
+        let want = expected(&docs, &f);
+        let got: Vec<Value> = c
+            .find(f.clone())
+            .unwrap()
+            .batch_size(batch)
+            .map(|d| d.unwrap()["_id"].clone())
+            .collect();
+        assert_eq!(got, want, "{tag} batch {batch}");
+        let got: Vec<Value> = c
+            .find(f.clone())
+            .unwrap()
+            .batch_size(batch)
+            .skip(2)
+            .limit(5)
+            .map(|d| d.unwrap()["_id"].clone())
+            .collect();
+        let want: Vec<Value> = want.into_iter().skip(2).take(5).collect();
+        assert_eq!(got, want, "{tag} batch {batch} skip 2 limit 5");
+    }
+    // An expression index (email) and a prefix range (name).
+    for f in [
+        json!({"email": "u9@x.io"}),
+        json!({"name": {"$regex": "^car"}}),
+    ] {
+        for batch in [1, 3, 500] {
+            let got: Vec<Value> = c
+                .find(f.clone())
+                .unwrap()
+                .batch_size(batch)
+                .map(|d| d.unwrap()["_id"].clone())
+                .collect();
+            assert_eq!(got, expected(&docs, &f), "{f} batch {batch}");
+        }
+    }
+}

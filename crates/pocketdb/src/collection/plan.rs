@@ -183,6 +183,41 @@ impl Plan {
         )
     }
 
+    /// Every matching row, in `rid` order, read with one statement when the SQL returns
+    /// at most `page` rows; `None` when it returns more (the caller then collects row
+    /// ids first). For index-driven plans ([`Plan::index_range`]).
+    pub(crate) fn fetch_few(
+        &self,
+        conn: &Connection,
+        collection: &str,
+        page: usize,
+    ) -> Result<Option<Vec<Row>>> {
+        let sql = format!(
+            "SELECT rid, id, rev, json(doc) FROM {} WHERE {} LIMIT {}",
+            self.target_sql(collection),
+            self.where_sql,
+            i64::try_from(page.saturating_add(1)).unwrap_or(i64::MAX)
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(self.params.iter()))?;
+        let mut raw: Vec<(i64, String, i64, String)> = Vec::new();
+        while let Some(r) = rows.next()? {
+            if raw.len() == page {
+                return Ok(None);
+            }
+            raw.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
+        }
+        raw.sort_unstable_by_key(|r| r.0);
+        let mut out = Vec::with_capacity(raw.len());
+        for (rid, key, rev, text) in raw {
+            let doc: Value = serde_json::from_str(&text)?;
+            if self.exact || self.filter.matches(&doc) {
+                out.push(Row { rid, key, rev, doc });
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// The `rid`s of the candidate rows, ascending (see [`Plan::index_range`]).
     pub(crate) fn fetch_rids(&self, conn: &Connection, collection: &str) -> Result<Vec<i64>> {
         let mut stmt = conn.prepare_cached(&self.rids_sql(collection))?;
