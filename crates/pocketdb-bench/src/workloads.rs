@@ -601,19 +601,55 @@ pub(crate) fn load_raw(conn: &mut rusqlite::Connection, n: u64) -> Result<(), Bo
 type OpResult = Result<(), BoxError>;
 
 /// Runs `op` for `0..ops`, returning the total seconds and each operation's latency.
-fn timed(ops: u64, mut op: impl FnMut(u64) -> OpResult) -> Result<(f64, Vec<f64>), BoxError> {
+/// Per-operation latencies of a timed loop, and how often the scheduler took the CPU
+/// away from the thread meanwhile.
+struct Latencies {
+    seconds: Vec<f64>,
+    /// Involuntary context switches of the thread during the loop (Linux only): on a
+    /// loaded machine each one can add a scheduler time slice (~4 ms) to an operation,
+    /// which shows in the p99 whatever the code does.
+    preempted: Option<u64>,
+}
+
+fn timed(ops: u64, mut op: impl FnMut(u64) -> OpResult) -> Result<(f64, Latencies), BoxError> {
     let mut lat = Vec::with_capacity(ops as usize);
+    let switches = involuntary_switches();
     let start = Instant::now();
     for k in 0..ops {
         let t = Instant::now();
         op(k)?;
         lat.push(t.elapsed().as_secs_f64());
     }
-    Ok((start.elapsed().as_secs_f64(), lat))
+    let elapsed = start.elapsed().as_secs_f64();
+    let preempted = match (switches, involuntary_switches()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    Ok((
+        elapsed,
+        Latencies {
+            seconds: lat,
+            preempted,
+        },
+    ))
 }
 
-/// Adds p50 / p99 / max latencies in milliseconds under `prefix`.
-fn latencies(extra: &mut Map<String, Value>, prefix: &str, mut lat: Vec<f64>) {
+/// The calling thread's involuntary context switches so far (`/proc/thread-self/status`).
+fn involuntary_switches() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Adds p50 / p99 / max latencies in milliseconds under `prefix`, the number of
+/// operations slower than 1 ms, and the thread's involuntary context switches.
+fn latencies(extra: &mut Map<String, Value>, prefix: &str, lat: Latencies) {
+    let Latencies {
+        seconds: mut lat,
+        preempted,
+    } = lat;
     if lat.is_empty() {
         return;
     }
@@ -623,6 +659,11 @@ fn latencies(extra: &mut Map<String, Value>, prefix: &str, mut lat: Vec<f64>) {
     extra.insert(format!("{prefix}p50_ms"), ms(at(0.5)));
     extra.insert(format!("{prefix}p99_ms"), ms(at(0.99)));
     extra.insert(format!("{prefix}max_ms"), ms(at(1.0)));
+    let slow = lat.iter().filter(|s| **s > 0.001).count();
+    extra.insert(format!("{prefix}over_1ms"), json!(slow));
+    if let Some(p) = preempted {
+        extra.insert(format!("{prefix}preempted"), json!(p));
+    }
 }
 
 fn explain_index(extra: &mut Map<String, Value>, e: Explain) {

@@ -43,6 +43,8 @@ pub(crate) struct DbInner {
     pub(crate) buffer: OnceLock<Arc<Buffer>>,
     /// Index catalog cache and TTL monitor.
     pub(crate) indexes: crate::index::DbIndexes,
+    /// Compiled plans by filter shape (see `collection::plan_cache`).
+    pub(crate) plans: crate::collection::PlanCache,
     /// The client the database was opened through, if any (weak: the client owns its
     /// cache of databases). Lets `$lookup` reach the client's other databases.
     client: std::sync::OnceLock<crate::client::WeakClient>,
@@ -117,6 +119,7 @@ impl Database {
                 known: Mutex::new(HashSet::new()),
                 buffer: OnceLock::new(),
                 indexes: crate::index::DbIndexes::default(),
+                plans: Default::default(),
                 client: std::sync::OnceLock::new(),
                 extras: Default::default(),
                 shards: Default::default(),

@@ -42,8 +42,9 @@ pub use client::Client;
 pub use collection::{
     BulkWriteResult, Collection, Cursor, DeleteResult, Document, Explain, FindAndModifyOutcome,
     FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult, LookupOutput,
-    LookupSpec, LookupStrategy, MissingReference, Modification, PopulateSpec, Populated,
-    ReturnDocument, UpdateOptions, UpdateResult, WriteModel,
+    LookupSpec, LookupStrategy, MissingReference, Modification, PlanCacheStats, PlanCacheUse,
+    PopulateSpec, Populated, ReturnDocument, UpdateOptions, UpdateResult, WriteModel,
+    PLAN_CACHE_CAPACITY,
 };
 pub use database::{CollectionOptions, Database};
 pub use engine::{

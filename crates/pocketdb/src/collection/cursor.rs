@@ -1,7 +1,7 @@
 //! Cursors: lazy iteration over query results.
 
 use super::plan::{Plan, Row};
-use super::{from_document, Collection, Document};
+use super::{from_document, Collection, Document, PlanCacheUse};
 use crate::error::{Error, Result};
 use crate::index::IndexSet;
 use crate::query::{Filter, Projection, SortSpec};
@@ -30,6 +30,18 @@ pub struct Cursor<T> {
     hint: Option<Value>,
     error: Option<Error>,
     state: State,
+}
+
+/// What [`Cursor::start`] read with the plan.
+enum First {
+    /// Every result, in order.
+    Sorted(Vec<Row>),
+    /// Every matching row, to sort in memory.
+    Unsorted(Plan, Vec<Row>),
+    /// An index-driven read: the row ids still to read and the first rows.
+    Rids(Plan, VecDeque<i64>, Vec<Row>),
+    /// A paged read: the first page and the last `rid` it examined (`None`: no more).
+    Pages(Plan, Vec<Row>, Option<i64>),
 }
 
 enum State {
@@ -162,8 +174,10 @@ impl<T: Document> Cursor<T> {
             return Err(e);
         }
         let filter = self.filter.take().unwrap_or_else(Filter::all);
-        let (plan, set) = self.coll.read_plan(filter, self.hint.as_ref())?;
-        let order_by = self.sort.as_ref().and_then(|s| plan.sort_sql(&set, s));
+        let (cached, set) = self
+            .coll
+            .read_plan(filter, self.hint.as_ref(), self.sort.as_ref())?;
+        let (plan, order_by) = (cached.plan, cached.order_by);
         let (sql, params) = match &order_by {
             Some(o) => (
                 plan.ordered_sql(&self.coll.name, o, self.skip, self.limit),
@@ -197,6 +211,7 @@ impl<T: Document> Cursor<T> {
             filtered_in_memory: !plan.exact,
             sort_in_sql: order_by.is_some(),
             sorted_in_memory: self.sort.is_some() && order_by.is_none(),
+            plan_cache: cached.cache,
         })
     }
 
@@ -210,8 +225,10 @@ impl<T: Document> Cursor<T> {
             return Ok(false);
         }
         let filter = self.filter.clone().unwrap_or_else(Filter::all);
-        let (plan, set) = self.coll.read_plan(filter, self.hint.as_ref())?;
-        Ok(plan.sort_sql(&set, sort).is_some())
+        let (plan, _) = self
+            .coll
+            .read_plan(filter, self.hint.as_ref(), Some(sort))?;
+        Ok(plan.order_by.is_some())
     }
 
     fn start(&mut self) -> Result<()> {
@@ -219,21 +236,63 @@ impl<T: Document> Cursor<T> {
         if self.coll.buffer_pending() {
             return self.start_merged(&Plan::new(filter));
         }
-        let (plan, set) = self.coll.read_plan(filter, self.hint.as_ref())?;
-        let order_by = self.sort.as_ref().and_then(|s| plan.sort_sql(&set, s));
-        if let Some(order_by) = order_by {
-            let rows = self.coll.read_with(
-                |conn| plan.fetch_ordered(conn, &self.coll.name, &order_by, self.skip, self.limit),
-                Vec::new,
-            )?;
-            self.state = State::Sorted(rows.into_iter());
-            return Ok(());
-        }
-        self.state = match &self.sort {
-            Some(sort) => {
-                let mut rows = self.coll.read_all(&plan)?;
-                // Stable sort: ties keep storage order.
-                rows.sort_by(|a, b| sort.compare(&a.doc, &b.doc));
+        // Planning (index catalog, plan cache) and the first read share one read
+        // transaction.
+        let (skip, limit, batch) = (self.skip, self.limit, self.batch_size);
+        let name = self.coll.name.clone();
+        let sorted = self.sort.is_some();
+        let started = std::time::Instant::now();
+        let first = self.coll.read_planned(
+            filter,
+            self.hint.as_ref(),
+            self.sort.as_ref(),
+            |conn, cached| {
+                let plan = cached.plan;
+                if let Some(order_by) = cached.order_by {
+                    let rows = plan.fetch_ordered(conn, &name, &order_by, skip, limit)?;
+                    return Ok(First::Sorted(rows));
+                }
+                if sorted {
+                    let rows = plan.fetch_all(conn, &name)?;
+                    return Ok(First::Unsorted(plan, rows));
+                }
+                let mut page = batch;
+                if plan.exact {
+                    if let Some(l) = limit {
+                        let want = l.saturating_add(skip);
+                        page = page.min(usize::try_from(want).unwrap_or(usize::MAX));
+                    }
+                }
+                if !plan.index_range {
+                    let (rows, last) = plan.fetch_page(conn, &name, 0, page)?;
+                    return Ok(First::Pages(plan, rows, last));
+                }
+                // Most index lookups find a few rows: read them in one statement, and
+                // collect row ids first only when there are more than a page.
+                if let Some(rows) = plan.fetch_few(conn, &name, page)? {
+                    return Ok(First::Rids(plan, VecDeque::new(), rows));
+                }
+                let mut rids: VecDeque<i64> = plan.fetch_rids(conn, &name)?.into();
+                let chunk: Vec<i64> = rids.drain(..page.min(rids.len())).collect();
+                let rows = if chunk.is_empty() {
+                    Vec::new()
+                } else {
+                    plan.fetch_by_rids(conn, &name, &chunk)?
+                };
+                Ok(First::Rids(plan, rids, rows))
+            },
+            || First::Sorted(Vec::new()),
+        )?;
+        self.state = match first {
+            First::Sorted(rows) => State::Sorted(rows.into_iter()),
+            First::Unsorted(plan, mut rows) => {
+                self.coll
+                    .db
+                    .observe_read(&self.coll.name, &plan.filter, started.elapsed());
+                if let Some(sort) = &self.sort {
+                    // Stable sort: ties keep storage order.
+                    rows.sort_by(|a, b| sort.compare(&a.doc, &b.doc));
+                }
                 let skip = usize::try_from(self.skip).unwrap_or(usize::MAX);
                 let rows: Vec<Row> = match self.limit {
                     Some(l) => rows
@@ -245,48 +304,29 @@ impl<T: Document> Cursor<T> {
                 };
                 State::Sorted(rows.into_iter())
             }
-            None if plan.index_range => {
-                // The row ids and the first page of documents in one read.
-                let mut page = self.batch_size;
-                if plan.exact {
-                    if let Some(l) = self.limit {
-                        let want = l.saturating_add(self.skip);
-                        page = page.min(usize::try_from(want).unwrap_or(usize::MAX));
-                    }
-                }
-                let name = &self.coll.name;
-                let (rids, first) = self.coll.read_with(
-                    |conn| {
-                        let mut rids: VecDeque<i64> = plan.fetch_rids(conn, name)?.into();
-                        let chunk: Vec<i64> = rids.drain(..page.min(rids.len())).collect();
-                        let rows = if chunk.is_empty() {
-                            Vec::new()
-                        } else {
-                            plan.fetch_by_rids(conn, name, &chunk)?
-                        };
-                        Ok((rids, rows))
-                    },
-                    || (VecDeque::new(), Vec::new()),
-                )?;
+            First::Rids(plan, rids, rows) => State::Streaming {
+                exhausted: rids.is_empty(),
+                rids: Some(rids),
+                plan: Box::new(plan),
+                after: 0,
+                buffer: rows.into(),
+                to_skip: self.skip,
+                remaining: self.limit,
+            },
+            First::Pages(plan, rows, last) => {
+                self.coll
+                    .db
+                    .observe_read(&self.coll.name, &plan.filter, started.elapsed());
                 State::Streaming {
-                    exhausted: rids.is_empty(),
-                    rids: Some(rids),
+                    rids: None,
                     plan: Box::new(plan),
-                    after: 0,
-                    buffer: first.into(),
+                    after: last.unwrap_or(0),
+                    buffer: rows.into(),
+                    exhausted: last.is_none(),
                     to_skip: self.skip,
                     remaining: self.limit,
                 }
             }
-            None => State::Streaming {
-                rids: None,
-                plan: Box::new(plan),
-                after: 0,
-                buffer: VecDeque::new(),
-                exhausted: false,
-                to_skip: self.skip,
-                remaining: self.limit,
-            },
         };
         Ok(())
     }
@@ -434,6 +474,9 @@ pub struct Explain {
     pub sort_in_sql: bool,
     /// True when the matching documents are sorted in memory.
     pub sorted_in_memory: bool,
+    /// Whether the plan was reused from the plan cache (`"hit"`), compiled (`"miss"`),
+    /// or built without consulting it (`"bypass"`: a point read by `_id`).
+    pub plan_cache: PlanCacheUse,
 }
 
 impl Explain {

@@ -8,6 +8,7 @@ mod cursor;
 pub(crate) mod expiry;
 mod options;
 mod plan;
+mod plan_cache;
 pub(crate) mod populate;
 
 pub(crate) use buffered::apply_buffered;
@@ -18,6 +19,8 @@ pub use options::{
     InsertManyOptions, InsertManyResult, InsertOneResult, Modification, ReturnDocument,
     UpdateOptions, UpdateResult, WriteModel,
 };
+pub(crate) use plan_cache::PlanCache;
+pub use plan_cache::{PlanCacheStats, PlanCacheUse, PLAN_CACHE_CAPACITY};
 pub use populate::{
     LookupOutput, LookupSpec, LookupStrategy, MissingReference, PopulateSpec, Populated,
     DEFAULT_POPULATE_PAGE,
@@ -42,6 +45,32 @@ use std::any::Any;
 use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::sync::Arc;
+
+/// Runs `f` inside one read transaction on `conn` (unless a transaction is already
+/// open): the statements `f` runs share one snapshot and one acquisition of SQLite's
+/// read locks.
+fn in_read_transaction<R>(
+    conn: &Connection,
+    transaction: bool,
+    f: impl FnOnce() -> Result<R>,
+) -> Result<R> {
+    if !transaction || !conn.is_autocommit() {
+        return f();
+    }
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let out = f();
+    if let Err(e) = conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]))
+    {
+        // A read transaction has nothing to lose; make sure it is closed.
+        let _ = conn.execute_batch("ROLLBACK");
+        if out.is_ok() {
+            return Err(e.into());
+        }
+    }
+    out
+}
 
 /// Types that can be stored in a collection: anything serde can turn into a JSON object
 /// and back. `serde_json::Value` is the untyped form.
@@ -279,7 +308,11 @@ impl<T: Document> Collection<T> {
             return Ok(self.read_merged(&Plan::new(filter), None)?.len() as u64);
         }
         self.read(
-            |conn| self.plan(conn, filter)?.count(conn, &self.name),
+            |conn| {
+                in_read_transaction(conn, true, || {
+                    self.plan(conn, filter)?.count(conn, &self.name)
+                })
+            },
             || 0,
         )
     }
@@ -754,22 +787,36 @@ impl<T: Document> Collection<T> {
         self.db.inner.indexes.get(conn, &self.name)
     }
 
-    /// A plan for `filter` using the collection's indexes.
+    /// A plan for `filter` using the collection's indexes (through the plan cache).
     pub(crate) fn plan(&self, conn: &Connection, filter: Filter) -> Result<Plan> {
-        Plan::with_indexes(filter, &*self.indexes(conn)?, None)
+        let set = self.indexes(conn)?;
+        Ok(self
+            .db
+            .inner
+            .plans
+            .plan(&self.name, &set, filter, None, None)?
+            .plan)
     }
 
-    /// A plan for a read, with the index set it was built from (empty when the
-    /// collection does not exist).
+    /// A plan for a read sorted by `sort` (through the plan cache), with the index set
+    /// it was built from (empty when the collection does not exist).
     pub(crate) fn read_plan(
         &self,
         filter: Filter,
         hint: Option<&Value>,
-    ) -> Result<(Plan, Arc<IndexSet>)> {
+        sort: Option<&SortSpec>,
+    ) -> Result<(plan_cache::CachedPlan, Arc<IndexSet>)> {
         validate_collection_name(&self.name)?;
         if hint.is_none() && plan::is_id_only(&filter) {
             // Point reads by `_id` skip the index catalog (a read transaction of its own).
-            return Ok((Plan::new(filter), Arc::new(IndexSet::default())));
+            return Ok((
+                plan_cache::CachedPlan {
+                    plan: Plan::new(filter),
+                    order_by: None,
+                    cache: PlanCacheUse::Bypass,
+                },
+                Arc::new(IndexSet::default()),
+            ));
         }
         self.db.read(|conn| {
             let set = if self.db.has_collection(conn, &self.name)? {
@@ -777,15 +824,73 @@ impl<T: Document> Collection<T> {
             } else {
                 Arc::new(IndexSet::default())
             };
-            let plan = Plan::with_indexes(filter, &set, hint).map_err(|e| match e {
-                Error::IndexNotFound { name, .. } => Error::IndexNotFound {
-                    collection: self.name.to_string(),
-                    name,
-                },
-                other => other,
-            })?;
+            let plan = self
+                .db
+                .inner
+                .plans
+                .plan(&self.name, &set, filter, hint, sort)
+                .map_err(|e| self.name_index_error(e))?;
             Ok((plan, set))
         })
+    }
+
+    /// Plans `filter` (see [`Collection::read_plan`]) and runs `f` with the plan, in one
+    /// read transaction on a reader connection: the plan and `f` see the same index
+    /// catalog and data. `absent` answers when the collection does not exist.
+    pub(crate) fn read_planned<R>(
+        &self,
+        filter: Filter,
+        hint: Option<&Value>,
+        sort: Option<&SortSpec>,
+        f: impl FnOnce(&Connection, plan_cache::CachedPlan) -> Result<R>,
+        absent: impl FnOnce() -> R,
+    ) -> Result<R> {
+        validate_collection_name(&self.name)?;
+        self.db.expire_due(&self.name)?;
+        let id_only = hint.is_none() && plan::is_id_only(&filter);
+        // Point reads by `_id` need no catalog read: one statement, no transaction.
+        let transaction = !id_only;
+        self.db.read(|conn| {
+            in_read_transaction(conn, transaction, || {
+                let exists = self.db.has_collection(conn, &self.name)?;
+                if !exists && hint.is_none() {
+                    return Ok(absent());
+                }
+                let cached = if id_only {
+                    plan_cache::CachedPlan {
+                        plan: Plan::new(filter),
+                        order_by: None,
+                        cache: PlanCacheUse::Bypass,
+                    }
+                } else {
+                    let set = if exists {
+                        self.indexes(conn)?
+                    } else {
+                        Arc::new(IndexSet::default())
+                    };
+                    self.db
+                        .inner
+                        .plans
+                        .plan(&self.name, &set, filter, hint, sort)
+                        .map_err(|e| self.name_index_error(e))?
+                };
+                if !exists {
+                    // Only to report a bad hint.
+                    return Ok(absent());
+                }
+                f(conn, cached)
+            })
+        })
+    }
+
+    fn name_index_error(&self, e: Error) -> Error {
+        match e {
+            Error::IndexNotFound { name, .. } => Error::IndexNotFound {
+                collection: self.name.to_string(),
+                name,
+            },
+            other => other,
+        }
     }
 
     /// Runs `f` on a reader connection when the collection exists.

@@ -8,12 +8,14 @@ use crate::engine::schema::table_name;
 use crate::error::{Error, Result};
 use crate::id::id_key;
 use crate::index::{prefix_range, side_bounds, Bounds, IndexDef, IndexSet};
-use crate::query::sql::{compile_filter_with, path_expr, CompileOptions};
+use crate::query::shape::{conv_prefix_hi, conv_prefix_lo, Lit, ParamSource, Src};
+use crate::query::sql::{compile_filter_traced, path_expr, CompileOptions};
 use crate::query::{Cond, Filter, InItem, SortOrder, SortSpec};
 use crate::value::FieldPath;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// A stored document with its bookkeeping.
 #[derive(Debug, Clone)]
@@ -31,8 +33,8 @@ pub(crate) struct Plan {
     pub filter: Filter,
     /// The `FROM` target: the quoted table, with `INDEXED BY` under a hint. Empty for
     /// plans built without index knowledge (the caller's collection table is used).
-    pub from: String,
-    pub where_sql: String,
+    pub from: Arc<str>,
+    pub where_sql: Arc<str>,
     pub params: Vec<SqlValue>,
     /// True when every row the SQL returns matches the filter.
     pub exact: bool,
@@ -54,8 +56,8 @@ impl Plan {
             // Only a hint can fail; without one, fall back to checking every row.
             Err(_) => Plan {
                 filter,
-                from: String::new(),
-                where_sql: "1".to_string(),
+                from: Arc::from(""),
+                where_sql: Arc::from("1"),
                 params: Vec::new(),
                 exact: false,
                 chosen_index: None,
@@ -74,155 +76,8 @@ impl Plan {
         set: &IndexSet,
         hint: Option<&Value>,
     ) -> Result<Plan> {
-        let hinted = match hint {
-            None => None,
-            Some(h) => match resolve_hint(set, h)? {
-                Hinted::Id => None,
-                Hinted::Index(def) => Some(def),
-            },
-        };
-        let (id_sql, id_params, id_only) = id_constraint(&filter);
-        if id_only && hinted.is_none() {
-            return Ok(Plan {
-                filter,
-                from: String::new(),
-                where_sql: id_sql.unwrap_or_else(|| "1".to_string()),
-                params: id_params,
-                exact: true,
-                chosen_index: None,
-                index_range: false,
-            });
-        }
-        let options = CompileOptions {
-            scalar_paths: set.scalar_paths(),
-        };
-        let compiled = compile_filter_with(&filter, &options);
-        let mut parts: Vec<String> = Vec::new();
-        let mut params: Vec<SqlValue> = Vec::new();
-        let has_id = id_sql.is_some();
-        if let Some(id_sql) = id_sql {
-            parts.push(id_sql);
-            params.extend(id_params);
-        }
-        let conjuncts = top_conjuncts(&filter);
-        let mut chosen_index = None;
-        let mut from = String::new();
-        // Prefix regexes on indexed scalar paths: a range SQLite can seek.
-        let mut ranged = false;
-        for (path, cond) in &conjuncts {
-            if let Cond::Regex(re) = cond {
-                if !options.scalar_paths.contains(*path) {
-                    continue;
-                }
-                if let (Some(expr), Some((lo, hi))) = (path_expr(path), prefix_range(re)) {
-                    ranged = true;
-                    match hi {
-                        Some(hi) => {
-                            parts.push(format!("({expr} >= ? AND {expr} < ?)"));
-                            params.push(SqlValue::Text(lo));
-                            params.push(SqlValue::Text(hi));
-                        }
-                        None => {
-                            parts.push(format!("{expr} >= ?"));
-                            params.push(SqlValue::Text(lo));
-                        }
-                    }
-                }
-            }
-        }
-        let mut side_table = false;
-        match hinted {
-            Some(def) if !def.is_multikey() || def.multikey & 1 == 0 => {
-                from = format!("{} INDEXED BY {}", "{table}", def.sql_index());
-                chosen_index = Some(def.name.clone());
-            }
-            Some(def) => {
-                let leading = &def.keys[0].0;
-                let bounds = conjuncts
-                    .iter()
-                    .filter(|(p, _)| *p == leading)
-                    .filter_map(|(_, c)| side_bounds(c))
-                    .min_by_key(|b| b.rank)
-                    .ok_or_else(|| {
-                        Error::InvalidArgument(format!(
-                            "hint '{}': the filter has no condition on '{leading}' the multikey index can bound",
-                            def.name
-                        ))
-                    })?;
-                parts.push(format!(
-                    "rid IN (SELECT rid FROM {} WHERE {})",
-                    def.side_table(),
-                    bounds.sql
-                ));
-                params.extend(bounds.params);
-                chosen_index = Some(def.name.clone());
-                side_table = true;
-            }
-            None if !has_id && !served_by_expression_index(set, &conjuncts) && !ranged => {
-                // The best multikey index whose leading path the filter bounds.
-                let mut best: Option<(&IndexDef, Bounds)> = None;
-                for def in set.defs.iter().filter(|d| d.multikey & 1 != 0) {
-                    let leading = &def.keys[0].0;
-                    for (_, cond) in conjuncts.iter().filter(|(p, _)| *p == leading) {
-                        if let Some(b) = side_bounds(cond) {
-                            if best.as_ref().is_none_or(|(_, cur)| b.rank < cur.rank) {
-                                best = Some((def, b));
-                            }
-                        }
-                    }
-                }
-                if let Some((def, b)) = best {
-                    parts.push(format!(
-                        "rid IN (SELECT rid FROM {} WHERE {})",
-                        def.side_table(),
-                        b.sql
-                    ));
-                    params.extend(b.params);
-                    chosen_index = Some(def.name.clone());
-                    side_table = true;
-                }
-            }
-            None => {}
-        }
-        let where_sql = if parts.is_empty() {
-            compiled.sql
-        } else if compiled.sql == "1" {
-            parts.join(" AND ")
-        } else {
-            format!("{} AND ({})", parts.join(" AND "), compiled.sql)
-        };
-        params.extend(compiled.params);
-        // Candidates are collected as row ids first (no ORDER BY) whenever an expression
-        // index serves the filter: with `ORDER BY rid` SQLite (built with STAT4) reads
-        // the bound key while planning and re-prepares the statement for every new
-        // value, which costs more than the query itself.
-        let index_range = !has_id
-            && (side_table || chosen_index.is_none())
-            && (side_table
-                || served_by_expression_index(set, &conjuncts)
-                || conjuncts.iter().any(|(path, cond)| {
-                    let bounded = match cond {
-                        Cond::Gt(v) | Cond::Gte(v) | Cond::Lt(v) | Cond::Lte(v) => {
-                            v.is_number() || v.is_string()
-                        }
-                        Cond::Regex(re) => prefix_range(re).is_some(),
-                        _ => false,
-                    };
-                    bounded
-                        && set
-                            .defs
-                            .iter()
-                            .any(|d| d.multikey & 1 == 0 && d.keys[0].0 == **path)
-                }));
-        Ok(Plan {
-            filter,
-            from,
-            where_sql,
-            params,
-            exact: compiled.exact,
-            chosen_index,
-            index_range,
-        })
+        let compiled = Compiled::build(&filter, set, hint)?;
+        Ok(compiled.into_plan(filter))
     }
 
     /// The `FROM` target for `collection`.
@@ -326,6 +181,41 @@ impl Plan {
             self.target_sql(collection),
             self.where_sql
         )
+    }
+
+    /// Every matching row, in `rid` order, read with one statement when the SQL returns
+    /// at most `page` rows; `None` when it returns more (the caller then collects row
+    /// ids first). For index-driven plans ([`Plan::index_range`]).
+    pub(crate) fn fetch_few(
+        &self,
+        conn: &Connection,
+        collection: &str,
+        page: usize,
+    ) -> Result<Option<Vec<Row>>> {
+        let sql = format!(
+            "SELECT rid, id, rev, json(doc) FROM {} WHERE {} LIMIT {}",
+            self.target_sql(collection),
+            self.where_sql,
+            i64::try_from(page.saturating_add(1)).unwrap_or(i64::MAX)
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(self.params.iter()))?;
+        let mut raw: Vec<(i64, String, i64, String)> = Vec::new();
+        while let Some(r) = rows.next()? {
+            if raw.len() == page {
+                return Ok(None);
+            }
+            raw.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?));
+        }
+        raw.sort_unstable_by_key(|r| r.0);
+        let mut out = Vec::with_capacity(raw.len());
+        for (rid, key, rev, text) in raw {
+            let doc: Value = serde_json::from_str(&text)?;
+            if self.exact || self.filter.matches(&doc) {
+                out.push(Row { rid, key, rev, doc });
+            }
+        }
+        Ok(Some(out))
     }
 
     /// The `rid`s of the candidate rows, ascending (see [`Plan::index_range`]).
@@ -478,6 +368,240 @@ impl Plan {
     }
 }
 
+/// A plan before it is given its filter: SQL, parameters and where each came from.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub from: String,
+    pub where_sql: String,
+    pub params: Vec<SqlValue>,
+    /// Beside `params`: the literal of the filter each was computed from.
+    pub srcs: Vec<Src>,
+    pub exact: bool,
+    pub chosen_index: Option<String>,
+    pub index_range: bool,
+}
+
+impl Compiled {
+    /// Compiles `filter` using what the collection's indexes know (see
+    /// [`Plan::with_indexes`]).
+    pub(crate) fn build(filter: &Filter, set: &IndexSet, hint: Option<&Value>) -> Result<Compiled> {
+        let hinted = match hint {
+            None => None,
+            Some(h) => match resolve_hint(set, h)? {
+                Hinted::Id => None,
+                Hinted::Index(def) => Some(def),
+            },
+        };
+        let (id_sql, id_params, id_only) = id_constraint(filter);
+        if id_only && hinted.is_none() {
+            let (params, srcs) = id_params.into_iter().unzip();
+            return Ok(Compiled {
+                from: String::new(),
+                where_sql: id_sql.unwrap_or_else(|| "1".to_string()),
+                params,
+                srcs,
+                exact: true,
+                chosen_index: None,
+                index_range: false,
+            });
+        }
+        let options = CompileOptions {
+            scalar_paths: set.scalar_paths(),
+        };
+        let (compiled, compiled_srcs) = compile_filter_traced(filter, &options);
+        let mut parts: Vec<String> = Vec::new();
+        let mut params: Vec<SqlValue> = Vec::new();
+        let mut srcs: Vec<Src> = Vec::new();
+        let has_id = id_sql.is_some();
+        if let Some(id_sql) = id_sql {
+            parts.push(id_sql);
+            for (p, src) in id_params {
+                params.push(p);
+                srcs.push(src);
+            }
+        }
+        let conjuncts = top_conjuncts(filter);
+        let mut chosen_index = None;
+        let mut from = String::new();
+        // Prefix regexes on indexed scalar paths: a range SQLite can seek.
+        let mut ranged = false;
+        for (path, cond) in &conjuncts {
+            if let Cond::Regex(re) = cond {
+                if !options.scalar_paths.contains(*path) {
+                    continue;
+                }
+                if let (Some(expr), Some((_, hi))) = (path_expr(path), prefix_range(re)) {
+                    ranged = true;
+                    let (lo, lo_src) = Src::param(Lit::Regex(re), conv_prefix_lo);
+                    params.push(lo);
+                    srcs.push(lo_src);
+                    match hi {
+                        Some(_) => {
+                            parts.push(format!("({expr} >= ? AND {expr} < ?)"));
+                            let (hi, hi_src) = Src::param(Lit::Regex(re), conv_prefix_hi);
+                            params.push(hi);
+                            srcs.push(hi_src);
+                        }
+                        None => parts.push(format!("{expr} >= ?")),
+                    }
+                }
+            }
+        }
+        let mut side_table = false;
+        match hinted {
+            Some(def) if !def.is_multikey() || def.multikey & 1 == 0 => {
+                from = format!("{} INDEXED BY {}", "{table}", def.sql_index());
+                chosen_index = Some(def.name.clone());
+            }
+            Some(def) => {
+                let leading = &def.keys[0].0;
+                let bounds = conjuncts
+                    .iter()
+                    .filter(|(p, _)| *p == leading)
+                    .filter_map(|(_, c)| side_bounds(c))
+                    .min_by_key(|b| b.rank)
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!(
+                            "hint '{}': the filter has no condition on '{leading}' the multikey index can bound",
+                            def.name
+                        ))
+                    })?;
+                parts.push(format!(
+                    "rid IN (SELECT rid FROM {} WHERE {})",
+                    def.side_table(),
+                    bounds.sql
+                ));
+                params.extend(bounds.params);
+                srcs.extend(bounds.srcs);
+                chosen_index = Some(def.name.clone());
+                side_table = true;
+            }
+            None if !has_id && !served_by_expression_index(set, &conjuncts) && !ranged => {
+                // The best multikey index whose leading path the filter bounds.
+                let mut best: Option<(&IndexDef, Bounds)> = None;
+                for def in set.defs.iter().filter(|d| d.multikey & 1 != 0) {
+                    let leading = &def.keys[0].0;
+                    for (_, cond) in conjuncts.iter().filter(|(p, _)| *p == leading) {
+                        if let Some(b) = side_bounds(cond) {
+                            if best.as_ref().is_none_or(|(_, cur)| b.rank < cur.rank) {
+                                best = Some((def, b));
+                            }
+                        }
+                    }
+                }
+                if let Some((def, b)) = best {
+                    parts.push(format!(
+                        "rid IN (SELECT rid FROM {} WHERE {})",
+                        def.side_table(),
+                        b.sql
+                    ));
+                    params.extend(b.params);
+                    srcs.extend(b.srcs);
+                    chosen_index = Some(def.name.clone());
+                    side_table = true;
+                }
+            }
+            None => {}
+        }
+        let where_sql = if parts.is_empty() {
+            compiled.sql
+        } else if compiled.sql == "1" {
+            parts.join(" AND ")
+        } else {
+            format!("{} AND ({})", parts.join(" AND "), compiled.sql)
+        };
+        params.extend(compiled.params);
+        srcs.extend(compiled_srcs);
+        // Candidates are collected as row ids first (no ORDER BY) whenever an expression
+        // index serves the filter: with `ORDER BY rid` SQLite (built with STAT4) reads
+        // the bound key while planning and re-prepares the statement for every new
+        // value, which costs more than the query itself.
+        let index_range = !has_id
+            && (side_table || chosen_index.is_none())
+            && (side_table
+                || served_by_expression_index(set, &conjuncts)
+                || conjuncts.iter().any(|(path, cond)| {
+                    let bounded = match cond {
+                        Cond::Gt(v) | Cond::Gte(v) | Cond::Lt(v) | Cond::Lte(v) => {
+                            v.is_number() || v.is_string()
+                        }
+                        Cond::Regex(re) => prefix_range(re).is_some(),
+                        _ => false,
+                    };
+                    bounded
+                        && set
+                            .defs
+                            .iter()
+                            .any(|d| d.multikey & 1 == 0 && d.keys[0].0 == **path)
+                }));
+        Ok(Compiled {
+            from,
+            where_sql,
+            params,
+            srcs,
+            exact: compiled.exact,
+            chosen_index,
+            index_range,
+        })
+    }
+
+    /// The plan for `filter`, the filter this was compiled from.
+    pub(crate) fn into_plan(self, filter: Filter) -> Plan {
+        Plan {
+            filter,
+            from: Arc::from(self.from),
+            where_sql: Arc::from(self.where_sql),
+            params: self.params,
+            exact: self.exact,
+            chosen_index: self.chosen_index,
+            index_range: self.index_range,
+        }
+    }
+}
+
+/// A compiled plan kept for a filter shape (see `plan_cache`): everything but the
+/// filter and its parameters, and how to compute those parameters from a new filter of
+/// the same shape.
+#[derive(Debug)]
+pub(crate) struct PlanTemplate {
+    pub from: Arc<str>,
+    pub where_sql: Arc<str>,
+    pub exact: bool,
+    pub chosen_index: Option<String>,
+    pub index_range: bool,
+    pub sources: Vec<ParamSource>,
+    /// Number of literals in the shape (a cheap check against a hash collision).
+    pub slots: usize,
+}
+
+impl PlanTemplate {
+    /// The template of `plan`, whose parameters come from `sources`.
+    pub(crate) fn of(plan: &Plan, sources: Vec<ParamSource>, slots: usize) -> PlanTemplate {
+        PlanTemplate {
+            from: plan.from.clone(),
+            where_sql: plan.where_sql.clone(),
+            exact: plan.exact,
+            chosen_index: plan.chosen_index.clone(),
+            index_range: plan.index_range,
+            sources,
+            slots,
+        }
+    }
+
+    /// The plan for `filter` (of the template's shape) with its parameters.
+    pub(crate) fn bind(&self, filter: Filter, params: Vec<SqlValue>) -> Plan {
+        Plan {
+            filter,
+            from: self.from.clone(),
+            where_sql: self.where_sql.clone(),
+            params,
+            exact: self.exact,
+            chosen_index: self.chosen_index.clone(),
+            index_range: self.index_range,
+        }
+    }
+}
+
 /// True when the filter is only an `_id` equality or `$in`: the `id` column's unique
 /// index answers it exactly and no secondary index can do better.
 pub(crate) fn is_id_only(filter: &Filter) -> bool {
@@ -487,7 +611,7 @@ pub(crate) fn is_id_only(filter: &Filter) -> bool {
 /// Finds an `_id` equality or `$in` among the filter's top-level conjuncts, which the
 /// `id` column's unique index answers. Returns the SQL, its parameters, and whether that
 /// constraint is the whole filter.
-fn id_constraint(filter: &Filter) -> (Option<String>, Vec<SqlValue>, bool) {
+fn id_constraint(filter: &Filter) -> (Option<String>, Vec<(SqlValue, Src)>, bool) {
     let conjuncts: &[Filter] = match filter {
         Filter::And(children) => children,
         other => std::slice::from_ref(other),
@@ -500,7 +624,7 @@ fn id_constraint(filter: &Filter) -> (Option<String>, Vec<SqlValue>, bool) {
     (None, Vec::new(), false)
 }
 
-fn id_sql(filter: &Filter) -> Option<(String, Vec<SqlValue>)> {
+fn id_sql(filter: &Filter) -> Option<(String, Vec<(SqlValue, Src)>)> {
     let Filter::Field { path, cond } = filter else {
         return None;
     };
@@ -509,16 +633,19 @@ fn id_sql(filter: &Filter) -> Option<(String, Vec<SqlValue>)> {
     }
     match cond {
         // `_id` is never an array, so equality is exact key equality.
-        Cond::Eq(v) if !v.is_array() => Some(("id = ?".to_string(), vec![id_key(v).into()])),
+        Cond::Eq(v) if !v.is_array() => Some((
+            "id = ?".to_string(),
+            vec![Src::param(Lit::Value(v), conv_id_key)],
+        )),
         Cond::In(items)
             if items
                 .iter()
                 .all(|i| matches!(i, InItem::Value(v) if !v.is_array())) =>
         {
-            let keys: Vec<SqlValue> = items
+            let keys: Vec<(SqlValue, Src)> = items
                 .iter()
                 .filter_map(|i| match i {
-                    InItem::Value(v) => Some(id_key(v).into()),
+                    InItem::Value(v) => Some(Src::param(Lit::Value(v), conv_id_key)),
                     InItem::Regex(_) => None,
                 })
                 .collect();
@@ -528,6 +655,14 @@ fn id_sql(filter: &Filter) -> Option<(String, Vec<SqlValue>)> {
             let marks = vec!["?"; keys.len()].join(",");
             Some((format!("id IN ({marks})"), keys))
         }
+        _ => None,
+    }
+}
+
+/// An `_id` operand as the `id` column's key.
+fn conv_id_key(l: Lit<'_>) -> Option<SqlValue> {
+    match l {
+        Lit::Value(v) => Some(SqlValue::Text(id_key(v))),
         _ => None,
     }
 }

@@ -6,6 +6,7 @@
 //! table's type tag: `{$gt: 5}` looks at number keys only, `{$lt: "m"}` at string keys.
 
 use super::keys::{value_sql, TAG_NULL, TAG_NUMBER, TAG_STRING};
+use crate::query::shape::{conv_prefix_hi, conv_prefix_lo, Lit, Src};
 use crate::query::{AllItem, Cond, ElemMatch, InItem, Regex};
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value;
@@ -17,6 +18,8 @@ pub(crate) struct Bounds {
     pub sql: String,
     /// Its parameters.
     pub params: Vec<SqlValue>,
+    /// Where each parameter came from (see [`crate::query::shape`]).
+    pub srcs: Vec<Src>,
     /// Selectivity class, lower is better: 0 equality, 1 `$in`, 2 range.
     pub rank: u8,
 }
@@ -26,12 +29,30 @@ fn eq_bounds(v: &Value) -> Option<Bounds> {
         // An array operand also matches the array as a whole, which is not a key.
         return None;
     }
-    let (tag, value) = value_sql(v);
+    let (tag, tag_src) = Src::param(Lit::Value(v), conv_key_tag);
+    let (value, value_src) = Src::param(Lit::Value(v), conv_key_value);
     Some(Bounds {
         sql: "(t0=? AND v0=?)".to_string(),
-        params: vec![SqlValue::Integer(tag), value],
+        params: vec![tag, value],
+        srcs: vec![tag_src, value_src],
         rank: 0,
     })
+}
+
+/// The side table's type tag of a value operand.
+fn conv_key_tag(l: Lit<'_>) -> Option<SqlValue> {
+    match l {
+        Lit::Value(v) => Some(SqlValue::Integer(value_sql(v).0)),
+        _ => None,
+    }
+}
+
+/// The side table's key value of a value operand.
+fn conv_key_value(l: Lit<'_>) -> Option<SqlValue> {
+    match l {
+        Lit::Value(v) => Some(value_sql(v).1),
+        _ => None,
+    }
 }
 
 fn range_bounds(op: &str, v: &Value) -> Option<Bounds> {
@@ -42,6 +63,7 @@ fn range_bounds(op: &str, v: &Value) -> Option<Bounds> {
             return Some(Bounds {
                 sql: "(t0=?)".to_string(),
                 params: vec![SqlValue::Integer(TAG_NULL)],
+                srcs: vec![Src::Const],
                 rank: 2,
             })
         }
@@ -49,20 +71,26 @@ fn range_bounds(op: &str, v: &Value) -> Option<Bounds> {
     };
     // Non-strict: SQLite may round a large integer operand.
     let op = if op.starts_with('>') { ">=" } else { "<=" };
-    let (_, value) = value_sql(v);
+    let (value, value_src) = Src::param(Lit::Value(v), conv_key_value);
     Some(Bounds {
         sql: format!("(t0=? AND v0{op}?)"),
         params: vec![SqlValue::Integer(tag), value],
+        // The tag follows from the operand's type, part of the filter's shape.
+        srcs: vec![Src::Const, value_src],
         rank: 2,
     })
 }
 
 fn regex_bounds(re: &Regex) -> Option<Bounds> {
-    let (lo, hi) = prefix_range(re)?;
-    let mut params = vec![SqlValue::Integer(TAG_STRING), SqlValue::Text(lo)];
+    let (_, hi) = prefix_range(re)?;
+    let (lo, lo_src) = Src::param(Lit::Regex(re), conv_prefix_lo);
+    let mut params = vec![SqlValue::Integer(TAG_STRING), lo];
+    let mut srcs = vec![Src::Const, lo_src];
     let sql = match hi {
-        Some(hi) => {
-            params.push(SqlValue::Text(hi));
+        Some(_) => {
+            let (hi, hi_src) = Src::param(Lit::Regex(re), conv_prefix_hi);
+            params.push(hi);
+            srcs.push(hi_src);
             "(t0=? AND v0>=? AND v0<?)"
         }
         None => "(t0=? AND v0>=?)",
@@ -70,6 +98,7 @@ fn regex_bounds(re: &Regex) -> Option<Bounds> {
     Some(Bounds {
         sql: sql.to_string(),
         params,
+        srcs,
         rank: 2,
     })
 }
@@ -90,6 +119,7 @@ pub(crate) fn side_bounds(cond: &Cond) -> Option<Bounds> {
             }
             let mut parts = Vec::new();
             let mut params = Vec::new();
+            let mut srcs = Vec::new();
             for item in items {
                 let b = match item {
                     InItem::Value(v) => eq_bounds(v)?,
@@ -97,10 +127,12 @@ pub(crate) fn side_bounds(cond: &Cond) -> Option<Bounds> {
                 };
                 parts.push(b.sql);
                 params.extend(b.params);
+                srcs.extend(b.srcs);
             }
             Some(Bounds {
                 sql: format!("({})", parts.join(" OR ")),
                 params,
+                srcs,
                 rank: 1,
             })
         }

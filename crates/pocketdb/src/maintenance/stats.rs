@@ -35,6 +35,8 @@ pub struct DatabaseStats {
     pub cache: Option<CacheStats>,
     /// The most recent queries slower than [`crate::Options::slow_query_threshold`].
     pub slow_queries: Vec<SlowQuery>,
+    /// Counters of the plan cache (see [`Database::plan_cache_stats`]).
+    pub plan_cache: crate::PlanCacheStats,
 }
 
 /// Statistics of one collection.
@@ -117,6 +119,27 @@ fn file_len(path: Option<PathBuf>) -> u64 {
 }
 
 impl Database {
+    /// Counters of the plan cache: plans reused (`hits`), compiled (`misses`), found
+    /// stale after an index change (`invalidated`), and the entries kept. Cheap, unlike
+    /// [`Database::stats`].
+    ///
+    /// ```
+    /// use pocketdb::Database;
+    /// use serde_json::{json, Value};
+    ///
+    /// let db = Database::memory()?;
+    /// let users = db.collection::<Value>("users");
+    /// users.insert_one(json!({"age": 30}))?;
+    /// users.count_documents(json!({"age": {"$gt": 20}}))?;
+    /// users.count_documents(json!({"age": {"$gt": 40}}))?;
+    /// let stats = db.plan_cache_stats();
+    /// assert_eq!((stats.misses, stats.hits), (1, 1));
+    /// # Ok::<(), pocketdb::Error>(())
+    /// ```
+    pub fn plan_cache_stats(&self) -> crate::PlanCacheStats {
+        self.inner.plans.stats()
+    }
+
     /// Sizes and counters: file and WAL sizes, documents and bytes per collection,
     /// index sizes, the page-cache hit ratio and recent slow queries. Reads every page
     /// of the file (through `dbstat`), so it costs a full scan.
@@ -187,6 +210,7 @@ impl Database {
                 collections: out,
                 cache: None,
                 slow_queries: Vec::new(),
+                plan_cache: self.plan_cache_stats(),
             })
         })?;
         stats.file_bytes = match &path {

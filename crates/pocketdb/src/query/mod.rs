@@ -10,6 +10,7 @@ pub mod builder;
 pub mod matcher;
 pub mod parse;
 pub mod projection;
+pub(crate) mod shape;
 pub mod sort;
 pub mod sql;
 

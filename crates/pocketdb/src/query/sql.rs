@@ -30,6 +30,9 @@
 mod tests;
 
 use crate::query::ast::{AllItem, Cond, ElemMatch, Filter, InItem, Regex};
+use crate::query::shape::{
+    conv_int, conv_json_text, conv_options, conv_pattern, conv_size, conv_text, Lit, Src,
+};
 use crate::value::{compare_values, BsonType, FieldPath};
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value as SqlValue, ValueRef};
@@ -79,16 +82,28 @@ pub fn compile_filter(filter: &Filter) -> SqlFilter {
 
 /// Compiles a filter to SQL, using what `options` says about the collection.
 pub fn compile_filter_with(filter: &Filter, options: &CompileOptions) -> SqlFilter {
+    compile_filter_traced(filter, options).0
+}
+
+/// [`compile_filter_with`], also saying where each parameter came from (for the plan
+/// cache, see [`crate::query::shape`]).
+pub(crate) fn compile_filter_traced(
+    filter: &Filter,
+    options: &CompileOptions,
+) -> (SqlFilter, Vec<Src>) {
     let mut compiler = Compiler {
         options,
         aliases: 0,
     };
     let piece = compiler.filter(filter, "doc", true);
-    SqlFilter {
-        sql: piece.frag.sql,
-        params: piece.frag.params,
-        exact: piece.exact,
-    }
+    (
+        SqlFilter {
+            sql: piece.frag.sql,
+            params: piece.frag.params,
+            exact: piece.exact,
+        },
+        piece.frag.srcs,
+    )
 }
 
 /// The SQL expression reading `path` from the `doc` column:
@@ -148,11 +163,13 @@ fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// SQL text with the parameters its `?` placeholders bind, in order.
+/// SQL text with the parameters its `?` placeholders bind, in order, and where each
+/// parameter came from.
 #[derive(Debug, Clone, Default)]
 struct Frag {
     sql: String,
     params: Vec<SqlValue>,
+    srcs: Vec<Src>,
 }
 
 impl Frag {
@@ -160,6 +177,7 @@ impl Frag {
         Frag {
             sql: sql.into(),
             params: Vec::new(),
+            srcs: Vec::new(),
         }
     }
 
@@ -168,15 +186,18 @@ impl Frag {
         self
     }
 
-    fn p(mut self, value: SqlValue) -> Frag {
+    /// A placeholder bound to `conv` of a literal (see [`Src::param`]).
+    fn p(mut self, (value, src): (SqlValue, Src)) -> Frag {
         self.sql.push('?');
         self.params.push(value);
+        self.srcs.push(src);
         self
     }
 
     fn f(mut self, other: Frag) -> Frag {
         self.sql.push_str(&other.sql);
         self.params.extend(other.params);
+        self.srcs.extend(other.srcs);
         self
     }
 }
@@ -322,8 +343,12 @@ fn number_param(n: &Number) -> (SqlValue, bool) {
     }
 }
 
-fn json_text_param(v: &Value) -> SqlValue {
-    SqlValue::Text(v.to_string())
+/// A number operand as bound (see [`number_param`]).
+fn conv_number(l: Lit<'_>) -> Option<SqlValue> {
+    match l {
+        Lit::Value(Value::Number(n)) => Some(number_param(n).0),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,6 +387,19 @@ impl CmpOp {
     }
 }
 
+/// A positive condition as the compiler walks it. The variants other than `Cond` are
+/// the conditions `$ne`, `$nin`, `$exists: false` and `$all` stand for, borrowing the
+/// filter's own operands: the plan cache finds each parameter's literal by its address.
+#[derive(Debug, Clone, Copy)]
+enum Pos<'c> {
+    Cond(&'c Cond),
+    Eq(&'c Value),
+    In(&'c [InItem]),
+    Regex(&'c Regex),
+    ElemMatch(&'c ElemMatch),
+    Exists,
+}
+
 struct Compiler<'a> {
     options: &'a CompileOptions,
     aliases: usize,
@@ -397,9 +435,9 @@ impl Compiler<'_> {
     /// A condition on a field, with negations taken over the whole field.
     fn field(&mut self, root: &str, top: bool, path: &FieldPath, cond: &Cond) -> Piece {
         match cond {
-            Cond::Ne(v) => negate(self.field(root, top, path, &Cond::Eq(v.clone()))),
-            Cond::Nin(items) => negate(self.field(root, top, path, &Cond::In(items.clone()))),
-            Cond::Exists(false) => negate(self.field(root, top, path, &Cond::Exists(true))),
+            Cond::Ne(v) => negate(self.positive(root, top, path, Pos::Eq(v))),
+            Cond::Nin(items) => negate(self.positive(root, top, path, Pos::In(items))),
+            Cond::Exists(false) => negate(self.positive(root, top, path, Pos::Exists)),
             Cond::Not(conds) => {
                 let parts = conds
                     .iter()
@@ -415,21 +453,21 @@ impl Compiler<'_> {
                     .iter()
                     .map(|item| {
                         let c = match item {
-                            AllItem::Value(v) => Cond::Eq(v.clone()),
-                            AllItem::Regex(r) => Cond::Regex(r.clone()),
-                            AllItem::ElemMatch(em) => Cond::ElemMatch(em.clone()),
+                            AllItem::Value(v) => Pos::Eq(v),
+                            AllItem::Regex(r) => Pos::Regex(r),
+                            AllItem::ElemMatch(em) => Pos::ElemMatch(em),
                         };
-                        self.field(root, top, path, &c)
+                        self.positive(root, top, path, c)
                     })
                     .collect();
                 and_all(parts)
             }
-            _ => self.positive(root, top, path, cond),
+            _ => self.positive(root, top, path, Pos::Cond(cond)),
         }
     }
 
     /// A condition that holds when some value reached through the path satisfies it.
-    fn positive(&mut self, root: &str, top: bool, path: &FieldPath, cond: &Cond) -> Piece {
+    fn positive(&mut self, root: &str, top: bool, path: &FieldPath, cond: Pos<'_>) -> Piece {
         let segs = path.segments();
         let scalar = top && self.options.scalar_paths.contains(path);
         if segs.iter().all(|s| segment_ok(s)) && (scalar || segs.len() <= MAX_TRAVERSAL_SEGMENTS) {
@@ -460,7 +498,7 @@ impl Compiler<'_> {
         segs: &[String],
         at_root: bool,
         scalar: bool,
-        cond: &Cond,
+        cond: Pos<'_>,
     ) -> Piece {
         let (first, rest) = match segs.split_first() {
             Some(split) => split,
@@ -510,25 +548,29 @@ impl Compiler<'_> {
 
     /// A condition on one candidate value, which may be missing. Conditions that
     /// MongoDB applies to array elements also hold when an element satisfies them.
-    fn leaf(&mut self, loc: &Loc, cond: &Cond, scalar: bool) -> Piece {
-        let single = self.single(loc, cond);
-        let expands = matches!(
-            cond,
-            Cond::Eq(_)
-                | Cond::Gt(_)
-                | Cond::Gte(_)
-                | Cond::Lt(_)
-                | Cond::Lte(_)
-                | Cond::In(_)
-                | Cond::Type(_)
-                | Cond::Regex(_)
-                | Cond::Mod { .. }
-        );
+    fn leaf(&mut self, loc: &Loc, cond: Pos<'_>, scalar: bool) -> Piece {
+        let single = self.single_pos(loc, cond);
+        let expands = match cond {
+            Pos::Eq(_) | Pos::In(_) | Pos::Regex(_) => true,
+            Pos::ElemMatch(_) | Pos::Exists => false,
+            Pos::Cond(c) => matches!(
+                c,
+                Cond::Eq(_)
+                    | Cond::Gt(_)
+                    | Cond::Gte(_)
+                    | Cond::Lt(_)
+                    | Cond::Lte(_)
+                    | Cond::In(_)
+                    | Cond::Type(_)
+                    | Cond::Regex(_)
+                    | Cond::Mod { .. }
+            ),
+        };
         if !expands || scalar {
             return single;
         }
         let alias = self.alias();
-        let elem = self.single(
+        let elem = self.single_pos(
             &Loc::Elem {
                 alias: alias.clone(),
             },
@@ -553,6 +595,18 @@ impl Compiler<'_> {
         or_any(vec![single, elements])
     }
 
+    /// [`Compiler::single`] for a condition the compiler derived.
+    fn single_pos(&mut self, loc: &Loc, cond: Pos<'_>) -> Piece {
+        match cond {
+            Pos::Cond(c) => self.single(loc, c),
+            Pos::Eq(v) => eq_single(loc, v),
+            Pos::In(items) => in_single(loc, items),
+            Pos::Regex(re) => regex_single(loc, re),
+            Pos::ElemMatch(em) => self.elem_match(loc, em),
+            Pos::Exists => Piece::exact(Frag::lit(format!("{} IS NOT NULL", loc.ty()))),
+        }
+    }
+
     /// A condition on one value as a whole, without looking into arrays (also the
     /// semantics of conditions inside `$elemMatch: {$gt: …}`).
     fn single(&mut self, loc: &Loc, cond: &Cond) -> Piece {
@@ -570,9 +624,9 @@ impl Compiler<'_> {
             Cond::Type(types) => type_single(loc, types),
             Cond::Regex(re) => regex_single(loc, re),
             Cond::Size(n) => match i64::try_from(*n) {
-                Ok(n) => Piece::exact(
+                Ok(_) => Piece::exact(
                     Frag::lit(format!("({}='array' AND {}=", loc.ty(), loc.array_len()))
-                        .p(SqlValue::Integer(n))
+                        .p(Src::param(Lit::Size(n), conv_size))
                         .s(")"),
                 ),
                 Err(_) => Piece::bool(false),
@@ -583,9 +637,9 @@ impl Compiler<'_> {
                     loc.ty(),
                     loc.val()
                 ))
-                .p(SqlValue::Integer(*divisor))
+                .p(Src::param(Lit::Int(divisor), conv_int))
                 .s(")=")
-                .p(SqlValue::Integer(*remainder))
+                .p(Src::param(Lit::Int(remainder), conv_int))
                 .s(")"),
             ),
             Cond::ElemMatch(em) => self.elem_match(loc, em),
@@ -633,7 +687,17 @@ impl Compiler<'_> {
 }
 
 /// True when a positive condition can hold for a missing value (it involves `null`).
-fn matches_missing(cond: &Cond) -> bool {
+fn matches_missing(cond: Pos<'_>) -> bool {
+    let cond = match cond {
+        Pos::Eq(v) => return v.is_null(),
+        Pos::In(items) => {
+            return items
+                .iter()
+                .any(|i| matches!(i, InItem::Value(Value::Null)))
+        }
+        Pos::Regex(_) | Pos::ElemMatch(_) | Pos::Exists => return false,
+        Pos::Cond(c) => c,
+    };
     match cond {
         Cond::Eq(Value::Null) | Cond::Gte(Value::Null) | Cond::Lte(Value::Null) => true,
         Cond::In(items) => items
@@ -661,24 +725,24 @@ fn eq_single(loc: &Loc, v: &Value) -> Piece {
         Value::Null => Piece::exact(Frag::lit(format!("{val} IS NULL"))),
         Value::Bool(b) => Piece::exact(Frag::lit(format!("{ty}='{b}'"))),
         Value::Number(n) => {
-            let (param, exact) = number_param(n);
+            let exact = number_param(n).1;
             Piece {
                 frag: Frag::lit(format!("({ty} IN ('integer','real') AND {val}="))
-                    .p(param)
+                    .p(Src::param(Lit::Value(v), conv_number))
                     .s(")"),
                 exact,
             }
         }
-        Value::String(s) => Piece::exact(
+        Value::String(_) => Piece::exact(
             Frag::lit(format!("({ty}='text' AND {val}="))
-                .p(SqlValue::Text(s.clone()))
+                .p(Src::param(Lit::Value(v), conv_text))
                 .s(")"),
         ),
         Value::Array(_) | Value::Object(_) => {
             let t = if v.is_array() { "array" } else { "object" };
             Piece::exact(
                 Frag::lit(format!("({ty}='{t}' AND {JSON_CMP_FUNCTION}({val},"))
-                    .p(json_text_param(v))
+                    .p(Src::param(Lit::Value(v), conv_json_text))
                     .s(")=0)"),
             )
         }
@@ -705,25 +769,25 @@ fn cmp_single(loc: &Loc, op: CmpOp, v: &Value) -> Piece {
             }
         }
         Value::Number(n) => {
-            let (param, exact) = number_param(n);
+            let exact = number_param(n).1;
             let op = if exact { op } else { op.relaxed() };
             Piece {
                 frag: Frag::lit(format!("({ty} IN ('integer','real') AND {val}{}", op.sql()))
-                    .p(param)
+                    .p(Src::param(Lit::Value(v), conv_number))
                     .s(")"),
                 exact,
             }
         }
-        Value::String(s) => Piece::exact(
+        Value::String(_) => Piece::exact(
             Frag::lit(format!("({ty}='text' AND {val}{}", op.sql()))
-                .p(SqlValue::Text(s.clone()))
+                .p(Src::param(Lit::Value(v), conv_text))
                 .s(")"),
         ),
         Value::Array(_) | Value::Object(_) => {
             let t = if v.is_array() { "array" } else { "object" };
             Piece::exact(
                 Frag::lit(format!("({ty}='{t}' AND {JSON_CMP_FUNCTION}({val},"))
-                    .p(json_text_param(v))
+                    .p(Src::param(Lit::Value(v), conv_json_text))
                     .s(format!("){}0)", op.sql()).as_str()),
             )
         }
@@ -738,17 +802,18 @@ fn in_single(loc: &Loc, items: &[InItem]) -> Piece {
     let mut parts = Vec::new();
     for item in items {
         match item {
-            InItem::Value(Value::Number(n)) => {
-                let (param, exact) = number_param(n);
-                numbers_exact &= exact;
-                numbers.push(param);
+            InItem::Value(v @ Value::Number(n)) => {
+                numbers_exact &= number_param(n).1;
+                numbers.push(Src::param(Lit::Value(v), conv_number));
             }
-            InItem::Value(Value::String(s)) => strings.push(SqlValue::Text(s.clone())),
+            InItem::Value(v @ Value::String(_)) => {
+                strings.push(Src::param(Lit::Value(v), conv_text))
+            }
             InItem::Value(v) => parts.push(eq_single(loc, v)),
             InItem::Regex(re) => parts.push(regex_single(loc, re)),
         }
     }
-    let list = |head: String, values: Vec<SqlValue>| {
+    let list = |head: String, values: Vec<(SqlValue, Src)>| {
         let mut frag = Frag::lit(head);
         for (i, v) in values.into_iter().enumerate() {
             if i > 0 {
@@ -805,9 +870,9 @@ fn type_single(loc: &Loc, types: &[BsonType]) -> Piece {
 fn regex_single(loc: &Loc, re: &Regex) -> Piece {
     Piece::exact(
         Frag::lit(format!("({}='text' AND {REGEX_FUNCTION}(", loc.ty()))
-            .p(SqlValue::Text(re.pattern.clone()))
+            .p(Src::param(Lit::Regex(re), conv_pattern))
             .s(",")
-            .p(SqlValue::Text(re.options.clone()))
+            .p(Src::param(Lit::Regex(re), conv_options))
             .s(&format!(",{}))", loc.val())),
     )
 }
