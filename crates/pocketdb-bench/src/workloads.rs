@@ -1,7 +1,9 @@
 //! The workloads and their measurement.
 
 use crate::{doc_id, document, raw, CITIES};
-use pocketdb::{BufferOptions, Collection, Database, Durability, Explain, IndexOptions, Options};
+use pocketdb::{
+    BufferOptions, Collection, Database, Durability, Explain, IndexOptions, Options, Synchronous,
+};
 use serde_json::{json, Map, Value};
 use std::fmt;
 use std::path::PathBuf;
@@ -479,22 +481,35 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
                 dir.join("bench-group-commit-gc.sqlite"),
                 Options::default().durability(Durability::GroupCommit),
             )?;
+            let s = concurrent_inserts(&group_db, threads, per)?;
+            // The same with `synchronous=FULL`, where every commit is an fsync: what group
+            // commit amortises. Compared with a single thread's `insert_one` on FULL.
+            let full = || Options::default().synchronous(Synchronous::Full);
+            let full_group = Database::open_with(
+                dir.join("bench-group-commit-full-gc.sqlite"),
+                full().durability(Durability::GroupCommit),
+            )?;
+            let full_per = (per / 4).max(1);
+            let full_s = concurrent_inserts(&full_group, threads, full_per)?;
+            let full_rate = (full_per * threads as u64) as f64 / full_s.max(1e-9);
+            let full_single =
+                Database::open_with(dir.join("bench-group-commit-full.sqlite"), full())?
+                    .collection::<Value>("bench");
+            let single_ops = 500u64;
             let t = Instant::now();
-            let handles: Vec<_> = (0..threads as u64)
-                .map(|k| {
-                    let c = group_db.collection::<Value>("bench");
-                    std::thread::spawn(move || -> Result<(), pocketdb::Error> {
-                        for i in 0..per {
-                            c.insert_one(document(k * per + i))?;
-                        }
-                        Ok(())
-                    })
-                })
-                .collect();
-            for h in handles {
-                h.join().map_err(|_| "a writer thread panicked")??;
+            for i in 0..single_ops {
+                full_single.insert_one(document(i))?;
             }
-            let s = t.elapsed().as_secs_f64();
+            let full_single_rate = single_ops as f64 / t.elapsed().as_secs_f64().max(1e-9);
+            extra.insert("full_sync_ops_per_sec".into(), json!(full_rate));
+            extra.insert(
+                "full_sync_insert_one_ops_per_sec".into(),
+                json!(full_single_rate),
+            );
+            extra.insert(
+                "full_sync_vs_insert_one".into(),
+                json!(full_rate / full_single_rate.max(1e-9)),
+            );
             // pocketdb's own insert-one on one thread, for the ratio the issue asks for.
             let single = ops.min(5_000);
             let t = Instant::now();
@@ -680,4 +695,24 @@ fn sku_document(i: u64, n: u64) -> Value {
         );
     }
     d
+}
+
+/// Seconds for `threads` threads each inserting `per` documents with `insert_one`.
+fn concurrent_inserts(db: &Database, threads: usize, per: u64) -> Result<f64, BoxError> {
+    let t = Instant::now();
+    let handles: Vec<_> = (0..threads as u64)
+        .map(|k| {
+            let c = db.collection::<Value>("bench");
+            std::thread::spawn(move || -> Result<(), pocketdb::Error> {
+                for i in 0..per {
+                    c.insert_one(document(k * per + i))?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().map_err(|_| "a writer thread panicked")??;
+    }
+    Ok(t.elapsed().as_secs_f64())
 }
