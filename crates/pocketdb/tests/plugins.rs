@@ -225,3 +225,36 @@ fn schema_validation_levels_and_actions() -> pocketdb::Result<()> {
     ));
     Ok(())
 }
+
+#[test]
+fn plugins_that_keep_stored_values_keep_the_sql_group_by() {
+    let db = Database::memory().unwrap();
+    db.register_plugin(pocketdb::plugin::Timestamps::default())
+        .unwrap();
+    let c = db.collection::<Value>("c");
+    c.insert_many((0..10).map(|i| json!({"k": i % 3, "v": i})))
+        .unwrap();
+    let pipeline = json!([{"$group": {"_id": "$k", "n": {"$sum": "$v"}}}, {"$sort": {"_id": 1}}]);
+    let plan = c.explain_aggregate(pipeline.clone()).unwrap();
+    assert_eq!(plan["stages"][0]["engine"], "sql", "{plan}");
+    assert_eq!(
+        c.aggregate(pipeline.clone()).unwrap().to_vec().unwrap(),
+        vec![
+            json!({"_id": 0, "n": 18}),
+            json!({"_id": 1, "n": 12}),
+            json!({"_id": 2, "n": 15})
+        ]
+    );
+
+    // A plugin that does not say otherwise may transform documents on read: the
+    // pipeline then reads through the collection's cursor.
+    struct Opaque;
+    impl pocketdb::plugin::Plugin for Opaque {
+        fn name(&self) -> &str {
+            "opaque"
+        }
+    }
+    db.register_collection_plugin("c", Opaque).unwrap();
+    let plan = c.explain_aggregate(pipeline).unwrap();
+    assert_eq!(plan["stages"][0]["engine"], "rust", "{plan}");
+}

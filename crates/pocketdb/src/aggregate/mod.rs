@@ -186,6 +186,7 @@ struct Source {
 impl Source {
     fn plan(coll: &Collection<Value>, stages: &[Stage]) -> Result<Source> {
         let plugins = coll.database().has_plugins();
+        let transformed = coll.database().has_read_transforms();
         let mut p = pushdown(stages, false);
         if plugins {
             // Plugins rewrite JSON filters (deterministic encryption turns a plaintext
@@ -199,7 +200,7 @@ impl Source {
         }
         let rest = &stages[p.consumed..];
         // The SQL `GROUP BY` reads stored values, which plugins may have transformed.
-        if !plugins {
+        if !transformed {
             if let Some(group) = sql_group(coll.name(), &p, rest) {
                 return Ok(Source {
                     p,
@@ -209,7 +210,8 @@ impl Source {
         }
         // A `$sort` whose `ORDER BY` an index serves, bounded by a following `$limit`.
         // Sorting by stored values is wrong when plugins transform them.
-        if !plugins && p.skip == 0 && p.limit.is_none() && matches!(rest, [Stage::Sort(_), ..]) {
+        if !transformed && p.skip == 0 && p.limit.is_none() && matches!(rest, [Stage::Sort(_), ..])
+        {
             let mut with_sort = pushdown(stages, true);
             with_sort.filter = p.filter.clone();
             if let (Some(sort), Some(_)) = (&with_sort.sort, with_sort.limit) {

@@ -119,6 +119,15 @@ pub trait Plugin: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether [`after_read`](Plugin::after_read) may change documents, so that values
+    /// as stored differ from what readers see (encryption does; timestamps, schema
+    /// validation and vector checks do not). Work that reads stored values directly —
+    /// an aggregation's SQL `GROUP BY` and SQL sort — is used only when no plugin of the
+    /// database says yes. Defaults to `true`, the safe answer for unknown plugins.
+    fn transforms_reads(&self) -> bool {
+        true
+    }
+
     /// Called for each document a cursor returns, `distinct` reads, find-and-modify
     /// returns, a live query delivers or a change event carries (before projection);
     /// may transform it.
@@ -139,6 +148,8 @@ struct Registered {
 #[derive(Default)]
 pub(crate) struct Registry {
     any: AtomicBool,
+    /// Some plugin's `transforms_reads` is true.
+    transforms: AtomicBool,
     after_write: AtomicBool,
     plugins: RwLock<Vec<Registered>>,
     /// Change-log position up to which `after_write` was called.
@@ -222,6 +233,9 @@ impl Registry {
 
     fn add(&self, db: &Database, collection: Option<&str>, plugin: Arc<dyn Plugin>) -> Result<()> {
         plugin.on_open(db)?;
+        if plugin.transforms_reads() {
+            self.transforms.store(true, Ordering::Release);
+        }
         if plugin.wants_after_write() && !self.after_write.load(Ordering::Acquire) {
             *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = db.last_change_seq()?;
             self.after_write.store(true, Ordering::Release);
@@ -300,6 +314,12 @@ impl Database {
     /// True once any plugin is registered (filters must then pass `before_read`).
     pub(crate) fn has_plugins(&self) -> bool {
         self.inner.hub.plugins().any.load(Ordering::Acquire)
+    }
+
+    /// True once a plugin that may change documents on read is registered (stored
+    /// values then differ from what readers see).
+    pub(crate) fn has_read_transforms(&self) -> bool {
+        self.inner.hub.plugins().transforms.load(Ordering::Acquire)
     }
 
     pub(crate) fn after_read(&self, collection: &str, doc: &mut Value) -> Result<()> {

@@ -110,6 +110,10 @@ impl Plugin for SchemaValidation {
         "schema-validation"
     }
 
+    fn transforms_reads(&self) -> bool {
+        false
+    }
+
     fn before_write(&self, ctx: &WriteContext<'_>, doc: &mut Value) -> Result<()> {
         let Some(rule) = self.rules.get(ctx.collection) else {
             return Ok(());

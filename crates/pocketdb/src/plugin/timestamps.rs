@@ -46,6 +46,10 @@ impl Plugin for Timestamps {
         "timestamps"
     }
 
+    fn transforms_reads(&self) -> bool {
+        false
+    }
+
     fn before_write(&self, ctx: &WriteContext<'_>, doc: &mut Value) -> Result<()> {
         let now = match date_value(crate::changes::now_millis()) {
             Value::Object(mut m) => m.remove("$date").unwrap_or(Value::Null),

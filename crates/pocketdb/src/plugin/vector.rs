@@ -135,6 +135,10 @@ impl Plugin for VectorField {
         "vector-field"
     }
 
+    fn transforms_reads(&self) -> bool {
+        false
+    }
+
     fn before_write(&self, ctx: &WriteContext<'_>, doc: &mut Value) -> Result<()> {
         let problem = match value_at(doc, &self.path) {
             None if self.required => Some("is missing".to_string()),
