@@ -132,6 +132,27 @@ pub(crate) fn record_rewrite(
     )
 }
 
+/// Appends the entry of an update whose changed fields are already known.
+pub(crate) fn record_update(
+    conn: &Connection,
+    collection: &str,
+    id_key: &str,
+    rev: i64,
+    ts_millis: i64,
+    description: &UpdateDescription,
+) -> Result<()> {
+    let fields = serde_json::to_string(description)?;
+    record_with_fields(
+        conn,
+        collection,
+        id_key,
+        ChangeOp::Update,
+        rev,
+        ts_millis,
+        Some(&fields),
+    )
+}
+
 /// The prepared statement appending change-log entries, for a caller recording many
 /// (see [`record_prepared`]).
 pub(crate) fn recorder(conn: &Connection) -> Result<rusqlite::CachedStatement<'_>> {
