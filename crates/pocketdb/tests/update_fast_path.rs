@@ -171,3 +171,30 @@ fn point_update_logs_the_changed_fields() {
     assert_eq!(log.len(), 3);
     assert_eq!(log[2].op, pocketdb::ChangeOp::Insert);
 }
+
+/// Change-log sequence numbers are never reused, even after trimming emptied the log.
+#[test]
+fn change_sequence_survives_a_log_trimmed_empty() {
+    let db = Database::memory().unwrap();
+    let coll = db.collection::<Value>("c");
+    for i in 0..3 {
+        coll.insert_one(json!({"_id": i})).unwrap();
+    }
+    let last = coll.changes_since(0, 10).unwrap()[2].seq;
+    db.set_change_retention(
+        pocketdb::ChangeRetention::default().max_age(std::time::Duration::ZERO),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    db.trim_changes().unwrap();
+    assert!(coll.changes_since(0, 10).unwrap().is_empty());
+    db.set_change_retention(pocketdb::ChangeRetention::default())
+        .unwrap();
+    coll.update_one(json!({"_id": 1}), json!({"$set": {"a": 1}}))
+        .unwrap();
+    let after = coll.changes_since(0, 10).unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].seq, last + 1);
+    coll.delete_one(json!({"_id": 2})).unwrap();
+    assert_eq!(coll.changes_since(0, 10).unwrap()[1].seq, last + 2);
+}

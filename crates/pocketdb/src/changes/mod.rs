@@ -179,8 +179,19 @@ pub(crate) fn record_prepared(
     Ok(())
 }
 
-const RECORD_SQL: &str = "INSERT INTO _pocketdb_changes(collection, doc_id, op, rev, ts, fields)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// Appends an entry with the next sequence number: one above the last entry's, or above
+/// the last one trimmed (`changes_trimmed_through`, see `retention`) when trimming
+/// emptied the log. So a number is never used twice, as `AUTOINCREMENT` guarantees, but
+/// without its `sqlite_sequence` row, which is one more page written (and
+/// checkpointed) per write. `coalesce` reads the meta row only when the log is empty.
+const RECORD_SQL: &str =
+    "INSERT INTO _pocketdb_changes(seq, collection, doc_id, op, rev, ts, fields)
+         VALUES ((SELECT coalesce(max(seq),
+                      (SELECT CAST(value AS INTEGER) FROM _pocketdb_meta
+                       WHERE key = 'changes_trimmed_through'),
+                      0) + 1
+                  FROM _pocketdb_changes),
+                 ?1, ?2, ?3, ?4, ?5, ?6)";
 
 fn record_with_fields(
     conn: &Connection,
@@ -278,4 +289,14 @@ pub(crate) fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_sql_names_the_trimmed_key() {
+        assert!(RECORD_SQL.contains(&format!("'{}'", retention::TRIMMED_KEY)));
+    }
 }
