@@ -28,6 +28,17 @@ impl UpdateDescription {
         out
     }
 
+    /// [`between`](Self::between) for two versions of some of a document's top-level
+    /// fields, given as maps; the fields absent from both are taken as unchanged.
+    pub(crate) fn between_fields(
+        old: &Map<String, Value>,
+        new: &Map<String, Value>,
+    ) -> UpdateDescription {
+        let mut out = UpdateDescription::default();
+        diff_objects("", old, new, &mut out);
+        out
+    }
+
     /// True when nothing changed.
     pub fn is_empty(&self) -> bool {
         self.updated_fields.is_empty() && self.removed_fields.is_empty()

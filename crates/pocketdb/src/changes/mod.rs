@@ -132,6 +132,27 @@ pub(crate) fn record_rewrite(
     )
 }
 
+/// Appends the entry of an update whose changed fields are already known.
+pub(crate) fn record_update(
+    conn: &Connection,
+    collection: &str,
+    id_key: &str,
+    rev: i64,
+    ts_millis: i64,
+    description: &UpdateDescription,
+) -> Result<()> {
+    let fields = serde_json::to_string(description)?;
+    record_with_fields(
+        conn,
+        collection,
+        id_key,
+        ChangeOp::Update,
+        rev,
+        ts_millis,
+        Some(&fields),
+    )
+}
+
 /// The prepared statement appending change-log entries, for a caller recording many
 /// (see [`record_prepared`]).
 pub(crate) fn recorder(conn: &Connection) -> Result<rusqlite::CachedStatement<'_>> {
@@ -158,8 +179,19 @@ pub(crate) fn record_prepared(
     Ok(())
 }
 
-const RECORD_SQL: &str = "INSERT INTO _pocketdb_changes(collection, doc_id, op, rev, ts, fields)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// Appends an entry with the next sequence number: one above the last entry's, or above
+/// the last one trimmed (`changes_trimmed_through`, see `retention`) when trimming
+/// emptied the log. So a number is never used twice, as `AUTOINCREMENT` guarantees, but
+/// without its `sqlite_sequence` row, which is one more page written (and
+/// checkpointed) per write. `coalesce` reads the meta row only when the log is empty.
+const RECORD_SQL: &str =
+    "INSERT INTO _pocketdb_changes(seq, collection, doc_id, op, rev, ts, fields)
+         VALUES ((SELECT coalesce(max(seq),
+                      (SELECT CAST(value AS INTEGER) FROM _pocketdb_meta
+                       WHERE key = 'changes_trimmed_through'),
+                      0) + 1
+                  FROM _pocketdb_changes),
+                 ?1, ?2, ?3, ?4, ?5, ?6)";
 
 fn record_with_fields(
     conn: &Connection,
@@ -257,4 +289,14 @@ pub(crate) fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_sql_names_the_trimmed_key() {
+        assert!(RECORD_SQL.contains(&format!("'{}'", retention::TRIMMED_KEY)));
+    }
 }

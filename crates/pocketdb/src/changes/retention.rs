@@ -111,7 +111,7 @@ impl crate::Database {
 }
 
 const POLICY_KEY: &str = "change_retention";
-const TRIMMED_KEY: &str = "changes_trimmed_through";
+pub(super) const TRIMMED_KEY: &str = "changes_trimmed_through";
 
 /// The policy stored in the file (default when none).
 pub(crate) fn load(conn: &Connection) -> Result<ChangeRetention> {

@@ -26,15 +26,15 @@ pub use populate::{
     DEFAULT_POPULATE_PAGE,
 };
 
-use crate::changes::{self, Change, ChangeOp};
+use crate::changes::{self, Change, ChangeOp, UpdateDescription};
 use crate::database::Database;
 use crate::engine::schema::{table_name, validate_collection_name};
 use crate::error::{BulkWriteFailure, Error, Result, WriteError};
 use crate::id::{ensure_id, id_key, new_object_id, validate_id};
 use crate::index::{self, IndexInfo, IndexModel, IndexOptions, IndexProgress, IndexSet};
 use crate::plugin::WriteOp;
-use crate::query::{parse_filter, Filter, Projection, QueryBuilder, SortSpec};
-use crate::update::{upsert_seed, ApplyContext, Update};
+use crate::query::{parse_filter, Cond, Filter, Projection, QueryBuilder, SortSpec};
+use crate::update::{upsert_seed, ApplyContext, Tracked, Update};
 use crate::value::{values_equal, FieldPath};
 use plan::{Plan, Row};
 use rusqlite::Connection;
@@ -384,6 +384,10 @@ impl<T: Document> Collection<T> {
             self.modify_buffered(&filter, Modify::Update(&update, options.upsert))?
         {
             return Ok(r);
+        }
+        if let Some(id) = only_id(&filter) {
+            return self
+                .write(|conn| self.update_by_id(conn, &filter, id, &update, options.upsert));
         }
         self.write(|conn| self.update_in(conn, &filter, &update, options.upsert, false))
     }
@@ -1051,15 +1055,7 @@ impl<T: Document> Collection<T> {
             ));
         }
         self.check_guard(&row.doc, new_doc)?;
-        self.check_document(new_doc)?;
-        let text = serde_json::to_string(new_doc)?;
-        let max = self.db.options().max_document_size;
-        if text.len() > max {
-            return Err(Error::DocumentTooLarge {
-                size: text.len(),
-                max,
-            });
-        }
+        let text = self.updated_text(new_doc)?;
         let table = table_name(&self.name);
         let indexes = index::before_write(
             conn,
@@ -1069,10 +1065,7 @@ impl<T: Document> Collection<T> {
             Some(row.rid),
             new_doc,
         )?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "UPDATE {table} SET doc = jsonb(?1), rev = ?2 WHERE rid = ?3"
-        ))?;
-        stmt.execute(rusqlite::params![text, row.rev + 1, row.rid])?;
+        write_row(conn, &table, row.rid, &text, row.rev + 1)?;
         if !indexes.is_empty() {
             index::after_write(conn, &indexes, row.rid, Some(&row.doc), Some(new_doc))?;
         }
@@ -1087,6 +1080,128 @@ impl<T: Document> Collection<T> {
             new_doc,
         )?;
         Ok(())
+    }
+
+    /// The text of an updated document, checked as every stored document is.
+    fn updated_text(&self, doc: &Value) -> Result<String> {
+        self.check_document(doc)?;
+        let text = serde_json::to_string(doc)?;
+        let max = self.db.options().max_document_size;
+        if text.len() > max {
+            return Err(Error::DocumentTooLarge {
+                size: text.len(),
+                max,
+            });
+        }
+        Ok(text)
+    }
+
+    /// `update_one` with a filter that is one `_id` equality (see [`only_id`]): the row
+    /// is read by its key with one statement, without planning. When no plugin hook,
+    /// update guard or index needs the document as it was, the update runs on the
+    /// document in place, copying only the fields it may change, and the change log's
+    /// `updateDescription` is computed from those fields. The outcome (document,
+    /// revision, change-log entry, counts) is the one [`update_in`](Self::update_in)
+    /// gives.
+    fn update_by_id(
+        &self,
+        conn: &Connection,
+        filter: &Filter,
+        id: &Value,
+        update: &Update,
+        upsert: bool,
+    ) -> Result<UpdateResult> {
+        let table = table_name(&self.name);
+        let key = id_key(id);
+        let found = {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT rid, rev, json(doc) FROM {table} WHERE id = ?1"
+            ))?;
+            let mut rows = stmt.query([&key])?;
+            match rows.next()? {
+                Some(r) => Some((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                )),
+                None => None,
+            }
+        };
+        let now = changes::now_millis();
+        let Some((rid, rev, text)) = found else {
+            return self.upsert_if(conn, filter, update, upsert, now);
+        };
+        let mut doc: Value = serde_json::from_str(&text)?;
+        drop(text);
+        let ctx = ApplyContext {
+            filter,
+            is_insert: false,
+            now_millis: now,
+        };
+        let matched = UpdateResult {
+            matched_count: 1,
+            ..UpdateResult::default()
+        };
+        let plain = !update.is_replacement()
+            && self.guard.is_none()
+            && !self.db.has_plugins()
+            && self.indexes(conn)?.is_empty();
+        if plain {
+            match update.apply_tracked(&mut doc, &ctx)? {
+                Tracked::Unchanged => return Ok(matched),
+                Tracked::Changed(fields) => {
+                    let text = self.updated_text(&doc)?;
+                    write_row(conn, &table, rid, &text, rev + 1)?;
+                    changes::record_update(
+                        conn,
+                        &self.name,
+                        &key,
+                        rev + 1,
+                        changes::now_millis(),
+                        &UpdateDescription::between_fields(&fields.before, &fields.after),
+                    )?;
+                    return Ok(UpdateResult {
+                        modified_count: 1,
+                        ..matched
+                    });
+                }
+                Tracked::Untracked => {}
+            }
+        }
+        let row = Row { rid, key, rev, doc };
+        let mut new_doc = row.doc.clone();
+        if !update.apply(&mut new_doc, &ctx)? {
+            return Ok(matched);
+        }
+        let op = if update.is_replacement() {
+            ChangeOp::Replace
+        } else {
+            ChangeOp::Update
+        };
+        self.store_updated(conn, &row, &new_doc, op)?;
+        Ok(UpdateResult {
+            modified_count: 1,
+            ..matched
+        })
+    }
+
+    /// What an update that matched nothing does: inserts the upsert document when
+    /// `upsert` is set.
+    fn upsert_if(
+        &self,
+        conn: &Connection,
+        filter: &Filter,
+        update: &Update,
+        upsert: bool,
+        now: i64,
+    ) -> Result<UpdateResult> {
+        let mut result = UpdateResult::default();
+        if upsert {
+            let doc = self.upsert_document(filter, update, now)?;
+            let prepared = self.prepare_insert(doc)?;
+            result.upserted_id = Some(self.insert_prepared(conn, &prepared)?);
+        }
+        Ok(result)
     }
 
     fn delete_row(&self, conn: &Connection, row: &Row) -> Result<()> {
@@ -1151,10 +1266,8 @@ impl<T: Document> Collection<T> {
                 None => break,
             }
         }
-        if result.matched_count == 0 && upsert {
-            let doc = self.upsert_document(filter, update, now)?;
-            let prepared = self.prepare_insert(doc)?;
-            result.upserted_id = Some(self.insert_prepared(conn, &prepared)?);
+        if result.matched_count == 0 {
+            return self.upsert_if(conn, filter, update, upsert, now);
         }
         Ok(result)
     }
@@ -1349,6 +1462,28 @@ impl<T: Document> Collection<T> {
             }
         }
         Ok(())
+    }
+}
+
+/// Stores a new version of row `rid` of `table`.
+fn write_row(conn: &Connection, table: &str, rid: i64, text: &str, rev: i64) -> Result<()> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE {table} SET doc = jsonb(?1), rev = ?2 WHERE rid = ?3"
+    ))?;
+    stmt.execute(rusqlite::params![text, rev, rid])?;
+    Ok(())
+}
+
+/// The `_id` of a filter that is exactly one `_id` equality (on a value other than an
+/// array): the `id` column's unique index answers it exactly, with no plan.
+fn only_id(filter: &Filter) -> Option<&Value> {
+    match filter {
+        Filter::Field {
+            path,
+            cond: Cond::Eq(v),
+        } if path.len() == 1 && path.first() == "_id" && !v.is_array() => Some(v),
+        Filter::And(children) if children.len() == 1 => only_id(&children[0]),
+        _ => None,
     }
 }
 

@@ -3,7 +3,7 @@
 //! ```text
 //! _pocketdb_meta(key TEXT PRIMARY KEY, value TEXT)            format version
 //! _pocketdb_collections(name TEXT PRIMARY KEY, tbl TEXT UNIQUE, options TEXT, created_at INTEGER)
-//! _pocketdb_changes(seq INTEGER PRIMARY KEY AUTOINCREMENT,   the change log
+//! _pocketdb_changes(seq INTEGER PRIMARY KEY,                 the change log (seq: see changes)
 //!                   collection TEXT, doc_id TEXT, op TEXT, rev INTEGER, ts INTEGER)
 //! "c_<collection>"(rid INTEGER PRIMARY KEY,                  one table per collection
 //!                  id TEXT NOT NULL UNIQUE,                   canonical _id key (id::id_key)
@@ -41,7 +41,7 @@ pub(crate) fn init(conn: &Connection) -> Result<()> {
              options TEXT NOT NULL DEFAULT '{}',
              created_at INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS _pocketdb_changes(
-             seq INTEGER PRIMARY KEY AUTOINCREMENT,
+             seq INTEGER PRIMARY KEY,
              collection TEXT NOT NULL,
              doc_id TEXT NOT NULL,
              op TEXT NOT NULL,

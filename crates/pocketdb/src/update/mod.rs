@@ -42,7 +42,7 @@ mod tests;
 use crate::error::{Error, Result};
 use crate::query::Filter;
 use crate::value::FieldPath;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 pub(crate) use apply::civil_from_days;
@@ -145,6 +145,131 @@ impl Update {
         }
         Ok(!identical(&before, doc))
     }
+}
+
+/// What [`Update::apply_tracked`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Tracked {
+    /// Not applied: the update is a replacement, or the document is being inserted by
+    /// an upsert. Apply it with [`Update::apply`].
+    Untracked,
+    /// Applied; the document did not change.
+    Unchanged,
+    /// Applied; the document changed. Only the fields the update may change differ.
+    Changed(TouchedFields),
+}
+
+/// The top-level fields an update may change, before and after it, each map in
+/// document order: everything else is the same in both versions of the document, so
+/// comparing these tells what the update changed (see [`Update::apply_tracked`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TouchedFields {
+    /// The fields present before the update.
+    pub(crate) before: Map<String, Value>,
+    /// The fields present after it.
+    pub(crate) after: Map<String, Value>,
+}
+
+impl Update {
+    /// The distinct top-level fields an operator update may change (`$rename`: source
+    /// and target); `None` for a replacement, which may change any field.
+    fn top_fields(&self) -> Option<Vec<&str>> {
+        let Kind::Operators { entries, .. } = &self.kind else {
+            return None;
+        };
+        let mut fields: Vec<&str> = Vec::with_capacity(entries.len() + 1);
+        for entry in entries {
+            for path in entry.paths() {
+                let field = path.top_field()?;
+                if !fields.contains(&field) {
+                    fields.push(field);
+                }
+            }
+        }
+        Some(fields)
+    }
+
+    /// [`apply`](Self::apply) without copying the document: only the top-level fields
+    /// the update may change are copied before it runs. The outcome (the document, the
+    /// error, whether it changed) is the one `apply` gives; a caller that needs the
+    /// document as it was gets the changed fields' old values in [`TouchedFields`].
+    /// On error `doc` may be partially modified, as with `apply`.
+    pub(crate) fn apply_tracked(&self, doc: &mut Value, ctx: &ApplyContext<'_>) -> Result<Tracked> {
+        if ctx.is_insert {
+            return Ok(Tracked::Untracked);
+        }
+        let (Some(fields), Value::Object(map)) = (self.top_fields(), &*doc) else {
+            return Ok(Tracked::Untracked);
+        };
+        let Kind::Operators {
+            entries,
+            array_filters,
+        } = &self.kind
+        else {
+            return Ok(Tracked::Untracked);
+        };
+        let before = positioned(map, &fields);
+        apply::apply_entries(doc, entries, array_filters, ctx)?;
+        let Value::Object(map) = &*doc else {
+            return Err(Error::update(
+                "update",
+                "",
+                "the target document must be an object",
+            ));
+        };
+        let after = positioned(map, &fields);
+        // `_id` can only have changed if the update names it.
+        if let Some((_, old)) = before.iter().find(|(k, _)| *k == "_id") {
+            match after.iter().find(|(k, _)| *k == "_id") {
+                Some((_, (_, new))) if identical(&old.1, new) => {}
+                _ => {
+                    return Err(Error::update(
+                        "update",
+                        "_id",
+                        "Performing an update on the path '_id' would modify the immutable \
+                         field '_id'",
+                    ))
+                }
+            }
+        }
+        // Untouched fields keep their values and their order among themselves, so the
+        // document is unchanged exactly when every touched field has the same presence,
+        // position and value.
+        let same = before.len() == after.len()
+            && before
+                .iter()
+                .zip(&after)
+                .all(|((k1, (i1, v1)), (k2, (i2, v2)))| k1 == k2 && i1 == i2 && identical(v1, v2));
+        if same {
+            return Ok(Tracked::Unchanged);
+        }
+        Ok(Tracked::Changed(TouchedFields {
+            before: into_map(before),
+            after: into_map(after),
+        }))
+    }
+}
+
+/// The fields of `map` among `fields` that are present, with their positions, in
+/// document order. (A scan: `serde_json::Map` does not expose positions.)
+fn positioned<'f>(map: &Map<String, Value>, fields: &[&'f str]) -> Vec<(&'f str, (usize, Value))> {
+    let mut out = Vec::with_capacity(fields.len());
+    for (i, (k, v)) in map.iter().enumerate() {
+        if let Some(f) = fields.iter().find(|f| **f == k.as_str()) {
+            out.push((*f, (i, v.clone())));
+            if out.len() == fields.len() {
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn into_map(fields: Vec<(&str, (usize, Value))>) -> Map<String, Value> {
+    fields
+        .into_iter()
+        .map(|(k, (_, v))| (k.to_string(), v))
+        .collect()
 }
 
 fn apply_replacement(doc: &mut Value, replacement: &Value) -> Result<()> {

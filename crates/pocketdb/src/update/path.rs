@@ -125,6 +125,15 @@ impl UpdatePath {
         self.literal.first().map(String::as_str).unwrap_or("")
     }
 
+    /// The top-level field the path starts with, unless it starts with a positional
+    /// segment (which the top level, a document, cannot have anyway).
+    pub(super) fn top_field(&self) -> Option<&str> {
+        match self.segs.first() {
+            Some(Seg::Field(name)) => Some(name),
+            _ => None,
+        }
+    }
+
     /// The path cut before its first positional segment.
     pub(super) fn static_prefix(&self) -> Option<FieldPath> {
         let n = self
