@@ -416,8 +416,14 @@ impl Compiler<'_> {
     fn filter(&mut self, filter: &Filter, root: &str, top: bool) -> Piece {
         match filter {
             Filter::And(parts) => {
-                let parts = parts.iter().map(|f| self.filter(f, root, top)).collect();
-                and_all(parts)
+                // SQLite tests a scan's terms in the order written: equalities first,
+                // as they usually reject the most rows.
+                let mut ranked: Vec<(bool, Piece)> = parts
+                    .iter()
+                    .map(|f| (!is_equality(f), self.filter(f, root, top)))
+                    .collect();
+                ranked.sort_by_key(|(later, _)| *later);
+                and_all(ranked.into_iter().map(|(_, p)| p).collect())
             }
             Filter::Or(parts) => {
                 let parts = parts.iter().map(|f| self.filter(f, root, top)).collect();
@@ -775,6 +781,18 @@ fn typed_single(loc: &Loc, cond: Pos<'_>) -> Option<Typed> {
             guard: false,
         }),
         _ => None,
+    }
+}
+
+/// True for an equality with a number, string or boolean, or an `$in`.
+fn is_equality(filter: &Filter) -> bool {
+    match filter {
+        Filter::Field { cond, .. } => match cond {
+            Cond::Eq(v) => v.is_number() || v.is_string() || v.is_boolean(),
+            Cond::In(_) => true,
+            _ => false,
+        },
+        _ => false,
     }
 }
 
