@@ -409,6 +409,15 @@ impl Database {
         self.inner.pool.read(f)
     }
 
+    /// Runs `f` on a reader connection, with its catalog stamp when it is a read-only
+    /// reader (see [`crate::index::CatalogStamp`]).
+    pub(crate) fn read_stamped<R>(
+        &self,
+        f: impl FnOnce(&Connection, Option<&mut crate::index::CatalogStamp>) -> Result<R>,
+    ) -> Result<R> {
+        self.inner.pool.read_stamped(f)
+    }
+
     /// Runs `f` inside an immediate transaction on the writer; commits when `f` returns
     /// `Ok`, rolls back otherwise. Returns once the transaction committed (under group
     /// commit, possibly together with other threads' writes). In buffered mode, waits

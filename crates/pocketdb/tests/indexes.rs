@@ -617,6 +617,115 @@ fn catalog_changes_are_seen_by_other_handles_of_the_file() {
     ));
 }
 
+/// Reader connections skip the catalog `SELECT` while SQLite's data version says the
+/// file is unchanged since they last read it: every kind of catalog change made through
+/// another connection must still reach the next query of this handle.
+#[test]
+fn the_next_query_sees_index_changes_made_through_another_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.sqlite");
+    let a = Database::open(&path).unwrap();
+    let b = Database::open(&path).unwrap();
+    let ca = a.collection::<Value>("c");
+    let cb = b.collection::<Value>("c");
+    let docs: Vec<Value> = (0..50)
+        .map(|i| json!({"_id": i, "k": i, "tags": format!("t{}", i % 5)}))
+        .collect();
+    ca.insert_many(docs).unwrap();
+    ca.create_index(json!({"tags": 1}), IndexOptions::default())
+        .unwrap();
+    // Warm `a`'s readers: the catalog is read once and its snapshot remembered.
+    for _ in 0..3 {
+        assert_eq!(ids(&ca, json!({"tags": "t1"})).len(), 10);
+        assert_eq!(ids(&ca, json!({"k": 7})), vec![json!(7)]);
+    }
+
+    // Documents written through `b` (the catalog unchanged) are read at once.
+    cb.insert_one(json!({"_id": 50, "k": 50, "tags": "t1"}))
+        .unwrap();
+    assert_eq!(ids(&ca, json!({"tags": "t1"})).len(), 11);
+    cb.delete_one(json!({"_id": 50})).unwrap();
+    assert_eq!(ids(&ca, json!({"tags": "t1"})).len(), 10);
+
+    // An index created through `b`: `a`'s next query plans with it.
+    cb.create_index(json!({"k": 1}), IndexOptions::default())
+        .unwrap();
+    assert_eq!(
+        ca.find(json!({"k": 7}))
+            .unwrap()
+            .hint(json!("k_1"))
+            .to_vec()
+            .unwrap(),
+        vec![json!({"_id": 7, "k": 7, "tags": "t2"})]
+    );
+    assert_eq!(
+        explain(&ca, json!({"k": 7}), None, 0).index.as_deref(),
+        Some("k_1")
+    );
+
+    // `tags` turns multikey through `b`: a plan compiled while the path held no array
+    // (no array branches) would miss the new document.
+    cb.insert_one(json!({"_id": 100, "k": 100, "tags": ["t1", "x"]}))
+        .unwrap();
+    let found = ids(&ca, json!({"tags": "t1"}));
+    assert_eq!(found.len(), 11);
+    assert!(found.contains(&json!(100)));
+    assert_eq!(ids(&ca, json!({"tags": "x"})), vec![json!(100)]);
+
+    // Dropped through `b`: a hint naming it is refused, not run with a stale plan.
+    cb.drop_index("k_1").unwrap();
+    assert!(matches!(
+        ca.find(json!({"k": 7}))
+            .unwrap()
+            .hint(json!("k_1"))
+            .to_vec(),
+        Err(Error::IndexNotFound { .. })
+    ));
+    assert_eq!(ids(&ca, json!({"k": 7})), vec![json!(7)]);
+}
+
+/// The same through SQL run on a plain SQLite connection to the file: the catalog row
+/// and `index_gen` changed by hand are seen by the next query.
+#[test]
+fn the_next_query_sees_catalog_changes_made_in_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.sqlite");
+    let db = Database::open(&path).unwrap();
+    let c = db.collection::<Value>("c");
+    c.insert_many(
+        (0..20)
+            .map(|i| json!({"_id": i, "k": i}))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    c.create_index(json!({"k": 1}), IndexOptions::default().name("by_k"))
+        .unwrap();
+    for _ in 0..3 {
+        let hinted = c.find(json!({"k": 3})).unwrap().hint(json!("by_k"));
+        assert_eq!(hinted.to_vec().unwrap().len(), 1);
+    }
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "UPDATE _pocketdb_indexes SET name = 'renamed' WHERE name = 'by_k';
+         UPDATE _pocketdb_meta SET value = 'changed by hand' WHERE key = 'index_gen';",
+    )
+    .unwrap();
+    drop(raw);
+    assert!(matches!(
+        c.find(json!({"k": 3}))
+            .unwrap()
+            .hint(json!("by_k"))
+            .to_vec(),
+        Err(Error::IndexNotFound { .. })
+    ));
+    let hinted = c.find(json!({"k": 3})).unwrap().hint(json!("renamed"));
+    assert_eq!(hinted.to_vec().unwrap(), vec![json!({"_id": 3, "k": 3})]);
+    assert_eq!(
+        explain(&c, json!({"k": 3}), None, 0).index.as_deref(),
+        Some("renamed")
+    );
+}
+
 #[test]
 fn a_document_with_too_many_multikey_keys_is_refused_before_it_is_stored() {
     let db = Database::memory().unwrap();

@@ -236,8 +236,8 @@ impl<T: Document> Cursor<T> {
         if self.coll.buffer_pending() {
             return self.start_merged(&Plan::new(filter));
         }
-        // Planning (index catalog, plan cache) and the first read share one read
-        // transaction.
+        // Planning (index catalog, plan cache) and the first read see one snapshot (see
+        // `Collection::read_planned`); the closure only reads and may run twice.
         let (skip, limit, batch) = (self.skip, self.limit, self.batch_size);
         let name = self.coll.name.clone();
         let sorted = self.sort.is_some();

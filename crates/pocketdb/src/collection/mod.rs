@@ -841,12 +841,20 @@ impl<T: Document> Collection<T> {
     /// Plans `filter` (see [`Collection::read_plan`]) and runs `f` with the plan, in one
     /// read transaction on a reader connection: the plan and `f` see the same index
     /// catalog and data. `absent` answers when the collection does not exist.
+    ///
+    /// On a read-only reader that has read the catalog before, the plan is first built
+    /// from the index set cached for the generation it read then and `f` runs at once,
+    /// each statement in autocommit mode; SQLite's data version then tells whether they
+    /// all read the snapshot the generation was read in (see [`index::DbIndexes::confirm`]).
+    /// Only when the catalog may have changed is the result dropped and the query planned
+    /// again and run in one read transaction. So `f` may run twice: it must only read, and
+    /// read through `conn` at least once when it succeeds.
     pub(crate) fn read_planned<R>(
         &self,
         filter: Filter,
         hint: Option<&Value>,
         sort: Option<&SortSpec>,
-        f: impl FnOnce(&Connection, plan_cache::CachedPlan) -> Result<R>,
+        f: impl Fn(&Connection, plan_cache::CachedPlan) -> Result<R>,
         absent: impl FnOnce() -> R,
     ) -> Result<R> {
         validate_collection_name(&self.name)?;
@@ -854,37 +862,84 @@ impl<T: Document> Collection<T> {
         let id_only = hint.is_none() && plan::is_id_only(&filter);
         // Point reads by `_id` need no catalog read: one statement, no transaction.
         let transaction = !id_only;
-        self.db.read(|conn| {
+        self.db.read_stamped(|conn, mut stamp| {
+            if let Some(st) = stamp.as_deref_mut() {
+                if transaction && conn.is_autocommit() {
+                    if let Some(out) = self.read_optimistic(conn, st, &filter, hint, sort, &f)? {
+                        return Ok(out);
+                    }
+                }
+            }
             in_read_transaction(conn, transaction, || {
                 let exists = self.db.has_collection(conn, &self.name)?;
                 if !exists && hint.is_none() {
                     return Ok(absent());
                 }
-                let cached = if id_only {
-                    plan_cache::CachedPlan {
+                if id_only {
+                    let cached = plan_cache::CachedPlan {
                         plan: Plan::new(filter),
                         order_by: None,
                         cache: PlanCacheUse::Bypass,
-                    }
-                } else {
-                    let set = if exists {
-                        self.indexes(conn)?
-                    } else {
-                        Arc::new(IndexSet::default())
                     };
-                    self.db
-                        .inner
-                        .plans
-                        .plan(&self.name, &set, filter, hint, sort)
-                        .map_err(|e| self.name_index_error(e))?
-                };
+                    return f(conn, cached);
+                }
                 if !exists {
-                    // Only to report a bad hint.
+                    // Planned only to report a bad hint.
+                    self.plan_with(&Arc::new(IndexSet::default()), filter, hint, sort)?;
                     return Ok(absent());
                 }
+                let indexes = &self.db.inner.indexes;
+                let set = match stamp {
+                    Some(st) => indexes.get_stamped(conn, &self.name, st)?,
+                    None => indexes.get(conn, &self.name)?,
+                };
+                let cached = self.plan_with(&set, filter, hint, sort)?;
                 f(conn, cached)
             })
         })
+    }
+
+    /// The fast path of [`Collection::read_planned`]: `None` when the collection is not
+    /// known to exist, nothing is cached for `stamp`, the attempt failed (the plan may
+    /// have been stale; the caller tries again and reports a lasting error), or the
+    /// catalog may have changed.
+    fn read_optimistic<R>(
+        &self,
+        conn: &Connection,
+        stamp: &mut index::CatalogStamp,
+        filter: &Filter,
+        hint: Option<&Value>,
+        sort: Option<&SortSpec>,
+        f: &impl Fn(&Connection, plan_cache::CachedPlan) -> Result<R>,
+    ) -> Result<Option<R>> {
+        let Some(set) = self.db.inner.indexes.cached(&self.name, stamp) else {
+            return Ok(None);
+        };
+        if !self.db.has_collection(conn, &self.name)? {
+            return Ok(None);
+        }
+        let attempt = self
+            .plan_with(&set, filter.clone(), hint, sort)
+            .and_then(|cached| f(conn, cached));
+        match attempt {
+            Ok(out) if index::DbIndexes::confirm(conn, stamp)? => Ok(Some(out)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The plan for `filter` against `set`, through the plan cache.
+    fn plan_with(
+        &self,
+        set: &Arc<IndexSet>,
+        filter: Filter,
+        hint: Option<&Value>,
+        sort: Option<&SortSpec>,
+    ) -> Result<plan_cache::CachedPlan> {
+        self.db
+            .inner
+            .plans
+            .plan(&self.name, set, filter, hint, sort)
+            .map_err(|e| self.name_index_error(e))
     }
 
     fn name_index_error(&self, e: Error) -> Error {

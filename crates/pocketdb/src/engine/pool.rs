@@ -10,6 +10,7 @@
 use super::options::{Durability, FsyncPolicy, JournalMode, Options, Synchronous};
 use super::writer::{Writer, WriterGuard};
 use crate::error::Result;
+use crate::index::CatalogStamp;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -21,7 +22,8 @@ pub(crate) struct Pool {
     path: Option<PathBuf>,
     options: Options,
     writer: Writer,
-    readers: Mutex<Vec<Connection>>,
+    /// Idle read-only connections, each with what it last learned of the index catalog.
+    readers: Mutex<Vec<(Connection, CatalogStamp)>>,
 }
 
 impl Pool {
@@ -78,16 +80,25 @@ impl Pool {
     /// Runs `f` on a reader connection (the writer for in-memory databases or WAL-less
     /// journal modes, where separate readers would not see the same data or would block).
     pub(crate) fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        self.read_stamped(|conn, _| f(conn))
+    }
+
+    /// [`read`](Self::read), also handing `f` the connection's catalog stamp when it is a
+    /// read-only pooled reader (`None` on the writer, which changes the file itself).
+    pub(crate) fn read_stamped<R>(
+        &self,
+        f: impl FnOnce(&Connection, Option<&mut CatalogStamp>) -> Result<R>,
+    ) -> Result<R> {
         let path = match &self.path {
             Some(p) if self.options.journal_mode == JournalMode::Wal => p,
-            _ => return f(&self.writer()),
+            _ => return f(&self.writer(), None),
         };
         let pooled = self
             .readers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
-        let conn = match pooled {
+        let (conn, mut stamp) = match pooled {
             Some(c) => c,
             None => {
                 let c = Connection::open_with_flags(
@@ -97,13 +108,13 @@ impl Pool {
                         | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 configure(&c, &self.options, false)?;
-                c
+                (c, CatalogStamp::default())
             }
         };
-        let result = f(&conn);
+        let result = f(&conn, Some(&mut stamp));
         let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
         if readers.len() < self.options.max_readers {
-            readers.push(conn);
+            readers.push((conn, stamp));
         }
         result
     }
@@ -119,7 +130,7 @@ impl Pool {
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
         {
-            f(c);
+            f(&c.0);
         }
     }
 }

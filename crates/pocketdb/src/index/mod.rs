@@ -532,6 +532,41 @@ pub(crate) fn load(conn: &Connection, collection: &str) -> Result<IndexSet> {
     })
 }
 
+/// What one read-only connection last learned of the catalog: the generation it read
+/// and SQLite's data version of the main database in that read transaction.
+///
+/// The data version ([`data_version`]) changes whenever the file changes, through any
+/// connection of any process, and a read-only connection changes nothing itself: while
+/// a later read transaction of the same connection reports the same data version, it
+/// reads the same snapshot, so `index_gen` is still the one recorded and the catalog
+/// `SELECT` can be skipped. (The counter is 32 bits; a wrap to exactly the recorded
+/// value between two reads would take 2^32 commits seen by this connection.)
+#[derive(Debug, Default)]
+pub(crate) struct CatalogStamp {
+    seen: Option<(u32, String)>,
+}
+
+/// SQLite's data version of `conn`'s main database as of the read transaction open on
+/// it; `None` when none is open.
+fn data_version(conn: &Connection) -> Result<Option<u32>> {
+    if conn.transaction_state(Some(rusqlite::MAIN_DB))? == rusqlite::TransactionState::None {
+        return Ok(None);
+    }
+    last_data_version(conn).map(Some)
+}
+
+/// SQLite's data version of `conn`'s main database as of the connection's latest read
+/// transaction: the counter is refreshed when a read transaction starts (and by the
+/// connection's own commits), not when another connection commits.
+fn last_data_version(conn: &Connection) -> Result<u32> {
+    let mut version: std::ffi::c_uint = 0;
+    conn.file_control(
+        Some(rusqlite::MAIN_DB),
+        rusqlite::FileControl::DataVersion(&mut version),
+    )?;
+    Ok(version)
+}
+
 /// Per-database index state: the catalog cache and the TTL monitor.
 #[derive(Default)]
 pub(crate) struct DbIndexes {
@@ -544,6 +579,61 @@ impl DbIndexes {
     /// generation is unchanged.
     pub(crate) fn get(&self, conn: &Connection, collection: &str) -> Result<Arc<IndexSet>> {
         let gen = current_gen(conn)?;
+        self.get_at(conn, collection, gen)
+    }
+
+    /// [`get`](Self::get) on a read-only connection, recording in `stamp` the generation
+    /// read and the data version of the read transaction it was read in.
+    pub(crate) fn get_stamped(
+        &self,
+        conn: &Connection,
+        collection: &str,
+        stamp: &mut CatalogStamp,
+    ) -> Result<Arc<IndexSet>> {
+        let gen = current_gen(conn)?;
+        // Inside a transaction the SELECT above left the read transaction open, so the
+        // version is that snapshot's; in autocommit mode nothing is recorded.
+        stamp.seen = data_version(conn)?.map(|v| (v, gen.clone()));
+        self.get_at(conn, collection, gen)
+    }
+
+    /// The cached index set of the generation `stamp` recorded, without reading the
+    /// catalog; `None` when nothing is recorded or the cache moved to another
+    /// generation. Only valid once [`DbIndexes::confirm`] confirms it for the statements
+    /// that used it.
+    pub(crate) fn cached(&self, collection: &str, stamp: &CatalogStamp) -> Option<Arc<IndexSet>> {
+        let (_, gen) = stamp.seen.as_ref()?;
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        match cache.get(collection) {
+            Some((g, set)) if g == gen => Some(set.clone()),
+            _ => None,
+        }
+    }
+
+    /// After statements run in autocommit mode with the index set of
+    /// [`DbIndexes::cached`]: true when the catalog those statements read had the
+    /// generation `stamp` recorded.
+    ///
+    /// Each statement ran in its own read transaction, and the data version stays as the
+    /// last of them left it; versions only grow, so an unchanged version means every
+    /// statement read the recorded snapshot. Otherwise `index_gen` is read again (one
+    /// more read transaction, later than theirs): generations are random and a rolled
+    /// back one is never seen by a reader, so finding the recorded one again means no
+    /// catalog change committed in between. The stamp then records the newer snapshot.
+    pub(crate) fn confirm(conn: &Connection, stamp: &mut CatalogStamp) -> Result<bool> {
+        let Some((version, gen)) = &stamp.seen else {
+            return Ok(false);
+        };
+        if last_data_version(conn)? == *version {
+            return Ok(true);
+        }
+        let now = current_gen(conn)?;
+        let same = now == *gen;
+        stamp.seen = Some((last_data_version(conn)?, now));
+        Ok(same)
+    }
+
+    fn get_at(&self, conn: &Connection, collection: &str, gen: String) -> Result<Arc<IndexSet>> {
         {
             let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some((g, set)) = cache.get(collection) {

@@ -1537,3 +1537,35 @@ fn regex_function_checks_its_inputs() {
     );
     assert!(m("SELECT pocketdb_json_cmp('nope', '1')").is_err());
 }
+
+/// A comparison on a path that may hold arrays reads the path's type once per row, and
+/// a conjunction tests its equalities first (SQLite evaluates a scan's terms in order).
+/// Results are checked against the matcher on the corpus above.
+#[test]
+fn comparisons_read_the_type_once_and_equalities_come_first() {
+    let conn = db();
+    let matching = |f: &Filter| -> BTreeSet<i64> {
+        corpus()
+            .iter()
+            .filter(|d| f.matches(d))
+            .map(|d| d["_id"].as_i64().unwrap())
+            .collect()
+    };
+    let range = Filter::And(vec![
+        fld("n", Cond::Gt(json!(1))),
+        fld("n", Cond::Lte(json!(40))),
+    ]);
+    let sql = compile_filter(&range);
+    assert!(sql.exact);
+    assert_eq!(sql.sql.matches("json_type(").count(), 2, "{}", sql.sql);
+    let expected = matching(&range);
+    assert!(expected.contains(&10), "the array [1, 20] matches");
+    assert_eq!(run(&conn, &sql), expected);
+
+    let mixed = Filter::And(vec![fld("n", Cond::Gt(json!(1))), eq("s", json!("apple"))]);
+    let sql = compile_filter(&mixed);
+    let s_at = sql.sql.find("'$.\"s\"'").unwrap();
+    let n_at = sql.sql.find("'$.\"n\"'").unwrap();
+    assert!(s_at < n_at, "{}", sql.sql);
+    assert_eq!(run(&conn, &sql), matching(&mixed));
+}
