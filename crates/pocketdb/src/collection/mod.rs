@@ -1029,13 +1029,7 @@ impl<T: Document> Collection<T> {
         };
         validate_fields(map, 0)?;
         let text = document_text(&id, map)?;
-        let max = self.db.options().max_document_size;
-        if text.len() > max {
-            return Err(Error::DocumentTooLarge {
-                size: text.len(),
-                max,
-            });
-        }
+        self.check_size(&text)?;
         Ok(PreparedDoc {
             key: id_key(&id),
             id,
@@ -1043,6 +1037,18 @@ impl<T: Document> Collection<T> {
             doc: None,
             id_given,
         })
+    }
+
+    /// `DocumentTooLarge` when a document's text passes the configured maximum.
+    fn check_size(&self, text: &str) -> Result<()> {
+        let max = self.db.options().max_document_size;
+        if text.len() > max {
+            return Err(Error::DocumentTooLarge {
+                size: text.len(),
+                max,
+            });
+        }
+        Ok(())
     }
 
     /// Prepares a document for insertion: `_id` checked or generated and put first, the
@@ -1063,13 +1069,7 @@ impl<T: Document> Collection<T> {
         };
         self.check_document(&doc)?;
         let text = serde_json::to_string(&doc)?;
-        let max = self.db.options().max_document_size;
-        if text.len() > max {
-            return Err(Error::DocumentTooLarge {
-                size: text.len(),
-                max,
-            });
-        }
+        self.check_size(&text)?;
         Ok(PreparedDoc {
             key: id_key(&id),
             id,
@@ -1141,13 +1141,7 @@ impl<T: Document> Collection<T> {
     fn updated_text(&self, doc: &Value) -> Result<String> {
         self.check_document(doc)?;
         let text = serde_json::to_string(doc)?;
-        let max = self.db.options().max_document_size;
-        if text.len() > max {
-            return Err(Error::DocumentTooLarge {
-                size: text.len(),
-                max,
-            });
-        }
+        self.check_size(&text)?;
         Ok(text)
     }
 
