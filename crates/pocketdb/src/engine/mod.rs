@@ -3,6 +3,7 @@
 //! and collection tables. Knows nothing of queries or documents.
 
 pub(crate) mod buffer;
+mod checkpoint;
 mod options;
 mod pool;
 pub(crate) mod schema;
@@ -11,5 +12,6 @@ mod writer;
 pub(crate) use writer::OwnedJob;
 
 pub use buffer::{BufferEvent, BufferStats};
+pub use checkpoint::{CheckpointOptions, CheckpointStats};
 pub use options::{BufferOptions, Durability, FsyncPolicy, JournalMode, Options, Synchronous};
 pub(crate) use pool::Pool;

@@ -1,5 +1,6 @@
 //! Tunables of a database: pragmas (seed 001's defaults) and limits.
 
+use super::checkpoint::CheckpointOptions;
 use std::time::Duration;
 
 /// SQLite's `synchronous` setting.
@@ -86,6 +87,9 @@ pub struct Options {
     /// How often the background thread deletes expired documents of collections with
     /// `expire_after` (default 1 s).
     pub expiry_interval: Duration,
+    /// When and where the WAL is checkpointed (default: in a background thread from
+    /// 1,000 pages on).
+    pub checkpoint: CheckpointOptions,
 }
 
 /// How writes are committed and when they are acknowledged.
@@ -188,6 +192,7 @@ impl Default for Options {
             ttl_interval: Duration::from_secs(60),
             slow_query_threshold: None,
             expiry_interval: Duration::from_secs(1),
+            checkpoint: CheckpointOptions::default(),
         }
     }
 }
@@ -250,6 +255,12 @@ impl Options {
     /// Sets how writes are committed and acknowledged.
     pub fn durability(mut self, value: Durability) -> Options {
         self.durability = value;
+        self
+    }
+
+    /// Sets when and where the WAL is checkpointed.
+    pub fn checkpoint(mut self, value: CheckpointOptions) -> Options {
+        self.checkpoint = value;
         self
     }
 

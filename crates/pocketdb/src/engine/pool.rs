@@ -7,6 +7,7 @@
 //! in WAL mode they read the last committed state while the writer works. An in-memory
 //! database has a single connection, so reads go through the writer.
 
+use super::checkpoint::Checkpointer;
 use super::options::{Durability, FsyncPolicy, JournalMode, Options, Synchronous};
 use super::writer::{Writer, WriterGuard};
 use crate::error::Result;
@@ -19,6 +20,9 @@ use std::sync::{Mutex, PoisonError};
 const MAX_GROUP: usize = 1024;
 
 pub(crate) struct Pool {
+    /// Declared first: its connection closes before the writer's, so the last connection
+    /// to close (which checkpoints and removes the WAL) is the writer.
+    checkpointer: Option<Checkpointer>,
     path: Option<PathBuf>,
     options: Options,
     writer: Writer,
@@ -30,9 +34,24 @@ impl Pool {
     pub(crate) fn open(path: &Path, options: &Options) -> Result<Pool> {
         #[cfg(feature = "vector")]
         crate::index::vector::register_extension();
-        let writer = Connection::open(path)?;
+        let mut writer = Connection::open(path)?;
         configure(&writer, options, true)?;
+        let checkpointer = if options.checkpoint.background && is_wal(&writer)? {
+            Some(Checkpointer::start(
+                path,
+                options,
+                synchronous(options, true),
+                &mut writer,
+            )?)
+        } else {
+            writer.execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint={}",
+                options.checkpoint.pages
+            ))?;
+            None
+        };
         Ok(Pool {
+            checkpointer,
             path: Some(path.to_path_buf()),
             options: options.clone(),
             writer: new_writer(writer, options),
@@ -46,6 +65,7 @@ impl Pool {
         let writer = Connection::open_in_memory()?;
         configure(&writer, options, true)?;
         Ok(Pool {
+            checkpointer: None,
             path: None,
             options: options.clone(),
             writer: new_writer(writer, options),
@@ -59,6 +79,11 @@ impl Pool {
 
     pub(crate) fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// The background checkpoint thread, when there is one.
+    pub(crate) fn checkpointer(&self) -> Option<&Checkpointer> {
+        self.checkpointer.as_ref()
     }
 
     /// Locks the writer connection for work outside a write transaction (schema setup,
@@ -133,6 +158,13 @@ impl Pool {
             f(&c.0);
         }
     }
+}
+
+/// True when the connection's database is in WAL mode (a file that cannot be, such as
+/// one on a file system without shared memory, stays in its journal mode).
+fn is_wal(conn: &Connection) -> Result<bool> {
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    Ok(mode.eq_ignore_ascii_case("wal"))
 }
 
 fn new_writer(conn: Connection, options: &Options) -> Writer {

@@ -11,7 +11,11 @@ pub(crate) struct BulkState {
     depth: usize,
     synchronous: i64,
     autocheckpoint: i64,
+    max_wal_pages: u32,
 }
+
+/// WAL pages between checkpoints while bulk-load mode is on.
+const BULK_CHECKPOINT_PAGES: u32 = 100_000;
 
 /// Bulk-load mode, on while this guard lives ([`Database::bulk_load`]). Nested guards
 /// share one mode; the last one dropped restores the settings.
@@ -41,10 +45,23 @@ impl Database {
         if state.depth == 0 {
             let writer = self.inner.pool.writer();
             state.synchronous = writer.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
-            state.autocheckpoint =
-                writer.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?;
             writer.execute_batch("PRAGMA synchronous=OFF")?;
-            let _: i64 = writer.query_row("PRAGMA wal_autocheckpoint=100000", [], |r| r.get(0))?;
+            match self.inner.pool.checkpointer() {
+                Some(c) => {
+                    state.autocheckpoint = i64::from(c.pages());
+                    state.max_wal_pages = c.max_wal_pages();
+                    c.set_pages(BULK_CHECKPOINT_PAGES);
+                }
+                None => {
+                    state.autocheckpoint =
+                        writer.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?;
+                    let _: i64 = writer.query_row(
+                        &format!("PRAGMA wal_autocheckpoint={BULK_CHECKPOINT_PAGES}"),
+                        [],
+                        |r| r.get(0),
+                    )?;
+                }
+            }
         }
         state.depth += 1;
         Ok(BulkLoad {
@@ -88,11 +105,19 @@ impl Database {
         }
         let writer = self.inner.pool.writer();
         writer.execute_batch(&format!("PRAGMA synchronous={}", state.synchronous))?;
-        let _: i64 = writer.query_row(
-            &format!("PRAGMA wal_autocheckpoint={}", state.autocheckpoint),
-            [],
-            |r| r.get(0),
-        )?;
+        match self.inner.pool.checkpointer() {
+            Some(c) => {
+                c.set_pages(u32::try_from(state.autocheckpoint).unwrap_or(1_000));
+                c.set_max_wal_pages(state.max_wal_pages);
+            }
+            None => {
+                let _: i64 = writer.query_row(
+                    &format!("PRAGMA wal_autocheckpoint={}", state.autocheckpoint),
+                    [],
+                    |r| r.get(0),
+                )?;
+            }
+        }
         if self.path().is_some() {
             // Make the import durable now that syncs are back.
             let _: (i64, i64, i64) =

@@ -37,6 +37,9 @@ pub struct DatabaseStats {
     pub slow_queries: Vec<SlowQuery>,
     /// Counters of the plan cache (see [`Database::plan_cache_stats`]).
     pub plan_cache: crate::PlanCacheStats,
+    /// Checkpoints run by the background thread and by the writer itself (zero when
+    /// the database has no background checkpoint thread).
+    pub checkpoints: crate::CheckpointStats,
 }
 
 /// Statistics of one collection.
@@ -211,6 +214,12 @@ impl Database {
                 cache: None,
                 slow_queries: Vec::new(),
                 plan_cache: self.plan_cache_stats(),
+                checkpoints: self
+                    .inner
+                    .pool
+                    .checkpointer()
+                    .map(|c| c.stats())
+                    .unwrap_or_default(),
             })
         })?;
         stats.file_bytes = match &path {
