@@ -2,7 +2,8 @@
 
 use crate::{doc_id, document, raw, CITIES};
 use pocketdb::{
-    BufferOptions, Collection, Database, Durability, Explain, IndexOptions, Options, Synchronous,
+    BufferOptions, CheckpointOptions, Collection, Database, Durability, Explain, IndexOptions,
+    Options, Synchronous,
 };
 use serde_json::{json, Map, Value};
 use std::fmt;
@@ -130,6 +131,18 @@ pub struct Config {
     /// Writer threads for concurrent workloads (`group-commit`: default 16); the number
     /// of shards for `sharded-insert` and `sharded-scan` (default 2).
     pub threads: Option<usize>,
+    /// Let SQLite checkpoint the WAL inside the committing writer, as raw rusqlite does,
+    /// instead of pocketdb's background checkpoint thread (to measure what the thread
+    /// brings).
+    pub sqlite_checkpoints: bool,
+}
+
+impl Config {
+    /// The options of the databases pocketdb's side of a workload opens.
+    fn options(&self) -> Options {
+        Options::default()
+            .checkpoint(CheckpointOptions::default().background(!self.sqlite_checkpoints))
+    }
 }
 
 /// The outcome of one workload.
@@ -223,7 +236,7 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
             let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
         }
     }
-    let db = Database::open(&db_path)?;
+    let db = Database::open_with(&db_path, config.options())?;
     let coll = db.collection::<Value>("bench");
     let mut conn = raw::open(&raw_path)?;
     let n = config.docs.max(1);
@@ -239,7 +252,7 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
             (n, s, t.elapsed().as_secs_f64())
         }
         Workload::InsertOne => {
-            let ops = config.ops.unwrap_or(n.min(2_000));
+            let ops = config.ops.unwrap_or(n.min(10_000));
             let t = Instant::now();
             for i in 0..ops {
                 coll.insert_one(document(i))?;
@@ -459,7 +472,7 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
         Workload::UpdateOne => {
             load(&coll, n)?;
             load_raw(&mut conn, n)?;
-            let ops = config.ops.unwrap_or(n.min(5_000));
+            let ops = config.ops.unwrap_or(n.min(20_000));
             let t = Instant::now();
             for k in 0..ops {
                 let id = doc_id((k * 7919) % n);
@@ -479,12 +492,12 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
             let ops = per * threads as u64;
             let group_db = Database::open_with(
                 dir.join("bench-group-commit-gc.sqlite"),
-                Options::default().durability(Durability::GroupCommit),
+                config.options().durability(Durability::GroupCommit),
             )?;
             let s = concurrent_inserts(&group_db, threads, per)?;
             // The same with `synchronous=FULL`, where every commit is an fsync: what group
             // commit amortises. Compared with a single thread's `insert_one` on FULL.
-            let full = || Options::default().synchronous(Synchronous::Full);
+            let full = || config.options().synchronous(Synchronous::Full);
             let full_group = Database::open_with(
                 dir.join("bench-group-commit-full-gc.sqlite"),
                 full().durability(Durability::GroupCommit),
@@ -531,7 +544,7 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
         Workload::Buffered => {
             let buffered_db = Database::open_with(
                 dir.join("bench-buffered-buf.sqlite"),
-                Options::default().durability(Durability::Buffered(
+                config.options().durability(Durability::Buffered(
                     BufferOptions::default()
                         .max_buffered(usize::try_from(n).unwrap_or(usize::MAX).max(1_000))
                         .batch_size(10_000),

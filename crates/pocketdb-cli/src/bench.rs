@@ -24,6 +24,8 @@ pub struct BenchPlan {
     pub dir: Option<PathBuf>,
     /// One JSON object per workload instead of a table line.
     pub json: bool,
+    /// SQLite's own checkpoints in the writer instead of the background thread.
+    pub sqlite_checkpoints: bool,
 }
 
 /// Parses `--workload`: `all`, one name, or names separated by commas. Unknown names are
@@ -57,6 +59,7 @@ pub fn execute(plan: &BenchPlan) -> CliResult {
             ops: plan.ops,
             dir: plan.dir.clone(),
             threads: plan.threads,
+            sqlite_checkpoints: plan.sqlite_checkpoints,
         };
         let report =
             run(&config).map_err(|e| CliError::Failure(format!("bench {workload}: {e}")))?;

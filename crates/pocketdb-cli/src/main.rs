@@ -231,6 +231,10 @@ enum Command {
         /// One JSON object per workload instead of a line of text
         #[arg(long)]
         json: bool,
+        /// Let SQLite checkpoint the WAL in the committing writer (as raw rusqlite does)
+        /// instead of pocketdb's background checkpoint thread
+        #[arg(long)]
+        sqlite_checkpoints: bool,
     },
     /// Run one SQL statement (read-only unless --write) and print rows as JSON lines;
     /// see the storage layout in the pocketdb::maintenance docs
@@ -538,6 +542,7 @@ fn execute(cli: Cli) -> CliResult<i32> {
             ops,
             threads,
             json,
+            sqlite_checkpoints,
         } => {
             if cli.target.db.is_some() || cli.target.database.is_some() {
                 return Err(CliError::Input(
@@ -551,6 +556,7 @@ fn execute(cli: Cli) -> CliResult<i32> {
                 threads: threads.map(|t| usize::try_from(t).unwrap_or(usize::MAX)),
                 dir: cli.target.dir.clone(),
                 json,
+                sqlite_checkpoints,
             };
             bench::execute(&plan)?;
         }

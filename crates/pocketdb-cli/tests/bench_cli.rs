@@ -57,3 +57,27 @@ fn bench_rejects_unknown_workloads_before_running() {
     assert!(err.contains("unknown workload 'warp-speed'"), "{err}");
     assert!(err.contains("insert-many"), "{err}");
 }
+
+#[test]
+fn bench_runs_with_sqlite_checkpoints_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "bench",
+            "--workload",
+            "update-one",
+            "--docs",
+            "500",
+            "--ops",
+            "300",
+            "--json",
+            "--sqlite-checkpoints",
+        ])
+        .args(["--dir", tmp.path().to_str().unwrap()])
+        .output()
+        .expect("run pocketdb bench");
+    assert!(o.status.success(), "{o:?}");
+    let report: Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    assert_eq!(report["workload"], "update-one");
+    assert_eq!(report["ops"], 300);
+}

@@ -102,6 +102,7 @@ fn run_all(args: &Args, workloads: &[Workload]) -> Result<(), BoxError> {
                 ops: args.ops,
                 dir: Some(dir.join("pocketdb")),
                 threads: None,
+                sqlite_checkpoints: false,
             })?)
         };
         let ops = peer.as_ref().map(|r| r.ops).or(args.ops);
