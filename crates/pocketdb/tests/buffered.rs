@@ -461,3 +461,43 @@ fn duplicates_are_refused_while_the_applier_moves_writes_to_the_store() {
     assert_eq!(c.count_documents(json!({})).unwrap(), 3000);
     assert_eq!(db.buffer_stats().unwrap().dropped, 0);
 }
+
+#[test]
+fn duplicate_checks_around_the_largest_stored_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_slow(&dir);
+    let c = db.collection::<Value>("keys");
+    // Keys above the largest stored `_id` skip the lookup; the largest itself, and keys
+    // below it, are looked up (one by one when few, with `IN` when many).
+    c.insert_many([json!({"_id": "b"}), json!({"_id": "d"}), json!({"_id": 7})])
+        .unwrap();
+    db.flush().unwrap();
+    let few = [
+        json!({"_id": "e"}),
+        json!({"_id": "d"}),
+        json!({"_id": "c"}),
+        json!({"_id": 7}),
+        json!({"_id": "a"}),
+    ];
+    let err = c
+        .insert_many_with(&few, pocketdb::InsertManyOptions { ordered: false })
+        .unwrap_err();
+    let Error::BulkWrite(f) = err else { panic!() };
+    let failed: Vec<usize> = f.write_errors.iter().map(|e| e.index).collect();
+    assert_eq!(failed, [1, 3]);
+    db.flush().unwrap();
+    let mut many: Vec<Value> = (0..40)
+        .map(|i| json!({"_id": format!("c{i:02}")}))
+        .collect();
+    many.push(json!({"_id": "e"}));
+    many.push(json!({"_id": "b"}));
+    many.push(json!({"_id": "zz"}));
+    let err = c
+        .insert_many_with(&many, pocketdb::InsertManyOptions { ordered: false })
+        .unwrap_err();
+    let Error::BulkWrite(f) = err else { panic!() };
+    let failed: Vec<usize> = f.write_errors.iter().map(|e| e.index).collect();
+    assert_eq!(failed, [40, 41]);
+    db.flush().unwrap();
+    assert_eq!(c.count_documents(json!({})).unwrap(), 3 + 3 + 41);
+}

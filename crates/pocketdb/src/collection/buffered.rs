@@ -49,6 +49,10 @@ use std::sync::Arc;
 /// Keys per `IN` query of the duplicate check (SQLite allows 32,766 parameters).
 const STORED_KEYS_CHUNK: usize = 1_000;
 
+/// Up to this many keys to check, one lookup each rather than an `IN` query (whose text
+/// depends on the count, so each count would be a statement of its own in the cache).
+const FEW_KEYS: usize = 16;
+
 /// What became of one document of a buffered insert.
 #[derive(Clone, Copy)]
 enum Outcome {
@@ -351,21 +355,46 @@ impl<T: Document> Collection<T> {
         Ok(row.map(|r| r.doc))
     }
 
-    /// Which of `keys` are stored (ignoring the buffer), in one `IN` query per 1,000 keys.
+    /// Which of `keys` are stored (ignoring the buffer). Keys above the largest stored
+    /// one cannot be stored: with increasing `_id`s (ObjectIds, counters) a batch costs
+    /// one seek to the end of the `_id` index instead of one per key. The others are
+    /// looked up one by one when few, else with one `IN` query per 1,000 keys.
     fn stored_keys(&self, keys: &[Arc<str>]) -> Result<HashSet<String>> {
         if keys.is_empty() {
             return Ok(HashSet::new());
         }
+        let table = table_name(&self.name);
         self.read(
             |conn| {
                 let mut found = HashSet::new();
-                for chunk in keys.chunks(STORED_KEYS_CHUNK) {
+                // The `id` column is TEXT with SQLite's binary collation: `max` orders
+                // keys bytewise, as `str`'s `Ord` does.
+                let max: Option<String> = conn
+                    .prepare_cached(&format!("SELECT max(id) FROM {table}"))?
+                    .query_row([], |r| r.get(0))?;
+                let Some(max) = max else {
+                    return Ok(found);
+                };
+                let candidates: Vec<&str> = keys
+                    .iter()
+                    .map(|k| &**k)
+                    .filter(|k| *k <= max.as_str())
+                    .collect();
+                if candidates.len() <= FEW_KEYS {
+                    let mut stmt =
+                        conn.prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1"))?;
+                    for key in candidates {
+                        if stmt.exists([key])? {
+                            found.insert(key.to_string());
+                        }
+                    }
+                    return Ok(found);
+                }
+                for chunk in candidates.chunks(STORED_KEYS_CHUNK) {
                     let marks = vec!["?"; chunk.len()].join(",");
-                    let mut stmt = conn.prepare_cached(&format!(
-                        "SELECT id FROM {} WHERE id IN ({marks})",
-                        table_name(&self.name)
-                    ))?;
-                    let params = rusqlite::params_from_iter(chunk.iter().map(|k| &**k));
+                    let mut stmt = conn
+                        .prepare_cached(&format!("SELECT id FROM {table} WHERE id IN ({marks})"))?;
+                    let params = rusqlite::params_from_iter(chunk.iter());
                     let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
                     for row in rows {
                         found.insert(row?);

@@ -1657,10 +1657,12 @@ impl<'c> Inserter<'c> {
 /// The JSON text of a document with `_id` first (as MongoDB stores it), `id` being the
 /// `_id` to write: the map's own, or a generated one when it has none.
 fn document_text(id: &Value, map: &Map<String, Value>) -> Result<String> {
+    // Room for a typical document at once (`to_string` starts empty and grows).
+    let mut out = Vec::with_capacity(512);
     if map.keys().next().is_some_and(|k| k == "_id") {
-        return Ok(serde_json::to_string(map)?);
+        serde_json::to_writer(&mut out, map)?;
+        return String::from_utf8(out).map_err(|e| Error::Serde(e.to_string()));
     }
-    let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"{\"_id\":");
     serde_json::to_writer(&mut out, id)?;
     for (k, v) in map {
@@ -1742,7 +1744,14 @@ fn validate_field_names(value: &Value, depth: usize) -> Result<()> {
         ));
     }
     match value {
-        Value::Object(_) if crate::index::parse_date_millis(value).is_some() => Ok(()),
+        // A `{$date: …}` value is the one object whose field may start with '$'.
+        Value::Object(map)
+            if map.len() == 1
+                && map.keys().all(|k| k.starts_with('$'))
+                && crate::index::parse_date_millis(value).is_some() =>
+        {
+            Ok(())
+        }
         Value::Object(map) => validate_fields(map, depth),
         Value::Array(items) => items
             .iter()
