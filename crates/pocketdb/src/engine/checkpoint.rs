@@ -8,9 +8,12 @@
 //! A file database in WAL mode instead hands the work to a thread with its own
 //! connection. A WAL hook on the writer connection (which replaces the automatic
 //! checkpoint) runs after each commit with the number of pages in the WAL:
-//! - from [`CheckpointOptions::pages`] on, it wakes the checkpoint thread, which runs a
-//!   `PASSIVE` checkpoint: it copies what no reader still needs, beside the writer and the
-//!   readers, and never blocks them;
+//! - once [`CheckpointOptions::pages`] pages were added since the last checkpoint copied
+//!   the WAL, it wakes the checkpoint thread, which runs a `PASSIVE` checkpoint: it copies
+//!   what no reader still needs, beside the writer and the readers, and never blocks
+//!   them. Counting from the last checkpoint, not from the start of the WAL, keeps one
+//!   checkpoint (and its two syncs) per `pages` pages written, as SQLite's own; counting
+//!   the whole WAL would run them back to back while the WAL cannot start over;
 //! - from [`CheckpointOptions::max_wal_pages`] on, the writer checkpoints itself once
 //!   (`PASSIVE` again, so readers are never waited for), as SQLite would. A background
 //!   checkpoint copies frames, but the WAL file only starts over when a checkpoint has
@@ -90,6 +93,8 @@ struct Shared {
     wake: Condvar,
     /// Current thresholds (bulk-load mode raises `pages`).
     pages: AtomicU32,
+    /// WAL frames the last background checkpoint had copied (the WAL's position then).
+    copied: AtomicU32,
     max_wal_pages: AtomicU32,
     background_runs: AtomicU64,
     inline_runs: AtomicU64,
@@ -130,6 +135,7 @@ impl Checkpointer {
             lock: Mutex::new(()),
             wake: Condvar::new(),
             pages: AtomicU32::new(options.checkpoint.pages.max(1)),
+            copied: AtomicU32::new(0),
             max_wal_pages: AtomicU32::new(options.checkpoint.max_wal_pages.max(1)),
             background_runs: AtomicU64::new(0),
             inline_runs: AtomicU64::new(0),
@@ -207,12 +213,29 @@ fn install_hook(writer: &mut Connection, shared: &Arc<Shared>) -> Result<()> {
             if wal.checkpoint_v2(CheckpointMode::PASSIVE).is_ok() {
                 shared.inline_runs.fetch_add(1, Ordering::Relaxed);
             }
-        } else if pages >= shared.pages.load(Ordering::Relaxed) {
-            shared.request();
+        } else {
+            let copied = shared.copied.load(Ordering::Relaxed);
+            let (request, restarted) =
+                wants_checkpoint(pages, copied, shared.pages.load(Ordering::Relaxed));
+            if restarted {
+                shared.copied.store(0, Ordering::Relaxed);
+            }
+            if request {
+                shared.request();
+            }
         }
         Ok(())
     }))?;
     Ok(())
+}
+
+/// Whether a WAL of `pages` frames, of which the last background checkpoint had copied
+/// `copied`, needs one (`threshold` pages added since); and whether the WAL started over
+/// since that checkpoint (fewer frames than it had copied).
+fn wants_checkpoint(pages: u32, copied: u32, threshold: u32) -> (bool, bool) {
+    let restarted = pages < copied;
+    let since = if restarted { pages } else { pages - copied };
+    (since >= threshold, restarted)
 }
 
 fn run(shared: &Shared, conn: &Connection) {
@@ -239,10 +262,31 @@ fn run(shared: &Shared, conn: &Connection) {
                 r.get::<_, i64>(2)?,
             ))
         }) {
-            Ok(_) => {
+            Ok((_, _, copied)) => {
                 shared.background_runs.fetch_add(1, Ordering::Relaxed);
+                let copied = u32::try_from(copied).unwrap_or(0);
+                shared.copied.store(copied, Ordering::Relaxed);
             }
             Err(e) => tracing::debug!(error = %e, "background checkpoint did not run"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wants_checkpoint;
+
+    #[test]
+    fn a_checkpoint_is_wanted_per_threshold_pages_added_since_the_last() {
+        // Nothing copied yet: from the start of the WAL.
+        assert_eq!(wants_checkpoint(999, 0, 1_000), (false, false));
+        assert_eq!(wants_checkpoint(1_000, 0, 1_000), (true, false));
+        // The WAL could not start over (writes kept coming): count from what was copied,
+        // not from the WAL's size, or checkpoints would run back to back.
+        assert_eq!(wants_checkpoint(5_000, 4_800, 1_000), (false, false));
+        assert_eq!(wants_checkpoint(5_800, 4_800, 1_000), (true, false));
+        // The WAL started over: fewer frames than were copied.
+        assert_eq!(wants_checkpoint(10, 4_800, 1_000), (false, true));
+        assert_eq!(wants_checkpoint(1_200, 4_800, 1_000), (true, true));
     }
 }
