@@ -49,9 +49,6 @@ const DWELL_YIELDS: usize = 4;
 /// Most yields a leader of combined jobs makes waiting for the writers of its last batch.
 const COMBINE_YIELDS: usize = 16;
 
-/// Yields a writer of a combined job makes before sleeping until its outcome is ready.
-const WAIT_YIELDS: usize = 32;
-
 /// A write job owning its data, so any writer thread may run it (see the module docs).
 pub(crate) type OwnedJob = Box<dyn FnOnce(&Connection) -> Result<()> + Send>;
 
@@ -192,7 +189,6 @@ impl Writer {
         let ticket = c.next_ticket;
         c.next_ticket += 1;
         c.pending.push((ticket, job));
-        let mut spins = 0;
         loop {
             if let Some(outcome) = c.done.remove(&ticket) {
                 drop(c);
@@ -202,15 +198,8 @@ impl Writer {
                 };
             }
             if c.leader {
-                if spins < WAIT_YIELDS {
-                    // A batch takes tens of microseconds: yielding a few times is cheaper
-                    // than sleeping, on a VM where waking an idle CPU is slow.
-                    spins += 1;
-                    drop(c);
-                    std::thread::yield_now();
-                    c = self.lock_combiner();
-                    continue;
-                }
+                // Sleep at once: yielding in a loop first (tried) cost more CPU per write
+                // than it saved in wake-ups, with more writers than cores.
                 c = self
                     .combined
                     .wait(c)
