@@ -298,7 +298,54 @@ impl<T: Document> Collection<T> {
 
     /// The first document matching `filter` (in storage order), if any.
     pub fn find_one(&self, filter: Value) -> Result<Option<T>> {
+        if let Some(key) = self.point_read_key(&filter) {
+            return self.find_by_key(&filter, &key);
+        }
         self.find(filter)?.limit(1).next().transpose()
+    }
+
+    /// The `_id` key of a filter that is exactly `{_id: <string or number>}`, when nothing
+    /// stands between the stored text and the caller: no plugin (they may rewrite the
+    /// filter or the document) and no buffered write pending. Such a `find_one` is one
+    /// lookup in the `_id` index, with no plan and no cursor.
+    fn point_read_key(&self, filter: &Value) -> Option<String> {
+        let Value::Object(map) = filter else {
+            return None;
+        };
+        if map.len() != 1 || self.db.has_plugins() || self.buffer_pending() {
+            return None;
+        }
+        let id = map.get("_id")?;
+        (id.is_string() || id.is_number()).then(|| id_key(id))
+    }
+
+    /// [`find_one`](Self::find_one) of the document stored under `key` (see
+    /// [`point_read_key`](Self::point_read_key)); `filter` is for the slow-query log.
+    fn find_by_key(&self, filter: &Value, key: &str) -> Result<Option<T>> {
+        let started = std::time::Instant::now();
+        let text: Option<String> = self.read(
+            |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT json(doc) FROM {} WHERE id = ?1",
+                    table_name(&self.name)
+                ))?;
+                Ok(rusqlite::OptionalExtension::optional(
+                    stmt.query_row([key], |r| r.get(0)),
+                )?)
+            },
+            || None,
+        )?;
+        if let Some(threshold) = self.db.options().slow_query_threshold {
+            let elapsed = started.elapsed();
+            if elapsed >= threshold {
+                if let Ok(parsed) = parse_filter(filter) {
+                    self.db.observe_read(&self.name, &parsed, elapsed);
+                }
+            }
+        }
+        // Straight from the text into `T`: the same `Deserialize` as through a `Value`.
+        text.map(|t| serde_json::from_str(&t).map_err(|e| Error::Serde(e.to_string())))
+            .transpose()
     }
 
     /// Number of documents matching `filter`.
