@@ -15,7 +15,9 @@
 //!   checkpoint (and its two syncs) per `pages` pages written, as SQLite's own; counting
 //!   the whole WAL would run them back to back while the WAL cannot start over;
 //! - from [`CheckpointOptions::max_wal_pages`] on, the writer checkpoints itself once
-//!   (`PASSIVE` again, so readers are never waited for), as SQLite would. A background
+//!   (`PASSIVE` again, so readers are never waited for), as SQLite would, after waiting
+//!   for a background checkpoint in progress to end (two checkpoints cannot run at once,
+//!   and the WAL cannot grow meanwhile: the writer is the one writing). A background
 //!   checkpoint copies frames, but the WAL file only starts over when a checkpoint has
 //!   copied all of it and a new write begins; under a steady stream of writes the
 //!   background never catches the writer, so this bounds the WAL's size. Most of the
@@ -91,6 +93,8 @@ struct Shared {
     shutdown: AtomicBool,
     lock: Mutex<()>,
     wake: Condvar,
+    /// Held while a checkpoint runs, by the thread or by the writer past the limit.
+    running: Mutex<()>,
     /// Current thresholds (bulk-load mode raises `pages`).
     pages: AtomicU32,
     /// WAL frames the last background checkpoint had copied (the WAL's position then).
@@ -134,6 +138,7 @@ impl Checkpointer {
             shutdown: AtomicBool::new(false),
             lock: Mutex::new(()),
             wake: Condvar::new(),
+            running: Mutex::new(()),
             pages: AtomicU32::new(options.checkpoint.pages.max(1)),
             copied: AtomicU32::new(0),
             max_wal_pages: AtomicU32::new(options.checkpoint.max_wal_pages.max(1)),
@@ -208,10 +213,15 @@ fn install_hook(writer: &mut Connection, shared: &Arc<Shared>) -> Result<()> {
     writer.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: i32| {
         let pages = u32::try_from(pages).unwrap_or(0);
         if pages >= shared.max_wal_pages.load(Ordering::Relaxed) {
-            // `Busy` while the thread is checkpointing: the next commit tries again. An
-            // error here would be reported by the commit, which has already succeeded.
+            let _running = shared
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // An error here would be reported by the commit, which has already succeeded;
+            // a failed checkpoint is tried again at the next commit.
             if wal.checkpoint_v2(CheckpointMode::PASSIVE).is_ok() {
                 shared.inline_runs.fetch_add(1, Ordering::Relaxed);
+                shared.copied.store(0, Ordering::Relaxed);
             }
         } else {
             let copied = shared.copied.load(Ordering::Relaxed);
@@ -255,6 +265,10 @@ fn run(shared: &Shared, conn: &Connection) {
             return;
         }
         shared.requested.store(false, Ordering::Release);
+        let _running = shared
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
