@@ -495,6 +495,10 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
                 config.options().durability(Durability::GroupCommit),
             )?;
             let s = concurrent_inserts(&group_db, threads, per)?;
+            extra.insert(
+                "writes_per_commit".into(),
+                json!(writes_per_commit(&group_db)?),
+            );
             // The same with `synchronous=FULL`, where every commit is an fsync: what group
             // commit amortises. Compared with a single thread's `insert_one` on FULL.
             let full = || config.options().synchronous(Synchronous::Full);
@@ -504,6 +508,10 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
             )?;
             let full_per = (per / 4).max(1);
             let full_s = concurrent_inserts(&full_group, threads, full_per)?;
+            extra.insert(
+                "full_sync_writes_per_commit".into(),
+                json!(writes_per_commit(&full_group)?),
+            );
             let full_rate = (full_per * threads as u64) as f64 / full_s.max(1e-9);
             let full_single =
                 Database::open_with(dir.join("bench-group-commit-full.sqlite"), full())?
@@ -708,6 +716,12 @@ fn sku_document(i: u64, n: u64) -> Value {
         );
     }
     d
+}
+
+/// Average number of writes that shared a commit since `db` was opened.
+fn writes_per_commit(db: &Database) -> Result<f64, BoxError> {
+    let c = db.stats()?.commits;
+    Ok(c.writes as f64 / c.transactions.max(1) as f64)
 }
 
 /// Seconds for `threads` threads each inserting `per` documents with `insert_one`.

@@ -48,8 +48,8 @@ pub use collection::{
 };
 pub use database::{CollectionOptions, Database};
 pub use engine::{
-    BufferEvent, BufferOptions, BufferStats, CheckpointOptions, CheckpointStats, Durability,
-    FsyncPolicy, JournalMode, Options, Synchronous,
+    BufferEvent, BufferOptions, BufferStats, CheckpointOptions, CheckpointStats, CommitStats,
+    Durability, FsyncPolicy, JournalMode, Options, Synchronous,
 };
 pub use error::{BulkWriteFailure, Error, Result, WriteError};
 pub use index::{

@@ -129,3 +129,51 @@ fn batches_interleave_with_reads_on_file_and_memory_databases() {
         200
     );
 }
+
+#[test]
+fn commit_counters_count_transactions_and_the_writes_in_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // One transaction per write without group commit, whatever the write does.
+    let db = Database::open(dir.path().join("sync.sqlite")).unwrap();
+    let coll = db.collection::<Value>("items");
+    coll.insert_one(json!({"_id": 0})).unwrap();
+    let before = db.stats().unwrap().commits;
+    for i in 1..=5 {
+        coll.insert_one(json!({"_id": i})).unwrap();
+    }
+    coll.insert_many((6..16).map(|i| json!({"_id": i})).collect::<Vec<_>>())
+        .unwrap();
+    let after = db.stats().unwrap().commits;
+    assert_eq!(after.transactions - before.transactions, 6);
+    assert_eq!(after.writes - before.writes, 6);
+
+    // With group commit every write is counted once, in the transaction it shared.
+    let db = open(&dir);
+    db.collection::<Value>("items")
+        .insert_one(json!({"_id": "first"}))
+        .unwrap();
+    let before = db.stats().unwrap().commits;
+    let threads = 8u64;
+    let per = 100u64;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let coll = db.collection::<Value>("items");
+            std::thread::spawn(move || {
+                for i in 0..per {
+                    coll.insert_one(json!({"_id": t * per + i})).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let after = db.stats().unwrap().commits;
+    let writes = after.writes - before.writes;
+    let transactions = after.transactions - before.transactions;
+    assert_eq!(writes, threads * per);
+    assert!(
+        transactions >= 1 && transactions <= writes,
+        "{transactions}"
+    );
+}

@@ -9,6 +9,7 @@ mod pool;
 pub(crate) mod schema;
 mod writer;
 
+pub use writer::CommitStats;
 pub(crate) use writer::OwnedJob;
 
 pub use buffer::{BufferEvent, BufferStats};

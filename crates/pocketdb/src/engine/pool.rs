@@ -82,6 +82,11 @@ impl Pool {
     }
 
     /// The background checkpoint thread, when there is one.
+    /// Counters of the writer's commits.
+    pub(crate) fn commit_stats(&self) -> super::CommitStats {
+        self.writer.stats()
+    }
+
     pub(crate) fn checkpointer(&self) -> Option<&Checkpointer> {
         self.checkpointer.as_ref()
     }

@@ -40,7 +40,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 /// Times a writer about to commit a shared batch yields to let others join it.
@@ -68,6 +68,16 @@ struct Combiner {
     leader: bool,
 }
 
+/// Counters of the write transactions committed ([`crate::DatabaseStats`]): with group
+/// commit, `writes / transactions` is the average number of writes sharing a commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CommitStats {
+    /// Write transactions committed through the commit protocol.
+    pub transactions: u64,
+    /// Writes (jobs: one `insert_one`, one `update_many`, ...) in those transactions.
+    pub writes: u64,
+}
+
 /// The writer connection with its commit protocol.
 pub(crate) struct Writer {
     state: Mutex<WriterState>,
@@ -82,6 +92,8 @@ pub(crate) struct Writer {
     committed: Condvar,
     group: bool,
     max_batch: usize,
+    transactions: AtomicU64,
+    writes: AtomicU64,
 }
 
 struct WriterState {
@@ -146,7 +158,22 @@ impl Writer {
             committed: Condvar::new(),
             group,
             max_batch: max_batch.max(1),
+            transactions: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
         }
+    }
+
+    /// Transactions committed and the writes in them, since the database was opened.
+    pub(crate) fn stats(&self) -> CommitStats {
+        CommitStats {
+            transactions: self.transactions.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count_commit(&self, writes: usize) {
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(writes as u64, Ordering::Relaxed);
     }
 
     fn lock_state(&self) -> MutexGuard<'_, WriterState> {
@@ -174,6 +201,7 @@ impl Writer {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
             tx.commit()?;
+            self.count_commit(1);
             return Ok(out);
         }
         self.group_write(f)
@@ -428,6 +456,7 @@ impl Writer {
         };
         match run_cached(&st.conn, "COMMIT") {
             Ok(()) => {
+                self.count_commit(st.jobs);
                 self.finish(batch, None, st.waiters);
                 Ok(())
             }

@@ -40,6 +40,9 @@ pub struct DatabaseStats {
     /// Checkpoints run by the background thread and by the writer itself (zero when
     /// the database has no background checkpoint thread).
     pub checkpoints: crate::CheckpointStats,
+    /// Write transactions committed and the writes in them: under group commit,
+    /// `commits.writes / commits.transactions` is how many writes shared a commit.
+    pub commits: crate::CommitStats,
 }
 
 /// Statistics of one collection.
@@ -220,6 +223,7 @@ impl Database {
                     .checkpointer()
                     .map(|c| c.stats())
                     .unwrap_or_default(),
+                commits: self.inner.pool.commit_stats(),
             })
         })?;
         stats.file_bytes = match &path {
