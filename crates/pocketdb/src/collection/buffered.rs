@@ -74,8 +74,8 @@ impl From<PreparedDoc> for BufferedDoc {
     fn from(p: PreparedDoc) -> BufferedDoc {
         BufferedDoc {
             id: p.id,
-            key: Arc::from(p.key),
-            text: Arc::from(p.text),
+            key: p.key,
+            text: p.text,
             id_given: p.id_given,
         }
     }
@@ -280,7 +280,7 @@ impl<T: Document> Collection<T> {
                 }
                 let doc = self.upsert_document(filter, update, now)?;
                 let prepared = self.prepare_insert(doc)?;
-                if prepared.key != key {
+                if &*prepared.key != key {
                     return Err(Error::update(
                         "update",
                         "_id",
@@ -605,12 +605,12 @@ fn apply_op(db: &Database, conn: &Connection, coll: &Collection<Value>, op: &Op)
 fn buffered_insert(op: &Op) -> Result<PreparedDoc> {
     let text = op
         .doc
-        .as_deref()
+        .clone()
         .ok_or_else(|| Error::Buffer(format!("buffered write {} has no document", op.seq)))?;
     Ok(PreparedDoc {
         id: serde_json::from_str(&op.key)?,
-        key: op.key.to_string(),
-        text: text.to_string(),
+        key: op.key.clone(),
+        text,
         doc: None,
         id_given: true,
     })

@@ -1074,11 +1074,15 @@ impl<T: Document> Collection<T> {
             }
             None => (Value::String(new_object_id()), false),
         };
-        validate_fields(map, 0)?;
-        let text = document_text(&id, map)?;
+        let (text, id_text) = checked_document_text(&id, map)?;
         self.check_size(&text)?;
+        // A string `_id`'s key is its JSON text, already written into the document's.
+        let key = match (&id, text.get(id_text)) {
+            (Value::String(_), Some(key)) => Arc::from(key),
+            _ => Arc::from(id_key(&id)),
+        };
         Ok(PreparedDoc {
-            key: id_key(&id),
+            key,
             id,
             text,
             doc: None,
@@ -1115,10 +1119,10 @@ impl<T: Document> Collection<T> {
             }
         };
         self.check_document(&doc)?;
-        let text = serde_json::to_string(&doc)?;
+        let text: Arc<str> = Arc::from(serde_json::to_string(&doc)?);
         self.check_size(&text)?;
         Ok(PreparedDoc {
-            key: id_key(&id),
+            key: Arc::from(id_key(&id)),
             id,
             text,
             doc: Some(doc),
@@ -1600,10 +1604,10 @@ fn first_row(plan: &Plan, conn: &Connection, name: &str) -> Result<Option<Row>> 
 /// A document validated and serialised for insertion.
 struct PreparedDoc {
     id: Value,
-    /// The canonical key of `id` ([`id_key`]).
-    key: String,
-    /// The document's JSON text, `_id` first: what is stored.
-    text: String,
+    /// The canonical key of `id` ([`id_key`]), shared with the buffer when buffered.
+    key: Arc<str>,
+    /// The document's JSON text, `_id` first: what is stored (shared likewise).
+    text: Arc<str>,
     /// The document as stored, when a plugin produced it; otherwise it is parsed from
     /// `text` only if an index needs it.
     doc: Option<Value>,
@@ -1673,7 +1677,7 @@ impl<'c> Inserter<'c> {
                 doc,
             )?;
         }
-        match self.insert.execute(rusqlite::params![p.key, p.text]) {
+        match self.insert.execute(rusqlite::params![&*p.key, &*p.text]) {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
                 return Err(Error::DuplicateKey {
@@ -1703,26 +1707,131 @@ impl<'c> Inserter<'c> {
 
 /// The JSON text of a document with `_id` first (as MongoDB stores it), `id` being the
 /// `_id` to write: the map's own, or a generated one when it has none.
+#[cfg(test)]
 fn document_text(id: &Value, map: &Map<String, Value>) -> Result<String> {
-    // Room for a typical document at once (`to_string` starts empty and grows).
-    let mut out = Vec::with_capacity(512);
-    if map.keys().next().is_some_and(|k| k == "_id") {
-        serde_json::to_writer(&mut out, map)?;
-        return String::from_utf8(out).map_err(|e| Error::Serde(e.to_string()));
-    }
-    out.extend_from_slice(b"{\"_id\":");
-    serde_json::to_writer(&mut out, id)?;
-    for (k, v) in map {
-        if k == "_id" {
-            continue;
+    let (text, _) = checked_document_text(id, map)?;
+    Ok(text.to_string())
+}
+
+thread_local! {
+    /// The buffer documents are serialised into before their text is copied out at its
+    /// exact size (a fresh buffer per document would start small and grow).
+    static TEXT_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`validate_fields`] and the document's JSON text with `_id` first (serde_json's compact
+/// text, byte for byte) in one pass over the document, which is the cost of preparing an
+/// insert: the document is read once. Returns the text and where `_id`'s value is in it.
+fn checked_document_text(
+    id: &Value,
+    map: &Map<String, Value>,
+) -> Result<(Arc<str>, std::ops::Range<usize>)> {
+    TEXT_SCRATCH.with(|scratch| {
+        let mut fresh = Vec::new();
+        // A re-entrant call (not expected: serialisation calls no user code) gets its own.
+        let mut borrowed = scratch.try_borrow_mut();
+        let out: &mut Vec<u8> = match borrowed.as_mut() {
+            Ok(v) => v,
+            Err(_) => &mut fresh,
+        };
+        out.clear();
+        let id_text;
+        if map.keys().next().is_some_and(|k| k == "_id") {
+            id_text = write_checked_fields(map, 0, out)?;
+        } else {
+            out.extend_from_slice(b"{\"_id\":");
+            let start = out.len();
+            write_checked(id, 1, out)?;
+            id_text = Some(start..out.len());
+            for (k, v) in map {
+                if k == "_id" {
+                    continue;
+                }
+                out.push(b',');
+                write_checked_field(k, v, 0, out)?;
+            }
+            out.push(b'}');
         }
-        out.push(b',');
-        serde_json::to_writer(&mut out, k)?;
-        out.push(b':');
-        serde_json::to_writer(&mut out, v)?;
+        let text = std::str::from_utf8(out).map_err(|e| Error::Serde(e.to_string()))?;
+        // A document that is not an empty map has written its `_id` first.
+        Ok((Arc::from(text), id_text.unwrap_or(0..0)))
+    })
+}
+
+/// Writes an object's fields as [`validate_fields`] checks them (the object at `depth`).
+/// Returns where the value of a leading `_id` field is in `out`.
+fn write_checked_fields(
+    map: &Map<String, Value>,
+    depth: usize,
+    out: &mut Vec<u8>,
+) -> Result<Option<std::ops::Range<usize>>> {
+    if depth > 100 {
+        return Err(Error::InvalidDocument(
+            "document nesting is deeper than 100 levels".to_string(),
+        ));
+    }
+    out.push(b'{');
+    let mut id_text = None;
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let value_start = write_checked_field(k, v, depth, out)?;
+        if i == 0 && k == "_id" {
+            id_text = Some(value_start..out.len());
+        }
     }
     out.push(b'}');
-    String::from_utf8(out).map_err(|e| Error::Serde(e.to_string()))
+    Ok(id_text)
+}
+
+/// Writes `"k":v` after checking the name; returns where the value starts.
+fn write_checked_field(k: &str, v: &Value, depth: usize, out: &mut Vec<u8>) -> Result<usize> {
+    let bytes = k.as_bytes();
+    if bytes.first() == Some(&b'$') || bytes.iter().any(|&b| b == b'.' || b == 0) {
+        return Err(Error::InvalidDocument(format!(
+            "field name '{k}' may not start with '$' or contain '.' or NUL"
+        )));
+    }
+    serde_json::to_writer(&mut *out, k)?;
+    out.push(b':');
+    let start = out.len();
+    write_checked(v, depth + 1, out)?;
+    Ok(start)
+}
+
+/// Writes a value as [`validate_field_names`] checks it.
+fn write_checked(value: &Value, depth: usize, out: &mut Vec<u8>) -> Result<()> {
+    if depth > 100 {
+        return Err(Error::InvalidDocument(
+            "document nesting is deeper than 100 levels".to_string(),
+        ));
+    }
+    match value {
+        Value::Object(map) => {
+            // A `{$date: …}` value is the one object whose field may start with '$'.
+            if map.len() == 1
+                && map.keys().all(|k| k.starts_with('$'))
+                && crate::index::parse_date_millis(value).is_some()
+            {
+                serde_json::to_writer(&mut *out, value)?;
+                return Ok(());
+            }
+            write_checked_fields(map, depth, out).map(|_| ())
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_checked(item, depth + 1, out)?;
+            }
+            out.push(b']');
+            Ok(())
+        }
+        scalar => Ok(serde_json::to_writer(&mut *out, scalar)?),
+    }
 }
 
 pub(crate) fn parse_operator_update(
@@ -1972,6 +2081,52 @@ mod tests {
             let id = ensure_id(&mut owned).unwrap();
             let expected = serde_json::to_string(&owned).unwrap();
             assert_eq!(document_text(&id, &map).unwrap(), expected);
+        }
+    }
+
+    /// The one-pass text and checks agree with serde_json's text and
+    /// `validate_fields`, including the nesting limit and `$date` values.
+    #[test]
+    fn checked_text_is_serde_json_text_and_checks_as_validate_fields() {
+        fn nested(levels: usize, leaf: Value) -> Value {
+            (0..levels).fold(leaf, |v, i| {
+                if i % 2 == 0 {
+                    json!([v])
+                } else {
+                    json!({ "n": v })
+                }
+            })
+        }
+        let docs = [
+            json!({"_id": "a\"b\u{1}é", "x": 1.5, "y": [1, -2, 3.25e100, null, true]}),
+            json!({"x": {"$date": "2024-01-01T00:00:00Z"}, "_id": 7}),
+            json!({"_id": {"k": [1, {"z": "w"}]}, "a": {"b": {"c": []}}, "e": {}}),
+            json!({"x": {"$date": "not a date"}}),
+            json!({"_id": 1, "x": {"$gt": 1}}),
+            json!({"a.b": 1}),
+            json!({"a": [{"b\u{0}": 1}]}),
+            json!({"_id": {"a.b": 1}}),
+            json!({"n": nested(99, json!(1))}),
+            json!({"n": nested(100, json!(1))}),
+            json!({"n": nested(100, json!({}))}),
+            json!({"n": nested(101, json!([]))}),
+            json!({"s": "\u{7f}\u{1f}/\\", "u": 18446744073709551615u64, "i": -9007199254740993i64}),
+        ];
+        for doc in docs {
+            let Value::Object(map) = doc else { panic!() };
+            let mut owned = map.clone();
+            let id = ensure_id(&mut owned).unwrap();
+            let expected =
+                validate_fields(&map, 0).map(|()| serde_json::to_string(&owned).unwrap());
+            let got = checked_document_text(&id, &map);
+            match (&expected, &got) {
+                (Ok(e), Ok((text, id_range))) => {
+                    assert_eq!(&**text, e.as_str());
+                    assert_eq!(&text[id_range.clone()], serde_json::to_string(&id).unwrap());
+                }
+                (Err(e), Err(g)) => assert_eq!(e.to_string(), g.to_string()),
+                _ => panic!("{map:?}: {expected:?} vs {:?}", got.map(|g| g.0)),
+            }
         }
     }
 
