@@ -292,7 +292,7 @@ impl<T: Document> Collection<T> {
                         upserted_id: Some(prepared.id),
                         ..Default::default()
                     }),
-                    Some((OpKind::Insert, Some(Arc::from(prepared.text)))),
+                    Some((OpKind::Insert, Some(prepared.text))),
                 ))
             }
             (Modify::Update(update, _), Some(doc)) => {
