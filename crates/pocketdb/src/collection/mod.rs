@@ -1077,7 +1077,7 @@ impl<T: Document> Collection<T> {
         let (text, id_text) = checked_document_text(&id, map)?;
         self.check_size(&text)?;
         // A string `_id`'s key is its JSON text, already written into the document's.
-        let key = match (&id, text.get(id_text)) {
+        let key = match (&id, id_text.and_then(|r| text.get(r))) {
             (Value::String(_), Some(key)) => Arc::from(key),
             _ => Arc::from(id_key(&id)),
         };
@@ -1713,6 +1713,9 @@ fn document_text(id: &Value, map: &Map<String, Value>) -> Result<String> {
     Ok(text.to_string())
 }
 
+/// Largest serialisation buffer a thread keeps between documents.
+const MAX_KEPT_SCRATCH: usize = 1 << 20;
+
 thread_local! {
     /// The buffer documents are serialised into before their text is copied out at its
     /// exact size (a fresh buffer per document would start small and grow).
@@ -1725,7 +1728,7 @@ thread_local! {
 fn checked_document_text(
     id: &Value,
     map: &Map<String, Value>,
-) -> Result<(Arc<str>, std::ops::Range<usize>)> {
+) -> Result<(Arc<str>, Option<std::ops::Range<usize>>)> {
     TEXT_SCRATCH.with(|scratch| {
         let mut fresh = Vec::new();
         // A re-entrant call (not expected: serialisation calls no user code) gets its own.
@@ -1752,9 +1755,13 @@ fn checked_document_text(
             }
             out.push(b'}');
         }
-        let text = std::str::from_utf8(out).map_err(|e| Error::Serde(e.to_string()))?;
-        // A document that is not an empty map has written its `_id` first.
-        Ok((Arc::from(text), id_text.unwrap_or(0..0)))
+        let text: Arc<str> =
+            Arc::from(std::str::from_utf8(out).map_err(|e| Error::Serde(e.to_string()))?);
+        // One very large document does not pin its buffer's size for the thread's life.
+        if out.capacity() > MAX_KEPT_SCRATCH {
+            *out = Vec::new();
+        }
+        Ok((text, id_text))
     })
 }
 
@@ -2122,12 +2129,26 @@ mod tests {
             match (&expected, &got) {
                 (Ok(e), Ok((text, id_range))) => {
                     assert_eq!(&**text, e.as_str());
-                    assert_eq!(&text[id_range.clone()], serde_json::to_string(&id).unwrap());
+                    let id_range = id_range.clone().unwrap();
+                    assert_eq!(&text[id_range], serde_json::to_string(&id).unwrap());
                 }
                 (Err(e), Err(g)) => assert_eq!(e.to_string(), g.to_string()),
                 _ => panic!("{map:?}: {expected:?} vs {:?}", got.map(|g| g.0)),
             }
         }
+    }
+
+    #[test]
+    fn a_large_document_leaves_later_texts_intact() {
+        let big = json!({"_id": "b", "s": "x".repeat(MAX_KEPT_SCRATCH + 10)});
+        let small = json!({"_id": "s", "n": 1});
+        for doc in [&small, &big, &small] {
+            let Value::Object(map) = doc else { panic!() };
+            let (text, _) = checked_document_text(&doc["_id"], map).unwrap();
+            assert_eq!(&*text, serde_json::to_string(doc).unwrap());
+        }
+        let cap = TEXT_SCRATCH.with(|s| s.borrow().capacity());
+        assert!(cap <= MAX_KEPT_SCRATCH, "{cap}");
     }
 
     #[test]
