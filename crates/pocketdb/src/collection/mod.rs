@@ -1794,12 +1794,7 @@ fn write_checked_fields(
 
 /// Writes `"k":v` after checking the name; returns where the value starts.
 fn write_checked_field(k: &str, v: &Value, depth: usize, out: &mut Vec<u8>) -> Result<usize> {
-    let bytes = k.as_bytes();
-    if bytes.first() == Some(&b'$') || bytes.iter().any(|&b| b == b'.' || b == 0) {
-        return Err(Error::InvalidDocument(format!(
-            "field name '{k}' may not start with '$' or contain '.' or NUL"
-        )));
-    }
+    check_field_name(k)?;
     serde_json::to_writer(&mut *out, k)?;
     out.push(b':');
     let start = out.len();
@@ -1931,15 +1926,21 @@ fn validate_fields(map: &Map<String, Value>, depth: usize) -> Result<()> {
         ));
     }
     for (k, v) in map {
-        let bytes = k.as_bytes();
-        if bytes.first() == Some(&b'$') || bytes.iter().any(|&b| b == b'.' || b == 0) {
-            return Err(Error::InvalidDocument(format!(
-                "field name '{k}' may not start with '$' or contain '.' or NUL"
-            )));
-        }
+        check_field_name(k)?;
         if matches!(v, Value::Object(_) | Value::Array(_)) {
             validate_field_names(v, depth + 1)?;
         }
+    }
+    Ok(())
+}
+
+/// A stored field name may not start with `$` nor contain `.` or NUL.
+fn check_field_name(k: &str) -> Result<()> {
+    let bytes = k.as_bytes();
+    if bytes.first() == Some(&b'$') || bytes.iter().any(|&b| b == b'.' || b == 0) {
+        return Err(Error::InvalidDocument(format!(
+            "field name '{k}' may not start with '$' or contain '.' or NUL"
+        )));
     }
     Ok(())
 }
