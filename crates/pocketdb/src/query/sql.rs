@@ -132,6 +132,20 @@ pub fn type_expr(path: &FieldPath) -> Option<String> {
     Some(format!("json_type(doc,{})", sql_string(&json_path(path)?)))
 }
 
+/// `json_type` of `doc` at each prefix of `path`, shortest first: for `a.b`,
+/// `json_type(doc,'$."a"')` and `json_type(doc,'$."a"."b"')`. `None` where [`path_expr`]
+/// is.
+pub fn prefix_type_exprs(path: &FieldPath) -> Option<Vec<String>> {
+    let mut prefix = String::from("$");
+    path.segments()
+        .iter()
+        .map(|seg| {
+            push_segment(&mut prefix, seg)?;
+            Some(format!("json_type(doc,{})", sql_string(&prefix)))
+        })
+        .collect()
+}
+
 /// The JSON path text (`$."a"."b"`) of a field path, unquoted for SQL.
 fn json_path(path: &FieldPath) -> Option<String> {
     let mut out = String::from("$");
