@@ -38,7 +38,9 @@ pub enum Workload {
     /// `find({skus: s})` on an array field with a multikey index (documents get an extra
     /// `skus` array of two values; raw rusqlite keeps the same side table by hand).
     FindMultikey,
-    /// `create_index({email: 1})` on a loaded collection (ops = documents indexed).
+    /// `create_index({email: 1})` on a loaded collection (ops = documents indexed); also
+    /// a multikey index on `tags` and a unique index on `name` (`unique_ratio_vs_raw`,
+    /// against `CREATE UNIQUE INDEX`).
     IndexBuild,
     /// `insert_many` with 0, 1, 2 and 4 secondary indexes: the write cost per index.
     IndexWriteCost,
@@ -391,6 +393,18 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
             extra.insert(
                 "multikey_docs_per_sec".into(),
                 json!(n as f64 / t.elapsed().as_secs_f64()),
+            );
+            // A unique index (the keys are checked for repeats) against SQLite's own.
+            let t = Instant::now();
+            coll.create_index(json!({"name": 1}), IndexOptions::default().unique(true))?;
+            let unique = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            conn.execute_batch(
+                "CREATE UNIQUE INDEX docs_name ON docs(json_extract(doc, '$.name'))",
+            )?;
+            extra.insert(
+                "unique_ratio_vs_raw".into(),
+                json!(t.elapsed().as_secs_f64() / unique.max(1e-9)),
             );
             (n, s, r)
         }

@@ -436,6 +436,101 @@ fn unique_compound_sparse_and_partial() {
     assert_eq!(p.count_documents(json!({"email": "a"})).unwrap(), 3);
 }
 
+/// Builds a unique index with `options` on `keys` over `docs`; the repeated key it
+/// reports, if any.
+fn unique_build(docs: &[Value], keys: Value, options: IndexOptions) -> Option<String> {
+    let db = Database::memory().unwrap();
+    let c = db.collection::<Value>("u");
+    for (i, d) in docs.iter().enumerate() {
+        let mut d = d.clone();
+        d["_id"] = json!(i);
+        c.insert_one(d).unwrap();
+    }
+    match c.create_index(keys, options.unique(true)) {
+        Ok(_) => {
+            assert_eq!(c.list_indexes().unwrap().len(), 2);
+            None
+        }
+        Err(Error::DuplicateKey { key, .. }) => {
+            assert_eq!(c.list_indexes().unwrap().len(), 1);
+            Some(key)
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn unique_builds_compare_keys_as_mongodb_does() {
+    let plain = IndexOptions::default;
+    let a = || json!({"a": 1});
+    // Numbers equal across integer and double, null equal to missing.
+    for (docs, key) in [
+        (vec![json!({"a": 1}), json!({"a": 1.0})], "{ a: 1.0 }"),
+        (vec![json!({"a": -0.0}), json!({"a": 0})], "{ a: 0 }"),
+        (vec![json!({"b": 1}), json!({"b": 2})], "{ a: null }"),
+        (vec![json!({"a": null}), json!({"b": 2})], "{ a: null }"),
+        (
+            vec![json!({"a": "x"}), json!({"a": "y"}), json!({"a": "x"})],
+            r#"{ a: "x" }"#,
+        ),
+    ] {
+        assert_eq!(
+            unique_build(&docs, a(), plain()).as_deref(),
+            Some(key),
+            "{docs:?}"
+        );
+    }
+    // Told apart: types, string case, booleans against 1 and 0, documents by content.
+    for docs in [
+        vec![json!({"a": 1}), json!({"a": "1"})],
+        vec![json!({"a": "x"}), json!({"a": "X"})],
+        vec![
+            json!({"a": true}),
+            json!({"a": 1}),
+            json!({"a": 0}),
+            json!({"a": false}),
+        ],
+        vec![
+            json!({"a": {"x": 1}}),
+            json!({"a": {"x": 2}}),
+            json!({"a": "{\"x\":1}"}),
+        ],
+        vec![json!({"a": 1}), json!({"a": 1.5}), json!({"a": null})],
+    ] {
+        assert_eq!(unique_build(&docs, a(), plain()), None, "{docs:?}");
+    }
+    // Flags send the build through the scan, which still finds repeats.
+    let mixed = vec![json!({"a": true}), json!({"a": "s"}), json!({"a": true})];
+    assert_eq!(
+        unique_build(&mixed, a(), plain()).as_deref(),
+        Some("{ a: true }")
+    );
+    let multikey = vec![json!({"a": [1, 2]}), json!({"a": 2})];
+    assert_eq!(
+        unique_build(&multikey, a(), plain()).as_deref(),
+        Some("{ a: 2 }")
+    );
+    // Compound keys repeat only as a whole.
+    let ab = || json!({"a": 1, "b": 1});
+    let docs = vec![
+        json!({"a": 1, "b": 1}),
+        json!({"a": 1, "b": 2}),
+        json!({"a": 2, "b": 1}),
+    ];
+    assert_eq!(unique_build(&docs, ab(), plain()), None);
+    let docs = vec![json!({"a": 1, "b": null}), json!({"a": 1})];
+    assert_eq!(
+        unique_build(&docs, ab(), plain()).as_deref(),
+        Some("{ a: 1, b: null }")
+    );
+    // Sparse and partial unique indexes skip documents.
+    let docs = vec![json!({"b": 1}), json!({"b": 2}), json!({"a": 1})];
+    assert_eq!(unique_build(&docs, a(), plain().sparse(true)), None);
+    let docs = vec![json!({"a": 1, "on": false}), json!({"a": 1, "on": true})];
+    let partial = plain().partial_filter_expression(json!({"on": true}));
+    assert_eq!(unique_build(&docs, a(), partial), None);
+}
+
 #[test]
 fn unique_build_on_duplicates_fails_cleanly() {
     let (db, c) = seeded(50);
@@ -452,7 +547,15 @@ fn unique_build_on_duplicates_fails_cleanly() {
         matches!(err, Error::DuplicateKey { ref index, ref key, .. } if index == "status_1" && key == r#"{ status: "a" }"#),
         "{err}"
     );
-    assert_eq!(phases, [IndexBuildPhase::Scanning]);
+    // Plain values: the repeat is found through the index SQLite built, after sorting.
+    assert_eq!(
+        phases,
+        [
+            IndexBuildPhase::Scanning,
+            IndexBuildPhase::Scanning,
+            IndexBuildPhase::Sorting
+        ]
+    );
     assert_eq!(c.list_indexes().unwrap().len(), 1);
     assert_eq!(db.last_change_seq().unwrap(), before);
     // Multikey duplicates across documents too.

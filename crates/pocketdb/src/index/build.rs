@@ -124,7 +124,8 @@ fn create_one(
         |r| r.get(0),
     )?;
     let mut def = IndexDef { ident, ..def };
-    scan_new_index(conn, collection, table, &mut def, progress)?;
+    let total = count(conn, table)?;
+    let unique_unchecked = scan_new_index(conn, collection, table, &mut def, total, progress)?;
     conn.execute(
         "INSERT INTO _pocketdb_indexes(collection, name, ident, keys, options, multikey, mixed)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -138,7 +139,6 @@ fn create_one(
             def.mixed as i64
         ],
     )?;
-    let total = count(conn, table)?;
     if def.is_multikey() {
         create_side_table(conn, &def, table, Some(&mut *progress))?;
     }
@@ -165,6 +165,9 @@ fn create_one(
         def.sql_index(),
         columns.join(", ")
     ))?;
+    if unique_unchecked {
+        check_unique_after_build(conn, collection, table, &def, total)?;
+    }
     bump_gen(conn)?;
     progress(IndexProgress {
         phase: IndexBuildPhase::Done,
@@ -229,32 +232,89 @@ fn scan_docs(
     Ok(())
 }
 
-/// The first pass of a build: flags and uniqueness.
+/// The first pass of a build: flags and uniqueness. Returns `true` when the uniqueness of
+/// a plain unique index is left to [`check_unique_after_build`], once SQLite built it.
 fn scan_new_index(
     conn: &Connection,
     collection: &str,
     table: &str,
     def: &mut IndexDef,
+    total: u64,
     progress: &mut dyn FnMut(IndexProgress),
-) -> Result<()> {
-    let total = count(conn, table)?;
-    let paths: Vec<_> = def.keys.iter().map(|(p, _)| p.clone()).collect();
-    let path_refs: Vec<_> = paths.iter().collect();
-    let mut seen: HashMap<String, ()> = HashMap::new();
-    let mut done = 0u64;
-    let (mut multikey, mut mixed) = (0u64, 0u64);
-    let probe = IndexDef { ..def.clone() };
+) -> Result<bool> {
     progress(IndexProgress {
         phase: IndexBuildPhase::Scanning,
         done: 0,
         total,
     });
-    // Without a uniqueness check only the documents that can set a flag matter, and
-    // SQLite finds those far faster than reading every document here.
-    let filter = if def.unique { None } else { flag_filter(def) };
-    let full = def.unique && def.partial.is_some();
-    let filtered = filter.is_some();
-    scan_docs(conn, table, def, full, filter.as_deref(), |_, doc| {
+    // The flags depend on the few documents SQLite finds with `flag_filter`. A unique
+    // index needs every key, unless no document set a flag: then its keys are strings,
+    // numbers and nulls, which SQL tells apart exactly as MongoDB does, and the built
+    // index answers whether any repeats. Sparse and partial unique indexes skip some
+    // documents, which only the scan knows how to do.
+    let filter = flag_filter(def);
+    let plain_unique = def.unique && !def.sparse && def.partial.is_none();
+    if filter.is_some() && (!def.unique || plain_unique) {
+        scan_pass(
+            conn,
+            collection,
+            table,
+            def,
+            filter.as_deref(),
+            false,
+            total,
+            progress,
+        )?;
+        if !def.unique || (def.multikey | def.mixed) == 0 {
+            progress(IndexProgress {
+                phase: IndexBuildPhase::Scanning,
+                done: total,
+                total,
+            });
+            return Ok(def.unique);
+        }
+    }
+    let check_unique = def.unique;
+    let done = scan_pass(
+        conn,
+        collection,
+        table,
+        def,
+        None,
+        check_unique,
+        total,
+        progress,
+    )?;
+    progress(IndexProgress {
+        phase: IndexBuildPhase::Scanning,
+        done,
+        total,
+    });
+    Ok(false)
+}
+
+/// Reads the documents `filter` lets through (all without one), sets `def`'s flags from
+/// them and, with `check_unique`, fails on the first repeated key. Returns how many
+/// documents it read.
+#[allow(clippy::too_many_arguments)]
+fn scan_pass(
+    conn: &Connection,
+    collection: &str,
+    table: &str,
+    def: &mut IndexDef,
+    filter: Option<&str>,
+    check_unique: bool,
+    total: u64,
+    progress: &mut dyn FnMut(IndexProgress),
+) -> Result<u64> {
+    let paths: Vec<_> = def.keys.iter().map(|(p, _)| p.clone()).collect();
+    let path_refs: Vec<_> = paths.iter().collect();
+    let mut seen: HashMap<String, ()> = HashMap::new();
+    let mut done = 0u64;
+    let (mut multikey, mut mixed) = (0u64, 0u64);
+    let probe = def.clone();
+    let full = check_unique && def.partial.is_some();
+    scan_docs(conn, table, def, full, filter, |_, doc| {
         for (i, p) in paths.iter().enumerate() {
             let bit = 1u64 << i;
             if has_array_on_path(&doc, p) {
@@ -265,7 +325,7 @@ fn scan_new_index(
                 }
             }
         }
-        if probe.unique && probe.indexes(&doc) {
+        if check_unique && probe.indexes(&doc) {
             let tuples =
                 key_tuples(&doc, &path_refs).ok_or_else(|| super::too_many_keys(&probe))?;
             for t in tuples {
@@ -280,7 +340,7 @@ fn scan_new_index(
         }
         done += 1;
         // With a filter, `done` counts only the documents let through.
-        if !filtered && done.is_multiple_of(REPORT_EVERY) {
+        if filter.is_none() && done.is_multiple_of(REPORT_EVERY) {
             progress(IndexProgress {
                 phase: IndexBuildPhase::Scanning,
                 done,
@@ -289,13 +349,46 @@ fn scan_new_index(
         }
         Ok(())
     })?;
-    progress(IndexProgress {
-        phase: IndexBuildPhase::Scanning,
-        done: if filtered { total } else { done },
-        total,
-    });
     def.multikey = multikey;
     def.mixed = mixed;
+    Ok(done)
+}
+
+/// The uniqueness check of a plain unique index whose documents set no flag, through the
+/// index SQLite just built: a group of equal keys in SQL is a repeated key for MongoDB
+/// too, and the scan then names it.
+fn check_unique_after_build(
+    conn: &Connection,
+    collection: &str,
+    table: &str,
+    def: &IndexDef,
+    total: u64,
+) -> Result<()> {
+    let exprs = def
+        .keys
+        .iter()
+        .map(|(p, _)| path_expr(p))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| Error::InvalidArgument(format!("index '{}' paths", def.name)))?
+        .join(", ");
+    let repeated = conn
+        .prepare(&format!(
+            "SELECT 1 FROM {table} GROUP BY {exprs} HAVING count(*) > 1 LIMIT 1"
+        ))?
+        .exists([])?;
+    if repeated {
+        let mut exact = def.clone();
+        scan_pass(
+            conn,
+            collection,
+            table,
+            &mut exact,
+            None,
+            true,
+            total,
+            &mut |_| {},
+        )?;
+    }
     Ok(())
 }
 
@@ -312,9 +405,13 @@ fn flag_filter(def: &IndexDef) -> Option<String> {
         for t in prefixes {
             any.push(format!("{t} = 'array'"));
         }
-        any.push(format!("{last} IN ('array', 'object', 'true', 'false')"));
+        // One JSON lookup for the usual types (an `IN` list and a second test would
+        // take two, and scanning costs little more than the lookups).
         any.push(format!(
-            "({last} = 'integer' AND typeof({}) <> 'integer')",
+            "CASE {last} WHEN 'text' THEN 0 WHEN 'real' THEN 0 WHEN 'null' THEN 0 \
+             WHEN 'integer' THEN typeof({}) <> 'integer' \
+             WHEN 'array' THEN 1 WHEN 'object' THEN 1 WHEN 'true' THEN 1 WHEN 'false' THEN 1 \
+             ELSE 0 END",
             path_expr(path)?
         ));
     }
@@ -509,7 +606,7 @@ mod tests {
     fn built_flags(docs: &[Value], keys: &Value) -> (u64, u64) {
         let conn = table_of(docs);
         let mut d = def(keys.clone());
-        scan_new_index(&conn, "c", "t", &mut d, &mut |_| {}).unwrap();
+        scan_new_index(&conn, "c", "t", &mut d, docs.len() as u64, &mut |_| {}).unwrap();
         (d.multikey, d.mixed)
     }
 
