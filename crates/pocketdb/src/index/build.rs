@@ -441,9 +441,10 @@ pub(crate) fn create_side_table(
     let total = count(conn, table)?;
     let paths = def.paths();
     let mut done = 0u64;
+    let mut insert = insert_statement(conn, def)?;
     scan_docs(conn, table, def, false, None, |rid, doc| {
         let tuples = key_tuples(&doc, &paths).ok_or_else(|| super::too_many_keys(def))?;
-        insert_keys(conn, def, rid, &tuples)?;
+        insert_tuples(&mut insert, rid, &tuples)?;
         done += 1;
         if done.is_multiple_of(REPORT_EVERY) {
             if let Some(p) = progress.as_mut() {
@@ -458,6 +459,18 @@ pub(crate) fn create_side_table(
     })
 }
 
+/// The statement adding one key tuple (`t0, v0, ..., rid`) to `def`'s side table.
+fn insert_statement<'c>(
+    conn: &'c Connection,
+    def: &IndexDef,
+) -> Result<rusqlite::CachedStatement<'c>> {
+    let marks = vec!["?"; 2 * def.keys.len() + 1].join(",");
+    Ok(conn.prepare_cached(&format!(
+        "INSERT OR IGNORE INTO {} VALUES ({marks})",
+        def.side_table()
+    ))?)
+}
+
 /// Adds the key tuples of document `rid` to the side table.
 pub(crate) fn insert_keys(
     conn: &Connection,
@@ -465,13 +478,17 @@ pub(crate) fn insert_keys(
     rid: i64,
     tuples: &[Vec<KeyPart>],
 ) -> Result<()> {
-    let n = def.keys.len();
-    let marks = vec!["?"; 2 * n + 1].join(",");
-    let mut stmt = conn.prepare_cached(&format!(
-        "INSERT OR IGNORE INTO {} VALUES ({marks})",
-        def.side_table()
-    ))?;
-    let mut params: Vec<SqlValue> = Vec::with_capacity(2 * n + 1);
+    let mut stmt = insert_statement(conn, def)?;
+    insert_tuples(&mut stmt, rid, tuples)
+}
+
+/// Runs `stmt` (an insert of `t0, v0, ..., rid`) for each key tuple of document `rid`.
+fn insert_tuples(
+    stmt: &mut rusqlite::Statement<'_>,
+    rid: i64,
+    tuples: &[Vec<KeyPart>],
+) -> Result<()> {
+    let mut params: Vec<SqlValue> = Vec::new();
     for tuple in tuples {
         params.clear();
         for part in tuple {
