@@ -1,7 +1,9 @@
 //! Partitioned collections (seed 002): routing by time bucket and key prefix, pruning,
 //! dropping old partitions as files.
 
-use pocketdb::{Client, Error, IndexOptions, PartitionBy, PartitionedCollection, TimeBucket};
+use pocketdb::{
+    Client, Error, IndexOptions, Options, PartitionBy, PartitionedCollection, TimeBucket,
+};
 use serde_json::{json, Value};
 
 const HOUR: i64 = 3_600_000;
@@ -302,4 +304,48 @@ fn updates_stay_within_their_partition() {
         .partitions()
         .unwrap()
         .contains(&"2025-02-10".to_string()));
+}
+
+#[test]
+fn idle_partitions_beyond_the_cap_are_closed_and_reopened_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open_with(dir.path(), Options::default().max_open_members(3)).unwrap();
+    let events = client
+        .create_partitioned_collection(
+            "app",
+            "events",
+            PartitionBy::Time {
+                field: "ts".into(),
+                bucket: TimeBucket::Day,
+            },
+        )
+        .unwrap();
+    // Ten days, one insert each: ten files opened, three kept.
+    for i in 0..120 {
+        events.insert_one(event(i)).unwrap();
+    }
+    let stats = events.stats();
+    assert_eq!((stats.opened, stats.open_members), (10, 3));
+    // A query over every partition opens the closed ones again, and leaves three open.
+    assert_eq!(events.count_documents(json!({"kind": "buy"})).unwrap(), 40);
+    let stats = events.stats();
+    assert_eq!(stats.open_members, 3);
+    assert!(stats.opened >= 17, "{stats:?}");
+    // A partition used through a live cursor stays one instance: the cursor's writes
+    // and a fresh handle's reads meet.
+    let mut cursor = events.find(json!({"ts": JAN_1})).unwrap();
+    for i in 120..160 {
+        events.insert_one(event(i)).unwrap();
+    }
+    assert_eq!(cursor.next().unwrap().unwrap()["_id"], json!(0));
+    events
+        .update_one(json!({"ts": JAN_1}), json!({"$set": {"seen": true}}))
+        .unwrap();
+    let again = client.partitioned::<Value>("app", "events").unwrap();
+    assert_eq!(
+        again.find_one(json!({"ts": JAN_1})).unwrap().unwrap()["seen"],
+        json!(true)
+    );
+    assert_eq!(again.count_documents(json!({})).unwrap(), 160);
+    assert!(again.stats().open_members <= 3);
 }

@@ -90,6 +90,11 @@ pub struct Options {
     /// When and where the WAL is checkpointed (default: in a background thread from
     /// 1,000 pages on).
     pub checkpoint: CheckpointOptions,
+    /// Member files of sharded and partitioned collections kept open for later use
+    /// (default 64). Each open member holds a writer, its readers, a checkpoint thread
+    /// and their file descriptors; beyond this many, the least recently used are closed
+    /// (and reopened when needed again). Members in use stay open while they are.
+    pub max_open_members: usize,
 }
 
 /// How writes are committed and when they are acknowledged.
@@ -193,6 +198,7 @@ impl Default for Options {
             slow_query_threshold: None,
             expiry_interval: Duration::from_secs(1),
             checkpoint: CheckpointOptions::default(),
+            max_open_members: 64,
         }
     }
 }
@@ -219,6 +225,13 @@ impl Options {
     /// Sets the mmap size in bytes.
     pub fn mmap_size(mut self, value: u64) -> Options {
         self.mmap_size = value;
+        self
+    }
+
+    /// Sets how many member files of sharded and partitioned collections are kept open
+    /// for later use (at least 1).
+    pub fn max_open_members(mut self, value: usize) -> Options {
+        self.max_open_members = value.max(1);
         self
     }
 

@@ -119,47 +119,122 @@ impl ShardOptions {
 
 /// The member databases opened for a database's sharded and partitioned collections,
 /// shared by every handle so each file has one writer.
+///
+/// Each open member costs a writer connection, its readers, a checkpoint thread and
+/// their file descriptors, and a partitioned collection can have thousands of
+/// partitions: the registry keeps at most [`Options::max_open_members`] members open
+/// for later use, closing the least recently used beyond that. A member still in use
+/// elsewhere (a cursor, a change stream, another thread's write) stays open with its
+/// users and is found again through a weak reference, so a file never has two open
+/// instances in the process.
+///
+/// [`Options::max_open_members`]: crate::Options::max_open_members
 #[derive(Default)]
 pub(crate) struct Registry {
-    open: Mutex<HashMap<PathBuf, Database>>,
+    open: Mutex<Members>,
+}
+
+#[derive(Default)]
+struct Members {
+    by_path: HashMap<PathBuf, MemberEntry>,
+    /// Ticks at every open, to tell the least recently used member.
+    clock: u64,
+}
+
+struct MemberEntry {
+    /// Kept open by the registry.
+    held: Option<Database>,
+    /// The open instance while anything uses it.
+    weak: std::sync::Weak<crate::database::DbInner>,
+    used: u64,
 }
 
 /// What [`Registry::open`] did.
 struct Opened {
     db: Database,
-    /// The file was opened now (not found in the registry).
+    /// The file was opened now (not found open in the process).
     opened: bool,
     /// The file did not exist before.
     created: bool,
 }
 
+impl Members {
+    /// Stops holding the least recently used members beyond `keep`, and forgets entries
+    /// nothing uses any more. Returns the handles let go, to be dropped (closing their
+    /// files) after the lock is released.
+    fn trim(&mut self, keep: usize) -> Vec<Database> {
+        let mut held: Vec<(u64, PathBuf)> = self
+            .by_path
+            .iter()
+            .filter(|(_, e)| e.held.is_some())
+            .map(|(p, e)| (e.used, p.clone()))
+            .collect();
+        let mut released = Vec::new();
+        if held.len() > keep {
+            held.sort_unstable();
+            for (_, path) in &held[..held.len() - keep] {
+                if let Some(db) = self.by_path.get_mut(path).and_then(|e| e.held.take()) {
+                    released.push(db);
+                }
+            }
+        }
+        self.by_path
+            .retain(|_, e| e.held.is_some() || e.weak.strong_count() > 0);
+        released
+    }
+}
+
 impl Registry {
     fn open(&self, path: &Path, options: &crate::Options, create: bool) -> Result<Opened> {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(db) = open.get(path) {
-            return Ok(Opened {
-                db: db.clone(),
+        let mut members = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        members.clock += 1;
+        let now = members.clock;
+        let found = members.by_path.get_mut(path).and_then(|e| {
+            let db = e
+                .held
+                .clone()
+                .or_else(|| e.weak.upgrade().map(|inner| Database { inner }))?;
+            e.held = Some(db.clone());
+            e.used = now;
+            Some(db)
+        });
+        let opened = match found {
+            Some(db) => Opened {
+                db,
                 opened: false,
                 created: false,
-            });
-        }
-        let exists = path.exists();
-        if !exists && !create {
-            return Err(Error::Io(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("member file {} is missing", path.display()),
-            )));
-        }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let db = Database::open_with(path, options.clone())?;
-        open.insert(path.to_path_buf(), db.clone());
-        Ok(Opened {
-            db,
-            opened: true,
-            created: !exists,
-        })
+            },
+            None => {
+                let exists = path.exists();
+                if !exists && !create {
+                    return Err(Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("member file {} is missing", path.display()),
+                    )));
+                }
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                let db = Database::open_with(path, options.clone())?;
+                members.by_path.insert(
+                    path.to_path_buf(),
+                    MemberEntry {
+                        held: Some(db.clone()),
+                        weak: Arc::downgrade(&db.inner),
+                        used: now,
+                    },
+                );
+                Opened {
+                    db,
+                    opened: true,
+                    created: !exists,
+                }
+            }
+        };
+        let released = members.trim(options.max_open_members);
+        drop(members);
+        drop(released);
+        Ok(opened)
     }
 
     /// Opens (creating if needed) the member file at `path`.
@@ -169,10 +244,27 @@ impl Registry {
 
     /// Forgets every member under `dir` (before its files are deleted).
     fn forget_under(&self, dir: &Path) {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|path, _| !path.starts_with(dir));
+        let mut members = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut released = Vec::new();
+        members.by_path.retain(|path, e| {
+            let keep = !path.starts_with(dir);
+            if !keep {
+                released.extend(e.held.take());
+            }
+            keep
+        });
+        drop(members);
+        drop(released);
+    }
+
+    /// Members the registry holds open now.
+    pub(crate) fn held(&self) -> usize {
+        let members = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        members
+            .by_path
+            .values()
+            .filter(|e| e.held.is_some())
+            .count()
     }
 }
 
@@ -257,6 +349,9 @@ pub(crate) struct Spread {
     opened: AtomicU64,
     visited: AtomicU64,
 }
+
+/// Most threads one scatter-gather operation runs members on.
+const MAX_MEMBER_THREADS: usize = 8;
 
 const SHARDED: &str = "sharded";
 const PARTITIONED: &str = "partitioned";
@@ -495,6 +590,7 @@ impl Spread {
         PartitionStats {
             opened: self.opened.load(Ordering::Relaxed),
             visited: self.visited.load(Ordering::Relaxed),
+            open_members: self.db.inner.shards.held(),
         }
     }
 
@@ -508,7 +604,9 @@ impl Spread {
         self.in_parallel(members, |(_, c)| f(c))
     }
 
-    /// Runs `f` on every item in parallel (one scoped thread each; inline for one).
+    /// Runs `f` on every item in parallel, inline for one item. At most
+    /// [`MAX_MEMBER_THREADS`] scoped threads take items in turn, so a query over hundreds
+    /// of partitions does not start hundreds of threads. Results come in item order.
     fn in_parallel<I: Sync, R: Send>(
         &self,
         items: &[I],
@@ -517,17 +615,36 @@ impl Spread {
         if items.len() <= 1 {
             return items.iter().map(&f).collect();
         }
-        let f = &f;
-        std::thread::scope(|s| {
-            let handles: Vec<_> = items.iter().map(|item| s.spawn(move || f(item))).collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .map_err(|_| self.error("a member thread panicked"))?
-                })
-                .collect()
-        })
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let slots: Vec<Mutex<Option<Result<R>>>> = items.iter().map(|_| Mutex::new(None)).collect();
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(item) = items.get(i) else { break };
+            let out = f(item);
+            *slots[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(out);
+        };
+        let work = &work;
+        let workers = items.len().min(MAX_MEMBER_THREADS);
+        let panicked = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers).map(|_| s.spawn(work)).collect();
+            // Every handle is joined: one left unjoined would make `scope` panic.
+            let mut panicked = false;
+            for h in handles {
+                panicked |= h.join().is_err();
+            }
+            panicked
+        });
+        if panicked {
+            return Err(self.error("a member thread panicked"));
+        }
+        slots
+            .into_iter()
+            .map(|slot| {
+                slot.into_inner()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .unwrap_or_else(|| Err(self.error("a member thread panicked")))
+            })
+            .collect()
     }
 
     /// Applies `op` on the first member (in member order) holding a document that

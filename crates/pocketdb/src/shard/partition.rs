@@ -87,6 +87,10 @@ pub struct PartitionStats {
     /// Members visited by reads and writes since the handle was created, summed over
     /// operations (a query over 3 partitions adds 3).
     pub visited: u64,
+    /// Member files of the database (all its sharded and partitioned collections) kept
+    /// open for later use now: at most [`Options::max_open_members`](crate::Options::max_open_members).
+    /// Members in use beyond those stay open until their users finish.
+    pub open_members: usize,
 }
 
 const DAY_MS: i64 = 86_400_000;
