@@ -17,9 +17,9 @@ fn event(i: i64) -> Value {
     json!({"_id": i, "ts": JAN_1 + i * 2 * HOUR, "kind": kind, "n": i})
 }
 
-fn setup(dir: &std::path::Path) -> (Client, PartitionedCollection) {
-    let client = Client::open(dir).unwrap();
-    let events = client
+/// `app.events`, partitioned by day of `ts`.
+fn create_events(client: &Client) -> PartitionedCollection {
+    client
         .create_partitioned_collection(
             "app",
             "events",
@@ -28,7 +28,12 @@ fn setup(dir: &std::path::Path) -> (Client, PartitionedCollection) {
                 bucket: TimeBucket::Day,
             },
         )
-        .unwrap();
+        .unwrap()
+}
+
+fn setup(dir: &std::path::Path) -> (Client, PartitionedCollection) {
+    let client = Client::open(dir).unwrap();
+    let events = create_events(&client);
     events.insert_many((0..120).map(event)).unwrap();
     (client, events)
 }
@@ -310,16 +315,7 @@ fn updates_stay_within_their_partition() {
 fn idle_partitions_beyond_the_cap_are_closed_and_reopened_on_demand() {
     let dir = tempfile::tempdir().unwrap();
     let client = Client::open_with(dir.path(), Options::default().max_open_members(3)).unwrap();
-    let events = client
-        .create_partitioned_collection(
-            "app",
-            "events",
-            PartitionBy::Time {
-                field: "ts".into(),
-                bucket: TimeBucket::Day,
-            },
-        )
-        .unwrap();
+    let events = create_events(&client);
     // Ten days, one insert each: ten files opened, three kept.
     for i in 0..120 {
         events.insert_one(event(i)).unwrap();
