@@ -328,7 +328,8 @@ type Member = (String, Collection<Value>);
 
 /// Documents bound for one member, with their positions in the request.
 struct Batch {
-    coll: Collection<Value>,
+    /// The member, opened (created if needed) by the thread that inserts the batch.
+    label: String,
     positions: Vec<usize>,
     /// Taken by the thread that inserts them.
     docs: Mutex<Vec<Map<String, Value>>>,
@@ -541,6 +542,21 @@ impl Spread {
         self.members_for(&Filter::all())
     }
 
+    /// Runs `f` on every member `filter` can match, in parallel, each member opened when
+    /// a thread takes it (see [`in_parallel`](Spread::in_parallel)): a fan-out over
+    /// hundreds of partitions holds only those being worked on open. Results come in
+    /// member order.
+    fn fan_out_for<R: Send>(
+        &self,
+        filter: &Filter,
+        f: impl Fn(&Collection<Value>) -> Result<R> + Sync,
+    ) -> Result<Vec<R>> {
+        let labels = self.labels_for(filter)?;
+        self.visited
+            .fetch_add(labels.len() as u64, Ordering::Relaxed);
+        self.in_parallel(&labels, |label| f(&self.member(label, false)?))
+    }
+
     /// A member by label.
     fn member(&self, label: &str, create: bool) -> Result<Collection<Value>> {
         match &self.layout {
@@ -559,22 +575,21 @@ impl Spread {
         self.member_for_key(&key_value(doc, self.layout.path())?)
     }
 
-    /// [`member_for_doc`](Spread::member_for_doc) for a document given as its map.
-    fn member_for_map(&self, doc: &Map<String, Value>) -> Result<Member> {
-        self.member_for_key(&key_value_in(doc, self.layout.path())?)
+    /// The label of the member a document given as its map belongs to, without opening
+    /// the member.
+    fn label_for_map(&self, doc: &Map<String, Value>) -> Result<String> {
+        self.label_for_key(&key_value_in(doc, self.layout.path())?)
+    }
+
+    fn label_for_key(&self, key: &Value) -> Result<String> {
+        match &self.layout {
+            Layout::Hash { shards, .. } => Ok(shard_index(key, *shards).to_string()),
+            Layout::Partition(_) => self.layout.label_of_key(key),
+        }
     }
 
     fn member_for_key(&self, key: &Value) -> Result<Member> {
-        if let Layout::Hash { shards, .. } = &self.layout {
-            let i = shard_index(key, *shards);
-            let coll = self
-                .shards
-                .get(i)
-                .cloned()
-                .ok_or_else(|| self.error("shard missing"))?;
-            return Ok((i.to_string(), coll));
-        }
-        let label = self.layout.label_of_key(key)?;
+        let label = self.label_for_key(key)?;
         let coll = self.member(&label, true)?;
         Ok((label, coll))
     }
@@ -1072,13 +1087,13 @@ impl<T: Document> ShardedCollection<T> {
         for (index, d) in documents.into_iter().enumerate() {
             let routed = to_document(d.borrow()).and_then(|mut map| {
                 ensure_id(&mut map)?;
-                let member = self.inner.member_for_map(&map)?;
-                Ok((member, map))
+                let label = self.inner.label_for_map(&map)?;
+                Ok((label, map))
             });
             match routed {
-                Ok(((label, coll), doc)) => {
-                    let batch = groups.entry(label).or_insert_with(|| Batch {
-                        coll,
+                Ok((label, doc)) => {
+                    let batch = groups.entry(label.clone()).or_insert_with(|| Batch {
+                        label,
                         positions: Vec::new(),
                         docs: Mutex::new(Vec::new()),
                     });
@@ -1101,12 +1116,14 @@ impl<T: Document> ShardedCollection<T> {
             .visited
             .fetch_add(groups.len() as u64, Ordering::Relaxed);
         let batches: Vec<Batch> = groups.into_values().collect();
+        // Members are opened as threads take their batches, so a batch spanning hundreds
+        // of partitions never holds them all open at once.
         let outcomes = self.inner.in_parallel(&batches, |batch| {
             let docs =
                 std::mem::take(&mut *batch.docs.lock().unwrap_or_else(PoisonError::into_inner));
-            Ok(batch
-                .coll
-                .insert_documents(docs.into_iter().map(Ok).collect(), options))
+            Ok(self.inner.member(&batch.label, true).and_then(|coll| {
+                coll.insert_documents(docs.into_iter().map(Ok).collect(), options)
+            }))
         })?;
         let mut inserted = BTreeMap::new();
         let mut fatal = None;
@@ -1173,27 +1190,26 @@ impl<T: Document> ShardedCollection<T> {
 
     /// Number of documents matching `filter`, counted on every member in parallel.
     pub fn count_documents(&self, filter: Value) -> Result<u64> {
-        let members = self.inner.members_for(&parse_filter(&filter)?)?;
-        let counts = self
-            .inner
-            .fan_out(&members, |c| c.count_documents(filter.clone()))?;
+        let counts = self.inner.fan_out_for(&parse_filter(&filter)?, |c| {
+            c.count_documents(filter.clone())
+        })?;
         Ok(counts.into_iter().sum())
     }
 
     /// Number of documents in the collection, from every member's table.
     pub fn estimated_count(&self) -> Result<u64> {
-        let members = self.inner.all_members()?;
-        let counts = self.inner.fan_out(&members, Collection::estimated_count)?;
+        let counts = self
+            .inner
+            .fan_out_for(&Filter::all(), Collection::estimated_count)?;
         Ok(counts.into_iter().sum())
     }
 
     /// The distinct values of `field` among the documents matching `filter`, merged
     /// from every member and sorted in MongoDB's order.
     pub fn distinct(&self, field: &str, filter: Value) -> Result<Vec<Value>> {
-        let members = self.inner.members_for(&parse_filter(&filter)?)?;
-        let parts = self
-            .inner
-            .fan_out(&members, |c| c.distinct(field, filter.clone()))?;
+        let parts = self.inner.fan_out_for(&parse_filter(&filter)?, |c| {
+            c.distinct(field, filter.clone())
+        })?;
         let mut values: Vec<Value> = Vec::new();
         for v in parts.into_iter().flatten() {
             if !values.iter().any(|x| values_equal(x, &v)) {
@@ -1238,12 +1254,11 @@ impl<T: Document> ShardedCollection<T> {
     ) -> Result<UpdateResult> {
         let parsed_update = parse_operator_update(&update, options.array_filters.as_deref())?;
         let parsed = parse_filter(&filter)?;
-        let members = self.inner.members_for(&parsed)?;
         let plain = UpdateOptions {
             upsert: false,
             ..options.clone()
         };
-        let results = self.inner.fan_out(&members, |c| {
+        let results = self.inner.fan_out_for(&parsed, |c| {
             c.update_many_with(filter.clone(), update.clone(), &plain)
         })?;
         let mut total = UpdateResult::default();
@@ -1374,10 +1389,9 @@ impl<T: Document> ShardedCollection<T> {
 
     /// Deletes every matching document, on every member in parallel.
     pub fn delete_many(&self, filter: Value) -> Result<DeleteResult> {
-        let members = self.inner.members_for(&parse_filter(&filter)?)?;
         let counts = self
             .inner
-            .fan_out(&members, |c| c.delete_many(filter.clone()))?;
+            .fan_out_for(&parse_filter(&filter)?, |c| c.delete_many(filter.clone()))?;
         Ok(DeleteResult {
             deleted_count: counts.iter().map(|r| r.deleted_count).sum(),
         })
@@ -1577,10 +1591,9 @@ impl<T: Document> ShardedCollection<T> {
             })?;
             recorded = Some(name);
         }
-        let members = self.inner.all_members()?;
-        let built = self
-            .inner
-            .fan_out(&members, |c| c.create_indexes(std::slice::from_ref(&model)));
+        let built = self.inner.fan_out_for(&Filter::all(), |c| {
+            c.create_indexes(std::slice::from_ref(&model))
+        });
         match built {
             Ok(names) => Ok(names
                 .into_iter()
@@ -1633,12 +1646,13 @@ impl<T: Document> ShardedCollection<T> {
                 list.retain(|v| v.get("name").and_then(Value::as_str) != Some(name));
             })?;
         }
-        let members = self.inner.all_members()?;
-        let outcomes = self.inner.fan_out(&members, |c| match c.drop_index(name) {
-            Ok(()) => Ok(true),
-            Err(Error::IndexNotFound { .. }) => Ok(false),
-            Err(e) => Err(e),
-        })?;
+        let outcomes = self
+            .inner
+            .fan_out_for(&Filter::all(), |c| match c.drop_index(name) {
+                Ok(()) => Ok(true),
+                Err(Error::IndexNotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            })?;
         if outcomes.contains(&true) {
             Ok(())
         } else {
@@ -1662,9 +1676,8 @@ impl<T: Document> ShardedCollection<T> {
 
     /// Waits until every member's buffered writes are applied (see [`Database::flush`]).
     pub fn flush(&self) -> Result<()> {
-        for (_, c) in self.inner.all_members()? {
-            c.database().flush()?;
-        }
+        self.inner
+            .fan_out_for(&Filter::all(), |c| c.database().flush())?;
         Ok(())
     }
 
@@ -1705,11 +1718,10 @@ impl<T: Document> QueryBuilder<ShardedCollection<T>> {
     /// Number of matching documents (skip and limit ignored).
     pub fn count(self) -> Result<u64> {
         let (coll, q) = self.into_parts()?;
-        let members = coll.inner.members_for(&q.filter)?;
         let filter = &q.filter;
-        let counts = coll.inner.fan_out(&members, |c| {
-            Ok(c.find_filter(filter.clone()).count() as u64)
-        })?;
+        let counts = coll
+            .inner
+            .fan_out_for(filter, |c| Ok(c.find_filter(filter.clone()).count() as u64))?;
         Ok(counts.into_iter().sum())
     }
 }
