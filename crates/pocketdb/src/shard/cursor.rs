@@ -1,13 +1,16 @@
-//! Scatter-gather reads: every member runs the query on its own thread and streams its
+//! Scatter-gather reads: members run the query on their own threads and stream their
 //! results in batches; the cursor merges the streams.
 //!
 //! With a sort, each member sorts (with `skip + limit` pushed down as its limit) and the
 //! cursor does a k-way merge on the sort keys over a binary heap, then skips and limits.
 //! Without a sort, batches are taken in whatever order members produce them (as MongoDB
 //! makes no order promise for an unsorted query over shards) and the projection is
-//! pushed down too. A query that reaches one member is handed to that member's own
-//! cursor whole.
+//! pushed down too, and at most `MAX_MEMBER_THREADS` threads take the members in turn,
+//! each opening its member when it starts on it: a query over hundreds of partitions
+//! never holds them all open. A sorted merge needs every member's stream at once. A
+//! query that reaches one member is handed to that member's own cursor whole.
 
+use super::{Spread, MAX_MEMBER_THREADS};
 use crate::collection::{from_document, Collection, Cursor, Document};
 use crate::error::{Error, Result};
 use crate::query::sort::SortValue;
@@ -18,6 +21,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::marker::PhantomData;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
+use std::sync::{Mutex, PoisonError};
 
 /// Batches a member thread may have in flight before it waits for the cursor.
 const QUEUE: usize = 4;
@@ -27,7 +31,9 @@ const QUEUE: usize = 4;
 /// then iterate. The member queries start, in parallel, at the first `next`.
 pub struct ShardedCursor<T> {
     collection: String,
-    members: Vec<(String, Collection<Value>)>,
+    spread: Arc<Spread>,
+    /// Labels of the members the query reads, opened when read.
+    members: Vec<String>,
     filter: Filter,
     sort: Option<SortSpec>,
     projection: Option<Projection>,
@@ -116,10 +122,7 @@ impl<T> std::fmt::Debug for ShardedCursor<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShardedCursor")
             .field("collection", &self.collection)
-            .field(
-                "members",
-                &self.members.iter().map(|(l, _)| l).collect::<Vec<_>>(),
-            )
+            .field("members", &self.members)
             .field("filter", &self.filter)
             .field("sort", &self.sort)
             .field("skip", &self.skip)
@@ -130,12 +133,13 @@ impl<T> std::fmt::Debug for ShardedCursor<T> {
 
 impl<T: Document> ShardedCursor<T> {
     pub(crate) fn new(
-        collection: String,
-        members: Vec<(String, Collection<Value>)>,
+        spread: Arc<Spread>,
+        members: Vec<String>,
         filter: Filter,
     ) -> ShardedCursor<T> {
         ShardedCursor {
-            collection,
+            collection: spread.name.clone(),
+            spread,
             members,
             filter,
             sort: None,
@@ -203,10 +207,7 @@ impl<T: Document> ShardedCursor<T> {
 
     /// The members (shard numbers or partition names) the query reads.
     pub fn members(&self) -> Vec<String> {
-        self.members
-            .iter()
-            .map(|(label, _)| label.clone())
-            .collect()
+        self.members.clone()
     }
 
     /// Reads every remaining result.
@@ -214,29 +215,24 @@ impl<T: Document> ShardedCursor<T> {
         self.collect()
     }
 
-    /// The member query: the filter, the sort and `skip + limit` as its limit.
-    fn member_cursor(&self, coll: &Collection<Value>, push_projection: bool) -> Cursor<Value> {
-        let mut cursor = coll
-            .find_filter(self.filter.clone())
-            .batch_size(self.batch_size);
-        if let Some(sort) = &self.sort {
-            cursor = cursor.sort_spec(sort.clone());
+    /// The member query: the filter, the sort, `skip + limit` as its limit and, when
+    /// `push_projection`, the projection.
+    fn member_query(&self, push_projection: bool) -> MemberQuery {
+        MemberQuery {
+            filter: self.filter.clone(),
+            sort: self.sort.clone(),
+            limit: self
+                .limit
+                .map(|l| i64::try_from(l.saturating_add(self.skip)).unwrap_or(i64::MAX)),
+            projection: self.projection.clone().filter(|_| push_projection),
+            batch_size: self.batch_size,
         }
-        if let Some(limit) = self.limit {
-            let pushed = limit.saturating_add(self.skip);
-            cursor = cursor.limit(i64::try_from(pushed).unwrap_or(i64::MAX));
-        }
-        if push_projection {
-            if let Some(p) = &self.projection {
-                cursor = cursor.projection_spec(p.clone());
-            }
-        }
-        cursor
     }
 
     fn start(&mut self) -> Result<()> {
-        if let [(_, coll)] = self.members.as_slice() {
-            let mut cursor = self.member_cursor(coll, true).skip(self.skip);
+        if let [label] = self.members.as_slice() {
+            let coll = self.spread.member(label, false)?;
+            let mut cursor = self.member_query(true).cursor(&coll).skip(self.skip);
             if let Some(limit) = self.limit {
                 cursor = cursor.limit(i64::try_from(limit).unwrap_or(i64::MAX));
             }
@@ -245,9 +241,15 @@ impl<T: Document> ShardedCursor<T> {
         }
         match self.sort.clone() {
             None => {
-                let (tx, rx) = sync_channel(QUEUE * self.members.len().max(1));
-                for (_, coll) in &self.members {
-                    spawn_member(self.member_cursor(coll, true), self.batch_size, tx.clone())?;
+                let workers = self.members.len().min(MAX_MEMBER_THREADS);
+                let (tx, rx) = sync_channel(QUEUE * workers.max(1));
+                let work = Arc::new(Work {
+                    spread: self.spread.clone(),
+                    labels: Mutex::new(self.members.iter().cloned().collect()),
+                    query: self.member_query(true),
+                });
+                for _ in 0..workers {
+                    spawn_worker(work.clone(), tx.clone())?;
                 }
                 self.state = State::Unsorted {
                     rx,
@@ -258,9 +260,11 @@ impl<T: Document> ShardedCursor<T> {
             }
             Some(sort) => {
                 let mut streams = Vec::with_capacity(self.members.len());
-                for (_, coll) in &self.members {
+                let query = self.member_query(false);
+                for label in &self.members {
+                    let coll = self.spread.member(label, false)?;
                     let (tx, rx) = sync_channel(QUEUE);
-                    spawn_member(self.member_cursor(coll, false), self.batch_size, tx)?;
+                    spawn_member(query.cursor(&coll), self.batch_size, tx)?;
                     streams.push(Stream {
                         rx,
                         buffer: VecDeque::new(),
@@ -356,6 +360,90 @@ impl<T: Document> ShardedCursor<T> {
     }
 }
 
+/// What a member runs for a scatter-gather query.
+#[derive(Clone)]
+struct MemberQuery {
+    filter: Filter,
+    sort: Option<SortSpec>,
+    limit: Option<i64>,
+    projection: Option<Projection>,
+    batch_size: usize,
+}
+
+impl MemberQuery {
+    fn cursor(&self, coll: &Collection<Value>) -> Cursor<Value> {
+        let mut cursor = coll
+            .find_filter(self.filter.clone())
+            .batch_size(self.batch_size);
+        if let Some(sort) = &self.sort {
+            cursor = cursor.sort_spec(sort.clone());
+        }
+        if let Some(limit) = self.limit {
+            cursor = cursor.limit(limit);
+        }
+        if let Some(p) = &self.projection {
+            cursor = cursor.projection_spec(p.clone());
+        }
+        cursor
+    }
+}
+
+/// The members an unsorted query has yet to read, shared by its worker threads.
+struct Work {
+    spread: Arc<Spread>,
+    labels: Mutex<VecDeque<String>>,
+    query: MemberQuery,
+}
+
+/// Starts a thread that takes members from `work` one at a time, opens each and streams
+/// its results, until none is left, one fails or the receiving cursor is dropped.
+fn spawn_worker(work: Arc<Work>, tx: SyncSender<Result<Vec<Value>>>) -> Result<()> {
+    std::thread::Builder::new()
+        .name("pocketdb-shard-scan".to_string())
+        .spawn(move || loop {
+            let label = work
+                .labels
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front();
+            let Some(label) = label else { return };
+            let coll = match work.spread.member(&label, false) {
+                Ok(coll) => coll,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            if !stream(work.query.cursor(&coll), work.query.batch_size, &tx) {
+                return;
+            }
+        })?;
+    Ok(())
+}
+
+/// Sends a cursor's results in batches; `false` when it failed or nobody listens.
+fn stream(cursor: Cursor<Value>, batch_size: usize, tx: &SyncSender<Result<Vec<Value>>>) -> bool {
+    let mut batch = Vec::with_capacity(batch_size);
+    for doc in cursor {
+        match doc {
+            Ok(doc) => {
+                batch.push(doc);
+                if batch.len() >= batch_size {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                    if tx.send(Ok(full)).is_err() {
+                        return false;
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return false;
+            }
+        }
+    }
+    batch.is_empty() || tx.send(Ok(batch)).is_ok()
+}
+
 /// Runs a member cursor on its own thread, sending batches until it is exhausted, fails
 /// or the receiving cursor is dropped.
 fn spawn_member(
@@ -366,28 +454,7 @@ fn spawn_member(
     std::thread::Builder::new()
         .name("pocketdb-shard-scan".to_string())
         .spawn(move || {
-            let mut batch = Vec::with_capacity(batch_size);
-            for doc in cursor {
-                match doc {
-                    Ok(doc) => {
-                        batch.push(doc);
-                        if batch.len() >= batch_size {
-                            let full =
-                                std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-                            if tx.send(Ok(full)).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let _ = tx.send(Ok(batch));
-            }
+            stream(cursor, batch_size, &tx);
         })?;
     Ok(())
 }

@@ -1179,8 +1179,11 @@ impl<T: Document> ShardedCollection<T> {
 
     /// A cursor over the documents matching an already parsed filter.
     pub fn find_filter(&self, filter: Filter) -> Result<ShardedCursor<T>> {
-        let members = self.inner.members_for(&filter)?;
-        Ok(ShardedCursor::new(self.inner.name.clone(), members, filter))
+        let labels = self.inner.labels_for(&filter)?;
+        self.inner
+            .visited
+            .fetch_add(labels.len() as u64, Ordering::Relaxed);
+        Ok(ShardedCursor::new(self.inner.clone(), labels, filter))
     }
 
     /// The first document matching `filter`, if any (no order across shards is implied).
