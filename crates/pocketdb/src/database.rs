@@ -52,6 +52,10 @@ pub(crate) struct DbInner {
     pub(crate) extras: crate::maintenance::DbExtras,
     /// Member databases of this database's sharded and partitioned collections.
     pub(crate) shards: crate::shard::Registry,
+    /// Set on a member database by the registry that opened it. The last field, so it
+    /// is dropped last, after the connections, threads and buffer are closed: until
+    /// then the registry does not open the file again.
+    pub(crate) closing: OnceLock<Arc<()>>,
 }
 
 impl Drop for DbInner {
@@ -123,6 +127,7 @@ impl Database {
                 client: std::sync::OnceLock::new(),
                 extras: Default::default(),
                 shards: Default::default(),
+                closing: OnceLock::new(),
             }),
         };
         if let Durability::Buffered(options) = &db.options().durability {

@@ -345,3 +345,39 @@ fn idle_partitions_beyond_the_cap_are_closed_and_reopened_on_demand() {
     assert_eq!(again.count_documents(json!({})).unwrap(), 160);
     assert!(again.stats().open_members <= 3);
 }
+
+#[test]
+fn members_closed_and_reopened_under_concurrent_buffered_writes_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let options =
+        Options::default()
+            .max_open_members(1)
+            .durability(pocketdb::Durability::Buffered(
+                pocketdb::BufferOptions::default(),
+            ));
+    let client = Client::open_with(dir.path(), options).unwrap();
+    let events = create_events(&client);
+    // Three threads write to three days in turn: with one member kept, nearly every
+    // write closes a member that another thread may be reopening.
+    std::thread::scope(|s| {
+        for t in 0..3i64 {
+            let events = events.clone();
+            s.spawn(move || {
+                for i in 0..20i64 {
+                    let day = (i + t) % 3;
+                    events
+                        .insert_one(json!({"_id": t * 1000 + i, "ts": JAN_1 + day * DAY + i}))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    events.flush().unwrap();
+    assert_eq!(events.count_documents(json!({})).unwrap(), 60);
+    drop(events);
+    drop(client);
+    let client = Client::open(dir.path()).unwrap();
+    let events = client.partitioned::<Value>("app", "events").unwrap();
+    assert_eq!(events.count_documents(json!({})).unwrap(), 60);
+    assert_eq!(events.partitions().unwrap().len(), 3);
+}

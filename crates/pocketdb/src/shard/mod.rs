@@ -146,6 +146,8 @@ struct MemberEntry {
     held: Option<Database>,
     /// The open instance while anything uses it.
     weak: std::sync::Weak<crate::database::DbInner>,
+    /// Alive until that instance has finished closing.
+    closing: std::sync::Weak<()>,
     used: u64,
 }
 
@@ -160,8 +162,10 @@ struct Opened {
 
 impl Members {
     /// Stops holding the least recently used members beyond `keep`, and forgets entries
-    /// nothing uses any more. Returns the handles let go, to be dropped (closing their
-    /// files) after the lock is released.
+    /// nothing uses any more. Returns the handles let go: the caller drops them (closing
+    /// the members nothing else uses) *before* releasing the registry's lock, so no
+    /// other thread opens a second instance of a file while the first is still closing
+    /// (a buffered member applies its log as it closes).
     fn trim(&mut self, keep: usize) -> Vec<Database> {
         let mut held: Vec<(u64, PathBuf)> = self
             .by_path
@@ -178,8 +182,9 @@ impl Members {
                 }
             }
         }
-        self.by_path
-            .retain(|_, e| e.held.is_some() || e.weak.strong_count() > 0);
+        self.by_path.retain(|_, e| {
+            e.held.is_some() || e.weak.strong_count() > 0 || e.closing.strong_count() > 0
+        });
         released
     }
 }
@@ -205,6 +210,14 @@ impl Registry {
                 created: false,
             },
             None => {
+                // The last user of an earlier instance may be closing it on its own
+                // thread (outside this lock): wait for it to finish before the file is
+                // opened again, so that two instances never overlap.
+                if let Some(e) = members.by_path.get(path) {
+                    while e.closing.strong_count() > 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
                 let exists = path.exists();
                 if !exists && !create {
                     return Err(Error::Io(std::io::Error::new(
@@ -216,11 +229,15 @@ impl Registry {
                     std::fs::create_dir_all(parent)?;
                 }
                 let db = Database::open_with(path, options.clone())?;
+                let closing = Arc::new(());
+                let watch = Arc::downgrade(&closing);
+                let _ = db.inner.closing.set(closing);
                 members.by_path.insert(
                     path.to_path_buf(),
                     MemberEntry {
                         held: Some(db.clone()),
                         weak: Arc::downgrade(&db.inner),
+                        closing: watch,
                         used: now,
                     },
                 );
@@ -231,9 +248,8 @@ impl Registry {
                 }
             }
         };
-        let released = members.trim(options.max_open_members);
+        drop(members.trim(options.max_open_members));
         drop(members);
-        drop(released);
         Ok(opened)
     }
 
@@ -253,8 +269,9 @@ impl Registry {
             }
             keep
         });
-        drop(members);
+        // Closed under the lock, as in `open`.
         drop(released);
+        drop(members);
     }
 
     /// Members the registry holds open now.
