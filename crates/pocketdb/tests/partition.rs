@@ -381,3 +381,55 @@ fn members_closed_and_reopened_under_concurrent_buffered_writes_lose_nothing() {
     assert_eq!(events.count_documents(json!({})).unwrap(), 60);
     assert_eq!(events.partitions().unwrap().len(), 3);
 }
+
+#[test]
+fn sorted_queries_with_a_limit_over_many_partitions_keep_the_merge_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open_with(dir.path(), Options::default().max_open_members(2)).unwrap();
+    let events = create_events(&client);
+    events.insert_many((0..120).map(event)).unwrap();
+    // Ten partitions, more than the threads a query uses: the limited path. Ties on
+    // `kind` go by partition (day), then by insertion order within it.
+    let all: Vec<Value> = (0..120).map(event).collect();
+    let rank = |k: &Value| ["buy", "click", "view"].iter().position(|x| k == x).unwrap();
+    for (sort, skip, limit) in [
+        (json!({"kind": 1}), 0usize, 7usize),
+        (json!({"kind": -1}), 5, 30),
+        (json!({"n": -1}), 3, 10),
+        (json!({"kind": 1, "n": -1}), 40, 45),
+        (json!({"n": 1}), 115, 50),
+    ] {
+        let found = events
+            .find(json!({}))
+            .unwrap()
+            .sort(sort.clone())
+            .skip(skip as u64)
+            .limit(limit as i64)
+            .projection(json!({"_id": 1}))
+            .to_vec()
+            .unwrap();
+        let mut want = all.clone();
+        // Sort stable: documents start in partition-then-insertion order.
+        want.sort_by(|a, b| {
+            let mut o = std::cmp::Ordering::Equal;
+            for (k, dir) in sort.as_object().unwrap() {
+                let c = if k == "kind" {
+                    rank(&a[k]).cmp(&rank(&b[k]))
+                } else {
+                    a[k].as_i64().cmp(&b[k].as_i64())
+                };
+                let c = if dir.as_i64() == Some(-1) { c.reverse() } else { c };
+                o = o.then(c);
+            }
+            o
+        });
+        let want: Vec<Value> = want
+            .into_iter()
+            .skip(skip)
+            .take(limit)
+            .map(|d| json!({"_id": d["_id"]}))
+            .collect();
+        assert_eq!(found, want, "{sort} skip {skip} limit {limit}");
+    }
+    assert!(events.stats().open_members <= 2);
+}

@@ -7,8 +7,11 @@
 //! makes no order promise for an unsorted query over shards) and the projection is
 //! pushed down too, and at most `MAX_MEMBER_THREADS` threads take the members in turn,
 //! each opening its member when it starts on it: a query over hundreds of partitions
-//! never holds them all open. A sorted merge needs every member's stream at once. A
-//! query that reaches one member is handed to that member's own cursor whole.
+//! never holds them all open. A sorted merge needs every member's stream at once; so a
+//! sorted query with a limit (`skip + limit` up to 10,000) over more members than
+//! threads reads the members that way too, each its own first `skip + limit`, and
+//! keeps the best seen. A query that reaches one member is handed to that member's own
+//! cursor whole.
 
 use super::{Spread, MAX_MEMBER_THREADS};
 use crate::collection::{from_document, Collection, Cursor, Document};
@@ -24,6 +27,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 /// Batches a member thread may have in flight before it waits for the cursor.
 const QUEUE: usize = 4;
+
+/// Largest `skip + limit` a sorted query over many members answers by keeping only the
+/// best documents seen (see [`ShardedCursor::top`]) instead of merging every member's
+/// stream at once.
+const TOP_MAX: u64 = 10_000;
 
 /// A lazy result of [`ShardedCollection::find`](super::ShardedCollection::find): the same
 /// builder methods as [`Cursor`] (`sort`, `skip`, `limit`, `projection`, `batch_size`),
@@ -55,6 +63,8 @@ enum State {
         to_skip: u64,
         remaining: Option<u64>,
     },
+    /// Several members, sorted with a small limit: the results, already merged.
+    Ready(VecDeque<Value>),
     /// Several members, sorted: a k-way merge.
     Merge {
         streams: Vec<Stream>,
@@ -228,6 +238,38 @@ impl<T: Document> ShardedCursor<T> {
         }
     }
 
+    /// The first `want` documents in sort order over every member, for a sorted query
+    /// with a limit over more members than threads: members are read (each its own
+    /// first `want`) by at most `MAX_MEMBER_THREADS` threads, each opening its member
+    /// when it takes it, and only the best `want` seen so far are kept. Ties are ordered
+    /// as the merge orders them: by member, then by the member's own order.
+    fn top(&self, sort: &SortSpec, want: usize) -> Result<Vec<Value>> {
+        type Ranked = (Vec<SortValue>, usize, usize, Value);
+        let query = self.member_query(false);
+        let best: Mutex<Vec<Ranked>> = Mutex::new(Vec::new());
+        let members: Vec<(usize, &String)> = self.members.iter().enumerate().collect();
+        let spread = &self.spread;
+        spread.in_parallel(&members, |&(member, label)| {
+            let coll = spread.member(label, false)?;
+            let docs = query.cursor(&coll).collect::<Result<Vec<Value>>>()?;
+            let mut best = best.lock().unwrap_or_else(PoisonError::into_inner);
+            best.extend(
+                docs.into_iter()
+                    .enumerate()
+                    .map(|(pos, doc)| (sort.sort_key(&doc), member, pos, doc)),
+            );
+            best.sort_by(|a, b| {
+                sort.compare_keys(&a.0, &b.0)
+                    .then(a.1.cmp(&b.1))
+                    .then(a.2.cmp(&b.2))
+            });
+            best.truncate(want);
+            Ok(())
+        })?;
+        let best = best.into_inner().unwrap_or_else(PoisonError::into_inner);
+        Ok(best.into_iter().map(|(_, _, _, doc)| doc).collect())
+    }
+
     fn start(&mut self) -> Result<()> {
         if let [label] = self.members.as_slice() {
             let coll = self.spread.member(label, false)?;
@@ -258,6 +300,15 @@ impl<T: Document> ShardedCursor<T> {
                 };
             }
             Some(sort) => {
+                let want = self.limit.map(|l| l.saturating_add(self.skip));
+                if let Some(want) = want.filter(|&w| w <= TOP_MAX) {
+                    if self.members.len() > MAX_MEMBER_THREADS {
+                        let best = self.top(&sort, usize::try_from(want).unwrap_or(0))?;
+                        let skip = usize::try_from(self.skip).unwrap_or(usize::MAX);
+                        self.state = State::Ready(best.into_iter().skip(skip).collect());
+                        return Ok(());
+                    }
+                }
                 let mut streams = Vec::with_capacity(self.members.len());
                 let query = self.member_query(false);
                 for label in &self.members {
@@ -298,6 +349,7 @@ impl<T: Document> ShardedCursor<T> {
     fn next_doc(&mut self) -> Result<Option<(Value, bool)>> {
         match &mut self.state {
             State::NotStarted | State::Done => Ok(None),
+            State::Ready(docs) => Ok(docs.pop_front().map(|d| (d, false))),
             State::Single(cursor) => cursor.next().transpose().map(|d| d.map(|d| (d, true))),
             State::Unsorted {
                 rx,
