@@ -391,7 +391,12 @@ fn sorted_queries_with_a_limit_over_many_partitions_keep_the_merge_order() {
     // Ten partitions, more than the threads a query uses: the limited path. Ties on
     // `kind` go by partition (day), then by insertion order within it.
     let all: Vec<Value> = (0..120).map(event).collect();
-    let rank = |k: &Value| ["buy", "click", "view"].iter().position(|x| k == x).unwrap();
+    let rank = |k: &Value| {
+        ["buy", "click", "view"]
+            .iter()
+            .position(|x| k == x)
+            .unwrap()
+    };
     for (sort, skip, limit) in [
         (json!({"kind": 1}), 0usize, 7usize),
         (json!({"kind": -1}), 5, 30),
@@ -418,7 +423,11 @@ fn sorted_queries_with_a_limit_over_many_partitions_keep_the_merge_order() {
                 } else {
                     a[k].as_i64().cmp(&b[k].as_i64())
                 };
-                let c = if dir.as_i64() == Some(-1) { c.reverse() } else { c };
+                let c = if dir.as_i64() == Some(-1) {
+                    c.reverse()
+                } else {
+                    c
+                };
                 o = o.then(c);
             }
             o
