@@ -543,10 +543,7 @@ impl Spread {
 
     /// The members a filter can match documents in, opened.
     fn members_for(&self, filter: &Filter) -> Result<Vec<Member>> {
-        let labels = self.labels_for(filter)?;
-        self.visited
-            .fetch_add(labels.len() as u64, Ordering::Relaxed);
-        labels
+        self.visit(filter)?
             .into_iter()
             .map(|label| {
                 let coll = self.member(&label, false)?;
@@ -568,10 +565,16 @@ impl Spread {
         filter: &Filter,
         f: impl Fn(&Collection<Value>) -> Result<R> + Sync,
     ) -> Result<Vec<R>> {
+        let labels = self.visit(filter)?;
+        self.in_parallel(&labels, |label| f(&self.member(label, false)?))
+    }
+
+    /// The labels of the members an operation with `filter` reads, counted as visited.
+    fn visit(&self, filter: &Filter) -> Result<Vec<String>> {
         let labels = self.labels_for(filter)?;
         self.visited
             .fetch_add(labels.len() as u64, Ordering::Relaxed);
-        self.in_parallel(&labels, |label| f(&self.member(label, false)?))
+        Ok(labels)
     }
 
     /// A member by label.
@@ -1196,10 +1199,7 @@ impl<T: Document> ShardedCollection<T> {
 
     /// A cursor over the documents matching an already parsed filter.
     pub fn find_filter(&self, filter: Filter) -> Result<ShardedCursor<T>> {
-        let labels = self.inner.labels_for(&filter)?;
-        self.inner
-            .visited
-            .fetch_add(labels.len() as u64, Ordering::Relaxed);
+        let labels = self.inner.visit(&filter)?;
         Ok(ShardedCursor::new(self.inner.clone(), labels, filter))
     }
 
