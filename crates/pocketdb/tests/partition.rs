@@ -442,3 +442,75 @@ fn sorted_queries_with_a_limit_over_many_partitions_keep_the_merge_order() {
     }
     assert!(events.stats().open_members <= 2);
 }
+
+#[test]
+fn partitions_dropped_while_read_count_as_empty_and_stay_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open_with(dir.path(), Options::default().max_open_members(2)).unwrap();
+    let events = create_events(&client);
+    let days = 12i64;
+    for d in 0..days {
+        let docs = (0..300).map(|i| json!({"_id": d * 1000 + i, "ts": JAN_1 + d * DAY + i}));
+        events.insert_many(docs).unwrap();
+    }
+    let total = (days * 300) as u64;
+    // A cursor started before the drop: members it had not opened yet read as empty.
+    let mut cursor = events.find(json!({})).unwrap();
+    let first = cursor.next().unwrap().unwrap();
+    assert_eq!(
+        events
+            .drop_partitions_before(JAN_1 + days * DAY)
+            .unwrap()
+            .len(),
+        12
+    );
+    let mut seen = std::collections::HashSet::new();
+    assert!(seen.insert(first["_id"].clone()));
+    for doc in cursor {
+        let doc = doc.unwrap();
+        assert!(seen.insert(doc["_id"].clone()), "{doc} twice");
+    }
+    assert!(seen.len() as u64 <= total);
+    assert_eq!(events.partitions().unwrap(), Vec::<String>::new());
+    assert_eq!(events.count_documents(json!({})).unwrap(), 0);
+
+    // Reads racing the drop of partition after partition never fail, see the total
+    // shrink and never bring a dropped file back.
+    for d in 0..days {
+        let docs = (0..300).map(|i| json!({"_id": d * 1000 + i, "ts": JAN_1 + d * DAY + i}));
+        events.insert_many(docs).unwrap();
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut last = total;
+            let mut rounds = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) || rounds == 0 {
+                let n = events.count_documents(json!({})).unwrap();
+                assert!(n <= last, "{n} after {last}");
+                last = n;
+                let found = events.find(json!({"ts": {"$gte": JAN_1}})).unwrap();
+                assert!(found.map(Result::unwrap).count() as u64 <= total);
+                let sorted = events.find(json!({})).unwrap().sort(json!({"ts": -1}));
+                assert!(sorted.limit(5).map(Result::unwrap).count() <= 5);
+                rounds += 1;
+            }
+            rounds
+        });
+        for d in 0..days {
+            events
+                .drop_partitions_before(JAN_1 + (d + 1) * DAY)
+                .unwrap();
+            std::thread::yield_now();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+    });
+    assert_eq!(events.partitions().unwrap(), Vec::<String>::new());
+    assert_eq!(events.count_documents(json!({})).unwrap(), 0);
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("app.parts/events"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -250,7 +250,10 @@ impl<T: Document> ShardedCursor<T> {
         let members: Vec<(usize, &String)> = self.members.iter().enumerate().collect();
         let spread = &self.spread;
         spread.in_parallel(&members, |&(member, label)| {
-            let coll = spread.member(label, false)?;
+            // A partition dropped since the query listed it holds nothing.
+            let Some(coll) = spread.read_member(label)? else {
+                return Ok(());
+            };
             let docs = query.cursor(&coll).collect::<Result<Vec<Value>>>()?;
             let mut best = best.lock().unwrap_or_else(PoisonError::into_inner);
             best.extend(
@@ -272,7 +275,10 @@ impl<T: Document> ShardedCursor<T> {
 
     fn start(&mut self) -> Result<()> {
         if let [label] = self.members.as_slice() {
-            let coll = self.spread.member(label, false)?;
+            let Some(coll) = self.spread.read_member(label)? else {
+                self.state = State::Ready(VecDeque::new());
+                return Ok(());
+            };
             let mut cursor = self.member_query(true).cursor(&coll).skip(self.skip);
             if let Some(limit) = self.limit {
                 cursor = cursor.limit(i64::try_from(limit).unwrap_or(i64::MAX));
@@ -312,7 +318,9 @@ impl<T: Document> ShardedCursor<T> {
                 let mut streams = Vec::with_capacity(self.members.len());
                 let query = self.member_query(false);
                 for label in &self.members {
-                    let coll = self.spread.member(label, false)?;
+                    let Some(coll) = self.spread.read_member(label)? else {
+                        continue;
+                    };
                     let (tx, rx) = sync_channel(QUEUE);
                     spawn_member(query.cursor(&coll), self.batch_size, tx)?;
                     streams.push(Stream {
@@ -458,8 +466,10 @@ fn spawn_worker(work: Arc<Work>, tx: SyncSender<Result<Vec<Value>>>) -> Result<(
                 .unwrap_or_else(PoisonError::into_inner)
                 .pop_front();
             let Some(label) = label else { return };
-            let coll = match work.spread.member(&label, false) {
-                Ok(coll) => coll,
+            let coll = match work.spread.read_member(&label) {
+                Ok(Some(coll)) => coll,
+                // Dropped since the query listed it: nothing to read.
+                Ok(None) => continue,
                 Err(e) => {
                     let _ = tx.send(Err(e));
                     return;

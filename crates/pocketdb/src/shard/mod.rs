@@ -190,7 +190,9 @@ impl Members {
 }
 
 impl Registry {
-    fn open(&self, path: &Path, options: &crate::Options, create: bool) -> Result<Opened> {
+    /// Opens the member file at `path` (creating it when `create`), or finds it open.
+    /// `None` when the file does not exist and `create` is false.
+    fn open(&self, path: &Path, options: &crate::Options, create: bool) -> Result<Option<Opened>> {
         let mut members = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         members.clock += 1;
         let now = members.clock;
@@ -220,10 +222,7 @@ impl Registry {
                 }
                 let exists = path.exists();
                 if !exists && !create {
-                    return Err(Error::Io(std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        format!("member file {} is missing", path.display()),
-                    )));
+                    return Ok(None);
                 }
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)?;
@@ -250,16 +249,25 @@ impl Registry {
         };
         drop(members.trim(options.max_open_members));
         drop(members);
-        Ok(opened)
+        Ok(Some(opened))
     }
 
     /// Opens (creating if needed) the member file at `path`.
     pub(crate) fn open_member(&self, path: &Path, options: &crate::Options) -> Result<Database> {
-        Ok(self.open(path, options, true)?.db)
+        match self.open(path, options, true)? {
+            Some(opened) => Ok(opened.db),
+            None => Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("member file {} could not be created", path.display()),
+            ))),
+        }
     }
 
-    /// Forgets every member under `dir` (before its files are deleted).
-    fn forget_under(&self, dir: &Path) {
+    /// Forgets every member under `dir` and runs `remove` (which deletes their files)
+    /// under the registry's lock: a member being opened meanwhile either is opened
+    /// before (and forgotten here) or finds its file gone, never a half-deleted one
+    /// recreated empty.
+    fn remove_under(&self, dir: &Path, remove: impl FnOnce() -> Result<()>) -> Result<()> {
         let mut members = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let mut released = Vec::new();
         members.by_path.retain(|path, e| {
@@ -271,7 +279,9 @@ impl Registry {
         });
         // Closed under the lock, as in `open`.
         drop(released);
+        let removed = remove();
         drop(members);
+        removed
     }
 
     /// Members the registry holds open now.
@@ -434,7 +444,10 @@ impl Spread {
                     .inner
                     .shards
                     .open(&path, spread.db.options(), create)
-                    .map_err(|e| spread.error(format!("shard {i}: {e}")))?;
+                    .map_err(|e| spread.error(format!("shard {i}: {e}")))?
+                    .ok_or_else(|| {
+                        spread.error(format!("shard {i}: file {} is missing", path.display()))
+                    })?;
                 if opened.opened {
                     spread.opened.fetch_add(1, Ordering::Relaxed);
                 }
@@ -477,13 +490,17 @@ impl Spread {
             .join(format!("part-{}.sqlite", encode_label(label)))
     }
 
-    /// Opens (creating when asked) a partition's file.
-    fn open_partition(&self, label: &str, create: bool) -> Result<Collection<Value>> {
-        let opened =
+    /// Opens (creating when asked) a partition's file; `None` when it does not exist
+    /// (dropped since its label was listed) and `create` is false.
+    fn open_partition(&self, label: &str, create: bool) -> Result<Option<Collection<Value>>> {
+        let Some(opened) =
             self.db
                 .inner
                 .shards
-                .open(&self.partition_path(label), self.db.options(), create)?;
+                .open(&self.partition_path(label), self.db.options(), create)?
+        else {
+            return Ok(None);
+        };
         if opened.opened {
             self.opened.fetch_add(1, Ordering::Relaxed);
         }
@@ -495,7 +512,7 @@ impl Spread {
                 coll.create_indexes(&models)?;
             }
         }
-        Ok(coll)
+        Ok(Some(coll))
     }
 
     /// Names of the existing partitions, sorted.
@@ -541,15 +558,16 @@ impl Spread {
         })
     }
 
-    /// The members a filter can match documents in, opened.
+    /// The members a filter can match documents in, opened (partitions dropped since
+    /// they were listed are left out).
     fn members_for(&self, filter: &Filter) -> Result<Vec<Member>> {
-        self.visit(filter)?
-            .into_iter()
-            .map(|label| {
-                let coll = self.member(&label, false)?;
-                Ok((label, coll))
-            })
-            .collect()
+        let mut members = Vec::new();
+        for label in self.visit(filter)? {
+            if let Some(coll) = self.read_member(&label)? {
+                members.push((label, coll));
+            }
+        }
+        Ok(members)
     }
 
     fn all_members(&self) -> Result<Vec<Member>> {
@@ -559,14 +577,18 @@ impl Spread {
     /// Runs `f` on every member `filter` can match, in parallel, each member opened when
     /// a thread takes it (see [`in_parallel`](Spread::in_parallel)): a fan-out over
     /// hundreds of partitions holds only those being worked on open. Results come in
-    /// member order.
+    /// member order; a partition dropped since it was listed has none (its documents
+    /// are gone, as if the operation had run after the drop).
     fn fan_out_for<R: Send>(
         &self,
         filter: &Filter,
         f: impl Fn(&Collection<Value>) -> Result<R> + Sync,
     ) -> Result<Vec<R>> {
         let labels = self.visit(filter)?;
-        self.in_parallel(&labels, |label| f(&self.member(label, false)?))
+        let results = self.in_parallel(&labels, |label| {
+            self.read_member(label)?.map(|c| f(&c)).transpose()
+        })?;
+        Ok(results.into_iter().flatten().collect())
     }
 
     /// The labels of the members an operation with `filter` reads, counted as visited.
@@ -577,14 +599,26 @@ impl Spread {
         Ok(labels)
     }
 
-    /// A member by label.
+    /// A member by label (a partition is created when `create`).
     fn member(&self, label: &str, create: bool) -> Result<Collection<Value>> {
+        self.member_if_present(label, create)?
+            .ok_or_else(|| self.error(format!("partition '{label}' does not exist")))
+    }
+
+    /// A member to read, by label: `None` for a partition dropped since its label was
+    /// listed, which a read treats as empty.
+    pub(crate) fn read_member(&self, label: &str) -> Result<Option<Collection<Value>>> {
+        self.member_if_present(label, false)
+    }
+
+    fn member_if_present(&self, label: &str, create: bool) -> Result<Option<Collection<Value>>> {
         match &self.layout {
             Layout::Hash { .. } => label
                 .parse::<usize>()
                 .ok()
                 .and_then(|i| self.shards.get(i))
                 .cloned()
+                .map(Some)
                 .ok_or_else(|| self.error(format!("no shard '{label}'"))),
             Layout::Partition(_) => self.open_partition(label, create),
         }
@@ -617,8 +651,10 @@ impl Spread {
     /// Deletes one partition's files.
     pub(crate) fn remove_partition(&self, label: &str) -> Result<()> {
         let path = self.partition_path(label);
-        self.db.inner.shards.forget_under(&path);
-        remove_database_files(&path)
+        self.db
+            .inner
+            .shards
+            .remove_under(&path, || remove_database_files(&path))
     }
 
     pub(crate) fn stats(&self) -> PartitionStats {
@@ -790,6 +826,14 @@ fn member_dir(db: &Database, name: &str, kind: &str) -> Result<PathBuf> {
 }
 
 /// Deletes a database file with its WAL, shared-memory and buffer-log companions.
+/// Removes a directory and everything in it; nothing to do when it does not exist.
+fn remove_dir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 fn remove_database_files(path: &Path) -> Result<()> {
     let Some(dir) = path.parent() else {
         return Ok(());
@@ -920,10 +964,7 @@ impl Database {
         self.create_collection(name, CollectionOptions { options })?;
         // Files left by an earlier collection of that name (dropped outside this
         // module) are not this collection's.
-        self.inner.shards.forget_under(&dir);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
+        self.inner.shards.remove_under(&dir, || remove_dir(&dir))?;
         match Spread::open(self, name, layout, true) {
             Ok(spread) => Ok(spread),
             Err(e) => {
@@ -1687,10 +1728,12 @@ impl<T: Document> ShardedCollection<T> {
     /// when it did not exist. Other handles on it fail or see nothing afterwards.
     pub fn drop(&self) -> Result<bool> {
         let existed = self.inner.db.drop_collection(&self.inner.name)?;
-        self.inner.db.inner.shards.forget_under(&self.inner.dir);
-        if self.inner.dir.exists() {
-            std::fs::remove_dir_all(&self.inner.dir)?;
-        }
+        let dir = &self.inner.dir;
+        self.inner
+            .db
+            .inner
+            .shards
+            .remove_under(dir, || remove_dir(dir))?;
         Ok(existed)
     }
 
@@ -1768,7 +1811,10 @@ pub(crate) fn member_databases(db: &Database) -> Result<Vec<(PathBuf, Database)>
     files.sort();
     let mut out = Vec::with_capacity(files.len());
     for file in files {
-        let opened = db.inner.shards.open(&file, db.options(), false)?;
+        // A file removed since the directory was listed is not a member any more.
+        let Some(opened) = db.inner.shards.open(&file, db.options(), false)? else {
+            continue;
+        };
         let relative = file.strip_prefix(&base).unwrap_or(&file).to_path_buf();
         out.push((relative, opened.db));
     }
