@@ -557,7 +557,7 @@ fn group_spills_past_the_memory_limit() {
     assert_eq!(in_memory.len(), 701);
     let small = AggregateOptions {
         allow_disk_use: true,
-        max_memory_bytes: 20_000,
+        max_memory_bytes: 100_000,
     };
     let spilled = c
         .aggregate_with(pipeline.clone(), small.clone())
@@ -601,7 +601,7 @@ fn group_spills_past_the_memory_limit() {
     match e {
         Err(e @ Error::MemoryLimitExceeded { .. }) => {
             let text = e.to_string();
-            assert!(text.contains("$group") && text.contains("20000"), "{text}");
+            assert!(text.contains("$group") && text.contains("100000"), "{text}");
             assert!(text.contains("allowDiskUse"), "{text}");
         }
         other => panic!("expected MemoryLimitExceeded, got {other:?}"),

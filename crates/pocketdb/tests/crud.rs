@@ -124,6 +124,102 @@ fn find_sort_skip_limit_projection() {
     assert_eq!(ids(&docs), [json!(4), json!(2), json!(1), json!(3)]);
 }
 
+/// A sort no index answers runs within `max_sort_memory`: top-k with a limit, sorted
+/// runs spilled to a temporary file past the limit, or a typed error without disk use.
+/// Every way gives the order a stable sort of all the documents gives.
+#[test]
+fn sorts_in_memory_stay_within_their_limit() {
+    let db = Database::memory().unwrap();
+    let c = users(&db);
+    let docs: Vec<Value> = (0..2000i64)
+        .map(|i| {
+            // Many ties, and values of several types (null < numbers < strings).
+            let k = match i % 6 {
+                0 => json!(null),
+                1 => json!(format!("k{}", (i * 31) % 89)),
+                _ => json!((i * 7919) % 89),
+            };
+            json!({"_id": i, "k": k, "pad": "x".repeat(50)})
+        })
+        .collect();
+    c.insert_many(docs.clone()).unwrap();
+    let ids_of = |cursor: pocketdb::Cursor<Value>| -> Vec<i64> {
+        cursor
+            .map(|d| d.unwrap()["_id"].as_i64().unwrap())
+            .collect()
+    };
+    for spec in [
+        json!({"k": 1}),
+        json!({"k": -1}),
+        json!({"k": -1, "_id": -1}),
+    ] {
+        // The reference: everything in memory, no limit on it.
+        let all = ids_of(
+            c.find(json!({}))
+                .unwrap()
+                .sort(spec.clone())
+                .max_sort_memory(usize::MAX),
+        );
+        assert_eq!(all.len(), 2000);
+        let spilled = ids_of(
+            c.find(json!({}))
+                .unwrap()
+                .sort(spec.clone())
+                .max_sort_memory(30_000),
+        );
+        assert!(spilled == all, "{spec}: spilled order differs");
+        for (skip, limit) in [(0, 1), (0, 10), (25, 100), (1990, 50), (0, 2000)] {
+            let want: Vec<i64> = all.iter().skip(skip).take(limit).copied().collect();
+            for memory in [usize::MAX, 30_000] {
+                let got = ids_of(
+                    c.find(json!({}))
+                        .unwrap()
+                        .sort(spec.clone())
+                        .skip(skip as u64)
+                        .limit(limit as i64)
+                        .max_sort_memory(memory),
+                );
+                assert!(
+                    got == want,
+                    "{spec} skip {skip} limit {limit} memory {memory}"
+                );
+            }
+        }
+        // With a filter the matcher re-checks in memory.
+        let odd = ids_of(
+            c.find(json!({"_id": {"$mod": [2, 1]}}))
+                .unwrap()
+                .sort(spec.clone())
+                .max_sort_memory(30_000),
+        );
+        let want: Vec<i64> = all.iter().copied().filter(|i| i % 2 == 1).collect();
+        assert!(odd == want, "{spec}: filtered");
+    }
+    // Without disk use, a sort past the limit fails with a typed error; a top-k whose
+    // documents fit does not.
+    let mut failing = c
+        .find(json!({}))
+        .unwrap()
+        .sort(json!({"k": 1}))
+        .max_sort_memory(30_000)
+        .allow_disk_use(false);
+    match failing.next() {
+        Some(Err(Error::MemoryLimitExceeded { limit, .. })) => assert_eq!(limit, 30_000),
+        other => panic!("expected MemoryLimitExceeded, got {other:?}"),
+    }
+    assert!(failing.next().is_none());
+    let top = c
+        .find(json!({}))
+        .unwrap()
+        .sort(json!({"k": 1}))
+        .limit(5)
+        .max_sort_memory(30_000)
+        .allow_disk_use(false)
+        .to_vec()
+        .unwrap();
+    assert_eq!(top.len(), 5);
+}
+
 #[test]
 fn cursor_is_lazy_across_pages() {
     let db = Database::memory().unwrap();

@@ -4,6 +4,7 @@
 
 use super::expr::{float_value, Expr, Num};
 use crate::error::{Error, Result};
+pub(crate) use crate::value::approx_size;
 use crate::value::{compare_values, values_equal};
 use serde_json::Value;
 use std::cmp::Ordering;
@@ -308,21 +309,6 @@ impl State {
             Kind::Count => Value::from(self.count),
             Kind::Min | Kind::Max | Kind::First | Kind::Last => self.value.unwrap_or(Value::Null),
             Kind::Push | Kind::AddToSet => Value::Array(self.items),
-        }
-    }
-}
-
-/// A rough size in bytes of a value held in memory (for the memory limit).
-pub(crate) fn approx_size(v: &Value) -> usize {
-    match v {
-        Value::Null | Value::Bool(_) | Value::Number(_) => 16,
-        Value::String(s) => 24 + s.len(),
-        Value::Array(items) => 24 + items.iter().map(approx_size).sum::<usize>(),
-        Value::Object(m) => {
-            32 + m
-                .iter()
-                .map(|(k, v)| 24 + k.len() + approx_size(v))
-                .sum::<usize>()
         }
     }
 }

@@ -9,8 +9,9 @@
 //!   `find`'s do. A `$sort` right after the `$match`es joins that query when SQLite
 //!   answers it (an index serves the `ORDER BY`) and a `$limit` follows: `$match` +
 //!   `$sort` + `$limit` is then one SQL statement reading `skip + limit` rows. Otherwise
-//!   `$sort` runs in Rust within the memory limit (top-k when a `$limit` follows), since
-//!   the cursor's in-memory sort is unbounded;
+//!   `$sort` runs in Rust within the pipeline's memory limit (top-k when a `$limit`
+//!   follows), with the same sorter as a cursor's in-memory sort but the pipeline's
+//!   `allow_disk_use` and `max_memory_bytes`;
 //! * a `$group` right after the `$match` stages (optionally after a `$sort` when every
 //!   accumulator ignores order) compiles to SQL `GROUP BY` when SQLite's result is exact
 //!   (see `sqlgroup`), checked per query; otherwise it runs in Rust;

@@ -473,7 +473,8 @@ pub(crate) fn run_stages(stages: &[Stage], mut input: Docs, ctx: &Ctx) -> Result
     while i < stages.len() {
         // `$sort` directly followed by `$limit` keeps only the top documents.
         if let (Stage::Sort(sort), Some(Stage::Limit(n))) = (&stages[i], stages.get(i + 1)) {
-            input = top_k(sort, *n, input, ctx)?;
+            let k = usize::try_from(*n).unwrap_or(usize::MAX);
+            input = sort_with_spill(sort, Some(k), input, &ctx.options)?;
             i += 2;
             continue;
         }
@@ -546,7 +547,7 @@ fn run_stage(stage: &Stage, input: Docs, ctx: &Ctx) -> Result<Docs> {
             }
         }
         Stage::Group(g) => run_group(g, input, &ctx.options)?,
-        Stage::Sort(sort) => sort_with_spill(sort, input, &ctx.options)?,
+        Stage::Sort(sort) => sort_with_spill(sort, None, input, &ctx.options)?,
         Stage::Bucket(b) => vec_docs(run_bucket(b, input, &ctx.options)?),
         Stage::Sample(n) => vec_docs(sample(*n, input, &ctx.options)?),
         Stage::Facet(facets) => {
@@ -575,30 +576,6 @@ fn run_stage(stage: &Stage, input: Docs, ctx: &Ctx) -> Result<Docs> {
             vec_docs(Vec::new())
         }
     })
-}
-
-fn top_k(sort: &SortSpec, k: u64, input: Docs, ctx: &Ctx) -> Result<Docs> {
-    let k = usize::try_from(k).unwrap_or(usize::MAX);
-    let mut budget = Budget::new("$sort", &ctx.options);
-    let mut keep: Vec<(Vec<crate::query::sort::SortValue>, Value)> = Vec::new();
-    let compact = |keep: &mut Vec<(Vec<crate::query::sort::SortValue>, Value)>| {
-        keep.sort_by(|a, b| sort.compare_keys(&a.0, &b.0));
-        keep.truncate(k);
-    };
-    for d in input {
-        let d = d?;
-        let key = sort.sort_key(&d);
-        keep.push((key, d));
-        if keep.len() >= k.saturating_mul(2).max(1024) {
-            compact(&mut keep);
-            budget.reset();
-            budget.add(keep.iter().map(|(_, d)| approx_size(d)).sum())?;
-        }
-    }
-    compact(&mut keep);
-    budget.reset();
-    budget.add(keep.iter().map(|(_, d)| approx_size(d)).sum())?;
-    Ok(vec_docs(keep.into_iter().map(|(_, d)| d).collect()))
 }
 
 fn unwind(u: &Unwind, doc: Value) -> Vec<Value> {

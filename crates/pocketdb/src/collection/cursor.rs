@@ -1,6 +1,7 @@
 //! Cursors: lazy iteration over query results.
 
 use super::plan::{Plan, Row};
+use super::sorter::{DocStream, SortMemory, Sorter};
 use super::{from_document, Collection, Document, PlanCacheUse};
 use crate::error::{Error, Result};
 use crate::index::IndexSet;
@@ -16,7 +17,11 @@ use std::collections::VecDeque;
 /// pages as the iterator advances. With a sort on paths an index knows to hold only
 /// nulls, numbers and strings (and an exact filter), SQLite sorts (through the index when
 /// it can, reading only `skip + limit` rows); otherwise the matching documents are read
-/// and sorted in memory when iteration starts. [`explain`](Cursor::explain) tells which.
+/// and sorted when iteration starts, within a memory limit: with a `limit` only the best
+/// `skip + limit` are kept, and past [`max_sort_memory`](Cursor::max_sort_memory)
+/// (100 MiB) sorted runs spill to a temporary file unless
+/// [`allow_disk_use(false)`](Cursor::allow_disk_use) asks for an error instead.
+/// [`explain`](Cursor::explain) tells which.
 ///
 /// A malformed sort or projection is reported by the first call to `next`.
 pub struct Cursor<T> {
@@ -28,16 +33,24 @@ pub struct Cursor<T> {
     limit: Option<u64>,
     batch_size: usize,
     hint: Option<Value>,
+    memory: SortMemory,
     error: Option<Error>,
     state: State,
 }
+
+/// What a sort in memory may hold before it spills (MongoDB's 100 MB blocking-sort
+/// limit).
+pub(crate) const SORT_MEMORY: SortMemory = SortMemory {
+    max_bytes: 100 * 1024 * 1024,
+    allow_disk_use: true,
+};
 
 /// What [`Cursor::start`] read with the plan.
 enum First {
     /// Every result, in order.
     Sorted(Vec<Row>),
-    /// Every matching row, to sort in memory.
-    Unsorted(Plan, Vec<Row>),
+    /// Every matching document, sorted by the cursor (skip and limit not applied yet).
+    SortedHere(Plan, DocStream),
     /// An index-driven read: the row ids still to read and the first rows.
     Rids(Plan, VecDeque<i64>, Vec<Row>),
     /// A paged read: the first page and the last `rid` it examined (`None`: no more).
@@ -57,6 +70,8 @@ enum State {
         remaining: Option<u64>,
     },
     Sorted(std::vec::IntoIter<Row>),
+    /// Documents sorted by the cursor, skip and limit applied.
+    Docs(DocStream),
     Done,
 }
 
@@ -83,6 +98,7 @@ impl<T: Document> Cursor<T> {
             limit: None,
             batch_size: 256,
             hint: None,
+            memory: SORT_MEMORY,
             error: None,
             state: State::NotStarted,
         }
@@ -145,6 +161,24 @@ impl<T: Document> Cursor<T> {
     /// `IndexNotFound` by the first call to `next`.
     pub fn hint(mut self, index: Value) -> Cursor<T> {
         self.hint = Some(index);
+        self
+    }
+
+    /// Whether a sort done in memory may spill sorted runs to a temporary file once it
+    /// holds more than [`max_sort_memory`](Cursor::max_sort_memory) (MongoDB's
+    /// `allowDiskUse`; default true, as `allowDiskUseByDefault` in MongoDB 6.0+). With
+    /// `false` such a sort fails with [`Error::MemoryLimitExceeded`]. A sort SQLite
+    /// answers through an index, or one with a `limit` whose `skip + limit` documents
+    /// fit, never needs the disk.
+    pub fn allow_disk_use(mut self, allow: bool) -> Cursor<T> {
+        self.memory.allow_disk_use = allow;
+        self
+    }
+
+    /// Bytes (estimated) of documents a sort done in memory holds at once (default 100
+    /// MiB, MongoDB's blocking-sort limit).
+    pub fn max_sort_memory(mut self, bytes: usize) -> Cursor<T> {
+        self.memory.max_bytes = bytes;
         self
     }
 
@@ -240,7 +274,9 @@ impl<T: Document> Cursor<T> {
         // `Collection::read_planned`); the closure only reads and may run twice.
         let (skip, limit, batch) = (self.skip, self.limit, self.batch_size);
         let name = self.coll.name.clone();
-        let sorted = self.sort.is_some();
+        let (sort, memory) = (self.sort.as_ref(), self.memory);
+        // A limit bounds what the sort keeps: `skip + limit` documents.
+        let keep = limit.map(|l| usize::try_from(l.saturating_add(skip)).unwrap_or(usize::MAX));
         let started = std::time::Instant::now();
         let first = self.coll.read_planned(
             filter,
@@ -252,9 +288,10 @@ impl<T: Document> Cursor<T> {
                     let rows = plan.fetch_ordered(conn, &name, &order_by, skip, limit)?;
                     return Ok(First::Sorted(rows));
                 }
-                if sorted {
-                    let rows = plan.fetch_all(conn, &name)?;
-                    return Ok(First::Unsorted(plan, rows));
+                if let Some(sort) = sort {
+                    let mut sorter = Sorter::new("sort", sort.clone(), keep, memory);
+                    plan.for_each_row(conn, &name, |row| sorter.push(row.doc))?;
+                    return Ok(First::SortedHere(plan, sorter.finish()?));
                 }
                 let mut page = batch;
                 if plan.exact {
@@ -285,24 +322,16 @@ impl<T: Document> Cursor<T> {
         )?;
         self.state = match first {
             First::Sorted(rows) => State::Sorted(rows.into_iter()),
-            First::Unsorted(plan, mut rows) => {
+            First::SortedHere(plan, docs) => {
                 self.coll
                     .db
                     .observe_read(&self.coll.name, &plan.filter, started.elapsed());
-                if let Some(sort) = &self.sort {
-                    // Stable sort: ties keep storage order.
-                    rows.sort_by(|a, b| sort.compare(&a.doc, &b.doc));
-                }
+                // The sort is stable: ties keep storage order.
                 let skip = usize::try_from(self.skip).unwrap_or(usize::MAX);
-                let rows: Vec<Row> = match self.limit {
-                    Some(l) => rows
-                        .into_iter()
-                        .skip(skip)
-                        .take(usize::try_from(l).unwrap_or(usize::MAX))
-                        .collect(),
-                    None => rows.into_iter().skip(skip).collect(),
-                };
-                State::Sorted(rows.into_iter())
+                let take = self
+                    .limit
+                    .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+                State::Docs(Box::new(docs.skip(skip).take(take)))
             }
             First::Rids(plan, rids, rows) => State::Streaming {
                 exhausted: rids.is_empty(),
@@ -352,10 +381,12 @@ impl<T: Document> Cursor<T> {
         Ok(())
     }
 
-    fn next_row(&mut self) -> Result<Option<Row>> {
+    /// The next result, before plugins and the projection.
+    fn next_doc(&mut self) -> Result<Option<Value>> {
         match &mut self.state {
             State::NotStarted | State::Done => Ok(None),
-            State::Sorted(rows) => Ok(rows.next()),
+            State::Sorted(rows) => Ok(rows.next().map(|r| r.doc)),
+            State::Docs(docs) => docs.next().transpose(),
             State::Streaming {
                 plan,
                 rids,
@@ -376,7 +407,7 @@ impl<T: Document> Cursor<T> {
                     if let Some(r) = remaining.as_mut() {
                         *r -= 1;
                     }
-                    return Ok(Some(row));
+                    return Ok(Some(row.doc));
                 }
                 if *exhausted {
                     return Ok(None);
@@ -427,15 +458,15 @@ impl<T: Document> Iterator for Cursor<T> {
                 return Some(Err(e));
             }
         }
-        match self.next_row() {
-            Ok(Some(mut row)) => {
-                if let Err(e) = self.coll.db.after_read(&self.coll.name, &mut row.doc) {
+        match self.next_doc() {
+            Ok(Some(mut doc)) => {
+                if let Err(e) = self.coll.db.after_read(&self.coll.name, &mut doc) {
                     self.state = State::Done;
                     return Some(Err(e));
                 }
                 let doc = match &self.projection {
-                    Some(p) => p.apply(&row.doc),
-                    None => row.doc,
+                    Some(p) => p.apply(&doc),
+                    None => doc,
                 };
                 Some(from_document(doc))
             }

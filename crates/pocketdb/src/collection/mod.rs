@@ -10,6 +10,7 @@ mod options;
 mod plan;
 mod plan_cache;
 pub(crate) mod populate;
+pub(crate) mod sorter;
 
 pub(crate) use buffered::apply_buffered;
 use buffered::{Modified, Modify};

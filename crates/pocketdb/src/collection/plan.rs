@@ -350,19 +350,39 @@ impl Plan {
     /// Every matching row, in `rid` order.
     pub(crate) fn fetch_all(&self, conn: &Connection, collection: &str) -> Result<Vec<Row>> {
         let mut out = Vec::new();
+        self.for_each_row(conn, collection, |row| {
+            out.push(row);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with every matching row, in the order the plan reads them (as
+    /// [`fetch_all`](Plan::fetch_all) returns them), 1,024 rows read at a time on `conn`
+    /// (one snapshot when in a transaction).
+    pub(crate) fn for_each_row(
+        &self,
+        conn: &Connection,
+        collection: &str,
+        mut f: impl FnMut(Row) -> Result<()>,
+    ) -> Result<()> {
         if self.index_range {
             for chunk in self.fetch_rids(conn, collection)?.chunks(1024) {
-                out.extend(self.fetch_by_rids(conn, collection, chunk)?);
+                for row in self.fetch_by_rids(conn, collection, chunk)? {
+                    f(row)?;
+                }
             }
-            return Ok(out);
+            return Ok(());
         }
         let mut after = 0;
         loop {
             let (rows, last) = self.fetch_page(conn, collection, after, 1024)?;
-            out.extend(rows);
+            for row in rows {
+                f(row)?;
+            }
             match last {
                 Some(l) => after = l,
-                None => return Ok(out),
+                None => return Ok(()),
             }
         }
     }
