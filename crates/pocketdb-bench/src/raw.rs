@@ -101,6 +101,27 @@ pub(crate) fn range_sort(conn: &Connection, low: f64) -> rusqlite::Result<usize>
     Ok(n)
 }
 
+/// `find-sort-scan`: the scores of the city's documents with the highest scores, by
+/// SQLite's sorter (`limit` -1: all of them), each document decoded as pocketdb would.
+pub(crate) fn top_scores(
+    conn: &Connection,
+    city: &str,
+    limit: i64,
+) -> rusqlite::Result<Vec<Value>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT json(doc) FROM docs WHERE json_extract(doc, '$.city') = ?1 \
+         ORDER BY json_extract(doc, '$.score') DESC LIMIT ?2",
+    )?;
+    let mut rows = stmt.query(rusqlite::params![city, limit])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let text: String = r.get(0)?;
+        let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        out.push(doc["score"].clone());
+    }
+    Ok(out)
+}
+
 /// Inserts documents and, by hand, one `(sku, rid)` row per element of `skus`: what an
 /// application does to index an array without pocketdb.
 pub(crate) fn insert_with_skus(conn: &mut Connection, docs: &[Value]) -> rusqlite::Result<()> {

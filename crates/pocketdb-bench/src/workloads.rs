@@ -35,6 +35,11 @@ pub enum Workload {
     Buffered,
     /// `find({score: {$gt: x}}).sort({score: 1}).limit(20)` with an index on `score`.
     FindRangeSort,
+    /// `find({city: C}).sort({score: -1}).limit(20)` with no index: every document of the
+    /// city is read and the best 20 kept in memory (top-k); raw rusqlite lets SQLite's
+    /// sorter do the same `ORDER BY … LIMIT 20`. Also a sort of every document of the
+    /// city without a limit (`unlimited_*`).
+    FindSortScan,
     /// `find({skus: s})` on an array field with a multikey index (documents get an extra
     /// `skus` array of two values; raw rusqlite keeps the same side table by hand).
     FindMultikey,
@@ -59,7 +64,7 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 15] = [
+    pub const ALL: [Workload; 16] = [
         Workload::InsertMany,
         Workload::InsertOne,
         Workload::GetById,
@@ -69,6 +74,7 @@ impl Workload {
         Workload::GroupCommit,
         Workload::Buffered,
         Workload::FindRangeSort,
+        Workload::FindSortScan,
         Workload::FindMultikey,
         Workload::IndexBuild,
         Workload::IndexWriteCost,
@@ -89,6 +95,7 @@ impl Workload {
             Workload::GroupCommit => "group-commit",
             Workload::Buffered => "buffered",
             Workload::FindRangeSort => "find-range-sort",
+            Workload::FindSortScan => "find-sort-scan",
             Workload::FindMultikey => "find-multikey",
             Workload::IndexBuild => "index-build",
             Workload::IndexWriteCost => "index-write-cost",
@@ -464,6 +471,68 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
             extra.insert("results".into(), json!(found));
             extra.insert("docs_scanned_per_sec".into(), json!((n * ops) as f64 / s));
             extra.insert("ms_per_scan".into(), json!(s * 1000.0 / ops as f64));
+            (ops, s, r)
+        }
+        Workload::FindSortScan => {
+            load(&coll, n)?;
+            load_raw(&mut conn, n)?;
+            let ops = config.ops.unwrap_or(10);
+            let mut found = Vec::new();
+            let t = Instant::now();
+            for k in 0..ops {
+                let city = CITIES[(k % 50) as usize];
+                let docs = coll
+                    .find(json!({"city": city}))?
+                    .sort(json!({"score": -1}))
+                    .limit(20)
+                    .to_vec()?;
+                found.push(docs.iter().map(|d| d["score"].clone()).collect::<Vec<_>>());
+            }
+            let s = t.elapsed().as_secs_f64();
+            let mut raw_found = Vec::new();
+            let t = Instant::now();
+            for k in 0..ops {
+                raw_found.push(raw::top_scores(&conn, CITIES[(k % 50) as usize], 20)?);
+            }
+            let r = t.elapsed().as_secs_f64();
+            // Scores tie across documents: compare the scores, not the documents.
+            if found != raw_found {
+                return Err("find-sort-scan: pocketdb and raw top scores differ".into());
+            }
+            // The same sort without a limit: every document of the city, in order.
+            let unlimited_ops = ops.min(5);
+            let t = Instant::now();
+            let mut unlimited = 0;
+            for k in 0..unlimited_ops {
+                let city = CITIES[(k % 50) as usize];
+                unlimited += coll
+                    .find(json!({"city": city}))?
+                    .sort(json!({"score": -1}))
+                    .count();
+            }
+            let us = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let mut raw_unlimited = 0;
+            for k in 0..unlimited_ops {
+                let city = CITIES[(k % 50) as usize];
+                raw_unlimited += raw::top_scores(&conn, city, -1)?.len();
+            }
+            let ur = t.elapsed().as_secs_f64();
+            if unlimited != raw_unlimited {
+                return Err(format!("find-sort-scan: {unlimited} vs raw {raw_unlimited}").into());
+            }
+            let e = coll
+                .find(json!({"city": CITIES[0]}))?
+                .sort(json!({"score": -1}))
+                .limit(20)
+                .explain()?;
+            extra.insert("sorted_in_memory".into(), json!(e.sorted_in_memory));
+            extra.insert("ms_per_query".into(), json!(s * 1000.0 / ops as f64));
+            extra.insert(
+                "unlimited_ms_per_query".into(),
+                json!(us * 1000.0 / unlimited_ops as f64),
+            );
+            extra.insert("unlimited_ratio_vs_raw".into(), json!(ur / us.max(1e-9)));
             (ops, s, r)
         }
         Workload::ShardedInsert | Workload::ShardedScan => {

@@ -46,6 +46,30 @@ fn bench_prints_one_json_object_per_workload() {
     assert!(tmp.path().join("bench-insert-many.sqlite").exists());
 }
 
+/// `find-sort-scan` checks that pocketdb's top-k equals SQLite's `ORDER BY … LIMIT`
+/// (it fails otherwise) and that the sort ran in memory, not through an index.
+#[test]
+fn find_sort_scan_agrees_with_sqlite_sorting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN)
+        .args(["bench", "--workload", "find-sort-scan", "--docs", "3000"])
+        .args([
+            "--ops",
+            "4",
+            "--json",
+            "--dir",
+            tmp.path().to_str().unwrap(),
+        ])
+        .output()
+        .expect("run pocketdb bench");
+    assert!(o.status.success(), "{o:?}");
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["workload"], "find-sort-scan");
+    assert_eq!(report["ops"], 4);
+    assert_eq!(report["sorted_in_memory"], true);
+    assert!(report["unlimited_ratio_vs_raw"].as_f64().unwrap() > 0.0);
+}
+
 #[test]
 fn bench_rejects_unknown_workloads_before_running() {
     let o = Command::new(BIN)
