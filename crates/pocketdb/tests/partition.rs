@@ -383,13 +383,15 @@ fn members_closed_and_reopened_under_concurrent_buffered_writes_lose_nothing() {
 }
 
 #[test]
-fn sorted_queries_with_a_limit_over_many_partitions_keep_the_merge_order() {
+fn sorted_queries_over_many_partitions_keep_the_merge_order() {
     let dir = tempfile::tempdir().unwrap();
     let client = Client::open_with(dir.path(), Options::default().max_open_members(2)).unwrap();
     let events = create_events(&client);
     events.insert_many((0..120).map(event)).unwrap();
-    // Ten partitions, more than the threads a query uses: the limited path. Ties on
-    // `kind` go by partition (day), then by insertion order within it.
+    // Ten partitions, more than the threads a query uses: members are read in turn, by
+    // the top-k path with a limit up to 10,000 and through one sorter otherwise (limit 0
+    // is no limit), in memory or spilled. Ties on `kind` go by partition (day), then by
+    // insertion order within it, as a k-way merge of the members gives them.
     let all: Vec<Value> = (0..120).map(event).collect();
     let rank = |k: &Value| {
         ["buy", "click", "view"]
@@ -403,16 +405,23 @@ fn sorted_queries_with_a_limit_over_many_partitions_keep_the_merge_order() {
         (json!({"n": -1}), 3, 10),
         (json!({"kind": 1, "n": -1}), 40, 45),
         (json!({"n": 1}), 115, 50),
+        (json!({"kind": 1}), 0, 0),
+        (json!({"kind": -1, "n": 1}), 9, 0),
+        (json!({"kind": -1}), 2, 20_000),
     ] {
-        let found = events
-            .find(json!({}))
-            .unwrap()
-            .sort(sort.clone())
-            .skip(skip as u64)
-            .limit(limit as i64)
-            .projection(json!({"_id": 1}))
-            .to_vec()
-            .unwrap();
+        let query = || {
+            events
+                .find(json!({}))
+                .unwrap()
+                .sort(sort.clone())
+                .skip(skip as u64)
+                .limit(limit as i64)
+                .projection(json!({"_id": 1}))
+        };
+        let found = query().to_vec().unwrap();
+        let spilled = query().max_sort_memory(2_000).to_vec().unwrap();
+        assert_eq!(found, spilled, "{sort} skip {skip} limit {limit} spilled");
+        let limit = if limit == 0 { usize::MAX } else { limit };
         let mut want = all.clone();
         // Sort stable: documents start in partition-then-insertion order.
         want.sort_by(|a, b| {

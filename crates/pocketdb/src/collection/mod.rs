@@ -14,6 +14,7 @@ pub(crate) mod sorter;
 
 pub(crate) use buffered::apply_buffered;
 use buffered::{Modified, Modify};
+pub(crate) use cursor::SORT_MEMORY;
 pub use cursor::{Cursor, Explain};
 pub use options::{
     BulkWriteResult, DeleteResult, FindAndModifyOutcome, FindOneAndModifyOptions,

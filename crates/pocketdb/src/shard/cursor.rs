@@ -10,11 +10,16 @@
 //! never holds them all open. A sorted merge needs every member's stream at once; so a
 //! sorted query with a limit (`skip + limit` up to 10,000) over more members than
 //! threads reads the members that way too, each its own first `skip + limit`, and
-//! keeps the best seen. A query that reaches one member is handed to that member's own
-//! cursor whole.
+//! keeps the best seen. Any other sorted query over more members than the database
+//! keeps open (`Options::max_open_members`, at least 8) reads them one at a time, in
+//! member order, into one [`Sorter`] (within the cursor's sort memory, spilling past
+//! it), so it holds one member open and one sort's memory rather than a stream and a
+//! thread per member. A query that reaches one member is handed to that member's
+//! own cursor whole.
 
 use super::{Spread, MAX_MEMBER_THREADS};
-use crate::collection::{from_document, Collection, Cursor, Document};
+use crate::collection::sorter::{DocStream, SortMemory, Sorter};
+use crate::collection::{from_document, Collection, Cursor, Document, SORT_MEMORY};
 use crate::error::{Error, Result};
 use crate::query::sort::SortValue;
 use crate::query::{Filter, Projection, SortSpec};
@@ -27,6 +32,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 /// Batches a member thread may have in flight before it waits for the cursor.
 const QUEUE: usize = 4;
+
+/// Members read ahead of the one being sorted when a sorted query reads them in turn.
+const READ_AHEAD: usize = 2;
 
 /// Largest `skip + limit` a sorted query over many members answers by keeping only the
 /// best documents seen (see [`ShardedCursor::top`]) instead of merging every member's
@@ -47,6 +55,7 @@ pub struct ShardedCursor<T> {
     skip: u64,
     limit: Option<u64>,
     batch_size: usize,
+    memory: SortMemory,
     error: Option<Error>,
     state: State,
     _type: PhantomData<fn() -> T>,
@@ -65,6 +74,8 @@ enum State {
     },
     /// Several members, sorted with a small limit: the results, already merged.
     Ready(VecDeque<Value>),
+    /// More members than threads, sorted: the sorter's output, skip and limit applied.
+    Sorted(DocStream),
     /// Several members, sorted: a k-way merge.
     Merge {
         streams: Vec<Stream>,
@@ -156,6 +167,7 @@ impl<T: Document> ShardedCursor<T> {
             skip: 0,
             limit: None,
             batch_size: 256,
+            memory: SORT_MEMORY,
             error: None,
             state: State::NotStarted,
             _type: PhantomData,
@@ -214,6 +226,18 @@ impl<T: Document> ShardedCursor<T> {
         self
     }
 
+    /// As [`Cursor::allow_disk_use`], for the sorts of the members and of the merge.
+    pub fn allow_disk_use(mut self, allow: bool) -> ShardedCursor<T> {
+        self.memory.allow_disk_use = allow;
+        self
+    }
+
+    /// As [`Cursor::max_sort_memory`], for each member's sort and the cursor's own.
+    pub fn max_sort_memory(mut self, bytes: usize) -> ShardedCursor<T> {
+        self.memory.max_bytes = bytes;
+        self
+    }
+
     /// The members (shard numbers or partition names) the query reads.
     pub fn members(&self) -> Vec<String> {
         self.members.clone()
@@ -235,7 +259,78 @@ impl<T: Document> ShardedCursor<T> {
                 .map(|l| i64::try_from(l.saturating_add(self.skip)).unwrap_or(i64::MAX)),
             projection: self.projection.clone().filter(|_| push_projection),
             batch_size: self.batch_size,
+            memory: self.memory,
         }
+    }
+
+    /// Every member's matching documents fed, one member at a time and in member order,
+    /// into one sorter keeping `skip + limit` when there is a limit. Members are read in
+    /// storage order, so ties come out as a merge of the members' own stable sorts would
+    /// give them: by member, then by storage order.
+    fn sorted_in_turn(&self, sort: &SortSpec) -> Result<DocStream> {
+        let keep = self
+            .limit
+            .map(|l| usize::try_from(l.saturating_add(self.skip)).unwrap_or(usize::MAX));
+        let mut sorter = Sorter::new("sort", sort.clone(), keep, self.memory);
+        let query = MemberQuery {
+            sort: None,
+            limit: None,
+            projection: None,
+            ..self.member_query(false)
+        };
+        // Members are read on their own threads, at most `READ_AHEAD` ahead of the one
+        // being sorted (each blocks on its bounded channel, holding its member open,
+        // until its turn), while this thread sorts and spills. Each member's channel
+        // goes into `order` in member order, and is drained whole before the next one.
+        let (spread, members) = (&self.spread, &self.members);
+        let query = &query;
+        let batch_size = self.batch_size;
+        let sorted = std::thread::scope(|s| -> Result<()> {
+            type Batches = Receiver<Result<Vec<Value>>>;
+            let (order_tx, order_rx) = sync_channel::<Batches>(READ_AHEAD);
+            let spawner = std::thread::Builder::new()
+                .name("pocketdb-shard-sort".to_string())
+                .spawn_scoped(s, move || {
+                    for label in members {
+                        let (tx, rx) = sync_channel(QUEUE);
+                        if order_tx.send(rx).is_err() {
+                            return;
+                        }
+                        let failed = tx.clone();
+                        let read = move || match spread.read_member(label) {
+                            Ok(Some(coll)) => {
+                                stream(query.cursor(&coll), batch_size, &tx);
+                            }
+                            // A partition dropped since the query listed it is empty.
+                            Ok(None) => {}
+                            Err(e) => {
+                                let _ = tx.send(Err(e));
+                            }
+                        };
+                        let spawned = std::thread::Builder::new()
+                            .name("pocketdb-shard-scan".to_string())
+                            .spawn_scoped(s, read);
+                        if let Err(e) = spawned {
+                            let _ = failed.send(Err(e.into()));
+                            return;
+                        }
+                    }
+                })?;
+            let fed = order_rx.iter().try_for_each(|member| {
+                member
+                    .iter()
+                    .try_for_each(|batch| batch?.into_iter().try_for_each(|d| sorter.push(d)))
+            });
+            // Dropping the receivers (and the channels queued in `order`) stops the
+            // readers at their next batch.
+            drop(order_rx);
+            if spawner.join().is_err() {
+                return Err(spread.error("a member thread panicked"));
+            }
+            fed
+        });
+        sorted?;
+        sorter.finish()
     }
 
     /// The first `want` documents in sort order over every member, for a sorted query
@@ -315,6 +410,23 @@ impl<T: Document> ShardedCursor<T> {
                         return Ok(());
                     }
                 }
+                // A merge holds every member open with a thread each: fine up to the
+                // members the database keeps open anyway, read in turn beyond that.
+                let merge_max = self
+                    .spread
+                    .db
+                    .options()
+                    .max_open_members
+                    .max(MAX_MEMBER_THREADS);
+                if self.members.len() > merge_max {
+                    let docs = self.sorted_in_turn(&sort)?;
+                    let skip = usize::try_from(self.skip).unwrap_or(usize::MAX);
+                    let take = self
+                        .limit
+                        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+                    self.state = State::Sorted(Box::new(docs.skip(skip).take(take)));
+                    return Ok(());
+                }
                 let mut streams = Vec::with_capacity(self.members.len());
                 let query = self.member_query(false);
                 for label in &self.members {
@@ -358,6 +470,7 @@ impl<T: Document> ShardedCursor<T> {
         match &mut self.state {
             State::NotStarted | State::Done => Ok(None),
             State::Ready(docs) => Ok(docs.pop_front().map(|d| (d, false))),
+            State::Sorted(docs) => docs.next().transpose().map(|d| d.map(|d| (d, false))),
             State::Single(cursor) => cursor.next().transpose().map(|d| d.map(|d| (d, true))),
             State::Unsorted {
                 rx,
@@ -427,13 +540,16 @@ struct MemberQuery {
     limit: Option<i64>,
     projection: Option<Projection>,
     batch_size: usize,
+    memory: SortMemory,
 }
 
 impl MemberQuery {
     fn cursor(&self, coll: &Collection<Value>) -> Cursor<Value> {
         let mut cursor = coll
             .find_filter(self.filter.clone())
-            .batch_size(self.batch_size);
+            .batch_size(self.batch_size)
+            .allow_disk_use(self.memory.allow_disk_use)
+            .max_sort_memory(self.memory.max_bytes);
         if let Some(sort) = &self.sort {
             cursor = cursor.sort_spec(sort.clone());
         }
