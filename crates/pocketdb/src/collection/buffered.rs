@@ -174,11 +174,13 @@ impl<T: Document> Collection<T> {
                 break done;
             }
         };
-        let mut inserted = BTreeMap::new();
+        // In index order: collected into the map at the end, which builds it in bulk
+        // rather than by one search per insert.
+        let mut inserted = Vec::with_capacity(items.len());
         for ((index, d), outcome) in items.into_iter().zip(outcomes) {
             match outcome {
                 Outcome::Pushed => {
-                    inserted.insert(index, d.id);
+                    inserted.push((index, d.id));
                 }
                 Outcome::Duplicate => {
                     failures.insert(
@@ -200,7 +202,7 @@ impl<T: Document> Collection<T> {
         }
         if failures.is_empty() {
             return Ok(InsertManyResult {
-                inserted_ids: inserted,
+                inserted_ids: inserted.into_iter().collect(),
             });
         }
         Err(Error::BulkWrite(Box::new(BulkWriteFailure {
