@@ -14,8 +14,9 @@ use serde_json::Value;
 /// and aggregation stages): its own 32 bytes plus what it allocates, modelled on
 /// serde_json with `preserve_order` (an object is an `IndexMap`: 64-byte entries and a
 /// hash index, growing by powers of two) and on the allocator's 16-byte granularity
-/// with a 32-byte minimum. Measured on parsed documents of a few fields it comes within
-/// about 20 % of the real heap (a plain sum of string lengths was under half of it).
+/// with a 32-byte minimum. On two parsed documents measured (growth of the resident
+/// heap over 200,000 copies) it said 1,152 bytes for 1,432 and 2,144 for 1,592; a plain
+/// sum of string lengths had said 612 and 711.
 pub(crate) fn approx_size(v: &Value) -> usize {
     32 + heap_size(v)
 }
