@@ -425,11 +425,35 @@ fn memory_limit_and_disk_use() {
     let out = c
         .aggregate_with(
             json!([{"$sort": {"k": 1}}, {"$limit": 3}, {"$project": {"k": 1, "_id": 0}}]),
-            small,
+            small.clone(),
         )
         .and_then(|c| c.to_vec())
         .expect("top-k");
     assert_eq!(out, vec![json!({"k": 0}), json!({"k": 1}), json!({"k": 2})]);
+    // A top-k whose k documents outgrow the budget fails without disk use, and spills
+    // with it, giving the same first k as an unbounded sort.
+    let pipeline = json!([{"$sort": {"k": -1}}, {"$limit": 500}, {"$project": {"k": 1}}]);
+    let e = c
+        .aggregate_with(pipeline.clone(), small.clone())
+        .and_then(|c| c.to_vec());
+    assert!(matches!(e, Err(Error::MemoryLimitExceeded { ref stage, .. }) if stage == "$sort"));
+    let spilled = c
+        .aggregate_with(
+            pipeline.clone(),
+            AggregateOptions {
+                allow_disk_use: true,
+                ..small
+            },
+        )
+        .and_then(|c| c.to_vec())
+        .expect("spilled top-k");
+    let roomy = c
+        .aggregate(pipeline)
+        .and_then(|c| c.to_vec())
+        .expect("top-k in memory");
+    assert_eq!(spilled.len(), 500);
+    assert_eq!(spilled, roomy);
+    assert_eq!(roomy[0]["k"], json!(1999));
 }
 
 #[test]
