@@ -331,6 +331,7 @@ fn execute(cli: Cli) -> CliResult<i32> {
                 projection,
                 skip,
                 limit: limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
+                allow_disk_use: None,
             };
             print_documents(
                 db.resolve_collection(&collection)?

@@ -660,6 +660,7 @@ impl CursorSpec {
             projection: self.projection.clone(),
             skip: Some(self.skip),
             limit: Some(self.limit),
+            allow_disk_use: None,
         };
         coll.find_with(self.filter.clone(), &spec)
             .map_err(db_error)?

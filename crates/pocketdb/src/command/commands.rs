@@ -132,6 +132,8 @@ pub(super) fn find(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
         projection: projection.cloned(),
         skip,
         limit: limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
+        // MongoDB 6's default (allowDiskUseByDefault), as the cursor's.
+        allow_disk_use: Some(cmd.bool("allowDiskUse", true)?),
     };
     let batch = coll
         .find_with(filter, &spec)?

@@ -212,6 +212,21 @@ fn find_errors() {
         "BadValue",
         "must be >= 0",
     );
+    // allowDiskUse is read (and passed to the cursor), so its type is checked.
+    assert_error(
+        &run(
+            &db,
+            json!({"find": "users", "sort": {"age": 1}, "allowDiskUse": "no"}),
+        ),
+        14,
+        "TypeMismatch",
+        "BSON field 'find.allowDiskUse' is the wrong type 'string', expected type 'bool'",
+    );
+    let reply = run(
+        &db,
+        json!({"find": "users", "sort": {"name": -1}, "allowDiskUse": false, "limit": 1}),
+    );
+    assert_eq!(reply["cursor"]["firstBatch"][0]["name"], json!("Linus"));
     assert_error(
         &run(&db, json!({"find": "users", "sort": {"age": "up"}})),
         2,

@@ -30,6 +30,11 @@ pub struct FindSpec {
     pub skip: Option<u64>,
     /// Most documents to return (MongoDB's meaning of a negative limit).
     pub limit: Option<i64>,
+    /// Whether a sort done in memory may spill to disk (see [`Cursor::allow_disk_use`];
+    /// `None`: the cursor's default, true).
+    ///
+    /// [`Cursor::allow_disk_use`]: crate::Cursor::allow_disk_use
+    pub allow_disk_use: Option<bool>,
 }
 
 /// What kind of collection a name stands for.
@@ -168,6 +173,9 @@ macro_rules! with_spec {
         }
         if let Some(limit) = spec.limit {
             cursor = cursor.limit(limit);
+        }
+        if let Some(allow) = spec.allow_disk_use {
+            cursor = cursor.allow_disk_use(allow);
         }
         cursor
     }};
