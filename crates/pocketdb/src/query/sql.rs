@@ -72,6 +72,13 @@ pub const REGEX_FUNCTION: &str = "pocketdb_regex";
 /// Installed by [`register_functions`].
 pub const JSON_CMP_FUNCTION: &str = "pocketdb_json_cmp";
 
+/// Name of the SQL function `pocketdb_eq(json, needle)`: 1 when `json` (a value as JSON
+/// text, as the `->` operator renders it; NULL when missing) equals `needle` (a string or
+/// number as JSON text) with MongoDB's equality, or is an array with an element that
+/// does; 0 otherwise. It reads the value once where `json_type` and `json_extract` read it
+/// twice. Installed by [`register_functions`].
+pub const EQ_FUNCTION: &str = "pocketdb_eq";
+
 /// Deepest dotted path compiled with array traversal; the SQL doubles with each segment.
 const MAX_TRAVERSAL_SEGMENTS: usize = 5;
 
@@ -589,6 +596,9 @@ impl Compiler<'_> {
         if !expands || scalar {
             return single;
         }
+        if let Some(piece) = eq_scalar_or_element(loc, cond) {
+            return piece;
+        }
         let alias = self.alias();
         let elem = self.single_pos(
             &Loc::Elem {
@@ -716,6 +726,24 @@ impl Compiler<'_> {
             .s("))"),
             exact: body.exact,
         }
+    }
+}
+
+/// Equality with a string or a number at a path that may hold an array:
+/// `pocketdb_eq(base -> 'path', needle)`, one JSON lookup per row ([`EQ_FUNCTION`]).
+/// `None` for other conditions and for `json_each` rows, whose value is already read.
+fn eq_scalar_or_element(loc: &Loc, cond: Pos<'_>) -> Option<Piece> {
+    let v = match cond {
+        Pos::Eq(v) | Pos::Cond(Cond::Eq(v)) if v.is_string() || v.is_number() => v,
+        _ => return None,
+    };
+    match loc {
+        Loc::Path { base, path } => Some(Piece::exact(
+            Frag::lit(format!("{EQ_FUNCTION}({base} -> {},", sql_string(path)))
+                .p(Src::param(Lit::Value(v), conv_json_text))
+                .s(")"),
+        )),
+        Loc::Elem { .. } => None,
     }
 }
 
@@ -1002,7 +1030,7 @@ fn regex_single(loc: &Loc, re: &Regex) -> Piece {
 }
 
 /// Installs the SQL functions compiled filters call ([`REGEX_FUNCTION`],
-/// [`JSON_CMP_FUNCTION`]) on a connection. Call it once per connection before running
+/// [`JSON_CMP_FUNCTION`], [`EQ_FUNCTION`]) on a connection. Call it once per connection before running
 /// any SQL from [`compile_filter`].
 pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8
@@ -1010,6 +1038,7 @@ pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
         | FunctionFlags::SQLITE_INNOCUOUS;
     conn.create_scalar_function(REGEX_FUNCTION, 3, flags, regex_fn)?;
     conn.create_scalar_function(JSON_CMP_FUNCTION, 2, flags, json_cmp_fn)?;
+    conn.create_scalar_function(EQ_FUNCTION, 2, flags, eq_fn)?;
     Ok(())
 }
 
@@ -1058,6 +1087,56 @@ fn parse_json(v: ValueRef<'_>) -> Option<Value> {
         ValueRef::Text(bytes) => serde_json::from_slice(bytes).ok(),
         _ => None,
     }
+}
+
+/// [`EQ_FUNCTION`]. The needle is a string or a number serialised by serde_json, as the
+/// document was when stored, so equal values are usually equal texts; only escapes
+/// (a string with a backslash), numbers of another spelling (`1` and `1.0`) and arrays
+/// are parsed.
+fn eq_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
+    let (ValueRef::Text(text), ValueRef::Text(needle_text)) = (ctx.get_raw(0), ctx.get_raw(1))
+    else {
+        return Ok(false);
+    };
+    if text == needle_text {
+        return Ok(true);
+    }
+    let needs_parse = match (text.first(), needle_text.first()) {
+        // Two strings written without escapes are equal exactly when their texts are.
+        (Some(b'"'), Some(b'"')) => text.contains(&b'\\') || needle_text.contains(&b'\\'),
+        // So are two integers in JSON's only spelling (no exponent, no `-0`).
+        (Some(b'-' | b'0'..=b'9'), Some(b'-' | b'0'..=b'9')) => {
+            !(plain_integer(text) && plain_integer(needle_text))
+        }
+        (Some(b'['), _) => true,
+        _ => false,
+    };
+    if !needs_parse {
+        return Ok(false);
+    }
+    let needle: Arc<Option<Value>> = ctx
+        .get_or_create_aux(1, |v| -> rusqlite::Result<Option<Value>> {
+            Ok(parse_json(v))
+        })?;
+    let Some(needle) = needle.as_ref() else {
+        return Ok(false);
+    };
+    let equal = |v: &Value| match (v, needle) {
+        (Value::String(a), Value::String(b)) => a == b,
+        (Value::Number(_), Value::Number(_)) => compare_values(v, needle) == Ordering::Equal,
+        _ => false,
+    };
+    Ok(if text.first() == Some(&b'[') {
+        serde_json::from_slice::<Vec<Value>>(text).is_ok_and(|items| items.iter().any(equal))
+    } else {
+        serde_json::from_slice::<Value>(text).is_ok_and(|v| equal(&v))
+    })
+}
+
+/// True for the JSON text of an integer other than `-0`: digits after an optional `-`.
+fn plain_integer(text: &[u8]) -> bool {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) && text != b"-0"
 }
 
 fn json_cmp_fn(ctx: &Context<'_>) -> rusqlite::Result<Option<i64>> {
