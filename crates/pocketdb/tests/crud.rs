@@ -220,6 +220,67 @@ fn sorts_in_memory_stay_within_their_limit() {
     assert_eq!(top.len(), 5);
 }
 
+/// A sort with a small limit reads only the sort fields of every match, then the
+/// winners' documents; its order must be the full sort's, for dotted paths into arrays
+/// of documents, arrays (min or max element), missing fields, mixed types and ties.
+#[test]
+fn top_k_sorts_agree_with_full_sorts() {
+    let db = Database::memory().unwrap();
+    let c = users(&db);
+    let docs: Vec<Value> = (0..1500i64)
+        .map(|i| {
+            let grp = ["a", "b", "c"][(i % 3) as usize];
+            let mut d = json!({"_id": i, "grp": grp});
+            match i % 7 {
+                0 => {}
+                1 => d["k"] = json!(null),
+                2 => d["k"] = json!([(i * 13) % 50, (i * 17) % 50]),
+                3 => d["k"] = json!(format!("s{}", i % 40)),
+                4 => d["k"] = json!({"x": i % 5}),
+                _ => d["k"] = json!((i * 7919) % 60),
+            }
+            d["sub"] = json!([{"v": (i * 31) % 70}, {"v": (i * 37) % 70}]);
+            d["n"] = json!({"m": (i % 11) as f64 / 2.0});
+            d
+        })
+        .collect();
+    c.insert_many(docs).unwrap();
+    // Interleave deletes so row ids have gaps and storage order is not `_id` order.
+    c.delete_many(json!({"_id": {"$mod": [13, 0]}})).unwrap();
+    c.insert_many((0..40).map(|i| json!({"_id": 5000 + i, "grp": "a", "k": i % 3})))
+        .unwrap();
+    let ids_of = |cursor: pocketdb::Cursor<Value>| -> Vec<i64> {
+        cursor
+            .map(|d| d.unwrap()["_id"].as_i64().unwrap())
+            .collect()
+    };
+    for filter in [json!({}), json!({"grp": "a"}), json!({"k": {"$gte": 10}})] {
+        for spec in [
+            json!({"k": 1}),
+            json!({"k": -1}),
+            json!({"sub.v": -1, "_id": 1}),
+            json!({"sub.v": 1}),
+            json!({"n.m": -1, "k": 1}),
+        ] {
+            let all = ids_of(c.find(filter.clone()).unwrap().sort(spec.clone()));
+            for (skip, limit) in [(0, 1), (0, 7), (3, 20), (100, 300), (0, 1000)] {
+                let want: Vec<i64> = all.iter().skip(skip).take(limit).copied().collect();
+                let got = ids_of(
+                    c.find(filter.clone())
+                        .unwrap()
+                        .sort(spec.clone())
+                        .skip(skip as u64)
+                        .limit(limit as i64),
+                );
+                assert!(
+                    got == want,
+                    "{filter} {spec} skip {skip} limit {limit}:\n got {got:?}\nwant {want:?}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn cursor_is_lazy_across_pages() {
     let db = Database::memory().unwrap();

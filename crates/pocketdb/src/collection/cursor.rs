@@ -289,6 +289,11 @@ impl<T: Document> Cursor<T> {
                     return Ok(First::Sorted(rows));
                 }
                 if let Some(sort) = sort {
+                    if let Some(k) = keep {
+                        if let Some(docs) = plan.top_by_keys(conn, &name, sort, k)? {
+                            return Ok(First::SortedHere(plan, Box::new(docs.into_iter().map(Ok))));
+                        }
+                    }
                     let mut sorter = Sorter::new("sort", sort.clone(), keep, memory);
                     plan.for_each_row(conn, &name, |row| sorter.push(row.doc))?;
                     return Ok(First::SortedHere(plan, sorter.finish()?));

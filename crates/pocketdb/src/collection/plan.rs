@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::id::id_key;
 use crate::index::{prefix_range, side_bounds, Bounds, IndexDef, IndexSet};
 use crate::query::shape::{conv_prefix_hi, conv_prefix_lo, Lit, ParamSource, Src};
-use crate::query::sql::{compile_filter_traced, path_expr, CompileOptions};
+use crate::query::sort::SortValue;
+use crate::query::sql::{compile_filter_traced, json_text_expr, path_expr, CompileOptions};
 use crate::query::{Cond, Filter, InItem, SortOrder, SortSpec};
 use crate::value::FieldPath;
 use rusqlite::types::Value as SqlValue;
@@ -385,6 +386,91 @@ impl Plan {
                 None => return Ok(()),
             }
         }
+    }
+}
+
+/// Largest `skip + limit` [`Plan::top_by_keys`] serves: it holds the winners' documents
+/// at the end without the sorter's memory bound.
+pub(crate) const TOP_BY_KEYS_MAX: usize = 1_000;
+
+impl Plan {
+    /// The best `keep` matching documents by `sort` (ties in `rid` order), reading only
+    /// the top-level fields the sort looks at from each matching row and then the
+    /// winners' documents: a top-k that decodes `keep` documents, not every match.
+    /// Both reads see one snapshot. `None` where it does not apply: an inexact plan (the
+    /// SQL selects a superset, so winners could fail the filter), `keep` over
+    /// [`TOP_BY_KEYS_MAX`], or a sort field SQLite's JSON paths cannot name.
+    pub(crate) fn top_by_keys(
+        &self,
+        conn: &Connection,
+        collection: &str,
+        sort: &SortSpec,
+        keep: usize,
+    ) -> Result<Option<Vec<Value>>> {
+        if !self.exact || keep > TOP_BY_KEYS_MAX {
+            return Ok(None);
+        }
+        // The sort key of a path depends only on the top-level field it starts with.
+        let mut fields: Vec<&str> = Vec::new();
+        for (path, _) in &sort.keys {
+            if !fields.contains(&path.first()) {
+                fields.push(path.first());
+            }
+        }
+        let mut exprs = Vec::with_capacity(fields.len());
+        for f in &fields {
+            match json_text_expr(&FieldPath::from_segments(vec![(*f).to_string()])) {
+                Some(e) => exprs.push(e),
+                None => return Ok(None),
+            }
+        }
+        if keep == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let sql = format!(
+            "SELECT rid, {} FROM {} WHERE {}",
+            exprs.join(", "),
+            self.target_sql(collection),
+            self.where_sql
+        );
+        super::in_read_transaction(conn, true, || {
+            let mut best: Vec<(Vec<SortValue>, i64)> = Vec::new();
+            let order = |a: &(Vec<SortValue>, i64), b: &(Vec<SortValue>, i64)| {
+                sort.compare_keys(&a.0, &b.0).then(a.1.cmp(&b.1))
+            };
+            {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(self.params.iter()))?;
+                while let Some(r) = rows.next()? {
+                    let rid: i64 = r.get(0)?;
+                    let mut partial = serde_json::Map::with_capacity(fields.len());
+                    for (i, f) in fields.iter().enumerate() {
+                        // `->` gives JSON text, or NULL for a missing field.
+                        if let rusqlite::types::ValueRef::Text(text) = r.get_ref(i + 1)? {
+                            partial.insert((*f).to_string(), serde_json::from_slice(text)?);
+                        }
+                    }
+                    best.push((sort.sort_key(&Value::Object(partial)), rid));
+                    if best.len() >= keep.saturating_mul(2).max(1024) {
+                        best.sort_unstable_by(order);
+                        best.truncate(keep);
+                    }
+                }
+            }
+            best.sort_unstable_by(order);
+            best.truncate(keep);
+            let rids: Vec<i64> = best.iter().map(|(_, rid)| *rid).collect();
+            let mut sorted = rids.clone();
+            sorted.sort_unstable();
+            let mut docs: std::collections::HashMap<i64, Value> = self
+                .fetch_by_rids(conn, collection, &sorted)?
+                .into_iter()
+                .map(|row| (row.rid, row.doc))
+                .collect();
+            Ok(Some(
+                rids.iter().filter_map(|rid| docs.remove(rid)).collect(),
+            ))
+        })
     }
 }
 
