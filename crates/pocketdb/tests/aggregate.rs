@@ -408,11 +408,13 @@ fn memory_limit_and_disk_use() {
         )
         .and_then(|c| c.to_vec());
     assert!(matches!(e, Err(Error::MemoryLimitExceeded { ref stage, .. }) if stage == "$group"));
-    // With disk use, $sort spills sorted runs and merges them.
+    // With disk use (the default, as MongoDB 6's allowDiskUseByDefault), $sort spills
+    // sorted runs and merges them.
     let disk = AggregateOptions {
-        allow_disk_use: true,
-        ..small.clone()
+        max_memory_bytes: small.max_memory_bytes,
+        ..AggregateOptions::default()
     };
+    assert!(disk.allow_disk_use);
     let out = c
         .aggregate_with(json!([{"$sort": {"k": -1}}, {"$project": {"k": 1}}]), disk)
         .and_then(|c| c.to_vec())

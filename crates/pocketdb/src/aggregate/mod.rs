@@ -55,7 +55,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AggregateOptions {
     /// Let `$sort` and `$group` spill to a temporary file past `max_memory_bytes`
-    /// (MongoDB's `allowDiskUse`). Other blocking stages still fail past the limit.
+    /// (MongoDB's `allowDiskUse`; on by default, as MongoDB 6's `allowDiskUseByDefault`
+    /// and a `find`'s sort). Other blocking stages still fail past the limit.
     pub allow_disk_use: bool,
     /// Bytes (estimated) a blocking stage may hold in memory. Default 100 MiB.
     pub max_memory_bytes: usize,
@@ -64,7 +65,7 @@ pub struct AggregateOptions {
 impl Default for AggregateOptions {
     fn default() -> Self {
         AggregateOptions {
-            allow_disk_use: false,
+            allow_disk_use: true,
             max_memory_bytes: 100 * 1024 * 1024,
         }
     }

@@ -535,7 +535,8 @@ pub(super) fn aggregate(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
             .unwrap_or_default());
     }
     let options = crate::AggregateOptions {
-        allow_disk_use: cmd.bool("allowDiskUse", false)?,
+        // MongoDB 6's default (allowDiskUseByDefault), as `find`'s.
+        allow_disk_use: cmd.bool("allowDiskUse", true)?,
         ..Default::default()
     };
     let batch = coll.aggregate_with(pipeline, options)?.to_vec()?;
