@@ -72,12 +72,16 @@ pub const REGEX_FUNCTION: &str = "pocketdb_regex";
 /// Installed by [`register_functions`].
 pub const JSON_CMP_FUNCTION: &str = "pocketdb_json_cmp";
 
-/// Name of the SQL function `pocketdb_eq(json, needle)`: 1 when `json` (a value as JSON
-/// text, as the `->` operator renders it; NULL when missing) equals `needle` (a string or
-/// number as JSON text) with MongoDB's equality, or is an array with an element that
-/// does; 0 otherwise. It reads the value once where `json_type` and `json_extract` read it
-/// twice. Installed by [`register_functions`].
+/// Name of the SQL function `pocketdb_eq(json, needle, ...)`: 1 when `json` (a value as
+/// JSON text, as the `->` operator renders it; NULL when missing) equals one of the
+/// needles (strings or numbers as JSON text) with MongoDB's equality, or is an array
+/// with an element that does; 0 otherwise. It reads the value once where `json_type` and
+/// `json_extract` read it two or three times. Installed by [`register_functions`].
 pub const EQ_FUNCTION: &str = "pocketdb_eq";
+
+/// Most `$in` values compiled to one [`EQ_FUNCTION`] call; longer lists use SQL's `IN`,
+/// which SQLite answers with a lookup table instead of comparing with each.
+const EQ_FUNCTION_MAX_NEEDLES: usize = 32;
 
 /// Deepest dotted path compiled with array traversal; the SQL doubles with each segment.
 const MAX_TRAVERSAL_SEGMENTS: usize = 5;
@@ -729,22 +733,40 @@ impl Compiler<'_> {
     }
 }
 
-/// Equality with a string or a number at a path that may hold an array:
-/// `pocketdb_eq(base -> 'path', needle)`, one JSON lookup per row ([`EQ_FUNCTION`]).
-/// `None` for other conditions and for `json_each` rows, whose value is already read.
+/// Equality with a string or a number, or `$in` of strings and numbers, at a path that
+/// may hold an array: `pocketdb_eq(base -> 'path', needle, ...)`, one JSON lookup per row
+/// ([`EQ_FUNCTION`]). `None` for other conditions and for `json_each` rows, whose value
+/// is already read.
 fn eq_scalar_or_element(loc: &Loc, cond: Pos<'_>) -> Option<Piece> {
-    let v = match cond {
-        Pos::Eq(v) | Pos::Cond(Cond::Eq(v)) if v.is_string() || v.is_number() => v,
+    let scalar = |v: &Value| v.is_string() || v.is_number();
+    let needles: Vec<&Value> = match cond {
+        Pos::Eq(v) | Pos::Cond(Cond::Eq(v)) if scalar(v) => vec![v],
+        Pos::In(items) => scalar_items(items)?,
+        Pos::Cond(Cond::In(items)) => scalar_items(items)?,
         _ => return None,
     };
-    match loc {
-        Loc::Path { base, path } => Some(Piece::exact(
-            Frag::lit(format!("{EQ_FUNCTION}({base} -> {},", sql_string(path)))
-                .p(Src::param(Lit::Value(v), conv_json_text))
-                .s(")"),
-        )),
-        Loc::Elem { .. } => None,
+    let Loc::Path { base, path } = loc else {
+        return None;
+    };
+    let mut frag = Frag::lit(format!("{EQ_FUNCTION}({base} -> {}", sql_string(path)));
+    for v in needles {
+        frag = frag.s(",").p(Src::param(Lit::Value(v), conv_json_text));
     }
+    Some(Piece::exact(frag.s(")")))
+}
+
+/// The values of a `$in` list of at most [`EQ_FUNCTION_MAX_NEEDLES`] strings and numbers.
+fn scalar_items(items: &[InItem]) -> Option<Vec<&Value>> {
+    if items.is_empty() || items.len() > EQ_FUNCTION_MAX_NEEDLES {
+        return None;
+    }
+    items
+        .iter()
+        .map(|item| match item {
+            InItem::Value(v) if v.is_string() || v.is_number() => Some(v),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A comparison of one value with a number or a string, split for [`Typed::with_elements`]:
@@ -1038,7 +1060,7 @@ pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
         | FunctionFlags::SQLITE_INNOCUOUS;
     conn.create_scalar_function(REGEX_FUNCTION, 3, flags, regex_fn)?;
     conn.create_scalar_function(JSON_CMP_FUNCTION, 2, flags, json_cmp_fn)?;
-    conn.create_scalar_function(EQ_FUNCTION, 2, flags, eq_fn)?;
+    conn.create_scalar_function(EQ_FUNCTION, -1, flags, eq_fn)?;
     Ok(())
 }
 
@@ -1089,42 +1111,53 @@ fn parse_json(v: ValueRef<'_>) -> Option<Value> {
     }
 }
 
-/// [`EQ_FUNCTION`]. The needle is a string or a number serialised by serde_json, as the
-/// document was when stored, so equal values are usually equal texts; only escapes
-/// (a string with a backslash), numbers of another spelling (`1` and `1.0`) and arrays
-/// are parsed.
+/// [`EQ_FUNCTION`]. The needles are strings or numbers serialised by serde_json, as
+/// documents are when stored, so equal values are usually equal texts; only escapes (a
+/// string with a backslash), numbers of another spelling (`1` and `1.0`) and arrays are
+/// parsed.
 fn eq_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
-    let (ValueRef::Text(text), ValueRef::Text(needle_text)) = (ctx.get_raw(0), ctx.get_raw(1))
-    else {
+    let ValueRef::Text(text) = ctx.get_raw(0) else {
         return Ok(false);
     };
-    if text == needle_text {
-        return Ok(true);
-    }
-    let needs_parse = match (text.first(), needle_text.first()) {
-        // Two strings written without escapes are equal exactly when their texts are.
-        (Some(b'"'), Some(b'"')) => text.contains(&b'\\') || needle_text.contains(&b'\\'),
-        // So are two integers in JSON's only spelling (no exponent, no `-0`).
-        (Some(b'-' | b'0'..=b'9'), Some(b'-' | b'0'..=b'9')) => {
-            !(plain_integer(text) && plain_integer(needle_text))
+    let mut needs_parse = false;
+    for i in 1..ctx.len() {
+        let ValueRef::Text(needle) = ctx.get_raw(i) else {
+            continue;
+        };
+        if text == needle {
+            return Ok(true);
         }
-        (Some(b'['), _) => true,
-        _ => false,
-    };
+        needs_parse |= match (text.first(), needle.first()) {
+            // Two strings written without escapes are equal exactly when their texts are.
+            (Some(b'"'), Some(b'"')) => text.contains(&b'\\') || needle.contains(&b'\\'),
+            // So are two integers in JSON's only spelling (no exponent, no `-0`).
+            (Some(b'-' | b'0'..=b'9'), Some(b'-' | b'0'..=b'9')) => {
+                !(plain_integer(text) && plain_integer(needle))
+            }
+            (Some(b'['), _) => true,
+            _ => false,
+        };
+    }
     if !needs_parse {
         return Ok(false);
     }
-    let needle: Arc<Option<Value>> = ctx
-        .get_or_create_aux(1, |v| -> rusqlite::Result<Option<Value>> {
-            Ok(parse_json(v))
-        })?;
-    let Some(needle) = needle.as_ref() else {
-        return Ok(false);
-    };
-    let equal = |v: &Value| match (v, needle) {
-        (Value::String(a), Value::String(b)) => a == b,
-        (Value::Number(_), Value::Number(_)) => compare_values(v, needle) == Ordering::Equal,
-        _ => false,
+    let mut needles = Vec::with_capacity(ctx.len() - 1);
+    for i in 1..ctx.len() {
+        let arg = i32::try_from(i).map_err(user_error)?;
+        let needle: Arc<Option<Value>> = ctx
+            .get_or_create_aux(arg, |v| -> rusqlite::Result<Option<Value>> {
+                Ok(parse_json(v))
+            })?;
+        needles.push(needle);
+    }
+    let equal = |v: &Value| {
+        needles.iter().any(|n| match (v, n.as_ref()) {
+            (Value::String(a), Some(Value::String(b))) => a == b,
+            (Value::Number(_), Some(n @ Value::Number(_))) => {
+                compare_values(v, n) == Ordering::Equal
+            }
+            _ => false,
+        })
     };
     Ok(if text.first() == Some(&b'[') {
         serde_json::from_slice::<Vec<Value>>(text).is_ok_and(|items| items.iter().any(equal))

@@ -1628,4 +1628,28 @@ fn equality_does_not_depend_on_how_the_value_was_written() {
     assert_eq!(ids(json!(-10)), BTreeSet::from([16]));
     assert_eq!(ids(json!(-10.0)), BTreeSet::from([16]));
     assert_eq!(ids(json!("1")), BTreeSet::new());
+    // `$in` of strings and numbers is one call with a needle per value.
+    let ins = |items: Vec<Value>| {
+        let sql = compile_filter(&fld("s", Cond::In(vals(&items))));
+        (sql.sql.contains(EQ_FUNCTION), sql.exact, run(&conn, &sql))
+    };
+    assert_eq!(
+        ins(vec![json!("a\"b"), json!(2), json!("café")]),
+        (true, true, BTreeSet::from([2, 3, 5, 8]))
+    );
+    assert_eq!(
+        ins(vec![json!(-10.0), json!("apple")]),
+        (true, true, BTreeSet::from([1, 6, 16]))
+    );
+    // With null, a regex or more than 32 values the SQL form is kept.
+    let (function, _, got) = ins(vec![json!("apple"), json!(null)]);
+    assert!(!function);
+    assert!(got.is_superset(&BTreeSet::from([1, 6])));
+    let many: Vec<Value> = (0..40)
+        .map(|i| json!(format!("v{i}")))
+        .chain([json!("apple")])
+        .collect();
+    let (function, exact, got) = ins(many);
+    assert!(!function && exact);
+    assert_eq!(got, BTreeSet::from([1, 6]));
 }
