@@ -667,7 +667,31 @@ fn match_sort_limit_pushed_down_to_an_index() {
         .and_then(|c| c.to_vec())
         .expect("rust path");
     let plan = c.explain_aggregate(pipeline.clone()).expect("explain");
-    assert_eq!(plan["stages"][1]["engine"], json!("rust"), "{plan:#}");
+    let engines: Vec<&str> = plan["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["engine"].as_str())
+        .collect();
+    assert_eq!(
+        engines,
+        vec!["sql", "rust", "rust", "rust", "rust"],
+        "{plan:#}"
+    );
+    assert_eq!(plan["query"]["sorted_in_memory"], json!(true), "{plan:#}");
+    // The same sort run by the pipeline itself (an `$addFields` stops the pushdown).
+    let in_pipeline = c
+        .aggregate(json!([
+            {"$match": {"status": "a"}},
+            {"$addFields": {"x": 1}},
+            {"$sort": {"score": -1}},
+            {"$skip": 2},
+            {"$limit": 5},
+            {"$project": {"score": 1, "_id": 0}}
+        ]))
+        .and_then(|c| c.to_vec())
+        .expect("pipeline sort");
+    assert_eq!(rust, in_pipeline);
     c.create_index(
         json!({"status": 1, "score": -1}),
         pocketdb::IndexOptions::default(),

@@ -109,10 +109,11 @@ impl Iterator for AggregateCursor {
 /// The stages answered by the collection query: filter, and with an index serving it a
 /// `$sort` followed by a `$limit`, then skip and limit.
 ///
-/// A `$sort` is handed to the cursor only when SQLite can answer it (an `ORDER BY` an
-/// index serves, reading only `skip + limit` rows) and a `$limit` bounds it: otherwise
-/// the cursor would sort in memory without a bound, while the pipeline's `$sort` keeps to
-/// the memory limit (top-k with a following `$limit`, spilling with `allow_disk_use`).
+/// A `$sort` right after the `$match`es is handed to the cursor when a `$limit` bounds
+/// it: SQLite answers it when an index serves the `ORDER BY` (reading only `skip +
+/// limit` rows); otherwise the cursor's top-k keeps the best `skip + limit`, reading
+/// only the sort fields of each match when that is exact, within the pipeline's memory
+/// limit and `allow_disk_use`.
 struct Pushdown {
     filter: Filter,
     /// The `$match` stages as written, for plugins' `before_read` hooks.
@@ -210,28 +211,29 @@ impl Source {
                 });
             }
         }
-        // A `$sort` whose `ORDER BY` an index serves, bounded by a following `$limit`.
-        // Sorting by stored values is wrong when plugins transform them.
+        // A `$sort` bounded by a following `$limit`: the cursor's top-k, in SQL when an
+        // index serves it. Sorting by stored values is wrong when plugins transform them.
         if !transformed && p.skip == 0 && p.limit.is_none() && matches!(rest, [Stage::Sort(_), ..])
         {
             let mut with_sort = pushdown(stages, true);
             with_sort.filter = p.filter.clone();
-            if let (Some(sort), Some(_)) = (&with_sort.sort, with_sort.limit) {
-                let cursor = coll
-                    .find_filter(with_sort.filter.clone())
-                    .sort_spec(sort.clone());
-                if cursor.sort_in_sql()? {
-                    p = with_sort;
-                }
+            if with_sort.sort.is_some() && with_sort.limit.is_some() {
+                p = with_sort;
             }
         }
         Ok(Source { p, group: None })
     }
 
-    /// The cursor reading the pushed-down stages.
-    fn cursor(&self, coll: &Collection<Value>) -> Cursor<Value> {
+    /// The cursor reading the pushed-down stages; a sort it does in memory keeps to
+    /// `options` and reports itself as `$sort`.
+    fn cursor(&self, coll: &Collection<Value>, options: &AggregateOptions) -> Cursor<Value> {
         let p = &self.p;
-        let mut cursor = coll.find_filter(p.filter.clone()).skip(p.skip);
+        let mut cursor = coll
+            .find_filter(p.filter.clone())
+            .skip(p.skip)
+            .allow_disk_use(options.allow_disk_use)
+            .max_sort_memory(options.max_memory_bytes)
+            .sort_stage("$sort");
         if let Some(sort) = &p.sort {
             cursor = cursor.sort_spec(sort.clone());
         }
@@ -254,7 +256,7 @@ pub(crate) fn execute(coll: &Collection<Value>, stages: &[Stage], ctx: &Ctx) -> 
     if source.p.limit == Some(0) {
         return Ok(Box::new(std::iter::empty()));
     }
-    run_stages(rest, Box::new(source.cursor(coll)), ctx)
+    run_stages(rest, Box::new(source.cursor(coll, &ctx.options)), ctx)
 }
 
 impl<T: Document> Collection<T> {
@@ -319,6 +321,9 @@ impl<T: Document> Collection<T> {
         let compiled = crate::query::sql::compile_filter(&p.filter);
         let group = &source.group;
         let sql_end = p.consumed + group.as_ref().map_or(0, |(_, used)| *used);
+        let options = AggregateOptions::default();
+        let query = source.cursor(&coll, &options).explain()?;
+        let sorted_in_memory = query.sorted_in_memory;
         let mut out = Vec::new();
         // `$sortByCount` expands to two stages; walk the parsed stages and show the
         // written stage they came from.
@@ -327,8 +332,21 @@ impl<T: Document> Collection<T> {
         while i < stages.len() {
             let written = raw.get(raw_index).cloned().unwrap_or(Value::Null);
             let is_sort_by_count = written.get("$sortByCount").is_some();
-            let engine = if i < sql_end { "sql" } else { "rust" };
+            let engine = match &stages[i] {
+                // A pushed-down `$sort` runs in SQL only when an index serves it.
+                // (and the `$skip`/`$limit` after it apply to its result).
+                Stage::Sort(_) | Stage::Skip(_) | Stage::Limit(_)
+                    if i < p.consumed && sorted_in_memory =>
+                {
+                    "rust"
+                }
+                _ if i < sql_end => "sql",
+                _ => "rust",
+            };
             let mut entry = json!({"name": stages[i].name(), "stage": written, "engine": engine});
+            if engine == "rust" && i < p.consumed && matches!(stages[i], Stage::Sort(_)) {
+                entry["note"] = json!("top-k by the collection query's in-memory sort");
+            }
             if i < p.consumed && matches!(stages[i], Stage::Match(..)) && !compiled.exact {
                 entry["note"] = json!("SQL selects a superset; the matcher re-checks each row");
             }
@@ -349,7 +367,7 @@ impl<T: Document> Collection<T> {
             "filter_exact": compiled.exact,
         });
         if group.is_none() {
-            report["query"] = source.cursor(&coll).explain()?.to_json();
+            report["query"] = query.to_json();
         }
         Ok(report)
     }

@@ -34,6 +34,8 @@ pub struct Cursor<T> {
     batch_size: usize,
     hint: Option<Value>,
     memory: SortMemory,
+    /// The stage named by a sort's `MemoryLimitExceeded` (`$sort` under a pipeline).
+    sort_stage: &'static str,
     error: Option<Error>,
     state: State,
 }
@@ -99,6 +101,7 @@ impl<T: Document> Cursor<T> {
             batch_size: 256,
             hint: None,
             memory: SORT_MEMORY,
+            sort_stage: "sort",
             error: None,
             state: State::NotStarted,
         }
@@ -182,6 +185,13 @@ impl<T: Document> Cursor<T> {
         self
     }
 
+    /// Names the stage a sort's [`Error::MemoryLimitExceeded`] reports (an aggregation's
+    /// `$sort` handed to its cursor).
+    pub(crate) fn sort_stage(mut self, stage: &'static str) -> Cursor<T> {
+        self.sort_stage = stage;
+        self
+    }
+
     /// Reads every remaining result.
     pub fn to_vec(self) -> Result<Vec<T>> {
         self.collect()
@@ -249,22 +259,6 @@ impl<T: Document> Cursor<T> {
         })
     }
 
-    /// True when SQLite answers the cursor's sort (an `ORDER BY` over indexed paths that
-    /// [`Plan::sort_sql`] can spell exactly), so only `skip + limit` rows are read.
-    pub(crate) fn sort_in_sql(&self) -> Result<bool> {
-        let Some(sort) = &self.sort else {
-            return Ok(false);
-        };
-        if self.error.is_some() || self.coll.buffer_pending() {
-            return Ok(false);
-        }
-        let filter = self.filter.clone().unwrap_or_else(Filter::all);
-        let (plan, _) = self
-            .coll
-            .read_plan(filter, self.hint.as_ref(), Some(sort))?;
-        Ok(plan.order_by.is_some())
-    }
-
     fn start(&mut self) -> Result<()> {
         let filter = self.filter.take().unwrap_or_else(Filter::all);
         if self.coll.buffer_pending() {
@@ -274,7 +268,7 @@ impl<T: Document> Cursor<T> {
         // `Collection::read_planned`); the closure only reads and may run twice.
         let (skip, limit, batch) = (self.skip, self.limit, self.batch_size);
         let name = self.coll.name.clone();
-        let (sort, memory) = (self.sort.as_ref(), self.memory);
+        let (sort, memory, stage) = (self.sort.as_ref(), self.memory, self.sort_stage);
         // A limit bounds what the sort keeps: `skip + limit` documents.
         let keep = limit.map(|l| usize::try_from(l.saturating_add(skip)).unwrap_or(usize::MAX));
         let started = std::time::Instant::now();
@@ -290,11 +284,11 @@ impl<T: Document> Cursor<T> {
                 }
                 if let Some(sort) = sort {
                     if let Some(k) = keep {
-                        if let Some(docs) = plan.top_by_keys(conn, &name, sort, k)? {
+                        if let Some(docs) = plan.top_by_keys(conn, &name, sort, k, memory)? {
                             return Ok(First::SortedHere(plan, Box::new(docs.into_iter().map(Ok))));
                         }
                     }
-                    let mut sorter = Sorter::new("sort", sort.clone(), keep, memory);
+                    let mut sorter = Sorter::new(stage, sort.clone(), keep, memory);
                     plan.for_each_row(conn, &name, |row| sorter.push(row.doc))?;
                     return Ok(First::SortedHere(plan, sorter.finish()?));
                 }

@@ -12,7 +12,7 @@ use crate::query::shape::{conv_prefix_hi, conv_prefix_lo, Lit, ParamSource, Src}
 use crate::query::sort::SortValue;
 use crate::query::sql::{compile_filter_traced, json_text_expr, path_expr, CompileOptions};
 use crate::query::{Cond, Filter, InItem, SortOrder, SortSpec};
-use crate::value::FieldPath;
+use crate::value::{approx_size, FieldPath};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
 use serde_json::Value;
@@ -399,13 +399,16 @@ impl Plan {
     /// winners' documents: a top-k that decodes `keep` documents, not every match.
     /// Both reads see one snapshot. `None` where it does not apply: an inexact plan (the
     /// SQL selects a superset, so winners could fail the filter), `keep` over
-    /// [`TOP_BY_KEYS_MAX`], or a sort field SQLite's JSON paths cannot name.
+    /// [`TOP_BY_KEYS_MAX`], a sort field SQLite's JSON paths cannot name, or winners
+    /// larger than `memory` allows (the [`Sorter`](super::sorter::Sorter) then spills or
+    /// fails as its options say).
     pub(crate) fn top_by_keys(
         &self,
         conn: &Connection,
         collection: &str,
         sort: &SortSpec,
         keep: usize,
+        memory: super::sorter::SortMemory,
     ) -> Result<Option<Vec<Value>>> {
         if !self.exact || keep > TOP_BY_KEYS_MAX {
             return Ok(None);
@@ -467,9 +470,11 @@ impl Plan {
                 .into_iter()
                 .map(|row| (row.rid, row.doc))
                 .collect();
-            Ok(Some(
-                rids.iter().filter_map(|rid| docs.remove(rid)).collect(),
-            ))
+            let out: Vec<Value> = rids.iter().filter_map(|rid| docs.remove(rid)).collect();
+            let held = out
+                .iter()
+                .fold(0usize, |n, d| n.saturating_add(approx_size(d)));
+            Ok((held <= memory.max_bytes).then_some(out))
         })
     }
 }
