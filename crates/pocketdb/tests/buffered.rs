@@ -97,6 +97,85 @@ fn reads_see_buffered_writes_merged_with_stored_ones() {
     );
 }
 
+/// While writes are pending, reads merge the buffer lazily: unsorted finds page through
+/// the stored rows, sorts keep to the cursor's memory limit (spilling, or failing
+/// without disk use), and skip/limit apply to the merged order.
+#[test]
+fn merged_reads_keep_to_the_sort_memory_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_slow(&dir);
+    let c = db.collection::<Value>("events");
+    let doc = |i: i64| json!({"_id": i, "k": (i * 7919) % 1000, "pad": "x".repeat(60)});
+    c.insert_many((0..1500).map(doc)).unwrap();
+    db.flush().unwrap();
+    // Pending: new documents, updates of stored ones (shadowing them) and deletes.
+    c.insert_many((1500..2000).map(doc)).unwrap();
+    // (Single-document writes are buffered; `update_many` would flush first.)
+    for i in 0..30 {
+        c.update_one(json!({"_id": i}), json!({"$set": {"k": -1}}))
+            .unwrap();
+    }
+    for i in 1400..1410 {
+        assert_eq!(c.delete_one(json!({"_id": i})).unwrap().deleted_count, 1);
+    }
+    assert_eq!(db.buffer_stats().unwrap().buffered, 540);
+    let ids = |cursor: pocketdb::Cursor<Value>| -> Vec<i64> {
+        cursor
+            .map(|d| d.unwrap()["_id"].as_i64().unwrap())
+            .collect()
+    };
+    let expected_sorted = |skip: usize, limit: usize| -> Vec<i64> {
+        let mut all: Vec<(i64, i64)> = (0..2000i64)
+            .filter(|i| !(1400..1410).contains(i))
+            .map(|i| (if i < 30 { -1 } else { (i * 7919) % 1000 }, i))
+            .collect();
+        // Ties keep the merged order: stored rows first (by `_id` here), then
+        // buffered inserts in write order; shadowed rows come with the buffer.
+        all.sort_by_key(|&(k, i)| (k, if (30..1500).contains(&i) { 0 } else { 1 }, i));
+        all.into_iter()
+            .map(|(_, i)| i)
+            .skip(skip)
+            .take(limit)
+            .collect()
+    };
+    let sorted = |memory: usize| {
+        c.find(json!({}))
+            .unwrap()
+            .sort(json!({"k": 1}))
+            .max_sort_memory(memory)
+    };
+    let want = expected_sorted(0, usize::MAX);
+    assert_eq!(want.len(), 1990);
+    assert_eq!(ids(sorted(usize::MAX)), want);
+    assert_eq!(ids(sorted(20_000)), want, "spilled");
+    assert_eq!(
+        ids(sorted(20_000).skip(10).limit(25)),
+        expected_sorted(10, 25)
+    );
+    let mut failing = sorted(20_000).allow_disk_use(false);
+    match failing.next() {
+        Some(Err(Error::MemoryLimitExceeded { limit, .. })) => assert_eq!(limit, 20_000),
+        other => panic!("expected MemoryLimitExceeded, got {other:?}"),
+    }
+    // Unsorted: every document once, skip and limit over the merged stream.
+    let mut all = ids(c.find(json!({})).unwrap());
+    assert_eq!(all.len(), 1990);
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 1990);
+    assert_eq!(
+        ids(c.find(json!({})).unwrap().skip(1980).limit(20)).len(),
+        10
+    );
+    assert_eq!(c.count_documents(json!({"k": -1})).unwrap(), 30);
+    assert_eq!(c.estimated_count().unwrap(), 1990);
+    assert_eq!(
+        db.buffer_stats().unwrap().buffered,
+        540,
+        "reads flushed nothing"
+    );
+}
+
 #[test]
 fn duplicate_ids_are_refused_before_acknowledgement() {
     let dir = tempfile::tempdir().unwrap();

@@ -43,7 +43,7 @@ use crate::query::{Cond, Filter, InItem};
 use crate::update::{ApplyContext, Update};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// Keys per `IN` query of the duplicate check (SQLite allows 32,766 parameters).
@@ -408,11 +408,32 @@ impl<T: Document> Collection<T> {
         )
     }
 
-    /// The documents matching `plan`: stored ones not shadowed by the buffer, then the
-    /// buffered ones (in write order). With `want`, stops once that many are found.
+    /// Every matching row with buffered writes merged in (read-your-writes): stored rows
+    /// (a page at a time, lazily) except those an unapplied write shadows, then the
+    /// buffered documents that match, in write order. At most `want` rows when set.
     pub(super) fn read_merged(&self, plan: &Plan, want: Option<usize>) -> Result<Vec<Row>> {
+        let mut rows = Vec::new();
+        for row in self.merged_rows(plan.clone())? {
+            rows.push(row?);
+            if want.is_some_and(|w| rows.len() >= w) {
+                break;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// [`read_merged`](Collection::read_merged) as a lazy stream: the overlay is read
+    /// when called, stored rows as the stream is consumed.
+    pub(super) fn merged_rows(&self, plan: Plan) -> Result<MergedRows<T>> {
         let Some(buffer) = self.db.buffer() else {
-            return self.read_all(plan);
+            return Ok(MergedRows {
+                coll: self.clone(),
+                plan,
+                shadowed: HashSet::new(),
+                overlay: Vec::new().into_iter(),
+                after: Some(0),
+                page: VecDeque::new(),
+            });
         };
         let (overlay, all_buffered): (Vec<(String, Entry)>, bool) = match id_keys(&plan.filter) {
             Some(keys) => {
@@ -426,42 +447,77 @@ impl<T: Document> Collection<T> {
             }
             None => (buffer.snapshot(&self.name), false),
         };
-        let reached = |rows: &Vec<Row>| want.is_some_and(|w| rows.len() >= w);
-        let mut rows = Vec::new();
-        if !all_buffered {
-            let shadowed: HashSet<&str> = overlay.iter().map(|(k, _)| k.as_str()).collect();
-            let mut after = 0;
-            loop {
-                let (page, last) = self.read_rows(plan, after, PAGE)?;
-                rows.extend(
+        Ok(MergedRows {
+            coll: self.clone(),
+            plan,
+            shadowed: overlay.iter().map(|(k, _)| k.clone()).collect(),
+            overlay: overlay.into_iter(),
+            after: (!all_buffered).then_some(0),
+            page: VecDeque::new(),
+        })
+    }
+}
+
+/// The stream of [`Collection::merged_rows`].
+pub(crate) struct MergedRows<T> {
+    coll: Collection<T>,
+    plan: Plan,
+    /// Keys whose stored rows the buffered state replaces.
+    shadowed: HashSet<String>,
+    /// The buffered state read when the stream was made, in write order.
+    overlay: std::vec::IntoIter<(String, Entry)>,
+    /// Where the next page of stored rows starts; `None` once they are read.
+    after: Option<i64>,
+    page: VecDeque<Row>,
+}
+
+impl<T: Document> MergedRows<T> {
+    fn next_row(&mut self) -> Result<Option<Row>> {
+        loop {
+            if let Some(row) = self.page.pop_front() {
+                return Ok(Some(row));
+            }
+            if let Some(after) = self.after {
+                let (page, last) = self.coll.read_rows(&self.plan, after, PAGE)?;
+                let shadowed = &self.shadowed;
+                self.page.extend(
                     page.into_iter()
                         .filter(|r| !shadowed.contains(r.key.as_str())),
                 );
-                if reached(&rows) {
-                    return Ok(rows);
-                }
-                match last {
-                    Some(l) => after = l,
-                    None => break,
+                self.after = last;
+                continue;
+            }
+            for (key, entry) in self.overlay.by_ref() {
+                let Some(text) = entry.doc else { continue };
+                let doc: Value = serde_json::from_str(&text)?;
+                if self.plan.filter.matches(&doc) {
+                    return Ok(Some(Row {
+                        rid: i64::MAX,
+                        key,
+                        rev: 0,
+                        doc,
+                    }));
                 }
             }
+            return Ok(None);
         }
-        for (key, entry) in overlay {
-            let Some(text) = entry.doc else { continue };
-            let doc: Value = serde_json::from_str(&text)?;
-            if plan.filter.matches(&doc) {
-                rows.push(Row {
-                    rid: i64::MAX,
-                    key,
-                    rev: 0,
-                    doc,
-                });
-                if reached(&rows) {
-                    break;
-                }
+    }
+}
+
+impl<T: Document> Iterator for MergedRows<T> {
+    type Item = Result<Row>;
+
+    fn next(&mut self) -> Option<Result<Row>> {
+        match self.next_row() {
+            Ok(row) => row.map(Ok),
+            Err(e) => {
+                // Nothing more after an error.
+                self.after = None;
+                self.page.clear();
+                self.overlay = Vec::new().into_iter();
+                Some(Err(e))
             }
         }
-        Ok(rows)
     }
 }
 

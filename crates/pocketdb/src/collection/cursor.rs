@@ -1,7 +1,7 @@
 //! Cursors: lazy iteration over query results.
 
 use super::plan::{Plan, Row};
-use super::sorter::{DocStream, SortMemory, Sorter};
+use super::sorter::{skip_take, DocStream, SortMemory, Sorter};
 use super::{from_document, Collection, Document, PlanCacheUse};
 use crate::error::{Error, Result};
 use crate::index::IndexSet;
@@ -262,7 +262,7 @@ impl<T: Document> Cursor<T> {
     fn start(&mut self) -> Result<()> {
         let filter = self.filter.take().unwrap_or_else(Filter::all);
         if self.coll.buffer_pending() {
-            return self.start_merged(&Plan::new(filter));
+            return self.start_merged(Plan::new(filter));
         }
         // Planning (index catalog, plan cache) and the first read see one snapshot (see
         // `Collection::read_planned`); the closure only reads and may run twice.
@@ -330,7 +330,7 @@ impl<T: Document> Cursor<T> {
                 let take = self
                     .limit
                     .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-                State::Docs(Box::new(docs.skip(skip).take(take)))
+                State::Docs(skip_take(docs, skip, take))
             }
             First::Rids(plan, rids, rows) => State::Streaming {
                 exhausted: rids.is_empty(),
@@ -360,23 +360,26 @@ impl<T: Document> Cursor<T> {
     }
 
     /// Buffered writes are pending: read stored and buffered documents merged.
-    fn start_merged(&mut self, plan: &Plan) -> Result<()> {
-        let want = match (&self.sort, self.limit) {
-            (None, Some(l)) => {
-                Some(usize::try_from(l.saturating_add(self.skip)).unwrap_or(usize::MAX))
-            }
-            _ => None,
-        };
-        let mut rows = self.coll.read_merged(plan, want)?;
-        if let Some(sort) = &self.sort {
-            rows.sort_by(|a, b| sort.compare(&a.doc, &b.doc));
-        }
+    fn start_merged(&mut self, plan: Plan) -> Result<()> {
+        let rows = self.coll.merged_rows(plan)?;
         let skip = usize::try_from(self.skip).unwrap_or(usize::MAX);
         let take = self
             .limit
             .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-        let rows: Vec<Row> = rows.into_iter().skip(skip).take(take).collect();
-        self.state = State::Sorted(rows.into_iter());
+        let docs: DocStream = match &self.sort {
+            // Sorted within the memory limit, as a sort without writes pending.
+            Some(sort) => {
+                let keep = self.limit.map(|_| skip.saturating_add(take));
+                let mut sorter = Sorter::new(self.sort_stage, sort.clone(), keep, self.memory);
+                for row in rows {
+                    sorter.push(row?.doc)?;
+                }
+                sorter.finish()?
+            }
+            // Lazily, a page of stored rows at a time.
+            None => Box::new(rows.map(|r| r.map(|r| r.doc))),
+        };
+        self.state = State::Docs(skip_take(docs, skip, take));
         Ok(())
     }
 

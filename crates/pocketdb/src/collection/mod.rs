@@ -133,6 +133,16 @@ impl<T> std::fmt::Debug for Collection<T> {
 
 const PAGE: usize = 512;
 
+/// Counts a stream of rows without holding them.
+fn count_rows(rows: impl Iterator<Item = Result<Row>>) -> Result<u64> {
+    let mut n = 0u64;
+    for row in rows {
+        row?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 impl<T: Document> Collection<T> {
     pub(crate) fn new(db: Database, name: &str) -> Collection<T> {
         Collection {
@@ -354,7 +364,7 @@ impl<T: Document> Collection<T> {
     pub fn count_documents(&self, filter: Value) -> Result<u64> {
         let filter = self.user_filter(filter)?;
         if self.buffer_pending() {
-            return Ok(self.read_merged(&Plan::new(filter), None)?.len() as u64);
+            return count_rows(self.merged_rows(Plan::new(filter))?);
         }
         self.read(
             |conn| {
@@ -369,8 +379,7 @@ impl<T: Document> Collection<T> {
     /// Number of documents in the collection, from the table without a filter.
     pub fn estimated_count(&self) -> Result<u64> {
         if self.buffer_pending() {
-            let all = self.read_merged(&Plan::new(Filter::all()), None)?;
-            return Ok(all.len() as u64);
+            return count_rows(self.merged_rows(Plan::new(Filter::all()))?);
         }
         self.read(
             |conn| {
@@ -822,14 +831,6 @@ impl<T: Document> Collection<T> {
             |conn| plan.fetch_page(conn, &self.name, after, limit),
             || (Vec::new(), None),
         );
-        self.db
-            .observe_read(&self.name, &plan.filter, started.elapsed());
-        out
-    }
-
-    pub(crate) fn read_all(&self, plan: &Plan) -> Result<Vec<Row>> {
-        let started = std::time::Instant::now();
-        let out = self.read(|conn| plan.fetch_all(conn, &self.name), Vec::new);
         self.db
             .observe_read(&self.name, &plan.filter, started.elapsed());
         out
@@ -2061,7 +2062,7 @@ impl<T: Document> QueryBuilder<Collection<T>> {
         let (coll, mut q) = self.into_parts()?;
         q.filter = coll.plugin_filter(q.filter, json)?;
         if coll.buffer_pending() {
-            return Ok(coll.read_merged(&Plan::new(q.filter), None)?.len() as u64);
+            return count_rows(coll.merged_rows(Plan::new(q.filter))?);
         }
         coll.read(
             |conn| coll.plan(conn, q.filter)?.count(conn, &coll.name),

@@ -25,6 +25,31 @@ pub(crate) type DocStream = Box<dyn Iterator<Item = Result<Value>> + Send>;
 
 type Keyed = (Vec<SortValue>, Value);
 
+/// `docs` without its first `skip` documents and then at most `take`: as `Iterator::skip`
+/// and `take`, except that an error is passed on, never skipped or counted.
+pub(crate) fn skip_take(docs: DocStream, skip: usize, take: usize) -> DocStream {
+    let (mut skip, mut take) = (skip, take);
+    Box::new(
+        docs.filter(move |d| {
+            if d.is_ok() && skip > 0 {
+                skip -= 1;
+                return false;
+            }
+            true
+        })
+        .take_while(move |d| {
+            if d.is_err() {
+                return true;
+            }
+            if take == 0 {
+                return false;
+            }
+            take -= 1;
+            true
+        }),
+    )
+}
+
 /// How much a sort may hold in memory, and what happens past it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SortMemory {
@@ -305,6 +330,21 @@ impl Iterator for Merger {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn skip_take_passes_errors_on() {
+        let items: Vec<Result<Value>> = vec![
+            Ok(json!(1)),
+            Err(Error::InvalidArgument("x".into())),
+            Ok(json!(2)),
+            Ok(json!(3)),
+            Ok(json!(4)),
+        ];
+        let out: Vec<String> = skip_take(Box::new(items.into_iter()), 1, 2)
+            .map(|d| d.map_or_else(|_| "err".to_string(), |v| v.to_string()))
+            .collect();
+        assert_eq!(out, ["err", "2", "3"]);
+    }
 
     fn spec(v: Value) -> SortSpec {
         SortSpec::parse(&v).unwrap()

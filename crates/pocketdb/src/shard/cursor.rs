@@ -18,7 +18,7 @@
 //! own cursor whole.
 
 use super::{Spread, MAX_MEMBER_THREADS};
-use crate::collection::sorter::{DocStream, SortMemory, Sorter};
+use crate::collection::sorter::{skip_take, DocStream, SortMemory, Sorter};
 use crate::collection::{from_document, Collection, Cursor, Document, SORT_MEMORY};
 use crate::error::{Error, Result};
 use crate::query::sort::SortValue;
@@ -424,7 +424,7 @@ impl<T: Document> ShardedCursor<T> {
                     let take = self
                         .limit
                         .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
-                    self.state = State::Sorted(Box::new(docs.skip(skip).take(take)));
+                    self.state = State::Sorted(skip_take(docs, skip, take));
                     return Ok(());
                 }
                 let mut streams = Vec::with_capacity(self.members.len());
