@@ -79,6 +79,14 @@ pub const JSON_CMP_FUNCTION: &str = "pocketdb_json_cmp";
 /// `json_extract` read it two or three times. Installed by [`register_functions`].
 pub const EQ_FUNCTION: &str = "pocketdb_eq";
 
+/// Name of the SQL function `pocketdb_cmp(json, op, needle)`: 1 when `json` (a value as
+/// JSON text from `->`; NULL when missing) is of the needle's type bracket (a number or
+/// a string, given as JSON text) and compares with it as `op` (`'<'`, `'<='`, `'>'` or
+/// `'>='`) says in MongoDB's order, or is an array with such an element; 0 otherwise.
+/// One JSON lookup per row where `CASE json_type(…) … json_extract(…) < ?` takes two.
+/// Installed by [`register_functions`].
+pub const CMP_FUNCTION: &str = "pocketdb_cmp";
+
 /// Most `$in` values compiled to one [`EQ_FUNCTION`] call; longer lists use SQL's `IN`,
 /// which SQLite answers with a lookup table instead of comparing with each.
 const EQ_FUNCTION_MAX_NEEDLES: usize = 32;
@@ -603,6 +611,9 @@ impl Compiler<'_> {
         if let Some(piece) = eq_scalar_or_element(loc, cond) {
             return piece;
         }
+        if let Some(piece) = cmp_scalar_or_element(loc, cond) {
+            return piece;
+        }
         let alias = self.alias();
         let elem = self.single_pos(
             &Loc::Elem {
@@ -753,6 +764,36 @@ fn eq_scalar_or_element(loc: &Loc, cond: Pos<'_>) -> Option<Piece> {
         frag = frag.s(",").p(Src::param(Lit::Value(v), conv_json_text));
     }
     Some(Piece::exact(frag.s(")")))
+}
+
+/// `$lt`/`$lte` with a number, or any comparison with a string, at a path that may hold
+/// an array: `pocketdb_cmp(base -> 'path', op, needle)`, one JSON lookup per row
+/// ([`CMP_FUNCTION`]). `$gt`/`$gte` with a number keep their guarded SQL (see
+/// [`typed_single`]), which costs one lookup on the rows that fail it.
+fn cmp_scalar_or_element(loc: &Loc, cond: Pos<'_>) -> Option<Piece> {
+    let (op, v) = match cond {
+        Pos::Cond(Cond::Gt(v)) => (CmpOp::Gt, v),
+        Pos::Cond(Cond::Gte(v)) => (CmpOp::Gte, v),
+        Pos::Cond(Cond::Lt(v)) => (CmpOp::Lt, v),
+        Pos::Cond(Cond::Lte(v)) => (CmpOp::Lte, v),
+        _ => return None,
+    };
+    let wanted = v.is_string() || (v.is_number() && matches!(op, CmpOp::Lt | CmpOp::Lte));
+    let Loc::Path { base, path } = loc else {
+        return None;
+    };
+    if !wanted {
+        return None;
+    }
+    Some(Piece::exact(
+        Frag::lit(format!(
+            "{CMP_FUNCTION}({base} -> {},'{}',",
+            sql_string(path),
+            op.sql()
+        ))
+        .p(Src::param(Lit::Value(v), conv_json_text))
+        .s(")"),
+    ))
 }
 
 /// The values of a `$in` list of at most [`EQ_FUNCTION_MAX_NEEDLES`] strings and numbers.
@@ -1052,7 +1093,7 @@ fn regex_single(loc: &Loc, re: &Regex) -> Piece {
 }
 
 /// Installs the SQL functions compiled filters call ([`REGEX_FUNCTION`],
-/// [`JSON_CMP_FUNCTION`], [`EQ_FUNCTION`]) on a connection. Call it once per connection before running
+/// [`JSON_CMP_FUNCTION`], [`EQ_FUNCTION`], [`CMP_FUNCTION`]) on a connection. Call it once per connection before running
 /// any SQL from [`compile_filter`].
 pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8
@@ -1061,6 +1102,7 @@ pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function(REGEX_FUNCTION, 3, flags, regex_fn)?;
     conn.create_scalar_function(JSON_CMP_FUNCTION, 2, flags, json_cmp_fn)?;
     conn.create_scalar_function(EQ_FUNCTION, -1, flags, eq_fn)?;
+    conn.create_scalar_function(CMP_FUNCTION, 3, flags, cmp_fn)?;
     Ok(())
 }
 
@@ -1163,6 +1205,45 @@ fn eq_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
         serde_json::from_slice::<Vec<Value>>(text).is_ok_and(|items| items.iter().any(equal))
     } else {
         serde_json::from_slice::<Value>(text).is_ok_and(|v| equal(&v))
+    })
+}
+
+/// [`CMP_FUNCTION`]. Strings without escapes compare as their bytes (MongoDB's binary
+/// order); numbers and arrays are parsed.
+fn cmp_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
+    let ValueRef::Text(text) = ctx.get_raw(0) else {
+        return Ok(false);
+    };
+    let op = match ctx.get_raw(1) {
+        ValueRef::Text(b">") => CmpOp::Gt,
+        ValueRef::Text(b">=") => CmpOp::Gte,
+        ValueRef::Text(b"<") => CmpOp::Lt,
+        ValueRef::Text(b"<=") => CmpOp::Lte,
+        _ => return Ok(false),
+    };
+    let needle: Arc<Option<Value>> = ctx
+        .get_or_create_aux(2, |v| -> rusqlite::Result<Option<Value>> {
+            Ok(parse_json(v))
+        })?;
+    let Some(needle) = needle.as_ref() else {
+        return Ok(false);
+    };
+    let holds = |v: &Value| match (v, needle) {
+        (Value::String(a), Value::String(b)) => op.holds(a.as_bytes().cmp(b.as_bytes())),
+        (Value::Number(_), Value::Number(_)) => op.holds(compare_values(v, needle)),
+        _ => false,
+    };
+    Ok(match (text.first(), needle) {
+        (Some(b'"'), Value::String(b)) if text.len() >= 2 && !text.contains(&b'\\') => {
+            op.holds(text[1..text.len() - 1].cmp(b.as_bytes()))
+        }
+        (Some(b'"'), Value::String(_)) | (Some(b'-' | b'0'..=b'9'), Value::Number(_)) => {
+            serde_json::from_slice::<Value>(text).is_ok_and(|v| holds(&v))
+        }
+        (Some(b'['), _) => {
+            serde_json::from_slice::<Vec<Value>>(text).is_ok_and(|items| items.iter().any(holds))
+        }
+        _ => false,
     })
 }
 

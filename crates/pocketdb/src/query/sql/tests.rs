@@ -1539,8 +1539,9 @@ fn regex_function_checks_its_inputs() {
     assert!(m("SELECT pocketdb_json_cmp('nope', '1')").is_err());
 }
 
-/// A comparison on a path that may hold arrays reads the path's type once per row, and
-/// a conjunction tests its equalities first (SQLite evaluates a scan's terms in order).
+/// A comparison on a path that may hold arrays reads the path's type once per row (`$gt`
+/// guarded by the value, `$lte` in one `pocketdb_cmp` lookup), and a conjunction tests
+/// its equalities first (SQLite evaluates a scan's terms in order).
 /// Results are checked against the matcher on the corpus above.
 #[test]
 fn comparisons_read_the_type_once_and_equalities_come_first() {
@@ -1558,7 +1559,8 @@ fn comparisons_read_the_type_once_and_equalities_come_first() {
     ]);
     let sql = compile_filter(&range);
     assert!(sql.exact);
-    assert_eq!(sql.sql.matches("json_type(").count(), 2, "{}", sql.sql);
+    assert_eq!(sql.sql.matches("json_type(").count(), 1, "{}", sql.sql);
+    assert_eq!(sql.sql.matches(CMP_FUNCTION).count(), 1, "{}", sql.sql);
     let expected = matching(&range);
     assert!(expected.contains(&10), "the array [1, 20] matches");
     assert_eq!(run(&conn, &sql), expected);
@@ -1652,4 +1654,80 @@ fn equality_does_not_depend_on_how_the_value_was_written() {
     let (function, exact, got) = ins(many);
     assert!(!function && exact);
     assert_eq!(got, BTreeSet::from([1, 6]));
+}
+
+/// `pocketdb_cmp` keeps MongoDB's type brackets and array semantics whatever the
+/// spelling of the stored value, and agrees with the matcher.
+#[test]
+fn comparisons_in_one_lookup_agree_with_the_matcher() {
+    let conn = Connection::open_in_memory().unwrap();
+    register_functions(&conn).unwrap();
+    conn.execute(TABLE, []).unwrap();
+    let texts = [
+        (1, r#"{"s": "apple"}"#),
+        (2, r#"{"s": "\u0061pple"}"#),
+        (3, r#"{"s": "b\"q"}"#),
+        (4, r#"{"s": "é"}"#),
+        (5, r#"{"s": ""}"#),
+        (6, r#"{"s": ["zz", 3]}"#),
+        (7, r#"{"s": 1e1}"#),
+        (8, r#"{"s": -2.5}"#),
+        (9, r#"{"s": 18446744073709551615}"#),
+        (10, r#"{"s": 18446744073709551614}"#),
+        (11, r#"{"s": [[1], {"a": 1}]}"#),
+        (12, r#"{"s": null}"#),
+        (13, r#"{"s": true}"#),
+        (14, r#"{"t": 1}"#),
+        (15, r#"{"s": "10"}"#),
+    ];
+    let mut docs = Vec::new();
+    for (id, text) in texts {
+        conn.execute(
+            "INSERT INTO t (id, doc, rev) VALUES (?, jsonb(?), 1)",
+            (id.to_string(), text),
+        )
+        .unwrap();
+        docs.push((id, serde_json::from_str::<Value>(text).unwrap()));
+    }
+    let operands = [
+        json!("apple"),
+        json!("b"),
+        json!("é"),
+        json!(""),
+        json!(3),
+        json!(10),
+        json!(10.0),
+        json!(-2.5),
+        json!(18446744073709551615u64),
+        json!(1e30),
+    ];
+    for v in operands {
+        for cond in [
+            Cond::Lt(v.clone()),
+            Cond::Lte(v.clone()),
+            Cond::Gt(v.clone()),
+            Cond::Gte(v.clone()),
+        ] {
+            let f = fld("s", cond);
+            let sql = compile_filter(&f);
+            let expected: BTreeSet<i64> = docs
+                .iter()
+                .filter(|(_, d)| f.matches(d))
+                .map(|(id, _)| *id)
+                .collect();
+            let got = run(&conn, &sql);
+            if sql.exact {
+                assert_eq!(got, expected, "{f:?}: {}", sql.sql);
+            } else {
+                assert!(got.is_superset(&expected), "{f:?}: {}", sql.sql);
+            }
+        }
+    }
+    let lt = compile_filter(&fld("s", Cond::Lt(json!("b"))));
+    assert!(lt.sql.contains(CMP_FUNCTION) && lt.exact, "{}", lt.sql);
+    assert_eq!(run(&conn, &lt), BTreeSet::from([1, 2, 5, 15]));
+    assert_eq!(
+        run(&conn, &compile_filter(&fld("s", Cond::Lte(json!(3))))),
+        BTreeSet::from([6, 8])
+    );
 }
