@@ -74,7 +74,7 @@ pub const JSON_CMP_FUNCTION: &str = "pocketdb_json_cmp";
 
 /// Name of the SQL function `pocketdb_eq(json, needle, ...)`: 1 when `json` (a value as
 /// JSON text, as the `->` operator renders it; NULL when missing) equals one of the
-/// needles (strings or numbers as JSON text) with MongoDB's equality, or is an array
+/// needles (strings, numbers or booleans as JSON text) with MongoDB's equality, or is an array
 /// with an element that does; 0 otherwise. It reads the value once where `json_type` and
 /// `json_extract` read it two or three times. Installed by [`register_functions`].
 pub const EQ_FUNCTION: &str = "pocketdb_eq";
@@ -567,9 +567,10 @@ impl Compiler<'_> {
         let alias = self.alias();
         let sub = self.walk(&format!("{alias}.value"), "$", segs, true, scalar, cond);
         let exact = sub.exact && inner.exact;
-        let frag = Frag::lit("((")
+        // One `json_type` per row: `CASE` evaluates its operand once.
+        let frag = Frag::lit("(CASE ")
             .s(&here.ty())
-            .s("='array' AND EXISTS (SELECT 1 FROM ")
+            .s(" WHEN 'array' THEN EXISTS (SELECT 1 FROM ")
             .s(&here.each())
             .s(" AS ")
             .s(&alias)
@@ -577,11 +578,9 @@ impl Compiler<'_> {
             .s(&alias)
             .s(".type='object' AND ")
             .f(sub.frag)
-            .s(")) OR (")
-            .s(&here.ty())
-            .s(" IS NOT 'array' AND ")
+            .s(") ELSE ")
             .f(inner.frag)
-            .s("))");
+            .s(" END)");
         Piece { frag, exact }
     }
 
@@ -744,12 +743,12 @@ impl Compiler<'_> {
     }
 }
 
-/// Equality with a string or a number, or `$in` of strings and numbers, at a path that
+/// Equality with a string, number or boolean, or `$in` of those, at a path that
 /// may hold an array: `pocketdb_eq(base -> 'path', needle, ...)`, one JSON lookup per row
 /// ([`EQ_FUNCTION`]). `None` for other conditions and for `json_each` rows, whose value
 /// is already read.
 fn eq_scalar_or_element(loc: &Loc, cond: Pos<'_>) -> Option<Piece> {
-    let scalar = |v: &Value| v.is_string() || v.is_number();
+    let scalar = |v: &Value| v.is_string() || v.is_number() || v.is_boolean();
     let needles: Vec<&Value> = match cond {
         Pos::Eq(v) | Pos::Cond(Cond::Eq(v)) if scalar(v) => vec![v],
         Pos::In(items) => scalar_items(items)?,
@@ -796,7 +795,7 @@ fn cmp_scalar_or_element(loc: &Loc, cond: Pos<'_>) -> Option<Piece> {
     ))
 }
 
-/// The values of a `$in` list of at most [`EQ_FUNCTION_MAX_NEEDLES`] strings and numbers.
+/// The values of a `$in` list of at most [`EQ_FUNCTION_MAX_NEEDLES`] strings, numbers and booleans.
 fn scalar_items(items: &[InItem]) -> Option<Vec<&Value>> {
     if items.is_empty() || items.len() > EQ_FUNCTION_MAX_NEEDLES {
         return None;
@@ -804,7 +803,7 @@ fn scalar_items(items: &[InItem]) -> Option<Vec<&Value>> {
     items
         .iter()
         .map(|item| match item {
-            InItem::Value(v) if v.is_string() || v.is_number() => Some(v),
+            InItem::Value(v) if v.is_string() || v.is_number() || v.is_boolean() => Some(v),
             _ => None,
         })
         .collect()
@@ -1153,7 +1152,7 @@ fn parse_json(v: ValueRef<'_>) -> Option<Value> {
     }
 }
 
-/// [`EQ_FUNCTION`]. The needles are strings or numbers serialised by serde_json, as
+/// [`EQ_FUNCTION`]. The needles are strings, numbers or booleans serialised by serde_json, as
 /// documents are when stored, so equal values are usually equal texts; only escapes (a
 /// string with a backslash), numbers of another spelling (`1` and `1.0`) and arrays are
 /// parsed.
@@ -1195,6 +1194,7 @@ fn eq_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
     let equal = |v: &Value| {
         needles.iter().any(|n| match (v, n.as_ref()) {
             (Value::String(a), Some(Value::String(b))) => a == b,
+            (Value::Bool(a), Some(Value::Bool(b))) => a == b,
             (Value::Number(_), Some(n @ Value::Number(_))) => {
                 compare_values(v, n) == Ordering::Equal
             }

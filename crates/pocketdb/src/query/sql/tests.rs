@@ -1597,6 +1597,9 @@ fn equality_does_not_depend_on_how_the_value_was_written() {
         (14, r#"{"s": -0}"#),
         (15, r#"{"s": 10}"#),
         (16, r#"{"s": -10}"#),
+        (17, r#"{"s": true}"#),
+        (18, r#"{"s": [false, 1]}"#),
+        (19, r#"{"s": "true"}"#),
     ];
     for (id, text) in texts {
         conn.execute(
@@ -1622,14 +1625,17 @@ fn equality_does_not_depend_on_how_the_value_was_written() {
     assert_eq!(ids(json!("café")), BTreeSet::from([5]));
     assert_eq!(ids(json!("\"apple\"")), BTreeSet::from([11]));
     assert_eq!(ids(json!("line\nbreak \"q\"")), BTreeSet::from([13]));
-    assert_eq!(ids(json!(1)), BTreeSet::from([7, 8]));
-    assert_eq!(ids(json!(1.0)), BTreeSet::from([7, 8]));
+    assert_eq!(ids(json!(1)), BTreeSet::from([7, 8, 18]));
+    assert_eq!(ids(json!(1.0)), BTreeSet::from([7, 8, 18]));
     assert_eq!(ids(json!(2)), BTreeSet::from([8]));
     assert_eq!(ids(json!(0)), BTreeSet::from([12, 14]));
     assert_eq!(ids(json!(10)), BTreeSet::from([15]));
     assert_eq!(ids(json!(-10)), BTreeSet::from([16]));
     assert_eq!(ids(json!(-10.0)), BTreeSet::from([16]));
     assert_eq!(ids(json!("1")), BTreeSet::new());
+    assert_eq!(ids(json!(true)), BTreeSet::from([17]));
+    assert_eq!(ids(json!(false)), BTreeSet::from([18]));
+    assert_eq!(ids(json!("true")), BTreeSet::from([19]));
     // `$in` of strings and numbers is one call with a needle per value.
     let ins = |items: Vec<Value>| {
         let sql = compile_filter(&fld("s", Cond::In(vals(&items))));
@@ -1642,6 +1648,10 @@ fn equality_does_not_depend_on_how_the_value_was_written() {
     assert_eq!(
         ins(vec![json!(-10.0), json!("apple")]),
         (true, true, BTreeSet::from([1, 6, 16]))
+    );
+    assert_eq!(
+        ins(vec![json!(false), json!(1)]),
+        (true, true, BTreeSet::from([7, 8, 18]))
     );
     // With null, a regex or more than 32 values the SQL form is kept.
     let (function, _, got) = ins(vec![json!("apple"), json!(null)]);
