@@ -485,6 +485,70 @@ fn distinct_unwinds_arrays() {
     assert_eq!(ages, [json!(28), json!(36)]);
 }
 
+/// `distinct` over many values, dotted paths into arrays of documents, mixed types and
+/// equal numbers of two spellings, with exact and inexact filters: the same values as a
+/// naive scan of the documents keeps (the first of equal values), in MongoDB's order.
+#[test]
+fn distinct_over_many_values_matches_a_naive_scan() {
+    let db = Database::memory().unwrap();
+    let c = users(&db);
+    let docs: Vec<Value> = (0..6000i64)
+        .map(|i| {
+            let v = match i % 5 {
+                0 => json!(i % 2500),
+                1 => json!((i % 2500) as f64),
+                2 => json!(format!("s{}", i % 1200)),
+                3 => json!([i % 40, {"x": i % 3}]),
+                _ => json!(null),
+            };
+            json!({"_id": i, "v": v, "items": [{"k": i % 900}, {"k": "a"}], "odd": i % 2 == 1})
+        })
+        .collect();
+    c.insert_many(docs.clone()).unwrap();
+    let naive = |filter: &dyn Fn(&Value) -> bool, get: &dyn Fn(&Value) -> Vec<Value>| {
+        let mut out: Vec<Value> = Vec::new();
+        for d in docs.iter().filter(|d| filter(d)) {
+            for v in get(d) {
+                if !out.iter().any(|x| pocketdb::value::values_equal(x, &v)) {
+                    out.push(v);
+                }
+            }
+        }
+        out.sort_by(pocketdb::value::compare_values);
+        out
+    };
+    let v_of = |d: &Value| match &d["v"] {
+        Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    let k_of = |d: &Value| -> Vec<Value> {
+        d["items"]
+            .as_array()
+            .map(|items| items.iter().map(|it| it["k"].clone()).collect())
+            .unwrap_or_default()
+    };
+    let all = |_: &Value| true;
+    let odd = |d: &Value| d["odd"] == json!(true);
+    assert_eq!(c.distinct("v", json!({})).unwrap(), naive(&all, &v_of));
+    assert_eq!(
+        c.distinct("v", json!({"odd": true})).unwrap(),
+        naive(&odd, &v_of)
+    );
+    assert_eq!(
+        c.distinct("items.k", json!({})).unwrap(),
+        naive(&all, &k_of)
+    );
+    // A numeric path segment compiles inexactly: rows are re-checked by the matcher.
+    let first_k = |d: &Value| d["items"][0]["k"].as_i64().is_some_and(|k| k < 10);
+    assert_eq!(
+        c.distinct("items.k", json!({"items.0.k": {"$lt": 10}}))
+            .unwrap(),
+        naive(&first_k, &k_of)
+    );
+    let n = c.distinct("v", json!({})).unwrap().len();
+    assert!(n > 1000, "{n}");
+}
+
 #[test]
 fn bulk_write_mixes_operations() {
     let (_db, c) = seeded();

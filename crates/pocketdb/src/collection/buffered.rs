@@ -408,22 +408,10 @@ impl<T: Document> Collection<T> {
         )
     }
 
-    /// Every matching row with buffered writes merged in (read-your-writes): stored rows
-    /// (a page at a time, lazily) except those an unapplied write shadows, then the
-    /// buffered documents that match, in write order. At most `want` rows when set.
-    pub(super) fn read_merged(&self, plan: &Plan, want: Option<usize>) -> Result<Vec<Row>> {
-        let mut rows = Vec::new();
-        for row in self.merged_rows(plan.clone())? {
-            rows.push(row?);
-            if want.is_some_and(|w| rows.len() >= w) {
-                break;
-            }
-        }
-        Ok(rows)
-    }
-
-    /// [`read_merged`](Collection::read_merged) as a lazy stream: the overlay is read
-    /// when called, stored rows as the stream is consumed.
+    /// Every matching row with buffered writes merged in (read-your-writes), as a lazy
+    /// stream: stored rows, a page at a time as the stream is consumed, except those an
+    /// unapplied write shadows; then the buffered documents that match, in write order.
+    /// The buffered state is read when this is called.
     pub(super) fn merged_rows(&self, plan: Plan) -> Result<MergedRows<T>> {
         let Some(buffer) = self.db.buffer() else {
             return Ok(MergedRows {

@@ -37,7 +37,7 @@ use crate::index::{self, IndexInfo, IndexModel, IndexOptions, IndexProgress, Ind
 use crate::plugin::WriteOp;
 use crate::query::{parse_filter, Cond, Filter, Projection, QueryBuilder, SortSpec};
 use crate::update::{upsert_seed, ApplyContext, Tracked, Update};
-use crate::value::{values_equal, FieldPath};
+use crate::value::{DistinctValues, FieldPath};
 use plan::{Plan, Row};
 use rusqlite::Connection;
 use serde::de::DeserializeOwned;
@@ -399,27 +399,49 @@ impl<T: Document> Collection<T> {
     pub fn distinct(&self, field: &str, filter: Value) -> Result<Vec<Value>> {
         let path = FieldPath::parse(field)?;
         let filter = self.user_filter(filter)?;
-        let rows = if self.buffer_pending() {
-            self.read_merged(&Plan::new(filter), None)?
-        } else {
-            self.read(
-                |conn| self.plan(conn, filter)?.fetch_all(conn, &self.name),
-                Vec::new,
-            )?
-        };
-        let mut values: Vec<Value> = Vec::new();
-        for mut row in rows {
-            self.db.after_read(&self.name, &mut row.doc)?;
+        let segments = path.segments();
+        let collect = |doc: &Value, out: &mut DistinctValues| {
             let mut found = Vec::new();
-            collect_path_values(&row.doc, path.segments(), &mut found);
-            for v in found {
-                if !values.iter().any(|x| values_equal(x, &v)) {
-                    values.push(v);
-                }
+            collect_path_values(doc, segments, &mut found);
+            found.into_iter().for_each(|v| out.push(v));
+        };
+        if self.buffer_pending() {
+            let mut out = DistinctValues::default();
+            for row in self.merged_rows(Plan::new(filter))? {
+                let mut doc = row?.doc;
+                self.db.after_read(&self.name, &mut doc)?;
+                collect(&doc, &mut out);
             }
+            return Ok(out.finish());
         }
-        values.sort_by(crate::value::compare_values);
-        Ok(values)
+        // Without plugins (which see whole documents) an exact plan reads only the
+        // field's top-level value from each row.
+        let fields_only = !self.db.has_plugins();
+        let out = self.read(
+            |conn| {
+                in_read_transaction(conn, true, || {
+                    let plan = self.plan(conn, filter)?;
+                    let mut out = DistinctValues::default();
+                    if fields_only {
+                        let read = plan.for_each_field(conn, &self.name, path.first(), |v| {
+                            collect(&v, &mut out);
+                            Ok(())
+                        })?;
+                        if read {
+                            return Ok(out);
+                        }
+                    }
+                    plan.for_each_row(conn, &self.name, |mut row| {
+                        self.db.after_read(&self.name, &mut row.doc)?;
+                        collect(&row.doc, &mut out);
+                        Ok(())
+                    })?;
+                    Ok(out)
+                })
+            },
+            DistinctValues::default,
+        )?;
+        Ok(out.finish())
     }
 
     // ----- updates ---------------------------------------------------------------------

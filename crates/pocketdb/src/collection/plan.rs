@@ -479,6 +479,43 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Calls `f` with `{field: value}` for every matching row (`{}` where the field is
+    /// missing), reading only that top-level field: what a path under `field` needs.
+    /// False, calling nothing, when the plan is inexact (rows need the matcher) or
+    /// SQLite's JSON paths cannot name `field`.
+    pub(crate) fn for_each_field(
+        &self,
+        conn: &Connection,
+        collection: &str,
+        field: &str,
+        mut f: impl FnMut(Value) -> Result<()>,
+    ) -> Result<bool> {
+        if !self.exact {
+            return Ok(false);
+        }
+        let Some(expr) = json_text_expr(&FieldPath::from_segments(vec![field.to_string()])) else {
+            return Ok(false);
+        };
+        let sql = format!(
+            "SELECT {expr} FROM {} WHERE {}",
+            self.target_sql(collection),
+            self.where_sql
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(self.params.iter()))?;
+        while let Some(r) = rows.next()? {
+            let mut partial = serde_json::Map::with_capacity(1);
+            // `->` gives JSON text, or NULL for a missing field.
+            if let rusqlite::types::ValueRef::Text(text) = r.get_ref(0)? {
+                partial.insert(field.to_string(), serde_json::from_slice(text)?);
+            }
+            f(Value::Object(partial))?;
+        }
+        Ok(true)
+    }
+}
+
 /// A plan before it is given its filter: SQL, parameters and where each came from.
 #[derive(Debug)]
 pub(crate) struct Compiled {

@@ -54,7 +54,7 @@ use crate::id::{ensure_id, id_key};
 use crate::index::{IndexInfo, IndexModel, IndexOptions};
 use crate::query::{parse_filter, Filter, QueryBuilder, SortSpec};
 use crate::update::{upsert_seed, ApplyContext, Update};
-use crate::value::{compare_values, values_equal, FieldPath};
+use crate::value::FieldPath;
 use crate::{
     DeleteResult, FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult,
     UpdateOptions, UpdateResult,
@@ -1271,14 +1271,9 @@ impl<T: Document> ShardedCollection<T> {
         let parts = self.inner.fan_out_for(&parse_filter(&filter)?, |c| {
             c.distinct(field, filter.clone())
         })?;
-        let mut values: Vec<Value> = Vec::new();
-        for v in parts.into_iter().flatten() {
-            if !values.iter().any(|x| values_equal(x, &v)) {
-                values.push(v);
-            }
-        }
-        values.sort_by(compare_values);
-        Ok(values)
+        let mut values = crate::value::DistinctValues::default();
+        parts.into_iter().flatten().for_each(|v| values.push(v));
+        Ok(values.finish())
     }
 
     // ----- updates -------------------------------------------------------------------

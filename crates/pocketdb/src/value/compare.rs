@@ -210,10 +210,68 @@ pub fn values_equal(a: &Value, b: &Value) -> bool {
     compare_values(a, b) == Ordering::Equal
 }
 
+/// Distinct values in MongoDB's order, gathered without comparing each new value with
+/// every one kept: values are appended and, as the list doubles, sorted (stably) with
+/// equal ones dropped, so the first of equal values (`1` before `1.0`) stays.
+#[derive(Debug, Default)]
+pub(crate) struct DistinctValues {
+    values: Vec<Value>,
+    compacted: usize,
+}
+
+impl DistinctValues {
+    pub(crate) fn push(&mut self, v: Value) {
+        self.values.push(v);
+        if self.values.len() >= self.compacted.saturating_mul(2).max(1024) {
+            self.compact();
+        }
+    }
+
+    fn compact(&mut self) {
+        self.values.sort_by(compare_values);
+        self.values
+            .dedup_by(|later, earlier| values_equal(later, earlier));
+        self.compacted = self.values.len();
+    }
+
+    /// The distinct values, sorted.
+    pub(crate) fn finish(mut self) -> Vec<Value> {
+        self.compact();
+        self.values
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn distinct_values_keep_the_first_of_equal_values() {
+        let mut d = DistinctValues::default();
+        let mut naive: Vec<Value> = Vec::new();
+        for i in 0..5000i64 {
+            let v = match i % 4 {
+                0 => json!(i % 700),
+                1 => json!((i % 700) as f64),
+                2 => json!(format!("s{}", i % 300)),
+                _ => json!([i % 3]),
+            };
+            if !naive.iter().any(|x| values_equal(x, &v)) {
+                naive.push(v.clone());
+            }
+            d.push(v);
+        }
+        naive.sort_by(compare_values);
+        let got = d.finish();
+        // Same values and representatives (serde_json tells `1` from `1.0`).
+        assert_eq!(got, naive);
+        let mut d = DistinctValues::default();
+        for v in [json!(2.0), json!(1), json!(2), json!(1.0), json!("a")] {
+            d.push(v);
+        }
+        assert_eq!(d.finish(), [json!(1), json!(2.0), json!("a")]);
+    }
 
     #[test]
     fn cross_type_order() {

@@ -5,6 +5,7 @@
 mod compare;
 mod path;
 
+pub(crate) use compare::DistinctValues;
 pub use compare::{compare_values, type_rank, values_equal, BsonType};
 pub use path::FieldPath;
 
