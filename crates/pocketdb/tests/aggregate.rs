@@ -387,6 +387,65 @@ fn out_and_merge() {
     assert!(matches!(e, Error::InvalidPipeline { ref stage, .. } if stage == "$out"));
 }
 
+/// `$addToSet` over many values keeps each value once (numbers by value: `3` and
+/// `3.0` are one), in first-seen order, per group and across a spilled `$group`.
+#[test]
+fn add_to_set_over_many_values() {
+    let docs: Vec<Value> = (0..6000i64)
+        .map(|i| {
+            let v = if i % 2 == 0 {
+                json!(i % 2000)
+            } else {
+                json!((i % 2000) as f64)
+            };
+            json!({"_id": i, "g": i % 3, "v": v, "s": [i % 5]})
+        })
+        .collect();
+    let (_db, c) = coll(docs.clone());
+    let pipeline = json!([
+        {"$group": {"_id": "$g", "vs": {"$addToSet": "$v"}, "ss": {"$addToSet": "$s"}}},
+        {"$sort": {"_id": 1}}
+    ]);
+    let expected = |g: i64| -> Vec<Value> {
+        let mut out: Vec<Value> = Vec::new();
+        for d in docs.iter().filter(|d| d["g"] == json!(g)) {
+            let v = &d["v"];
+            if !out.iter().any(|x| pocketdb::value::values_equal(x, v)) {
+                out.push(v.clone());
+            }
+        }
+        out
+    };
+    for options in [
+        AggregateOptions::default(),
+        // Room for one group's set, not three: the `$group` spills.
+        AggregateOptions {
+            allow_disk_use: true,
+            max_memory_bytes: 150_000,
+        },
+    ] {
+        let out = c
+            .aggregate_with(pipeline.clone(), options.clone())
+            .and_then(|c| c.to_vec())
+            .expect("aggregate");
+        assert_eq!(out.len(), 3);
+        for (g, group) in out.iter().enumerate() {
+            let mut got = group["vs"].as_array().cloned().unwrap_or_default();
+            let mut want = expected(g as i64);
+            assert_eq!(got.len(), want.len(), "{options:?} group {g}");
+            got.sort_by(pocketdb::value::compare_values);
+            want.sort_by(pocketdb::value::compare_values);
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| pocketdb::value::values_equal(a, b)),
+                "{options:?} group {g}"
+            );
+            assert_eq!(group["ss"].as_array().map(Vec::len), Some(5));
+        }
+    }
+}
+
 #[test]
 fn memory_limit_and_disk_use() {
     let docs: Vec<Value> = (0..2000)

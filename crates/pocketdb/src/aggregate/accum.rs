@@ -3,11 +3,13 @@
 //! expressions.
 
 use super::expr::{float_value, Expr, Num};
+use super::pipeline::group_key;
 use crate::error::{Error, Result};
 pub(crate) use crate::value::approx_size;
-use crate::value::{compare_values, values_equal};
+use crate::value::compare_values;
 use serde_json::Value;
 use std::cmp::Ordering;
+use std::collections::HashSet;
 
 /// Which accumulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +110,9 @@ pub(crate) struct State {
     count: u64,
     value: Option<Value>,
     items: Vec<Value>,
+    /// `$addToSet`: the group key ([`group_key`]) of every item, so a new value is not
+    /// compared with each item kept.
+    seen: HashSet<String>,
     seen_first: bool,
 }
 
@@ -121,6 +126,7 @@ impl State {
             count: 0,
             value: None,
             items: Vec::new(),
+            seen: HashSet::new(),
             seen_first: false,
         }
     }
@@ -193,11 +199,17 @@ impl State {
                 None => 0,
             },
             Kind::AddToSet => match v {
-                Some(v) if !self.items.iter().any(|i| values_equal(i, v)) => {
+                Some(v) => {
+                    let mut key = String::new();
+                    group_key(v, &mut key);
+                    let grow = key.len();
+                    if !self.seen.insert(key) {
+                        return 0;
+                    }
                     self.items.push(v.clone());
-                    approx_size(v)
+                    approx_size(v) + grow
                 }
-                _ => 0,
+                None => 0,
             },
         }
     }
@@ -276,6 +288,22 @@ impl State {
                 .map(f64::from_bits)
                 .ok_or_else(|| Error::Serde(format!("spilled $group state lacks '{k}'")))
         };
+        let items = match m.remove("a") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        let seen = if kind == Kind::AddToSet {
+            items
+                .iter()
+                .map(|v| {
+                    let mut key = String::new();
+                    group_key(v, &mut key);
+                    key
+                })
+                .collect()
+        } else {
+            HashSet::new()
+        };
         Ok(State {
             kind,
             int_sum: m.get("i").and_then(Value::as_i64),
@@ -283,10 +311,8 @@ impl State {
             compensation: bits(&m, "c")?,
             count: m.get("n").and_then(Value::as_u64).unwrap_or(0),
             value: m.remove("v"),
-            items: match m.remove("a") {
-                Some(Value::Array(items)) => items,
-                _ => Vec::new(),
-            },
+            items,
+            seen,
             seen_first: m.get("s").and_then(Value::as_bool).unwrap_or(false),
         })
     }
