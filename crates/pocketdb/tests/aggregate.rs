@@ -562,13 +562,7 @@ fn explain_reports_sql_stages() {
     let plan = c
         .explain_aggregate(json!([{"$match": {"qty": {"$gt": 1}}}, {"$group": {"_id": "$item", "n": {"$sum": 1}}}, {"$sort": {"n": -1}}]))
         .expect("explain");
-    let engines: Vec<&str> = plan["stages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["engine"].as_str())
-        .collect();
-    assert_eq!(engines, vec!["sql", "sql", "rust"]);
+    assert_eq!(engines(&plan), ["sql", "sql", "rust"]);
     assert!(plan["stages"][1]["sql"]
         .as_str()
         .unwrap_or_default()
@@ -704,6 +698,16 @@ fn group_spills_past_the_memory_limit() {
     );
 }
 
+/// The `engine` of each stage an `explain_aggregate` report lists.
+fn engines(plan: &Value) -> Vec<&str> {
+    plan["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["engine"].as_str())
+        .collect()
+}
+
 /// `$match` + `$sort` + `$limit` on an indexed sort path run as one SQL query whose
 /// `ORDER BY` the index serves (no sort step in SQLite's plan); results equal the Rust
 /// path's.
@@ -726,15 +730,9 @@ fn match_sort_limit_pushed_down_to_an_index() {
         .and_then(|c| c.to_vec())
         .expect("rust path");
     let plan = c.explain_aggregate(pipeline.clone()).expect("explain");
-    let engines: Vec<&str> = plan["stages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["engine"].as_str())
-        .collect();
     assert_eq!(
-        engines,
-        vec!["sql", "rust", "rust", "rust", "rust"],
+        engines(&plan),
+        ["sql", "rust", "rust", "rust", "rust"],
         "{plan:#}"
     );
     assert_eq!(plan["query"]["sorted_in_memory"], json!(true), "{plan:#}");
@@ -763,15 +761,9 @@ fn match_sort_limit_pushed_down_to_an_index() {
     assert_eq!(sql, rust);
     assert_eq!(sql.len(), 5);
     let plan = c.explain_aggregate(pipeline).expect("explain");
-    let engines: Vec<&str> = plan["stages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["engine"].as_str())
-        .collect();
     assert_eq!(
-        engines,
-        vec!["sql", "sql", "sql", "sql", "rust"],
+        engines(&plan),
+        ["sql", "sql", "sql", "sql", "rust"],
         "{plan:#}"
     );
     let query = &plan["query"];
