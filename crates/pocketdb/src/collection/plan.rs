@@ -477,9 +477,7 @@ impl Plan {
             Ok((held <= memory.max_bytes).then_some(out))
         })
     }
-}
 
-impl Plan {
     /// Calls `f` with `{field: value}` for every matching row (`{}` where the field is
     /// missing), reading only that top-level field: what a path under `field` needs.
     /// False, calling nothing, when the plan is inexact (rows need the matcher) or

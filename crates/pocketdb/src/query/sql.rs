@@ -74,9 +74,10 @@ pub const JSON_CMP_FUNCTION: &str = "pocketdb_json_cmp";
 
 /// Name of the SQL function `pocketdb_eq(json, needle, ...)`: 1 when `json` (a value as
 /// JSON text, as the `->` operator renders it; NULL when missing) equals one of the
-/// needles (strings, numbers or booleans as JSON text) with MongoDB's equality, or is an array
-/// with an element that does; 0 otherwise. It reads the value once where `json_type` and
-/// `json_extract` read it two or three times. Installed by [`register_functions`].
+/// needles (strings, numbers or booleans as JSON text) with MongoDB's equality, or is an
+/// array with an element that does; 0 otherwise. It reads the value once where
+/// `json_type` and `json_extract` read it two or three times. Installed by
+/// [`register_functions`].
 pub const EQ_FUNCTION: &str = "pocketdb_eq";
 
 /// Name of the SQL function `pocketdb_cmp(json, op, needle)`: 1 when `json` (a value as
@@ -795,7 +796,8 @@ fn cmp_scalar_or_element(loc: &Loc, cond: Pos<'_>) -> Option<Piece> {
     ))
 }
 
-/// The values of a `$in` list of at most [`EQ_FUNCTION_MAX_NEEDLES`] strings, numbers and booleans.
+/// The values of a `$in` list of at most [`EQ_FUNCTION_MAX_NEEDLES`] strings, numbers
+/// and booleans.
 fn scalar_items(items: &[InItem]) -> Option<Vec<&Value>> {
     if items.is_empty() || items.len() > EQ_FUNCTION_MAX_NEEDLES {
         return None;
@@ -1092,8 +1094,8 @@ fn regex_single(loc: &Loc, re: &Regex) -> Piece {
 }
 
 /// Installs the SQL functions compiled filters call ([`REGEX_FUNCTION`],
-/// [`JSON_CMP_FUNCTION`], [`EQ_FUNCTION`], [`CMP_FUNCTION`]) on a connection. Call it once per connection before running
-/// any SQL from [`compile_filter`].
+/// [`JSON_CMP_FUNCTION`], [`EQ_FUNCTION`], [`CMP_FUNCTION`]) on a connection. Call it once
+/// per connection before running any SQL from [`compile_filter`].
 pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8
         | FunctionFlags::SQLITE_DETERMINISTIC
@@ -1152,10 +1154,10 @@ fn parse_json(v: ValueRef<'_>) -> Option<Value> {
     }
 }
 
-/// [`EQ_FUNCTION`]. The needles are strings, numbers or booleans serialised by serde_json, as
-/// documents are when stored, so equal values are usually equal texts; only escapes (a
-/// string with a backslash), numbers of another spelling (`1` and `1.0`) and arrays are
-/// parsed.
+/// [`EQ_FUNCTION`]. The needles are strings, numbers or booleans serialised by
+/// serde_json, as documents are when stored, so equal values are usually equal texts;
+/// only escapes (a string with a backslash), numbers of another spelling (`1` and `1.0`)
+/// and arrays are parsed.
 fn eq_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
     let ValueRef::Text(text) = ctx.get_raw(0) else {
         return Ok(false);
