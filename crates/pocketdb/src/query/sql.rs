@@ -67,6 +67,12 @@ pub struct CompileOptions {
 /// string matching the MongoDB regex, 0 otherwise. Installed by [`register_functions`].
 pub const REGEX_FUNCTION: &str = "pocketdb_regex";
 
+/// Name of the SQL function `pocketdb_regex_json(pattern, options, json)`: as
+/// [`REGEX_FUNCTION`] on `json`, a value as JSON text from `->`, when it is a string, or
+/// 1 when it is an array with a string element that matches. One JSON lookup per row.
+/// Installed by [`register_functions`].
+pub const REGEX_JSON_FUNCTION: &str = "pocketdb_regex_json";
+
 /// Name of the SQL function `pocketdb_json_cmp(a, b)`: compares two JSON texts with
 /// MongoDB's value order and returns -1, 0 or 1 (NULL when either is not JSON text).
 /// Installed by [`register_functions`].
@@ -614,6 +620,16 @@ impl Compiler<'_> {
         if let Some(piece) = cmp_scalar_or_element(loc, cond) {
             return piece;
         }
+        if let (Pos::Regex(re) | Pos::Cond(Cond::Regex(re)), Loc::Path { base, path }) = (cond, loc)
+        {
+            return Piece::exact(
+                Frag::lit(format!("{REGEX_JSON_FUNCTION}("))
+                    .p(Src::param(Lit::Regex(re), conv_pattern))
+                    .s(",")
+                    .p(Src::param(Lit::Regex(re), conv_options))
+                    .s(&format!(",{base} -> {})", sql_string(path))),
+            );
+        }
         let alias = self.alias();
         let elem = self.single_pos(
             &Loc::Elem {
@@ -1094,13 +1110,15 @@ fn regex_single(loc: &Loc, re: &Regex) -> Piece {
 }
 
 /// Installs the SQL functions compiled filters call ([`REGEX_FUNCTION`],
-/// [`JSON_CMP_FUNCTION`], [`EQ_FUNCTION`], [`CMP_FUNCTION`]) on a connection. Call it once
-/// per connection before running any SQL from [`compile_filter`].
+/// [`REGEX_JSON_FUNCTION`], [`JSON_CMP_FUNCTION`], [`EQ_FUNCTION`], [`CMP_FUNCTION`]) on a
+/// connection. Call it once per connection before running any SQL from
+/// [`compile_filter`].
 pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8
         | FunctionFlags::SQLITE_DETERMINISTIC
         | FunctionFlags::SQLITE_INNOCUOUS;
     conn.create_scalar_function(REGEX_FUNCTION, 3, flags, regex_fn)?;
+    conn.create_scalar_function(REGEX_JSON_FUNCTION, 3, flags, regex_json_fn)?;
     conn.create_scalar_function(JSON_CMP_FUNCTION, 2, flags, json_cmp_fn)?;
     conn.create_scalar_function(EQ_FUNCTION, -1, flags, eq_fn)?;
     conn.create_scalar_function(CMP_FUNCTION, 3, flags, cmp_fn)?;
@@ -1125,6 +1143,41 @@ fn regex_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
         },
         _ => return Ok(false),
     };
+    with_regex(ctx, |re| re.is_match(text))
+}
+
+/// [`REGEX_JSON_FUNCTION`]: the regex of arguments 0 and 1 against a string, or the
+/// string elements of an array, given as JSON text.
+fn regex_json_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
+    let ValueRef::Text(text) = ctx.get_raw(2) else {
+        return Ok(false);
+    };
+    match text.first() {
+        Some(b'"') if text.len() >= 2 && !text.contains(&b'\\') => {
+            match std::str::from_utf8(&text[1..text.len() - 1]) {
+                Ok(s) => with_regex(ctx, |re| re.is_match(s)),
+                Err(_) => Ok(false),
+            }
+        }
+        Some(b'"') => match serde_json::from_slice::<String>(text) {
+            Ok(s) => with_regex(ctx, |re| re.is_match(&s)),
+            Err(_) => Ok(false),
+        },
+        Some(b'[') => match serde_json::from_slice::<Vec<Value>>(text) {
+            Ok(items) => with_regex(ctx, |re| {
+                items
+                    .iter()
+                    .any(|v| v.as_str().is_some_and(|s| re.is_match(s)))
+            }),
+            Err(_) => Ok(false),
+        },
+        _ => Ok(false),
+    }
+}
+
+/// Calls `f` with the regex of arguments 0 (pattern) and 1 (options), compiled once per
+/// statement.
+fn with_regex<R>(ctx: &Context<'_>, f: impl FnOnce(&regex::Regex) -> R) -> rusqlite::Result<R> {
     let options: String = ctx.get(1)?;
     let build = |pattern: &str| -> rusqlite::Result<CachedRegex> {
         let compiled = Regex::new(pattern, &options).map_err(user_error)?;
@@ -1141,10 +1194,10 @@ fn regex_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
             )
         })?;
     if cached.options == options {
-        return Ok(cached.regex.is_match(text));
+        return Ok(f(&cached.regex));
     }
     let pattern: String = ctx.get(0)?;
-    Ok(build(&pattern)?.regex.is_match(text))
+    Ok(f(&build(&pattern)?.regex))
 }
 
 fn parse_json(v: ValueRef<'_>) -> Option<Value> {

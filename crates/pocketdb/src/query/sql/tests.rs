@@ -1741,3 +1741,54 @@ fn comparisons_in_one_lookup_agree_with_the_matcher() {
         BTreeSet::from([6, 8])
     );
 }
+
+/// `$regex` reads the value once (`pocketdb_regex_json`) and matches strings in any
+/// spelling and string elements of arrays, never other types.
+#[test]
+fn regex_in_one_lookup_matches_strings_and_array_elements() {
+    let conn = Connection::open_in_memory().unwrap();
+    register_functions(&conn).unwrap();
+    conn.execute(TABLE, []).unwrap();
+    let texts = [
+        (1, r#"{"s": "Paris"}"#),
+        (2, r#"{"s": "\u0050aris"}"#),
+        (3, r#"{"s": ["Rome", "Pa\"ris"]}"#),
+        (4, r#"{"s": [["Paris"]]}"#),
+        (5, r#"{"s": {"x": "Paris"}}"#),
+        (6, r#"{"s": 12}"#),
+        (7, r#"{"t": "Paris"}"#),
+        (8, r#"{"s": "pa"}"#),
+    ];
+    let mut docs = Vec::new();
+    for (id, text) in texts {
+        conn.execute(
+            "INSERT INTO t (id, doc, rev) VALUES (?, jsonb(?), 1)",
+            (id.to_string(), text),
+        )
+        .unwrap();
+        docs.push((id, serde_json::from_str::<Value>(text).unwrap()));
+    }
+    for (pattern, options) in [
+        ("^Pa", ""),
+        ("^pa", "i"),
+        ("ris$", ""),
+        ("1", ""),
+        ("\"", ""),
+    ] {
+        let f = fld("s", Cond::Regex(re(pattern, options)));
+        let sql = compile_filter(&f);
+        assert!(
+            sql.sql.contains(REGEX_JSON_FUNCTION) && sql.exact,
+            "{}",
+            sql.sql
+        );
+        let expected: BTreeSet<i64> = docs
+            .iter()
+            .filter(|(_, d)| f.matches(d))
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(run(&conn, &sql), expected, "/{pattern}/{options}");
+    }
+    let sql = compile_filter(&fld("s", Cond::Regex(re("^Pa", ""))));
+    assert_eq!(run(&conn, &sql), BTreeSet::from([1, 2, 3]));
+}
