@@ -167,7 +167,26 @@ fn merged_reads_keep_to_the_sort_memory_limit() {
         ids(c.find(json!({})).unwrap().skip(1980).limit(20)).len(),
         10
     );
+    // Counts: stored rows in SQL less the shadowed ones, plus the buffered documents.
     assert_eq!(c.count_documents(json!({"k": -1})).unwrap(), 30);
+    assert_eq!(c.count_documents(json!({"k": {"$gte": 0}})).unwrap(), 1960);
+    assert_eq!(
+        c.count_documents(json!({"_id": {"$gte": 1400, "$lt": 1410}}))
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        c.count_documents(json!({"_id": {"$gte": 1495, "$lt": 1505}}))
+            .unwrap(),
+        10
+    );
+    assert_eq!(c.find(json!({"k": {"$lt": 0}})).unwrap().count(), 30);
+    // A numeric path segment compiles inexactly: counted row by row.
+    assert_eq!(
+        c.count_documents(json!({"k.0": {"$exists": false}}))
+            .unwrap(),
+        1990
+    );
     assert_eq!(c.estimated_count().unwrap(), 1990);
     assert_eq!(
         db.buffer_stats().unwrap().buffered,

@@ -30,8 +30,8 @@
 
 use super::plan::{Plan, Row};
 use super::{
-    is_document_error, Collection, DeleteResult, Document, InsertManyResult, Inserter, PreparedDoc,
-    UpdateResult, PAGE,
+    count_rows, in_read_transaction, is_document_error, Collection, DeleteResult, Document,
+    InsertManyResult, Inserter, PreparedDoc, UpdateResult, PAGE,
 };
 use crate::changes::{self, ChangeOp};
 use crate::database::Database;
@@ -406,6 +406,53 @@ impl<T: Document> Collection<T> {
             },
             HashSet::new,
         )
+    }
+
+    /// The number of documents matching `filter` with buffered writes merged in. When
+    /// SQLite answers the filter exactly: stored rows counted in SQL, less those a
+    /// buffered write replaces, plus the buffered documents that match (no stored
+    /// document is read). Otherwise the merged rows are counted one by one.
+    pub(super) fn count_merged(&self, filter: Filter) -> Result<u64> {
+        let Some(buffer) = self.db.buffer() else {
+            return count_rows(self.merged_rows(Plan::new(filter))?);
+        };
+        let overlay = buffer.snapshot(&self.name);
+        let keys = serde_json::to_string(&overlay.iter().map(|(k, _)| k).collect::<Vec<_>>())?;
+        let stored = self.read(
+            |conn| {
+                in_read_transaction(conn, true, || {
+                    let plan = self.plan(conn, filter.clone())?;
+                    if !plan.exact {
+                        return Ok(None);
+                    }
+                    let all = plan.count(conn, &self.name)?;
+                    let sql = format!(
+                        "SELECT count(*) FROM {} WHERE ({}) AND id IN (SELECT value FROM json_each(?))",
+                        plan.target_sql(&self.name),
+                        plan.where_sql
+                    );
+                    let mut params = plan.params.clone();
+                    params.push(rusqlite::types::Value::Text(keys.clone()));
+                    let shadowed: i64 = conn.prepare_cached(&sql)?.query_row(
+                        rusqlite::params_from_iter(params.iter()),
+                        |r| r.get(0),
+                    )?;
+                    Ok(Some(all.saturating_sub(u64::try_from(shadowed).unwrap_or(0))))
+                })
+            },
+            || Some(0),
+        )?;
+        let Some(mut n) = stored else {
+            return count_rows(self.merged_rows(Plan::new(filter))?);
+        };
+        for (_, entry) in overlay {
+            let Some(text) = entry.doc else { continue };
+            let doc: Value = serde_json::from_str(&text)?;
+            if filter.matches(&doc) {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Every matching row with buffered writes merged in (read-your-writes), as a lazy

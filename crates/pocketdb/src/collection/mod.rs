@@ -134,7 +134,7 @@ impl<T> std::fmt::Debug for Collection<T> {
 const PAGE: usize = 512;
 
 /// Counts a stream of rows without holding them.
-fn count_rows(rows: impl Iterator<Item = Result<Row>>) -> Result<u64> {
+pub(super) fn count_rows(rows: impl Iterator<Item = Result<Row>>) -> Result<u64> {
     let mut n = 0u64;
     for row in rows {
         row?;
@@ -364,7 +364,7 @@ impl<T: Document> Collection<T> {
     pub fn count_documents(&self, filter: Value) -> Result<u64> {
         let filter = self.user_filter(filter)?;
         if self.buffer_pending() {
-            return count_rows(self.merged_rows(Plan::new(filter))?);
+            return self.count_merged(filter);
         }
         self.read(
             |conn| {
@@ -379,7 +379,7 @@ impl<T: Document> Collection<T> {
     /// Number of documents in the collection, from the table without a filter.
     pub fn estimated_count(&self) -> Result<u64> {
         if self.buffer_pending() {
-            return count_rows(self.merged_rows(Plan::new(Filter::all()))?);
+            return self.count_merged(Filter::all());
         }
         self.read(
             |conn| {
@@ -2084,7 +2084,7 @@ impl<T: Document> QueryBuilder<Collection<T>> {
         let (coll, mut q) = self.into_parts()?;
         q.filter = coll.plugin_filter(q.filter, json)?;
         if coll.buffer_pending() {
-            return count_rows(coll.merged_rows(Plan::new(q.filter))?);
+            return coll.count_merged(q.filter);
         }
         coll.read(
             |conn| coll.plan(conn, q.filter)?.count(conn, &coll.name),
