@@ -97,6 +97,24 @@ fn db() -> Connection {
     conn
 }
 
+/// A table holding the documents written as these JSON texts (through `jsonb()`, so
+/// escapes and number spellings stay as written), and the documents parsed.
+fn db_of(texts: &[(i64, &str)]) -> (Connection, Vec<(i64, Value)>) {
+    let conn = Connection::open_in_memory().unwrap();
+    register_functions(&conn).unwrap();
+    conn.execute(TABLE, []).unwrap();
+    let mut docs = Vec::new();
+    for (id, text) in texts {
+        conn.execute(
+            "INSERT INTO t (id, doc, rev) VALUES (?, jsonb(?), 1)",
+            (id.to_string(), text),
+        )
+        .unwrap();
+        docs.push((*id, serde_json::from_str::<Value>(text).unwrap()));
+    }
+    (conn, docs)
+}
+
 fn run(conn: &Connection, sql: &SqlFilter) -> BTreeSet<i64> {
     let text = format!("SELECT id FROM t WHERE {}", sql.sql);
     let mut stmt = conn
@@ -1578,9 +1596,6 @@ fn comparisons_read_the_type_once_and_equalities_come_first() {
 /// of another spelling, and array elements.
 #[test]
 fn equality_does_not_depend_on_how_the_value_was_written() {
-    let conn = Connection::open_in_memory().unwrap();
-    register_functions(&conn).unwrap();
-    conn.execute(TABLE, []).unwrap();
     let texts = [
         (1, r#"{"s": "\u0061pple"}"#),
         (2, r#"{"s": "a\"b"}"#),
@@ -1601,13 +1616,7 @@ fn equality_does_not_depend_on_how_the_value_was_written() {
         (18, r#"{"s": [false, 1]}"#),
         (19, r#"{"s": "true"}"#),
     ];
-    for (id, text) in texts {
-        conn.execute(
-            "INSERT INTO t (id, doc, rev) VALUES (?, jsonb(?), 1)",
-            (id.to_string(), text),
-        )
-        .unwrap();
-    }
+    let (conn, _) = db_of(&texts);
     conn.execute(
         "INSERT INTO t (id, doc, rev) VALUES ('13', json_set(jsonb('{}'), '$.s', ?), 1)",
         ["line\nbreak \"q\""],
@@ -1670,9 +1679,6 @@ fn equality_does_not_depend_on_how_the_value_was_written() {
 /// spelling of the stored value, and agrees with the matcher.
 #[test]
 fn comparisons_in_one_lookup_agree_with_the_matcher() {
-    let conn = Connection::open_in_memory().unwrap();
-    register_functions(&conn).unwrap();
-    conn.execute(TABLE, []).unwrap();
     let texts = [
         (1, r#"{"s": "apple"}"#),
         (2, r#"{"s": "\u0061pple"}"#),
@@ -1690,15 +1696,7 @@ fn comparisons_in_one_lookup_agree_with_the_matcher() {
         (14, r#"{"t": 1}"#),
         (15, r#"{"s": "10"}"#),
     ];
-    let mut docs = Vec::new();
-    for (id, text) in texts {
-        conn.execute(
-            "INSERT INTO t (id, doc, rev) VALUES (?, jsonb(?), 1)",
-            (id.to_string(), text),
-        )
-        .unwrap();
-        docs.push((id, serde_json::from_str::<Value>(text).unwrap()));
-    }
+    let (conn, docs) = db_of(&texts);
     let operands = [
         json!("apple"),
         json!("b"),
@@ -1746,9 +1744,6 @@ fn comparisons_in_one_lookup_agree_with_the_matcher() {
 /// spelling and string elements of arrays, never other types.
 #[test]
 fn regex_in_one_lookup_matches_strings_and_array_elements() {
-    let conn = Connection::open_in_memory().unwrap();
-    register_functions(&conn).unwrap();
-    conn.execute(TABLE, []).unwrap();
     let texts = [
         (1, r#"{"s": "Paris"}"#),
         (2, r#"{"s": "\u0050aris"}"#),
@@ -1759,15 +1754,7 @@ fn regex_in_one_lookup_matches_strings_and_array_elements() {
         (7, r#"{"t": "Paris"}"#),
         (8, r#"{"s": "pa"}"#),
     ];
-    let mut docs = Vec::new();
-    for (id, text) in texts {
-        conn.execute(
-            "INSERT INTO t (id, doc, rev) VALUES (?, jsonb(?), 1)",
-            (id.to_string(), text),
-        )
-        .unwrap();
-        docs.push((id, serde_json::from_str::<Value>(text).unwrap()));
-    }
+    let (conn, docs) = db_of(&texts);
     for (pattern, options) in [
         ("^Pa", ""),
         ("^pa", "i"),
