@@ -16,7 +16,7 @@ use crate::value::{approx_size, FieldPath};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::Connection;
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A stored document with its bookkeeping.
 #[derive(Debug, Clone)]
@@ -47,6 +47,18 @@ pub(crate) struct Plan {
     /// without `ORDER BY rid` (so SQLite seeks the index rather than walking the table in
     /// `rid` order, and does not re-prepare for every key) and fetch documents by `rid`.
     pub index_range: bool,
+    /// The statement text [`Plan::fetch_few`] built first, shared by every plan bound
+    /// from the same cached template: a point query does not format its SQL again.
+    pub few_sql: Arc<OnceLock<FewSql>>,
+}
+
+/// A statement text of [`Plan::fetch_few`]: the collection and row limit it was built
+/// for, and the SQL.
+#[derive(Debug)]
+pub(crate) struct FewSql {
+    collection: String,
+    limit: usize,
+    sql: String,
 }
 
 impl Plan {
@@ -63,6 +75,7 @@ impl Plan {
                 exact: false,
                 chosen_index: None,
                 index_range: false,
+                few_sql: Arc::default(),
             },
         }
     }
@@ -193,13 +206,27 @@ impl Plan {
         collection: &str,
         page: usize,
     ) -> Result<Option<Vec<Row>>> {
-        let sql = format!(
-            "SELECT rid, id, rev, json(doc) FROM {} WHERE {} LIMIT {}",
-            self.target_sql(collection),
-            self.where_sql,
-            i64::try_from(page.saturating_add(1)).unwrap_or(i64::MAX)
-        );
-        let mut stmt = conn.prepare_cached(&sql)?;
+        let limit = page.saturating_add(1);
+        let built;
+        let sql: &str = match self.few_sql.get() {
+            Some(f) if f.limit == limit && f.collection == collection => &f.sql,
+            _ => {
+                built = format!(
+                    "SELECT rid, id, rev, json(doc) FROM {} WHERE {} LIMIT {}",
+                    self.target_sql(collection),
+                    self.where_sql,
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                );
+                // The first text built stays; others are built each time.
+                let _ = self.few_sql.set(FewSql {
+                    collection: collection.to_string(),
+                    limit,
+                    sql: built.clone(),
+                });
+                &built
+            }
+        };
+        let mut stmt = conn.prepare_cached(sql)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(self.params.iter()))?;
         let mut raw: Vec<(i64, String, i64, String)> = Vec::new();
         while let Some(r) = rows.next()? {
@@ -701,6 +728,7 @@ impl Compiled {
             exact: self.exact,
             chosen_index: self.chosen_index,
             index_range: self.index_range,
+            few_sql: Arc::default(),
         }
     }
 }
@@ -715,6 +743,7 @@ pub(crate) struct PlanTemplate {
     pub exact: bool,
     pub chosen_index: Option<String>,
     pub index_range: bool,
+    pub few_sql: Arc<OnceLock<FewSql>>,
     pub sources: Vec<ParamSource>,
     /// Number of literals in the shape (a cheap check against a hash collision).
     pub slots: usize,
@@ -729,6 +758,7 @@ impl PlanTemplate {
             exact: plan.exact,
             chosen_index: plan.chosen_index.clone(),
             index_range: plan.index_range,
+            few_sql: plan.few_sql.clone(),
             sources,
             slots,
         }
@@ -744,6 +774,7 @@ impl PlanTemplate {
             exact: self.exact,
             chosen_index: self.chosen_index.clone(),
             index_range: self.index_range,
+            few_sql: self.few_sql.clone(),
         }
     }
 }
