@@ -3,10 +3,10 @@
 //! expressions.
 
 use super::expr::{float_value, Expr, Num};
-use super::pipeline::group_key;
 use crate::error::{Error, Result};
 pub(crate) use crate::value::approx_size;
 use crate::value::compare_values;
+use crate::value::equality_key;
 use serde_json::Value;
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -110,7 +110,7 @@ pub(crate) struct State {
     count: u64,
     value: Option<Value>,
     items: Vec<Value>,
-    /// `$addToSet`: the group key ([`group_key`]) of every item, so a new value is not
+    /// `$addToSet`: the group key ([`equality_key`]) of every item, so a new value is not
     /// compared with each item kept.
     seen: HashSet<String>,
     seen_first: bool,
@@ -201,7 +201,7 @@ impl State {
             Kind::AddToSet => match v {
                 Some(v) => {
                     let mut key = String::new();
-                    group_key(v, &mut key);
+                    equality_key(v, &mut key);
                     let grow = key.len();
                     if !self.seen.insert(key) {
                         return 0;
@@ -297,7 +297,7 @@ impl State {
                 .iter()
                 .map(|v| {
                     let mut key = String::new();
-                    group_key(v, &mut key);
+                    equality_key(v, &mut key);
                     key
                 })
                 .collect()

@@ -14,12 +14,13 @@
 
 use super::accum::approx_size;
 use super::expr::{field_path, Expr};
-use super::pipeline::{group_key, parse_pipeline, run_stages, Budget, Ctx, Docs, Stage};
+use super::pipeline::{parse_pipeline, run_stages, Budget, Ctx, Docs, Stage};
 use crate::collection::populate::fetch_in;
 use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::query::matcher::{lookup as query_lookup, Found};
 use crate::query::Filter;
+use crate::value::equality_key;
 use crate::value::FieldPath;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
@@ -302,7 +303,7 @@ fn substitute_match(m: &Value, vars: &[(String, Value)]) -> Value {
 fn foreign_keys(doc: &Value, path: &FieldPath, out: &mut Vec<String>) {
     let mut push = |v: &Value| {
         let mut k = String::new();
-        group_key(v, &mut k);
+        equality_key(v, &mut k);
         if !out.contains(&k) {
             out.push(k);
         }
@@ -413,7 +414,7 @@ impl Paged {
         let mut items = Vec::new();
         for v in per_doc.iter().flatten() {
             let mut k = String::new();
-            group_key(v, &mut k);
+            equality_key(v, &mut k);
             if seen.insert(k, ()).is_none() {
                 items.push(v.clone());
             }
@@ -438,7 +439,7 @@ impl Paged {
                 let mut hits: Vec<usize> = Vec::new();
                 for v in values {
                     let mut k = String::new();
-                    group_key(v, &mut k);
+                    equality_key(v, &mut k);
                     if let Some(ix) = by_key.get(&k) {
                         hits.extend(ix);
                     }

@@ -13,10 +13,9 @@ use super::AggregateOptions;
 use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::query::{parse_filter, Filter, SortSpec};
-use crate::value::{compare_values, BsonType};
+use crate::value::{compare_values, equality_key, BsonType};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -657,50 +656,6 @@ fn remove_path(doc: &mut Value, segs: &[String]) {
     }
 }
 
-/// A string that is equal for two group keys exactly when MongoDB groups them together
-/// (numbers compare by value across representations; `null` and missing are one key).
-pub(crate) fn group_key(v: &Value, out: &mut String) {
-    match v {
-        Value::Null => out.push('n'),
-        Value::Bool(b) => out.push(if *b { 'T' } else { 'F' }),
-        Value::Number(n) => {
-            out.push('#');
-            match Num::of(v) {
-                Some(Num::Int(i)) => {
-                    let _ = write!(out, "{i}");
-                }
-                Some(Num::Float(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
-                    let _ = write!(out, "{}", f as i64);
-                }
-                _ => {
-                    let _ = write!(out, "{n}");
-                }
-            }
-        }
-        Value::String(s) => {
-            out.push('s');
-            let _ = write!(out, "{}:{s}", s.len());
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for i in items {
-                group_key(i, out);
-                out.push(',');
-            }
-            out.push(']');
-        }
-        Value::Object(m) => {
-            out.push('{');
-            for (k, v) in m {
-                let _ = write!(out, "{}:{k}", k.len());
-                group_key(v, out);
-                out.push(',');
-            }
-            out.push('}');
-        }
-    }
-}
-
 /// `$group` in Rust: a hash aggregation within the memory limit. Past the limit it
 /// spills every partial group to disk and starts over when `allow_disk_use` is set (see
 /// [`GroupSpill`]), and fails with `MemoryLimitExceeded` otherwise.
@@ -714,7 +669,7 @@ fn run_group(g: &Group, input: Docs, options: &AggregateOptions) -> Result<Docs>
         let d = d?;
         let key = g.id.evaluate(&d)?.unwrap_or(Value::Null);
         key_text.clear();
-        group_key(&key, &mut key_text);
+        equality_key(&key, &mut key_text);
         let mut grew = 0;
         let slot = match index.get(&key_text) {
             Some(i) => *i,

@@ -38,7 +38,7 @@ const PAGE: i64 = 256;
 
 // ----- $group -----------------------------------------------------------------------------
 
-/// One group held in memory: its key text (see [`group_key`]), key value and states.
+/// One group held in memory: its key text (see [`equality_key`]), key value and states.
 pub(crate) type GroupEntry = (String, Value, Vec<State>);
 
 /// Partial `$group` states spilled past the memory limit. Each spill writes every group

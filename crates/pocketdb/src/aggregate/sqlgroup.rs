@@ -10,7 +10,7 @@
 //!
 //! * group key: the JSON text of the value (`doc -> path`), so one lookup gives type and
 //!   value; SQL groups equal texts, and Rust then parses each group's key and merges the
-//!   groups MongoDB sees as one (`1` and `1.0`, `null` and missing) by [`group_key`] —
+//!   groups MongoDB sees as one (`1` and `1.0`, `null` and missing) by [`equality_key`] —
 //!   booleans, objects and arrays at the path group exactly too. Only an array at a
 //!   *prefix* of the path (MongoDB collects values from each element) sets the per-group
 //!   `bad` column, and the whole result is then discarded in favour of the Rust
@@ -26,7 +26,6 @@
 //!   array at a prefix) set `bad`.
 
 use super::accum::Kind;
-use super::pipeline::group_key;
 use super::pipeline::Group;
 use crate::database::Database;
 use crate::engine::schema::table_name;
@@ -34,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::query::sql::{compile_filter, json_text_expr, path_expr, type_expr};
 use crate::query::Filter;
 use crate::value::compare_values;
+use crate::value::equality_key;
 use crate::value::FieldPath;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use serde_json::{Map, Value};
@@ -341,7 +341,7 @@ impl SqlGroup {
                     },
                 };
                 key_text.clear();
-                group_key(&key, &mut key_text);
+                equality_key(&key, &mut key_text);
                 match index.get(&key_text) {
                     Some(&i) => {
                         for ((part, other), (_, kind, _)) in

@@ -7,10 +7,10 @@ use super::positional;
 use super::ApplyContext;
 use crate::error::{Error, Result};
 use crate::query::Filter;
-use crate::value::{compare_values, values_equal, BsonType, FieldPath};
+use crate::value::{compare_values, equality_key, values_equal, BsonType, FieldPath};
 use serde_json::{Map, Number, Value};
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// The value `$currentDate` stores: extended JSON `{"$date": "YYYY-MM-DDTHH:MM:SS.mmmZ"}`
 /// for `millis` milliseconds since the Unix epoch (UTC).
@@ -210,7 +210,7 @@ impl Leaf for OpLeaf<'_> {
                 other => return Err(self.not_array(other)),
             },
             Action::PullAll(values) => match value {
-                Value::Array(arr) => arr.retain(|e| !values.iter().any(|v| values_equal(e, v))),
+                Value::Array(arr) => pull_all(arr, values),
                 other => return Err(self.not_array(other)),
             },
             Action::Unset | Action::Rename(_) => {}
@@ -291,12 +291,45 @@ fn zero_like(n: &Number) -> Number {
     }
 }
 
+/// Above this many element-value comparisons, `$addToSet` and `$pullAll` hash each value's
+/// [`equality_key`] instead of comparing every pair.
+const PAIRWISE_MAX: usize = 256;
+
 fn add_to_set(arr: &mut Vec<Value>, values: &[Value]) {
+    if arr
+        .len()
+        .saturating_add(values.len())
+        .saturating_mul(values.len())
+        <= PAIRWISE_MAX
+    {
+        for v in values {
+            if !arr.iter().any(|e| values_equal(e, v)) {
+                arr.push(v.clone());
+            }
+        }
+        return;
+    }
+    let mut seen: HashSet<String> = arr.iter().map(key_of).collect();
     for v in values {
-        if !arr.iter().any(|e| values_equal(e, v)) {
+        if seen.insert(key_of(v)) {
             arr.push(v.clone());
         }
     }
+}
+
+fn pull_all(arr: &mut Vec<Value>, values: &[Value]) {
+    if arr.len().saturating_mul(values.len()) <= PAIRWISE_MAX {
+        arr.retain(|e| !values.iter().any(|v| values_equal(e, v)));
+        return;
+    }
+    let pulled: HashSet<String> = values.iter().map(key_of).collect();
+    arr.retain(|e| !pulled.contains(&key_of(e)));
+}
+
+fn key_of(v: &Value) -> String {
+    let mut key = String::new();
+    equality_key(v, &mut key);
+    key
 }
 
 fn push_into(arr: &mut Vec<Value>, spec: &PushSpec) {

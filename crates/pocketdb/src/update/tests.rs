@@ -848,6 +848,62 @@ fn add_to_set_missing_creates_array() {
     );
 }
 
+/// Values where equality is subtle: numbers across representations (`u64` beyond `i64`
+/// against an integral float), `-0.0`, documents with the same fields in another order,
+/// nested arrays, strings that look like numbers.
+fn tricky_values(n: usize) -> Vec<Value> {
+    let big: Value = serde_json::from_str("10000000000000000000").unwrap();
+    (0..n)
+        .map(|i| match i % 9 {
+            0 => json!(i % 40),
+            1 => json!((i % 40) as f64),
+            2 => json!(format!("{}", i % 40)),
+            3 => json!([i % 5, [i % 3]]),
+            4 => json!({"x": i % 4, "y": 1}),
+            5 => json!({"y": 1, "x": i % 4}),
+            6 => {
+                if i % 2 == 0 {
+                    big.clone()
+                } else {
+                    json!(1e19)
+                }
+            }
+            7 => json!(if i % 2 == 0 { -0.0 } else { 0.5 }),
+            _ => json!(i % 2 == 0),
+        })
+        .collect()
+}
+
+#[test]
+fn add_to_set_and_pull_all_on_large_arrays_agree_with_pairwise_equality() {
+    // Above PAIRWISE_MAX comparisons the update hashes equality keys; the result must be
+    // what comparing every pair gives.
+    let existing = tricky_values(300);
+    let added: Vec<Value> = tricky_values(500).into_iter().rev().collect();
+    let mut expected = existing.clone();
+    for v in &added {
+        if !expected.iter().any(|e| crate::value::values_equal(e, v)) {
+            expected.push(v.clone());
+        }
+    }
+    let (out, changed) = apply(
+        json!({"a": existing.clone()}),
+        json!({"$addToSet": {"a": {"$each": added}}}),
+    );
+    assert!(changed);
+    assert_eq!(out["a"], Value::Array(expected));
+
+    let pulled: Vec<Value> = tricky_values(60).into_iter().skip(20).collect();
+    let expected: Vec<Value> = existing
+        .iter()
+        .filter(|e| !pulled.iter().any(|v| crate::value::values_equal(e, v)))
+        .cloned()
+        .collect();
+    assert!(expected.len() < existing.len() && !expected.is_empty());
+    let (out, _) = apply(json!({"a": existing}), json!({"$pullAll": {"a": pulled}}));
+    assert_eq!(out["a"], Value::Array(expected));
+}
+
 #[test]
 fn add_to_set_on_non_array_is_error() {
     let (op, _, msg) = apply_err(json!({"a": "s"}), json!({"$addToSet": {"a": 1}}));

@@ -210,6 +210,46 @@ pub fn values_equal(a: &Value, b: &Value) -> bool {
     compare_values(a, b) == Ordering::Equal
 }
 
+/// Writes a text that is equal for two values exactly when [`values_equal`] says they
+/// are: the key of hash-based grouping and deduplication (`$group`, `$addToSet`,
+/// `$lookup`, update's `$addToSet`/`$pullAll`). Numbers are keyed by value across
+/// representations (`1`, `1.0` and `-0.0`/`0` agree, and so do an integral float and
+/// a `u64` beyond `i64`); embedded documents keep their field order, as equality does.
+pub(crate) fn equality_key(v: &Value, out: &mut String) {
+    use std::fmt::Write as _;
+    match v {
+        Value::Null => out.push('n'),
+        Value::Bool(b) => out.push(if *b { 'T' } else { 'F' }),
+        Value::Number(n) => {
+            out.push('#');
+            let _ = match as_i128(n) {
+                Some(i) => write!(out, "{i}"),
+                None => write!(out, "{n}"),
+            };
+        }
+        Value::String(s) => {
+            let _ = write!(out, "s{}:{s}", s.len());
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for i in items {
+                equality_key(i, out);
+                out.push(',');
+            }
+            out.push(']');
+        }
+        Value::Object(m) => {
+            out.push('{');
+            for (k, v) in m {
+                let _ = write!(out, "{}:{k}", k.len());
+                equality_key(v, out);
+                out.push(',');
+            }
+            out.push('}');
+        }
+    }
+}
+
 /// Distinct values in MongoDB's order, gathered without comparing each new value with
 /// every one kept: values are appended and, as the list doubles, sorted (stably) with
 /// equal ones dropped, so the first of equal values (`1` before `1.0`) stays.
@@ -245,6 +285,57 @@ impl DistinctValues {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn equality_keys_agree_with_values_equal() {
+        let big: Value = serde_json::from_str("10000000000000000000").unwrap();
+        let values = vec![
+            json!(null),
+            json!(true),
+            json!(false),
+            json!(0),
+            json!(-0.0),
+            json!(0.0),
+            json!(1),
+            json!(1.0),
+            json!(1.5),
+            json!(-7),
+            json!(-7.0),
+            json!(i64::MAX),
+            json!(9.223372036854776e18),
+            big,
+            json!(1e19),
+            json!(1e300),
+            json!("1"),
+            json!(""),
+            json!("a,b"),
+            json!(["a", "b"]),
+            json!(["a,b"]),
+            json!([1, [2]]),
+            json!([1.0, [2.0]]),
+            json!({"a": 1, "b": 2}),
+            json!({"b": 2, "a": 1}),
+            json!({"a": 1.0, "b": 2}),
+            json!({}),
+            json!([]),
+        ];
+        let key = |v: &Value| {
+            let mut k = String::new();
+            equality_key(v, &mut k);
+            k
+        };
+        for a in &values {
+            for b in &values {
+                assert_eq!(
+                    key(a) == key(b),
+                    values_equal(a, b),
+                    "{a} vs {b}: keys {} and {}",
+                    key(a),
+                    key(b)
+                );
+            }
+        }
+    }
 
     #[test]
     fn distinct_values_keep_the_first_of_equal_values() {

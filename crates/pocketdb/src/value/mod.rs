@@ -5,8 +5,8 @@
 mod compare;
 mod path;
 
-pub(crate) use compare::DistinctValues;
 pub use compare::{compare_values, type_rank, values_equal, BsonType};
+pub(crate) use compare::{equality_key, DistinctValues};
 pub use path::FieldPath;
 
 use serde_json::Value;
