@@ -598,6 +598,8 @@ impl Compiler<'_> {
         let expands = match cond {
             Pos::Eq(_) | Pos::In(_) | Pos::Regex(_) => true,
             Pos::ElemMatch(_) | Pos::Exists => false,
+            // An array is of type "array" whatever its elements are.
+            Pos::Cond(Cond::Type(types)) => !types.contains(&BsonType::Array),
             Pos::Cond(c) => matches!(
                 c,
                 Cond::Eq(_)
@@ -1075,27 +1077,51 @@ fn in_single(loc: &Loc, items: &[InItem]) -> Piece {
     or_any(parts)
 }
 
+/// `$type`: one `json_type` test against the list of SQLite types the aliases name
+/// (`number` and `int` + `long` need no look at the value); only `int` or `long` alone
+/// compares the integer with the 32-bit range.
 fn type_single(loc: &Loc, types: &[BsonType]) -> Piece {
     let (ty, val) = (loc.ty(), loc.val());
-    let parts = types
-        .iter()
-        .map(|t| {
-            Piece::exact(Frag::lit(match t {
-                BsonType::Double => format!("{ty}='real'"),
-                BsonType::String => format!("{ty}='text'"),
-                BsonType::Object => format!("{ty}='object'"),
-                BsonType::Array => format!("{ty}='array'"),
-                BsonType::Bool => format!("{ty} IN ('true','false')"),
-                BsonType::Null => format!("{ty}='null'"),
-                BsonType::Int => {
-                    format!("({ty}='integer' AND {val} BETWEEN -2147483648 AND 2147483647)")
-                }
-                BsonType::Long => {
-                    format!("({ty}='integer' AND {val} NOT BETWEEN -2147483648 AND 2147483647)")
-                }
-            }))
-        })
-        .collect();
+    let (int, long) = (
+        types.contains(&BsonType::Int),
+        types.contains(&BsonType::Long),
+    );
+    let mut names: Vec<&str> = Vec::new();
+    for t in types {
+        let more: &[&str] = match t {
+            BsonType::Double => &["real"],
+            BsonType::String => &["text"],
+            BsonType::Object => &["object"],
+            BsonType::Array => &["array"],
+            BsonType::Bool => &["true", "false"],
+            BsonType::Null => &["null"],
+            BsonType::Int | BsonType::Long if int && long => &["integer"],
+            BsonType::Int | BsonType::Long => &[],
+        };
+        for name in more {
+            if !names.contains(name) {
+                names.push(name);
+            }
+        }
+    }
+    let mut parts = Vec::new();
+    match names.as_slice() {
+        [] => {}
+        [one] => parts.push(Piece::exact(Frag::lit(format!("{ty}='{one}'")))),
+        many => parts.push(Piece::exact(Frag::lit(format!(
+            "{ty} IN ({})",
+            many.iter()
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )))),
+    }
+    if int != long {
+        let range = if int { "BETWEEN" } else { "NOT BETWEEN" };
+        parts.push(Piece::exact(Frag::lit(format!(
+            "({ty}='integer' AND {val} {range} -2147483648 AND 2147483647)"
+        ))));
+    }
     or_any(parts)
 }
 

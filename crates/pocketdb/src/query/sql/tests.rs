@@ -380,6 +380,24 @@ fn cases() -> Vec<Case> {
         Ids(&[6, 7, 8, 11]),
         true,
     );
+    c(
+        "n type long|string",
+        fld("n", types(&["long", "string"])),
+        Ids(&[6, 11, 15]),
+        true,
+    );
+    c(
+        "n type int|long|null",
+        fld("n", types(&["int", "long", "null"])),
+        Ids(&[1, 4, 5, 9, 10, 11, 14, 15, 16, 17]),
+        true,
+    );
+    c(
+        "n type array|double",
+        fld("n", types(&["array", "double"])),
+        Ids(&[2, 3, 10, 11, 12, 14, 16]),
+        true,
+    );
     c("n type []", fld("n", Cond::Type(vec![])), Ids(&[]), true);
     c(
         "n size 2",
