@@ -255,6 +255,56 @@ fn duplicate_ids_are_refused_before_acknowledgement() {
 }
 
 #[test]
+fn upserts_by_id_collide_with_a_document_the_filter_rejects() {
+    // `{_id: 1, age: {$gt: 50}}` matches nothing while `_id: 1` exists: the upsert would
+    // insert a second `_id: 1`, which is a duplicate key (as in Sync mode and MongoDB),
+    // not a replacement of the existing document.
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_slow(&dir);
+    let c = db.collection::<Value>("users");
+    c.insert_one(json!({"_id": 1, "age": 36})).unwrap();
+    db.flush().unwrap();
+    c.insert_one(json!({"_id": 2, "age": 28})).unwrap();
+    for id in [1, 2] {
+        let err = c
+            .update_one_with(
+                json!({"_id": id, "age": {"$gt": 50}}),
+                json!({"$set": {"age": 99}}),
+                &UpdateOptions::upsert(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::DuplicateKey { .. }), "{err}");
+        let err = c
+            .replace_one_with(
+                json!({"_id": id, "age": {"$gt": 50}}),
+                json!({"age": 7}),
+                true,
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::DuplicateKey { .. }), "{err}");
+        // Without upsert it is a no-op.
+        let r = c
+            .update_one(
+                json!({"_id": id, "age": {"$gt": 50}}),
+                json!({"$set": {"age": 99}}),
+            )
+            .unwrap();
+        assert_eq!((r.matched_count, r.modified_count), (0, 0));
+    }
+    db.flush().unwrap();
+    let ages: Vec<Value> = c
+        .find(json!({}))
+        .unwrap()
+        .sort(json!({"_id": 1}))
+        .to_vec()
+        .unwrap()
+        .into_iter()
+        .map(|d| d["age"].clone())
+        .collect();
+    assert_eq!(ages, vec![json!(36), json!(28)]);
+}
+
+#[test]
 fn concurrent_increments_of_one_document_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = open_with(

@@ -238,8 +238,11 @@ impl<T: Document> Collection<T> {
                 Some(e) => e.doc.as_deref().map(serde_json::from_str).transpose()?,
                 None => self.stored_doc(&key)?,
             };
+            // A document with this `_id` that the rest of the filter rejects is not
+            // updated, and an upsert would collide with it.
+            let exists = current.is_some();
             let current = current.filter(|d| filter.matches(d));
-            let (result, op) = self.modified(filter, &action, &key, current)?;
+            let (result, op) = self.modified(filter, &action, &key, current, exists)?;
             let Some((kind, doc)) = op else {
                 return Ok(Some(result));
             };
@@ -266,6 +269,7 @@ impl<T: Document> Collection<T> {
         action: &Modify<'_>,
         key: &str,
         current: Option<Value>,
+        exists: bool,
     ) -> Result<(Modified, Option<(OpKind, Option<Arc<str>>)>)> {
         let now = changes::now_millis();
         match (action, current) {
@@ -288,6 +292,13 @@ impl<T: Document> Collection<T> {
                         "_id",
                         "the _id field cannot be changed",
                     ));
+                }
+                if exists {
+                    return Err(Error::DuplicateKey {
+                        collection: self.name.to_string(),
+                        index: "_id_".to_string(),
+                        key: format!("{{ _id: {} }}", prepared.id),
+                    });
                 }
                 Ok((
                     Modified::Update(UpdateResult {
