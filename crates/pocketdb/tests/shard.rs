@@ -441,6 +441,25 @@ fn insert_many_reports_failures_by_request_position() {
         .write_errors
         .iter()
         .all(|e| matches!(e.error, Error::DuplicateKey { .. })));
+    // Ordered: members insert in parallel, but nothing after the first failure stays,
+    // whichever member it went to.
+    let err = sharded
+        .insert_many((0..12).map(|i| json!({"_id": if i == 1 { 5 } else { 1100 + i }})))
+        .unwrap_err();
+    let Error::BulkWrite(f) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(
+        f.write_errors.iter().map(|e| e.index).collect::<Vec<_>>(),
+        vec![1]
+    );
+    assert_eq!(f.inserted_ids, vec![(0, json!(1100))]);
+    assert_eq!(
+        sharded
+            .count_documents(json!({"_id": {"$gte": 1100, "$lt": 1200}}))
+            .unwrap(),
+        1
+    );
     // A document that cannot be routed fails before anything is written.
     let err = sharded
         .insert_many(vec![

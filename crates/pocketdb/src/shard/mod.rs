@@ -1221,11 +1221,39 @@ impl<T: Document> ShardedCollection<T> {
             });
         }
         errors.sort_by_key(|e| e.index);
+        if options.ordered {
+            // Members insert their documents in parallel, each stopping at its own first
+            // failure: documents after the request's first failure, which an ordered
+            // insert never reaches, may have been inserted on other members. Take them
+            // back, so the outcome is the one of a single collection.
+            errors.truncate(1);
+            let first = errors.first().map_or(usize::MAX, |e| e.index);
+            let late = inserted.split_off(&first.saturating_add(1));
+            self.take_back(&batches, late)?;
+        }
         Err(Error::BulkWrite(Box::new(BulkWriteFailure {
             inserted_ids: inserted.into_iter().collect(),
             write_errors: errors,
             ..Default::default()
         })))
+    }
+
+    /// Deletes documents an ordered `insert_many` inserted past its first failure
+    /// (request position -> `_id`), each on the member its batch went to.
+    fn take_back(&self, batches: &[Batch], late: BTreeMap<usize, Value>) -> Result<()> {
+        for batch in batches {
+            let ids: Vec<&Value> = batch
+                .positions
+                .iter()
+                .filter_map(|position| late.get(position))
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let member = self.inner.member(&batch.label, false)?;
+            member.delete_many(serde_json::json!({"_id": {"$in": ids}}))?;
+        }
+        Ok(())
     }
 
     // ----- reads ---------------------------------------------------------------------
