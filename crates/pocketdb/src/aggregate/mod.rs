@@ -202,8 +202,10 @@ impl Source {
             })?;
         }
         let rest = &stages[p.consumed..];
-        // The SQL `GROUP BY` reads stored values, which plugins may have transformed.
-        if !transformed {
+        // The SQL `GROUP BY` reads stored values, which plugins may have transformed,
+        // and not the writes a buffered database has not applied yet (the cursor merges
+        // them).
+        if !transformed && !coll.buffer_pending() {
             if let Some(group) = sql_group(coll.name(), &p, rest) {
                 return Ok(Source {
                     p,
