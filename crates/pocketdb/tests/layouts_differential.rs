@@ -14,10 +14,10 @@
 //! generator keeps `a` a number and `tags` an array.
 
 use pocketdb::{
-    BufferOptions, Client, Collection, Database, DeleteResult, Durability, Error,
+    BufferOptions, BulkWriteResult, Client, Collection, Database, DeleteResult, Durability, Error,
     FindOneAndModifyOptions, IndexOptions, InsertManyOptions, InsertManyResult, Options,
     PartitionBy, ReturnDocument, ShardKey, ShardOptions, ShardedCollection, UpdateOptions,
-    UpdateResult,
+    UpdateResult, WriteModel,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -51,7 +51,11 @@ enum Op {
     DeleteOne(u64),
     DeleteMany(usize),
     FindOneAndUpdate(usize, usize, bool, bool),
+    FindOneAndDelete(usize, usize),
+    UpsertMany(u8, usize),
+    BulkWrite(Vec<(usize, u64, u8)>, bool),
     Read(usize, usize, usize, usize),
+    Aggregate(usize, usize, usize),
 }
 
 fn filter(i: usize, k: u8) -> Value {
@@ -60,7 +64,7 @@ fn filter(i: usize, k: u8) -> Value {
         1 => json!({"a": {"$gt": k % 7}}),
         2 => json!({"g": g_of(u64::from(k))}),
         3 => json!({"tags": format!("t{}", k % 4)}),
-        4 => json!({"_id": {"$in": [k % 16, (k + 5) % 16, (k + 9) % 16]}}),
+        4 => json!({"_id": {"$in": [k % 16, (k % 16 + 5) % 16, (k % 16 + 9) % 16]}}),
         5 => json!({"$or": [{"a": k % 7}, {"n.x": k % 5}]}),
         6 => json!({"n": {"$exists": false}, "a": {"$lte": 3}}),
         _ => json!({"tags": {"$size": 2}}),
@@ -107,7 +111,15 @@ fn op() -> impl Strategy<Value = Op> {
         (0..64usize).prop_map(Op::DeleteMany),
         (0..64usize, 0..7usize, any::<bool>(), any::<bool>())
             .prop_map(|(f, u, up, after)| Op::FindOneAndUpdate(f, u, up, after)),
+        (0..64usize, 0..4usize).prop_map(|(f, s)| Op::FindOneAndDelete(f, s)),
+        (any::<u8>(), 0..7usize).prop_map(|(k, u)| Op::UpsertMany(k, u)),
+        (
+            proptest::collection::vec((0..7usize, 0..IDS, any::<u8>()), 1..6),
+            any::<bool>()
+        )
+            .prop_map(|(m, o)| Op::BulkWrite(m, o)),
         (0..64usize, 0..4usize, 0..4usize, 0..6usize).prop_map(|(f, s, k, l)| Op::Read(f, s, k, l)),
+        (0..64usize, 0..4usize, 0..3usize).prop_map(|(f, s, p)| Op::Aggregate(f, s, p)),
     ]
 }
 
@@ -193,8 +205,32 @@ impl Target {
         on_target!(self, c => c.find_one_and_update(f, u, o))
     }
 
+    fn find_one_and_delete(
+        &self,
+        f: Value,
+        o: &FindOneAndModifyOptions,
+    ) -> pocketdb::Result<Option<Value>> {
+        on_target!(self, c => c.find_one_and_delete(f, o))
+    }
+
+    fn bulk_write(
+        &self,
+        models: Vec<WriteModel>,
+        ordered: bool,
+    ) -> pocketdb::Result<BulkWriteResult> {
+        on_target!(self, c => c.bulk_write(models, ordered))
+    }
+
     fn read(&self, f: Value, s: Value, skip: u64, limit: i64) -> pocketdb::Result<Vec<Value>> {
         on_target!(self, c => c.find(f)?.sort(s).skip(skip).limit(limit).to_vec())
+    }
+
+    fn read_projected(&self, f: Value, s: Value, p: Value) -> pocketdb::Result<Vec<Value>> {
+        on_target!(self, c => c.find(f)?.sort(s).projection(p).limit(5).to_vec())
+    }
+
+    fn aggregate(&self, pipeline: Value) -> pocketdb::Result<Vec<Value>> {
+        on_target!(self, c => c.aggregate(pipeline)?.to_vec())
     }
 
     fn count(&self, f: Value) -> pocketdb::Result<u64> {
@@ -262,6 +298,84 @@ fn run(t: &Target, op: &Op) -> Vec<String> {
             };
             vec![outcome(t.find_one_and_update(f, u, &o))]
         }
+        Op::FindOneAndDelete(f, s) => {
+            let o = FindOneAndModifyOptions {
+                sort: Some(sort(*s)),
+                ..Default::default()
+            };
+            vec![outcome(
+                t.find_one_and_delete(filter(*f, (*f / 8) as u8), &o),
+            )]
+        }
+        Op::UpsertMany(k, u) => {
+            // Matches every document of one `a` and `g`, or inserts one with an `_id`
+            // outside the pool.
+            let id = IDS + u64::from(*k % 8);
+            let f = json!({"a": k % 7, "g": g_of(id)});
+            let mut u = update(*u, *k);
+            u["$setOnInsert"] = json!({"_id": id});
+            let o = UpdateOptions {
+                upsert: true,
+                array_filters: None,
+            };
+            vec![outcome(on_target!(t, c => c.update_many_with(f, u, &o)))]
+        }
+        Op::BulkWrite(models, ordered) => {
+            let models = models
+                .iter()
+                .map(|(m, id, v)| match m {
+                    0 | 1 => WriteModel::InsertOne {
+                        document: doc(*id, *v),
+                    },
+                    2 => WriteModel::UpdateOne {
+                        filter: json!({"_id": id}),
+                        update: update(usize::from(*v), *v),
+                        options: UpdateOptions::default(),
+                    },
+                    3 => WriteModel::UpdateMany {
+                        filter: filter(usize::from(*v), *v),
+                        update: update(usize::from(*v / 8), *v),
+                        options: UpdateOptions::default(),
+                    },
+                    4 => WriteModel::ReplaceOne {
+                        filter: json!({"_id": id}),
+                        replacement: doc(*id, *v),
+                        upsert: v % 2 == 0,
+                    },
+                    5 => WriteModel::DeleteOne {
+                        filter: json!({"_id": id}),
+                    },
+                    _ => WriteModel::DeleteMany {
+                        filter: filter(usize::from(*v), *v),
+                    },
+                })
+                .collect();
+            vec![outcome(t.bulk_write(models, *ordered))]
+        }
+        Op::Aggregate(f, s, p) => {
+            let k = (*f / 8) as u8;
+            let pipeline = match p {
+                0 => json!([
+                    {"$match": filter(*f, k)},
+                    {"$group": {"_id": "$g", "n": {"$sum": 1}, "s": {"$sum": "$a"},
+                                "top": {"$max": "$a"}, "low": {"$min": "$_id"}}},
+                    {"$sort": {"_id": 1}},
+                ]),
+                1 => json!([
+                    {"$match": filter(*f, k)},
+                    {"$sort": sort(*s)},
+                    {"$skip": 1},
+                    {"$limit": 4},
+                    {"$project": {"a": 1, "first": {"$arrayElemAt": ["$tags", 0]}}},
+                ]),
+                _ => json!([
+                    {"$unwind": "$tags"},
+                    {"$sortByCount": "$tags"},
+                    {"$sort": {"count": -1, "_id": 1}},
+                ]),
+            };
+            vec![outcome(t.aggregate(pipeline))]
+        }
         Op::Read(f, s, skip, limit) => {
             let k = (*f / 8) as u8;
             let f = filter(*f, k);
@@ -269,7 +383,8 @@ fn run(t: &Target, op: &Op) -> Vec<String> {
                 outcome(t.read(f.clone(), sort(*s), *skip as u64, *limit as i64)),
                 outcome(t.count(f.clone())),
                 outcome(t.distinct("a", f.clone())),
-                outcome(t.distinct("tags", f)),
+                outcome(t.distinct("tags", f.clone())),
+                outcome(t.read_projected(f, sort(*s), json!({"tags": 0, "n.x": 0}))),
             ]
         }
     }
