@@ -1,9 +1,10 @@
 //! Generated sequences of writes and reads run on one collection in every write mode and
 //! layout: a plain `Sync` collection (the reference), the same with secondary indexes,
 //! group commit, buffered (small batches, so writes are applied while others are
-//! pending), hash-sharded by `_id`, sharded by a field, and partitioned by key prefix.
-//! Every operation must report the same outcome everywhere and every read must return
-//! the same documents.
+//! pending), hash-sharded by `_id`, sharded by a field, partitioned by key prefix, and
+//! sharded over buffered members. Every operation must report the same outcome
+//! everywhere and every read must return the same documents, also after everything is
+//! closed and opened again from its files.
 //!
 //! Single-document writes pin their document by `_id` (MongoDB does not say which of
 //! several matching documents `update_one` picks; a sharded collection may pick another),
@@ -56,6 +57,7 @@ enum Op {
     BulkWrite(Vec<(usize, u64, u8)>, bool),
     Read(usize, usize, usize, usize),
     Aggregate(usize, usize, usize),
+    Reopen,
 }
 
 fn filter(i: usize, k: u8) -> Value {
@@ -120,6 +122,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(m, o)| Op::BulkWrite(m, o)),
         (0..64usize, 0..4usize, 0..4usize, 0..6usize).prop_map(|(f, s, k, l)| Op::Read(f, s, k, l)),
         (0..64usize, 0..4usize, 0..3usize).prop_map(|(f, s, p)| Op::Aggregate(f, s, p)),
+        Just(Op::Reopen),
     ]
 }
 
@@ -376,6 +379,7 @@ fn run(t: &Target, op: &Op) -> Vec<String> {
             };
             vec![outcome(t.aggregate(pipeline))]
         }
+        Op::Reopen => Vec::new(),
         Op::Read(f, s, skip, limit) => {
             let k = (*f / 8) as u8;
             let f = filter(*f, k);
@@ -391,17 +395,24 @@ fn run(t: &Target, op: &Op) -> Vec<String> {
 }
 
 struct Layouts {
-    _dir: tempfile::TempDir,
-    _client: Client,
+    _clients: Vec<Client>,
     _dbs: Vec<Database>,
     targets: Vec<(&'static str, Target)>,
 }
 
-fn layouts() -> Layouts {
-    let dir = tempfile::tempdir().unwrap();
+fn buffered() -> Durability {
+    Durability::Buffered(
+        BufferOptions::default()
+            .batch_size(3)
+            .flush_interval(Duration::from_millis(1)),
+    )
+}
+
+/// Opens every layout in `dir`, creating the collections the first time.
+fn layouts(dir: &std::path::Path) -> Layouts {
     let open = |name: &str, durability: Durability| {
         Database::open_with(
-            dir.path().join(format!("{name}.sqlite")),
+            dir.join(format!("{name}.sqlite")),
             Options::default().durability(durability),
         )
         .unwrap()
@@ -409,14 +420,7 @@ fn layouts() -> Layouts {
     let sync = open("sync", Durability::Sync);
     let indexed = open("indexed", Durability::Sync);
     let group = open("group", Durability::GroupCommit);
-    let buffered = open(
-        "buffered",
-        Durability::Buffered(
-            BufferOptions::default()
-                .batch_size(3)
-                .flush_interval(Duration::from_millis(1)),
-        ),
-    );
+    let buffered_db = open("buffered", buffered());
     let indexed_coll = indexed.collection::<Value>("items");
     for keys in [
         json!({"a": 1}),
@@ -427,40 +431,51 @@ fn layouts() -> Layouts {
             .create_index(keys, IndexOptions::default())
             .unwrap();
     }
-    let client = Client::open(dir.path().join("cluster")).unwrap();
-    let by_id = client
-        .create_sharded_collection("app", "by_id", ShardOptions::new(3))
-        .unwrap();
-    let by_g = client
-        .create_sharded_collection(
-            "app",
-            "by_g",
-            ShardOptions::new(2).key(ShardKey::Field("g".into())),
-        )
-        .unwrap();
+    let client = Client::open(dir.join("cluster")).unwrap();
+    let buffered_client = Client::open_with(
+        dir.join("buffered-cluster"),
+        Options::default().durability(buffered()),
+    )
+    .unwrap();
+    let sharded = |client: &Client, name: &str, options: ShardOptions| {
+        client
+            .sharded("app", name)
+            .or_else(|_| client.create_sharded_collection("app", name, options))
+            .unwrap()
+    };
+    let by_id = sharded(&client, "by_id", ShardOptions::new(3));
+    let by_g = sharded(
+        &client,
+        "by_g",
+        ShardOptions::new(2).key(ShardKey::Field("g".into())),
+    );
+    let buffered_by_id = sharded(&buffered_client, "by_id", ShardOptions::new(2));
     let parts = client
-        .create_partitioned_collection(
-            "app",
-            "parts",
-            PartitionBy::Prefix {
-                field: "g".into(),
-                len: 2,
-            },
-        )
+        .partitioned("app", "parts")
+        .or_else(|_| {
+            client.create_partitioned_collection(
+                "app",
+                "parts",
+                PartitionBy::Prefix {
+                    field: "g".into(),
+                    len: 2,
+                },
+            )
+        })
         .unwrap();
     let targets = vec![
         ("sync", Target::Plain(sync.collection("items"))),
         ("indexed", Target::Plain(indexed_coll)),
         ("group commit", Target::Plain(group.collection("items"))),
-        ("buffered", Target::Plain(buffered.collection("items"))),
+        ("buffered", Target::Plain(buffered_db.collection("items"))),
         ("sharded by _id", Target::Sharded(by_id)),
         ("sharded by g", Target::Sharded(by_g)),
         ("partitioned by g", Target::Sharded((*parts).clone())),
+        ("buffered, sharded by _id", Target::Sharded(buffered_by_id)),
     ];
     Layouts {
-        _dir: dir,
-        _client: client,
-        _dbs: vec![sync, indexed, group, buffered],
+        _clients: vec![client, buffered_client],
+        _dbs: vec![sync, indexed, group, buffered_db],
         targets,
     }
 }
@@ -470,9 +485,17 @@ proptest! {
 
     #[test]
     fn every_layout_and_write_mode_agrees(ops in proptest::collection::vec(op(), 1..40)) {
-        let l = layouts();
-        let (reference_name, reference) = &l.targets[0];
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = layouts(dir.path());
         for (step, op) in ops.iter().enumerate() {
+            if matches!(op, Op::Reopen) {
+                // Everything is closed (buffered writes applied or left in the log) and
+                // opened again from the files.
+                drop(l);
+                l = layouts(dir.path());
+                continue;
+            }
+            let (reference_name, reference) = &l.targets[0];
             let want = run(reference, op);
             for (name, target) in &l.targets[1..] {
                 let got = run(target, op);
@@ -483,7 +506,7 @@ proptest! {
             }
         }
         let all = |t: &Target| outcome(t.read(json!({}), json!({"_id": 1}), 0, 0));
-        let want = all(reference);
+        let want = all(&l.targets[0].1);
         for (name, target) in &l.targets[1..] {
             prop_assert_eq!(all(target), want.clone(), "final contents of {}", name);
         }
