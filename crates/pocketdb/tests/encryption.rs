@@ -350,6 +350,44 @@ fn updates_keep_or_encrypt_fields() -> pocketdb::Result<()> {
     Ok(())
 }
 
+#[test]
+fn setting_an_encrypted_field_to_its_value_modifies_nothing() -> pocketdb::Result<()> {
+    let db = Database::memory()?;
+    db.register_collection_plugin("users", plugin(&key(1))?)?;
+    let users = db.collection::<Value>("users");
+    users.insert_one(sample(1))?;
+    let before = raw_docs(&db, "users")?;
+    // `ssn` (random nonce), `email` (deterministic), `profile.secret` (a document).
+    for set in [
+        json!({"ssn": "secret-ssn-1"}),
+        json!({"email": "u1@example.com"}),
+        json!({"profile.secret": {"pin": 1234, "words": ["alpha", "beta"]}}),
+        json!({"ssn": "secret-ssn-1", "email": "u1@example.com", "name": "user 1"}),
+    ] {
+        let r = users.update_one(json!({"_id": 1}), json!({"$set": set.clone()}))?;
+        assert_eq!((r.matched_count, r.modified_count), (1, 0), "{set}");
+        let r = users.update_many(json!({}), json!({"$set": set.clone()}))?;
+        assert_eq!((r.matched_count, r.modified_count), (1, 0), "{set}");
+    }
+    assert_eq!(
+        raw_docs(&db, "users")?,
+        before,
+        "the stored ciphertexts are kept"
+    );
+    // Another value, even an equal number of another type, is a change.
+    let r = users.update_one(json!({"_id": 1}), json!({"$set": {"ssn": "other"}}))?;
+    assert_eq!(r.modified_count, 1);
+    let r = users.update_one(
+        json!({"_id": 1}),
+        json!({"$set": {"profile.secret": {"pin": 1234.0, "words": ["alpha", "beta"]}}}),
+    )?;
+    assert_eq!(r.modified_count, 1);
+    let doc = users.find_one(json!({"_id": 1}))?.expect("stored");
+    assert_eq!(doc["ssn"], "other");
+    assert_eq!(doc["profile"]["secret"]["pin"], json!(1234.0));
+    Ok(())
+}
+
 /// Rejects writes while armed: interrupts a rotation part-way.
 struct Tripwire(Arc<AtomicBool>);
 

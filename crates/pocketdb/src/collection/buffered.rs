@@ -693,7 +693,7 @@ fn apply_op(db: &Database, conn: &Connection, coll: &Collection<Value>, op: &Op)
                         ChangeOp::Update
                     };
                     let doc: Value = serde_json::from_str(text)?;
-                    coll.store_updated(conn, &row, &doc, change)
+                    coll.store_updated(conn, &row, &doc, change).map(|_| ())
                 }
                 None => insert(),
             }

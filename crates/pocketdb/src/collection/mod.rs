@@ -1164,14 +1164,20 @@ impl<T: Document> Collection<T> {
         Ok(p.id.clone())
     }
 
+    /// Writes the new version of a stored row after the plugins' hooks. False, writing
+    /// nothing, when the hooks turned it back into the stored document (a value set to
+    /// what an encrypted field already held).
     fn store_updated(
         &self,
         conn: &Connection,
         row: &Row,
         new_doc: &Value,
         op: ChangeOp,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let hooked = self.db.before_update(&self.name, op, &row.doc, new_doc)?;
+        if hooked.as_ref().is_some_and(|h| h == &row.doc) {
+            return Ok(false);
+        }
         let new_doc = hooked.as_ref().unwrap_or(new_doc);
         let new_id = new_doc.get("_id").cloned().unwrap_or(Value::Null);
         if id_key(&new_id) != row.key {
@@ -1210,7 +1216,7 @@ impl<T: Document> Collection<T> {
             &row.doc,
             new_doc,
         )?;
-        Ok(())
+        Ok(true)
     }
 
     /// The text of an updated document, checked as every stored document is.
@@ -1303,7 +1309,9 @@ impl<T: Document> Collection<T> {
         } else {
             ChangeOp::Update
         };
-        self.store_updated(conn, &row, &new_doc, op)?;
+        if !self.store_updated(conn, &row, &new_doc, op)? {
+            return Ok(matched);
+        }
         Ok(UpdateResult {
             modified_count: 1,
             ..matched
@@ -1378,8 +1386,7 @@ impl<T: Document> Collection<T> {
             for row in rows {
                 result.matched_count += 1;
                 let mut doc = row.doc.clone();
-                if update.apply(&mut doc, &ctx)? {
-                    self.store_updated(conn, &row, &doc, op)?;
+                if update.apply(&mut doc, &ctx)? && self.store_updated(conn, &row, &doc, op)? {
                     result.modified_count += 1;
                 }
                 if !multi {

@@ -815,13 +815,56 @@ fn visit_mut(
     }
 }
 
+impl Encryption {
+    /// An update that leaves a field's plaintext as it was keeps the stored ciphertext
+    /// (a random nonce would otherwise make every rewrite a change). Only for a path
+    /// through documents alone, where the old and new values are the same slot.
+    fn keep_unchanged(&self, field: &Field, previous: &Value, doc: &mut Value) -> Result<()> {
+        let (Some(old), Some(new)) = (
+            slot(previous, &field.segments),
+            slot_mut(doc, &field.segments),
+        ) else {
+            return Ok(());
+        };
+        if classify(new).is_some() {
+            return Ok(());
+        }
+        let Some(sealed) = classify(old) else {
+            return Ok(());
+        };
+        let fresh = sealed.key_id() == self.current_key_id()
+            && (sealed.mode() == MODE_DETERMINISTIC) == field.deterministic;
+        if fresh && self.open(field, &sealed)? == *new {
+            *new = old.clone();
+        }
+        Ok(())
+    }
+}
+
+/// The value at `segments` when every step is a field of a document.
+fn slot<'a>(value: &'a Value, segments: &[String]) -> Option<&'a Value> {
+    segments
+        .iter()
+        .try_fold(value, |v, key| v.as_object().and_then(|m| m.get(key)))
+}
+
+/// [`slot`], mutable.
+fn slot_mut<'a>(value: &'a mut Value, segments: &[String]) -> Option<&'a mut Value> {
+    segments.iter().try_fold(value, |v, key| {
+        v.as_object_mut().and_then(|m| m.get_mut(key))
+    })
+}
+
 impl Plugin for Encryption {
     fn name(&self) -> &str {
         "encryption"
     }
 
-    fn before_write(&self, _ctx: &WriteContext<'_>, doc: &mut Value) -> Result<()> {
+    fn before_write(&self, ctx: &WriteContext<'_>, doc: &mut Value) -> Result<()> {
         for field in &self.inner.fields {
+            if let Some(previous) = ctx.previous {
+                self.keep_unchanged(field, previous, doc)?;
+            }
             visit_mut(doc, &field.segments, &mut |v| {
                 let keep = match classify(v) {
                     None => None,
