@@ -14,6 +14,7 @@
 //! member after another committed is documented as not atomic across members, so the
 //! generator keeps `a` a number and `tags` an array.
 
+use pocketdb::plugin::{Encryption, EncryptionKey};
 use pocketdb::{
     BufferOptions, BulkWriteResult, Client, Collection, Database, DeleteResult, Durability, Error,
     FindOneAndModifyOptions, IndexOptions, InsertManyOptions, InsertManyResult, Options,
@@ -431,6 +432,16 @@ fn layouts(dir: &std::path::Path) -> Layouts {
             .create_index(keys, IndexOptions::default())
             .unwrap();
     }
+    // Field-level encryption: `b` random (never queried), `n.x` deterministic (equality
+    // queries on it run on ciphertext).
+    let encrypted = open("encrypted", Durability::Sync);
+    let encryption = Encryption::new(&EncryptionKey::from_bytes([7; 32]))
+        .and_then(|e| e.field("b"))
+        .and_then(|e| e.deterministic_field("n.x"))
+        .unwrap();
+    encrypted
+        .register_collection_plugin("items", encryption)
+        .unwrap();
     let client = Client::open(dir.join("cluster")).unwrap();
     let buffered_client = Client::open_with(
         dir.join("buffered-cluster"),
@@ -472,10 +483,14 @@ fn layouts(dir: &std::path::Path) -> Layouts {
         ("sharded by g", Target::Sharded(by_g)),
         ("partitioned by g", Target::Sharded((*parts).clone())),
         ("buffered, sharded by _id", Target::Sharded(buffered_by_id)),
+        (
+            "encrypted fields",
+            Target::Plain(encrypted.collection("items")),
+        ),
     ];
     Layouts {
         _clients: vec![client, buffered_client],
-        _dbs: vec![sync, indexed, group, buffered_db],
+        _dbs: vec![sync, indexed, group, buffered_db, encrypted],
         targets,
     }
 }
