@@ -382,6 +382,12 @@ fn setting_an_encrypted_field_to_its_value_modifies_nothing() -> pocketdb::Resul
         json!({"$set": {"profile.secret": {"pin": 1234.0, "words": ["alpha", "beta"]}}}),
     )?;
     assert_eq!(r.modified_count, 1);
+    // So is the same document with its fields in another order.
+    let r = users.update_one(
+        json!({"_id": 1}),
+        json!({"$set": {"profile.secret": {"words": ["alpha", "beta"], "pin": 1234.0}}}),
+    )?;
+    assert_eq!(r.modified_count, 1);
     let doc = users.find_one(json!({"_id": 1}))?.expect("stored");
     assert_eq!(doc["ssn"], "other");
     assert_eq!(doc["profile"]["secret"]["pin"], json!(1234.0));

@@ -270,6 +270,8 @@ fn run(t: &Target, op: &Op) -> Vec<String> {
         Op::ReplaceOne(i, v, upsert) => {
             let mut d = doc(*i, *v);
             if let Some(m) = d.as_object_mut() {
+                // `remove` swaps the last field into `_id`'s place: the same values in
+                // another order, which is a modification.
                 m.remove("_id");
             }
             vec![outcome(t.replace_one(json!({"_id": i}), d, *upsert))]

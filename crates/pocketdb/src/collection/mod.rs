@@ -1175,7 +1175,10 @@ impl<T: Document> Collection<T> {
         op: ChangeOp,
     ) -> Result<bool> {
         let hooked = self.db.before_update(&self.name, op, &row.doc, new_doc)?;
-        if hooked.as_ref().is_some_and(|h| h == &row.doc) {
+        if hooked
+            .as_ref()
+            .is_some_and(|h| crate::update::identical(h, &row.doc))
+        {
             return Ok(false);
         }
         let new_doc = hooked.as_ref().unwrap_or(new_doc);

@@ -834,7 +834,7 @@ impl Encryption {
         };
         let fresh = sealed.key_id() == self.current_key_id()
             && (sealed.mode() == MODE_DETERMINISTIC) == field.deterministic;
-        if fresh && self.open(field, &sealed)? == *new {
+        if fresh && crate::update::identical(&self.open(field, &sealed)?, new) {
             *new = old.clone();
         }
         Ok(())
