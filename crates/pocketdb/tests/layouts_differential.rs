@@ -106,7 +106,7 @@ fn op() -> impl Strategy<Value = Op> {
         )
             .prop_map(|(d, o)| Op::InsertMany(d, o)),
         (id.clone(), any::<u8>()).prop_map(|(i, v)| Op::InsertOne(i, v)),
-        (id.clone(), any::<Option<u8>>(), 0..7usize, any::<bool>())
+        (id.clone(), any::<Option<u8>>(), 0..9usize, any::<bool>())
             .prop_map(|(i, k, u, up)| Op::UpdateOne(i, k, u, up)),
         (0..64usize, 0..7usize).prop_map(|(f, u)| Op::UpdateMany(f, u)),
         (id.clone(), any::<u8>(), any::<bool>()).prop_map(|(i, v, up)| Op::ReplaceOne(i, v, up)),
@@ -259,7 +259,13 @@ fn run(t: &Target, op: &Op) -> Vec<String> {
             if let Some(k) = k {
                 f["a"] = json!({"$gte": k % 7});
             }
-            let mut u = update(*u, k.unwrap_or(1));
+            // Two updates every layout must refuse alike: one changing `_id`, one
+            // naming a field twice.
+            let mut u = match u {
+                7 => json!({"$inc": {"_id": 1}}),
+                8 => json!({"$set": {"a": 1}, "$unset": {"a": ""}}),
+                u => update(*u, k.unwrap_or(1)),
+            };
             u["$setOnInsert"] = json!({"g": g_of(*i)});
             vec![outcome(t.update_one(f, u, *upsert))]
         }
