@@ -4,7 +4,8 @@
 //! pending), hash-sharded by `_id`, sharded by a field, partitioned by key prefix, and
 //! sharded over buffered members. Every operation must report the same outcome
 //! everywhere and every read must return the same documents, also after everything is
-//! closed and opened again from its files.
+//! closed and opened again from its files. Replicas fed the change sets of the
+//! single-file databases (`export_changes` / `apply_changes`) must hold the same too.
 //!
 //! Single-document writes pin their document by `_id` (MongoDB does not say which of
 //! several matching documents `update_one` picks; a sharded collection may pick another),
@@ -405,7 +406,8 @@ fn run(t: &Target, op: &Op) -> Vec<String> {
 
 struct Layouts {
     _clients: Vec<Client>,
-    _dbs: Vec<Database>,
+    /// `sync`, `indexed`, `group commit`, `buffered`, `encrypted fields`.
+    dbs: Vec<Database>,
     targets: Vec<(&'static str, Target)>,
 }
 
@@ -498,7 +500,7 @@ fn layouts(dir: &std::path::Path) -> Layouts {
     ];
     Layouts {
         _clients: vec![client, buffered_client],
-        _dbs: vec![sync, indexed, group, buffered_db, encrypted],
+        dbs: vec![sync, indexed, group, buffered_db, encrypted],
         targets,
     }
 }
@@ -510,10 +512,37 @@ proptest! {
     fn every_layout_and_write_mode_agrees(ops in proptest::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
         let mut l = layouts(dir.path());
+        // Replicas of the sync, group-commit and buffered databases, fed their change
+        // sets in small chunks before every reopen and at the end.
+        let mut replicas: Vec<(usize, Database, i64)> = [0, 2, 3]
+            .into_iter()
+            .map(|i| (i, Database::memory().unwrap(), 0))
+            .collect();
+        let mut replicate = |l: &Layouts| -> Result<(), TestCaseError> {
+            let want = outcome(l.targets[0].1.read(json!({}), json!({"_id": 1}), 0, 0));
+            for (i, replica, since) in &mut replicas {
+                let primary = &l.dbs[*i];
+                primary.flush().unwrap();
+                loop {
+                    let set = primary.export_changes_limited(*since, 5).unwrap();
+                    if set.until == *since {
+                        break;
+                    }
+                    replica.apply_changes(&set).unwrap();
+                    *since = set.until;
+                }
+                let got = outcome(
+                    Target::Plain(replica.collection("items")).read(json!({}), json!({"_id": 1}), 0, 0),
+                );
+                prop_assert_eq!(got, want.clone(), "replica of {}", l.targets[*i].0);
+            }
+            Ok(())
+        };
         for (step, op) in ops.iter().enumerate() {
             if matches!(op, Op::Reopen) {
                 // Everything is closed (buffered writes applied or left in the log) and
                 // opened again from the files.
+                replicate(&l)?;
                 drop(l);
                 l = layouts(dir.path());
                 continue;
@@ -533,5 +562,6 @@ proptest! {
         for (name, target) in &l.targets[1..] {
             prop_assert_eq!(all(target), want.clone(), "final contents of {}", name);
         }
+        replicate(&l)?;
     }
 }
