@@ -19,8 +19,8 @@ use pocketdb::plugin::{Encryption, EncryptionKey};
 use pocketdb::{
     BufferOptions, BulkWriteResult, Client, Collection, Database, DeleteResult, Durability, Error,
     FindOneAndModifyOptions, IndexOptions, InsertManyOptions, InsertManyResult, Options,
-    PartitionBy, ReturnDocument, ShardKey, ShardOptions, ShardedCollection, UpdateOptions,
-    UpdateResult, WriteModel,
+    PartitionBy, ReturnDocument, ShardKey, ShardOptions, ShardedCollection, TimeBucket,
+    UpdateOptions, UpdateResult, WriteModel,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -34,8 +34,14 @@ fn g_of(id: u64) -> String {
     format!("k{}", id % 3)
 }
 
+/// The time partition key: a date that is a function of `_id`, over several days.
+fn ts_of(id: u64) -> Value {
+    json!(1_735_689_600_000i64 + (id as i64) * 7 * 3_600_000)
+}
+
 fn doc(id: u64, v: u8) -> Value {
-    let mut d = json!({"_id": id, "g": g_of(id), "a": v % 7, "tags": [format!("t{}", v % 4)]});
+    let mut d = json!({"_id": id, "g": g_of(id), "a": v % 7, "tags": [format!("t{}", v % 4)],
+                       "ts": ts_of(id)});
     if v.is_multiple_of(3) {
         d["n"] = json!({"x": v % 5});
     }
@@ -72,6 +78,9 @@ fn filter(i: usize, k: u8) -> Value {
         4 => json!({"_id": {"$in": [k % 16, (k % 16 + 5) % 16, (k % 16 + 9) % 16]}}),
         5 => json!({"$or": [{"a": k % 7}, {"n.x": k % 5}]}),
         6 => json!({"n": {"$exists": false}, "a": {"$lte": 3}}),
+        // A range of the time partition key: only some days' partitions are read.
+        _ if k % 2 == 1 => json!({"ts": {"$gte": ts_of(u64::from(k % 16)),
+                                          "$lt": ts_of(u64::from(k % 16) + 6)}}),
         _ => json!({"tags": {"$size": 2}}),
     }
 }
@@ -268,7 +277,7 @@ fn run(t: &Target, op: &Op) -> Vec<String> {
                 8 => json!({"$set": {"a": 1}, "$unset": {"a": ""}}),
                 u => update(*u, k.unwrap_or(1)),
             };
-            u["$setOnInsert"] = json!({"g": g_of(*i)});
+            u["$setOnInsert"] = json!({"g": g_of(*i), "ts": ts_of(*i)});
             vec![outcome(t.update_one(f, u, *upsert))]
         }
         Op::UpdateMany(f, u) => {
@@ -305,7 +314,7 @@ fn run(t: &Target, op: &Op) -> Vec<String> {
             // An upsert from this filter has no `_id` of its own: give it one in the
             // pool's complement so it cannot collide, and its shard key.
             let id = IDS + u64::from(k);
-            u["$setOnInsert"] = json!({"_id": id, "g": g_of(id)});
+            u["$setOnInsert"] = json!({"_id": id, "g": g_of(id), "ts": ts_of(id)});
             let f = match filter(*f, k) {
                 Value::Object(m) if m.is_empty() => json!({"a": {"$gte": 0}}),
                 other => other,
@@ -327,7 +336,7 @@ fn run(t: &Target, op: &Op) -> Vec<String> {
             let id = IDS + u64::from(*k % 8);
             let f = json!({"a": k % 7, "g": g_of(id)});
             let mut u = update(*u, *k);
-            u["$setOnInsert"] = json!({"_id": id});
+            u["$setOnInsert"] = json!({"_id": id, "ts": ts_of(id)});
             let o = UpdateOptions {
                 upsert: true,
                 array_filters: None,
@@ -485,6 +494,19 @@ fn layouts(dir: &std::path::Path) -> Layouts {
             )
         })
         .unwrap();
+    let by_day = client
+        .partitioned("app", "by_day")
+        .or_else(|_| {
+            client.create_partitioned_collection(
+                "app",
+                "by_day",
+                PartitionBy::Time {
+                    field: "ts".into(),
+                    bucket: TimeBucket::Day,
+                },
+            )
+        })
+        .unwrap();
     let targets = vec![
         ("sync", Target::Plain(sync.collection("items"))),
         ("indexed", Target::Plain(indexed_coll)),
@@ -493,6 +515,7 @@ fn layouts(dir: &std::path::Path) -> Layouts {
         ("sharded by _id", Target::Sharded(by_id)),
         ("sharded by g", Target::Sharded(by_g)),
         ("partitioned by g", Target::Sharded((*parts).clone())),
+        ("partitioned by day", Target::Sharded((*by_day).clone())),
         ("buffered, sharded by _id", Target::Sharded(buffered_by_id)),
         (
             "encrypted fields",
