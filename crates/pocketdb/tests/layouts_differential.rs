@@ -414,6 +414,26 @@ fn run(t: &Target, op: &Op) -> Vec<String> {
     }
 }
 
+/// Secondary indexes of the indexed layouts: single, compound, multikey, sparse and
+/// partial; with `unique`, also a unique one on `ts` (a function of `_id`, so it never
+/// refuses a write; sharded collections only take unique indexes on their shard key).
+fn indexes(unique: bool) -> Vec<(Value, IndexOptions)> {
+    let mut all = vec![
+        (json!({"a": 1}), IndexOptions::default()),
+        (json!({"tags": 1, "a": -1}), IndexOptions::default()),
+        (json!({"g": 1}), IndexOptions::default()),
+        (json!({"n.x": 1}), IndexOptions::default().sparse(true)),
+        (
+            json!({"tags": 1}),
+            IndexOptions::default().partial_filter_expression(json!({"a": {"$gt": 2}})),
+        ),
+    ];
+    if unique {
+        all.push((json!({"ts": -1}), IndexOptions::default().unique(true)));
+    }
+    all
+}
+
 struct Layouts {
     _clients: Vec<Client>,
     /// `sync`, `indexed`, `group commit`, `buffered`, `encrypted fields`.
@@ -442,15 +462,15 @@ fn layouts(dir: &std::path::Path) -> Layouts {
     let indexed = open("indexed", Durability::Sync);
     let group = open("group", Durability::GroupCommit);
     let buffered_db = open("buffered", buffered());
-    let indexed_coll = indexed.collection::<Value>("items");
-    for keys in [
-        json!({"a": 1}),
-        json!({"tags": 1, "a": -1}),
-        json!({"g": 1}),
-    ] {
-        indexed_coll
-            .create_index(keys, IndexOptions::default())
+    for (keys, options) in indexes(true) {
+        buffered_db
+            .collection::<Value>("items")
+            .create_index(keys, options)
             .unwrap();
+    }
+    let indexed_coll = indexed.collection::<Value>("items");
+    for (keys, options) in indexes(true) {
+        indexed_coll.create_index(keys, options).unwrap();
     }
     // Field-level encryption: `b` random (never queried), `n.x` deterministic (equality
     // queries on it run on ciphertext).
@@ -480,6 +500,9 @@ fn layouts(dir: &std::path::Path) -> Layouts {
         "by_g",
         ShardOptions::new(2).key(ShardKey::Field("g".into())),
     );
+    for (keys, options) in indexes(false) {
+        by_g.create_index(keys, options).unwrap();
+    }
     let buffered_by_id = sharded(&buffered_client, "by_id", ShardOptions::new(2));
     let parts = client
         .partitioned("app", "parts")
@@ -511,9 +534,12 @@ fn layouts(dir: &std::path::Path) -> Layouts {
         ("sync", Target::Plain(sync.collection("items"))),
         ("indexed", Target::Plain(indexed_coll)),
         ("group commit", Target::Plain(group.collection("items"))),
-        ("buffered", Target::Plain(buffered_db.collection("items"))),
+        (
+            "buffered, indexed",
+            Target::Plain(buffered_db.collection("items")),
+        ),
         ("sharded by _id", Target::Sharded(by_id)),
-        ("sharded by g", Target::Sharded(by_g)),
+        ("sharded by g, indexed", Target::Sharded(by_g)),
         ("partitioned by g", Target::Sharded((*parts).clone())),
         ("partitioned by day", Target::Sharded((*by_day).clone())),
         ("buffered, sharded by _id", Target::Sharded(buffered_by_id)),
