@@ -132,6 +132,8 @@ impl Database {
         };
         if let Durability::Buffered(options) = &db.options().durability {
             db.start_buffer(options.clone())?;
+        } else {
+            db.replay_orphaned_log()?;
         }
         db.start_expiry_if_needed()?;
         if has_ttl {
@@ -152,21 +154,16 @@ impl Database {
                 )
             })?
             .to_path_buf();
+        let lock = buffer::lock_logs(&path)?.ok_or_else(|| {
+            Error::Buffer(format!(
+                "the buffer log of {} is in use by another buffered handle (in this process \
+                 or another); one handle at a time may buffer writes to a file",
+                path.display()
+            ))
+        })?;
+        let recovered = self.replay_log(&path, options.batch_size)?;
         let applied = applied_seq(&self.inner.pool.writer())?;
-        let pending = buffer::pending_in_logs(&path, applied)?;
-        let recovered = pending.len() as u64;
-        if recovered > 0 {
-            tracing::info!(writes = recovered, "replaying the buffer log");
-        }
-        let pending: Vec<Arc<Op>> = pending.into_iter().map(Arc::new).collect();
-        for chunk in pending.chunks(options.batch_size.max(1)) {
-            let last = chunk.last().map_or(applied, |op| op.seq);
-            for (seq, error) in crate::collection::apply_buffered(self, chunk, last)? {
-                tracing::warn!(seq, %error, "replayed buffered write dropped");
-            }
-        }
-        let applied = applied_seq(&self.inner.pool.writer())?;
-        let buffer = Buffer::open(&path, options, applied, recovered)?;
+        let buffer = Buffer::open(&path, options, applied, recovered, lock)?;
         let weak = Arc::downgrade(&self.inner);
         buffer.start(Box::new(move |ops, last| {
             let inner = weak
@@ -177,6 +174,44 @@ impl Database {
         // Only this function sets the cell, once, right after the database is created.
         let _ = self.inner.buffer.set(buffer);
         Ok(())
+    }
+
+    /// Applies the writes of the buffer logs the database has not applied yet; returns
+    /// how many there were. The caller holds the log lock.
+    fn replay_log(&self, path: &Path, batch_size: usize) -> Result<u64> {
+        let applied = applied_seq(&self.inner.pool.writer())?;
+        let pending = buffer::pending_in_logs(path, applied)?;
+        let recovered = pending.len() as u64;
+        if recovered > 0 {
+            tracing::info!(writes = recovered, "replaying the buffer log");
+        }
+        let pending: Vec<Arc<Op>> = pending.into_iter().map(Arc::new).collect();
+        for chunk in pending.chunks(batch_size.max(1)) {
+            let last = chunk.last().map_or(applied, |op| op.seq);
+            for (seq, error) in crate::collection::apply_buffered(self, chunk, last)? {
+                tracing::warn!(seq, %error, "replayed buffered write dropped");
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// Opened without buffering, a file whose last buffered handle did not apply
+    /// everything (it crashed, or was killed) still has acknowledged writes in its
+    /// buffer log: they are applied now, as a buffered open would, and the logs removed.
+    /// Left alone while a buffered handle holds the log (it applies them itself).
+    fn replay_orphaned_log(&self) -> Result<()> {
+        let Some(path) = self.path().map(Path::to_path_buf) else {
+            return Ok(());
+        };
+        if !buffer::logs_exist(&path) {
+            return Ok(());
+        }
+        let Some(lock) = buffer::lock_logs(&path)? else {
+            tracing::debug!("the buffer log is held by a buffered handle; not replayed");
+            return Ok(());
+        };
+        self.replay_log(&path, BufferOptions::default().batch_size)?;
+        buffer::remove_logs(&path, &lock)
     }
 
     pub(crate) fn buffer(&self) -> Option<&Arc<Buffer>> {

@@ -463,11 +463,65 @@ fn unapplied_writes_are_replayed_on_open() {
     let c = db.collection::<Value>("items");
     assert_eq!(c.count_documents(json!({})).unwrap(), 499);
     assert_eq!(c.find_one(json!({"_id": 7})).unwrap().unwrap()["x"], 1);
+    // Closed (the collection handle holds the database too) before the file is opened
+    // again: one buffered handle at a time.
+    drop(c);
     drop(db);
     // Nothing to replay twice.
     let db = open_slow(&dir);
     assert_eq!(db.buffer_stats().unwrap().recovered, 0);
     assert_eq!(db.changes_since(0, 10_000).unwrap().len(), 502);
+}
+
+#[test]
+fn a_log_left_unapplied_is_replayed_by_any_open_and_one_handle_buffers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.sqlite");
+    let log = dir.path().join("buf.sqlite.buffer-log");
+    {
+        let db = open_slow(&dir);
+        let c = db.collection::<Value>("items");
+        c.insert_many((0..10).map(|i| json!({"_id": i}))).unwrap();
+        c.update_one(json!({"_id": 3}), json!({"$set": {"x": 1}}))
+            .unwrap();
+        // A second buffered handle on the file is refused while this one lives; a
+        // handle that does not buffer opens it and leaves its log alone.
+        let err = Database::open_with(
+            &path,
+            Options::default().durability(Durability::Buffered(BufferOptions::default())),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Buffer(_)), "{err}");
+        let plain = Database::open(&path).unwrap();
+        assert_eq!(
+            plain
+                .collection::<Value>("items")
+                .count_documents(json!({}))
+                .unwrap(),
+            0
+        );
+        assert!(log.exists());
+        drop(plain);
+        assert_eq!(db.buffer_stats().unwrap().buffered, 11);
+        // Dropped without a flush: acknowledged writes only in the log, as after a
+        // crash.
+    }
+    // Opened without buffering (the CLI, another program): the log is applied first,
+    // then removed.
+    let db = Database::open(&path).unwrap();
+    let c = db.collection::<Value>("items");
+    assert_eq!(c.count_documents(json!({})).unwrap(), 10);
+    assert_eq!(c.find_one(json!({"_id": 3})).unwrap().unwrap()["x"], 1);
+    assert!(!log.exists());
+    c.update_one(json!({"_id": 3}), json!({"$set": {"x": 2}}))
+        .unwrap();
+    drop(c);
+    drop(db);
+    // A later buffered open has nothing to replay: the newer write stays.
+    let db = open_slow(&dir);
+    assert_eq!(db.buffer_stats().unwrap().recovered, 0);
+    let c = db.collection::<Value>("items");
+    assert_eq!(c.find_one(json!({"_id": 3})).unwrap().unwrap()["x"], 2);
 }
 
 #[test]

@@ -121,6 +121,8 @@ struct State {
 
 /// The buffer of one database.
 pub(crate) struct Buffer {
+    /// Held while the buffer lives: no other handle appends to or replays its logs.
+    _lock: LogLock,
     options: BufferOptions,
     log_path: PathBuf,
     old_path: PathBuf,
@@ -243,6 +245,49 @@ pub(crate) fn log_paths(db_path: &Path) -> (PathBuf, PathBuf) {
     (PathBuf::from(active), PathBuf::from(old))
 }
 
+/// An exclusive lock on the buffer logs of one database file (`<file>.buffer-lock`, an
+/// empty file left in place): the buffered handle holding it is the only one that appends
+/// to the logs or replays them. Released when dropped.
+pub(crate) struct LogLock {
+    _file: File,
+}
+
+/// Takes the log lock of `db_path`: `None` when another handle (in this process or
+/// another) holds it.
+pub(crate) fn lock_logs(db_path: &Path) -> Result<Option<LogLock>> {
+    let mut path = db_path.as_os_str().to_owned();
+    path.push(".buffer-lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(PathBuf::from(path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(LogLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+/// True when a buffer log of `db_path` exists (possibly holding unapplied writes).
+pub(crate) fn logs_exist(db_path: &Path) -> bool {
+    let (active, old) = log_paths(db_path);
+    active.exists() || old.exists()
+}
+
+/// Removes the buffer logs of `db_path` (after their writes were applied).
+pub(crate) fn remove_logs(db_path: &Path, _lock: &LogLock) -> Result<()> {
+    let (active, old) = log_paths(db_path);
+    for path in [old, active] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// The writes in the logs of `db_path` not yet applied (`seq > applied_seq`), in order.
 pub(crate) fn pending_in_logs(db_path: &Path, applied_seq: u64) -> Result<Vec<Op>> {
     let (active, old) = log_paths(db_path);
@@ -260,6 +305,7 @@ impl Buffer {
         options: BufferOptions,
         applied_seq: u64,
         recovered: u64,
+        lock: LogLock,
     ) -> Result<Arc<Buffer>> {
         let (log_path, old_path) = log_paths(db_path);
         match std::fs::remove_file(&old_path) {
@@ -271,6 +317,7 @@ impl Buffer {
         active.set_len(0)?;
         active.sync_all()?;
         Ok(Arc::new(Buffer {
+            _lock: lock,
             log_path,
             old_path,
             state: Mutex::new(State {
