@@ -23,6 +23,18 @@ fn open_with(dir: &tempfile::TempDir, b: BufferOptions) -> Database {
     .unwrap()
 }
 
+/// `field` of every document, in `_id` order.
+fn field_by_id(c: &pocketdb::Collection, field: &str) -> Vec<Value> {
+    c.find(json!({}))
+        .unwrap()
+        .sort(json!({"_id": 1}))
+        .to_vec()
+        .unwrap()
+        .into_iter()
+        .map(|d| d[field].clone())
+        .collect()
+}
+
 #[test]
 fn reads_see_buffered_writes_merged_with_stored_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -241,16 +253,10 @@ fn duplicate_ids_are_refused_before_acknowledgement() {
     assert_eq!(f.inserted_ids.len(), 2);
     assert_eq!(f.write_errors.len(), 2);
     db.flush().unwrap();
-    let ids: Vec<Value> = c
-        .find(json!({}))
-        .unwrap()
-        .sort(json!({"_id": 1}))
-        .to_vec()
-        .unwrap()
-        .into_iter()
-        .map(|d| d["_id"].clone())
-        .collect();
-    assert_eq!(ids, [json!("a"), json!("b"), json!("d"), json!("e")]);
+    assert_eq!(
+        field_by_id(&c, "_id"),
+        [json!("a"), json!("b"), json!("d"), json!("e")]
+    );
     assert_eq!(c.find_one(json!({"_id": "a"})).unwrap().unwrap()["v"], 2);
 }
 
@@ -292,16 +298,7 @@ fn upserts_by_id_collide_with_a_document_the_filter_rejects() {
         assert_eq!((r.matched_count, r.modified_count), (0, 0));
     }
     db.flush().unwrap();
-    let ages: Vec<Value> = c
-        .find(json!({}))
-        .unwrap()
-        .sort(json!({"_id": 1}))
-        .to_vec()
-        .unwrap()
-        .into_iter()
-        .map(|d| d["age"].clone())
-        .collect();
-    assert_eq!(ages, vec![json!(36), json!(28)]);
+    assert_eq!(field_by_id(&c, "age"), [json!(36), json!(28)]);
 }
 
 #[test]
