@@ -866,3 +866,28 @@ fn a_document_with_too_many_multikey_keys_is_refused_before_it_is_stored() {
     );
     assert_eq!(c.count_documents(json!({"arr": 2})).unwrap(), 1);
 }
+
+#[test]
+fn an_insert_repeating_its_id_and_a_unique_key_is_refused_for_its_id() {
+    let db = Database::memory().unwrap();
+    let c = db.collection::<Value>("users");
+    c.create_index(json!({"email": 1}), IndexOptions::default().unique(true))
+        .unwrap();
+    c.insert_one(json!({"_id": 1, "email": "x"})).unwrap();
+    let index_of = |r: pocketdb::Result<pocketdb::InsertOneResult>| match r {
+        Err(pocketdb::Error::DuplicateKey { index, .. }) => index,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        index_of(c.insert_one(json!({"_id": 1, "email": "x"}))),
+        "_id_"
+    );
+    assert_eq!(
+        index_of(c.insert_one(json!({"_id": 2, "email": "x"}))),
+        "email_1"
+    );
+    assert_eq!(
+        index_of(c.insert_one(json!({"_id": 1, "email": "y"}))),
+        "_id_"
+    );
+}

@@ -18,8 +18,15 @@
 //! the buffer is applied and runs synchronously while buffered writers wait: slower, never
 //! wrong.
 //!
-//! Unique secondary indexes are checked when a write is applied, not when it is
-//! acknowledged: a buffered write that violates one is dropped and reported through
+//! Unique secondary indexes are checked before a write is acknowledged, as `Sync` mode
+//! checks them: the document's keys in each unique index (sparse, partial and multikey
+//! rules applied) are looked up among the stored documents (one snapshot, read before
+//! the buffer lock, redone if the applier moved writes meanwhile) and claimed in the
+//! buffer under its lock, where the other buffered documents' claims are. A stored
+//! holder counts unless a buffered write replaces it (then its buffered version's
+//! claims decide), so a key freed by a buffered update or delete can be taken at once.
+//! The applier checks again; a write refused there (only possible when another process
+//! wrote the file meanwhile) is dropped and reported through
 //! [`BufferEvent::Error`](crate::BufferEvent) and `BufferStats::dropped`.
 //!
 //! Reads (`find`, `find_one`, `count_documents`, `distinct`, `estimated_count`) merge the
@@ -35,10 +42,11 @@ use super::{
 };
 use crate::changes::{self, ChangeOp};
 use crate::database::Database;
-use crate::engine::buffer::{Buffer, Entry, Op, OpKind};
+use crate::engine::buffer::{Appender, Buffer, Entry, Op, OpKind};
 use crate::engine::schema::table_name;
 use crate::error::{BulkWriteFailure, Error, Result, WriteError};
 use crate::id::id_key;
+use crate::index::UniqueClaim;
 use crate::query::{Cond, Filter, InItem};
 use crate::update::{ApplyContext, Update};
 use rusqlite::{Connection, OptionalExtension};
@@ -58,6 +66,11 @@ const FEW_KEYS: usize = 16;
 enum Outcome {
     Pushed,
     Duplicate,
+    /// Another document holds its key of a unique secondary index (the claim at this
+    /// position).
+    Taken(usize),
+    /// Its unique keys could not be computed (the error is in its claims).
+    Invalid,
     /// Not attempted: an ordered insert stopped before it.
     Skipped,
 }
@@ -136,6 +149,18 @@ impl<T: Document> Collection<T> {
         let name = self.name.clone();
         let any_given = items.iter().any(|(_, d)| d.id_given);
         let _shared = buffer.shared();
+        // With a unique secondary index, each document claims its keys before it is
+        // acknowledged (parsed once; the stored holders are read on every attempt).
+        let unique = if self.has_unique_index(buffer)? {
+            let docs = items
+                .iter()
+                .map(|(_, d)| serde_json::from_str::<Value>(&d.text))
+                .collect::<std::result::Result<Vec<Value>, _>>()?;
+            Some(docs)
+        } else {
+            None
+        };
+        let mut claims: Vec<Result<Vec<UniqueClaim>>> = Vec::new();
         let outcomes = loop {
             let (generation, unknown) = buffer.unbuffered_keys(
                 &name,
@@ -145,13 +170,21 @@ impl<T: Document> Collection<T> {
                     .map(|(_, d)| &d.key),
             );
             let stored = self.stored_keys(&unknown)?;
+            if let Some(docs) = &unique {
+                let keyed: Vec<(&str, &Value)> = items
+                    .iter()
+                    .zip(docs)
+                    .map(|((_, d), doc)| (&*d.key, doc))
+                    .collect();
+                claims = self.claims(&keyed)?;
+            }
             let attempt = buffer.append(|tx| {
-                if any_given && tx.apply_gen() != generation {
+                if (any_given || unique.is_some()) && tx.apply_gen() != generation {
                     // Writes moved from the buffer to SQLite since the keys were read.
                     return Ok(None);
                 }
                 let mut outcomes = vec![Outcome::Skipped; items.len()];
-                for ((_, d), outcome) in items.iter().zip(outcomes.iter_mut()) {
+                for (i, ((_, d), outcome)) in items.iter().zip(outcomes.iter_mut()).enumerate() {
                     if d.id_given {
                         let taken = match tx.lookup(&name, &d.key) {
                             Some(entry) => entry.doc.is_some(),
@@ -165,7 +198,33 @@ impl<T: Document> Collection<T> {
                             continue;
                         }
                     }
-                    tx.push(OpKind::Insert, &name, d.key.clone(), Some(d.text.clone()));
+                    let texts = match claims.get(i) {
+                        None => Vec::new(),
+                        Some(Err(_)) => {
+                            *outcome = Outcome::Invalid;
+                            if ordered {
+                                break;
+                            }
+                            continue;
+                        }
+                        Some(Ok(c)) => {
+                            if let Some(at) = taken(tx, &name, &d.key, c) {
+                                *outcome = Outcome::Taken(at);
+                                if ordered {
+                                    break;
+                                }
+                                continue;
+                            }
+                            c.iter().map(|c| c.text.clone()).collect()
+                        }
+                    };
+                    tx.push(
+                        OpKind::Insert,
+                        &name,
+                        d.key.clone(),
+                        Some(d.text.clone()),
+                        texts,
+                    );
                     *outcome = Outcome::Pushed;
                 }
                 Ok(Some(outcomes))
@@ -177,8 +236,23 @@ impl<T: Document> Collection<T> {
         // In index order: collected into the map at the end, which builds it in bulk
         // rather than by one search per insert.
         let mut inserted = Vec::with_capacity(items.len());
+        let mut claims = claims.into_iter();
         for ((index, d), outcome) in items.into_iter().zip(outcomes) {
+            let claim = claims.next();
             match outcome {
+                Outcome::Taken(at) => {
+                    if let Some(c) = claim
+                        .and_then(|c| c.ok())
+                        .and_then(|c| c.into_iter().nth(at))
+                    {
+                        failures.insert(index, self.taken_error(c));
+                    }
+                }
+                Outcome::Invalid => {
+                    if let Some(Err(e)) = claim {
+                        failures.insert(index, e);
+                    }
+                }
                 Outcome::Pushed => {
                     inserted.push((index, d.id));
                 }
@@ -232,6 +306,10 @@ impl<T: Document> Collection<T> {
         let key = id_key(id);
         let name = self.name.clone();
         let _shared = buffer.shared();
+        let unique = match action {
+            Modify::Update(..) => self.has_unique_index(buffer)?,
+            Modify::Delete => false,
+        };
         loop {
             let (entry, generation) = buffer.lookup(&self.name, &key);
             let current = match &entry {
@@ -247,12 +325,25 @@ impl<T: Document> Collection<T> {
                 return Ok(Some(result));
             };
             let seen = entry.map(|e| e.seq);
+            let claims = match (&doc, unique) {
+                (Some(text), true) => {
+                    let new_doc: Value = serde_json::from_str(text)?;
+                    let mut claims = self.claims(&[(key.as_str(), &new_doc)])?;
+                    claims.pop().transpose()?.unwrap_or_default()
+                }
+                _ => Vec::new(),
+            };
             let done = buffer.append(|tx| {
                 let now = tx.lookup(&name, &key).map(|e| e.seq);
-                if now != seen || (seen.is_none() && tx.apply_gen() != generation) {
+                let moved = tx.apply_gen() != generation;
+                if now != seen || (moved && (seen.is_none() || unique)) {
                     return Ok(false);
                 }
-                tx.push(kind, &name, Arc::from(key.as_str()), doc.clone());
+                if let Some(at) = taken(tx, &name, &key, &claims) {
+                    return Err(self.taken_error(claims[at].clone()));
+                }
+                let texts = claims.iter().map(|c| c.text.clone()).collect();
+                tx.push(kind, &name, Arc::from(key.as_str()), doc.clone(), texts);
                 Ok(true)
             })?;
             if done {
@@ -359,6 +450,47 @@ impl<T: Document> Collection<T> {
                     Some((kind, Some(Arc::from(text)))),
                 ))
             }
+        }
+    }
+
+    /// True when one of the collection's indexes is unique: buffered documents then
+    /// claim their keys before they are acknowledged.
+    /// The buffer remembers the answer until this handle changes an index.
+    fn has_unique_index(&self, buffer: &Buffer) -> Result<bool> {
+        buffer.has_unique(&self.name, || {
+            let set = self.db.read(|conn| self.indexes(conn))?;
+            Ok(crate::index::has_unique(&set))
+        })
+    }
+
+    /// The unique keys of each of `docs` (`_id` key, document), each with the stored
+    /// documents holding it, read in one snapshot. A document whose keys cannot be
+    /// computed gets its error.
+    fn claims(&self, docs: &[(&str, &Value)]) -> Result<Vec<Result<Vec<UniqueClaim>>>> {
+        let table = table_name(&self.name);
+        self.db.read(|conn| {
+            in_read_transaction(conn, true, || {
+                // Read with the holders: the applier may have turned an index multikey
+                // since the caller looked.
+                let set = self.indexes(conn)?;
+                let mut out = Vec::with_capacity(docs.len());
+                for (key, doc) in docs {
+                    match crate::index::unique_claims(conn, &table, &set, key, doc) {
+                        Err(e) if !is_document_error(&e) => return Err(e),
+                        claims => out.push(claims),
+                    }
+                }
+                Ok(out)
+            })
+        })
+    }
+
+    /// The error of a write whose unique key another document holds.
+    fn taken_error(&self, claim: UniqueClaim) -> Error {
+        Error::DuplicateKey {
+            collection: self.name.to_string(),
+            index: claim.index,
+            key: claim.shown,
         }
     }
 
@@ -502,6 +634,16 @@ impl<T: Document> Collection<T> {
             page: VecDeque::new(),
         })
     }
+}
+
+/// The first of `claims` (of the document with `_id` key `own`) that another document
+/// holds: a buffered one in its latest version, or a stored one that no buffered write
+/// replaces (a replaced one holds what its buffered version claims).
+fn taken(tx: &Appender<'_>, name: &str, own: &str, claims: &[UniqueClaim]) -> Option<usize> {
+    claims.iter().position(|c| {
+        tx.claimants(name, &c.text).any(|k| k != own)
+            || c.stored.iter().any(|k| tx.lookup(name, k).is_none())
+    })
 }
 
 /// The stream of [`Collection::merged_rows`].

@@ -1701,8 +1701,13 @@ impl<'c> Inserter<'c> {
                 Some(&parsed)
             }
         };
+        let duplicate_id = || Error::DuplicateKey {
+            collection: self.name.to_string(),
+            index: "_id_".to_string(),
+            key: format!("{{ _id: {} }}", p.id),
+        };
         if let Some(doc) = doc {
-            self.indexes = index::before_write_with(
+            match index::before_write_with(
                 self.conn,
                 &self.db.inner.indexes,
                 self.indexes.clone(),
@@ -1710,17 +1715,23 @@ impl<'c> Inserter<'c> {
                 &self.table,
                 None,
                 doc,
-            )?;
+            ) {
+                Ok(set) => self.indexes = set,
+                // The `_id` index comes first, as in MongoDB: a document that repeats
+                // both its `_id` and a unique key is refused for its `_id`.
+                Err(e @ Error::DuplicateKey { .. }) => {
+                    let taken = self
+                        .conn
+                        .prepare_cached(&format!("SELECT 1 FROM {} WHERE id = ?1", self.table))?
+                        .exists([&*p.key])?;
+                    return Err(if taken { duplicate_id() } else { e });
+                }
+                Err(e) => return Err(e),
+            }
         }
         match self.insert.execute(rusqlite::params![&*p.key, &*p.text]) {
             Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => {
-                return Err(Error::DuplicateKey {
-                    collection: self.name.to_string(),
-                    index: "_id_".to_string(),
-                    key: format!("{{ _id: {} }}", p.id),
-                })
-            }
+            Err(e) if is_unique_violation(&e) => return Err(duplicate_id()),
             Err(e) => return Err(e.into()),
         }
         if let Some(doc) = doc {

@@ -12,7 +12,7 @@
 
 use crate::id::id_key;
 use crate::query::matcher::{lookup, Found};
-use crate::value::{type_rank, FieldPath};
+use crate::value::{equality_key, type_rank, FieldPath};
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value;
 
@@ -167,31 +167,15 @@ pub(crate) fn has_any_field(doc: &Value, paths: &[&FieldPath]) -> bool {
     })
 }
 
-/// A stable text form of a key tuple for uniqueness checks in memory: numbers that
-/// compare equal get the same text, types are told apart by their tag.
+/// A text form of a key tuple for uniqueness checks in memory: equal for two tuples
+/// exactly when SQLite's unique check finds them equal (numbers by value across
+/// representations, types told apart).
 pub(crate) fn tuple_text(tuple: &[KeyPart]) -> String {
     let mut out = String::new();
     for part in tuple {
         match part {
-            KeyPart::Undefined => out.push_str("0:"),
-            KeyPart::Value(v) => {
-                out.push_str(&type_rank(v).to_string());
-                out.push(':');
-                match v {
-                    Value::Number(n) => match n.as_i64() {
-                        Some(i) => out.push_str(&i.to_string()),
-                        None => {
-                            let f = n.as_f64().unwrap_or(0.0);
-                            if f.fract() == 0.0 && f.abs() < 9.2e18 {
-                                out.push_str(&(f as i64).to_string());
-                            } else {
-                                out.push_str(&n.to_string());
-                            }
-                        }
-                    },
-                    other => out.push_str(&id_key(other)),
-                }
-            }
+            KeyPart::Undefined => out.push('u'),
+            KeyPart::Value(v) => equality_key(v, &mut out),
         }
         out.push('\u{1}');
     }
@@ -250,6 +234,12 @@ mod tests {
         assert_ne!(t(json!(1)), t(json!(true)));
         assert_ne!(t(json!(1)), t(json!("1")));
         assert_ne!(t(json!(null)), tuple_text(&[KeyPart::Undefined]));
+        assert_eq!(t(json!(1e19)), t(json!(10_000_000_000_000_000_000u64)));
+        assert_ne!(
+            t(json!(9_007_199_254_740_993i64)),
+            t(json!(9_007_199_254_740_992.0))
+        );
+        assert_ne!(t(json!({"a": 1, "b": 2})), t(json!({"b": 2, "a": 1})));
     }
 
     #[test]

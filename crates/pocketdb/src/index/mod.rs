@@ -43,7 +43,7 @@ use crate::query::{parse_filter, Filter, SortOrder};
 use crate::value::FieldPath;
 use keys::{
     describe_key, has_any_field, has_array_on_path, key_tuples, scalar_value, sorts_differently,
-    KeyPart,
+    tuple_text, KeyPart,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension};
@@ -783,68 +783,146 @@ fn check_unique(
         return Ok(());
     }
     let paths = def.paths();
-    let dup = |tuple: &[KeyPart]| Error::DuplicateKey {
-        collection: collection.to_string(),
-        index: def.name.clone(),
-        key: describe_key(&paths, tuple),
-    };
     let own = rid.unwrap_or(0);
-    if def.is_multikey() {
+    let tuples = if def.is_multikey() {
+        key_tuples(doc, &paths).ok_or_else(|| too_many_keys(def))?
+    } else {
+        // No array on any key path: one key, found through the expression index.
+        vec![paths
+            .iter()
+            .map(|p| KeyPart::Value(scalar_value(doc, p).cloned().unwrap_or(Value::Null)))
+            .collect()]
+    };
+    for tuple in &tuples {
+        if !unique_holders(conn, table, set, def, tuple, own, true)?.is_empty() {
+            return Err(Error::DuplicateKey {
+                collection: collection.to_string(),
+                index: def.name.clone(),
+                key: describe_key(&paths, tuple),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One key of a document in a unique index, as a buffered write claims it before it is
+/// acknowledged ([`unique_claims`]).
+#[derive(Debug, Clone)]
+pub(crate) struct UniqueClaim {
+    /// Equal for two claims exactly when SQLite's check would call them the same key of
+    /// the same index.
+    pub text: String,
+    /// The index's name.
+    pub index: String,
+    /// The key as MongoDB shows it (`{ email: "a@x.io" }`).
+    pub shown: String,
+    /// `_id` keys of the stored documents other than the claimant that hold the key.
+    pub stored: Vec<String>,
+}
+
+/// The keys `doc` (whose `_id` key is `own`) takes in the unique indexes of `set`, each
+/// with the stored documents that already hold it. A document that would become the
+/// first array in a path of a unique index that is not multikey yet gets one claim per
+/// element, as it will once the write turns the index multikey.
+pub(crate) fn unique_claims(
+    conn: &Connection,
+    table: &str,
+    set: &IndexSet,
+    own: &str,
+    doc: &Value,
+) -> Result<Vec<UniqueClaim>> {
+    let mut out = Vec::new();
+    for def in set.defs.iter().filter(|d| d.unique && d.indexes(doc)) {
+        let paths = def.paths();
         let tuples = key_tuples(doc, &paths).ok_or_else(|| too_many_keys(def))?;
-        let cond: Vec<String> = (0..paths.len())
-            .map(|i| format!("t{i}=? AND v{i}=?"))
+        for tuple in tuples {
+            let stored = unique_holders(conn, table, set, def, &tuple, 0, false)?
+                .into_iter()
+                .map(|(_, id)| id)
+                .filter(|id| id != own)
+                .collect();
+            out.push(UniqueClaim {
+                text: format!("{}:{}", def.ident, tuple_text(&tuple)),
+                index: def.name.clone(),
+                shown: describe_key(&paths, &tuple),
+                stored,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// True when the collection has a unique secondary index.
+pub(crate) fn has_unique(set: &IndexSet) -> bool {
+    set.defs.iter().any(|d| d.unique)
+}
+
+/// The stored documents other than row `own` that hold `tuple` in the unique index
+/// `def` (sparse and partial rules applied): row ids and `_id` keys; only the first
+/// with `first_only`.
+fn unique_holders(
+    conn: &Connection,
+    table: &str,
+    set: &IndexSet,
+    def: &IndexDef,
+    tuple: &[KeyPart],
+    own: i64,
+    first_only: bool,
+) -> Result<Vec<(i64, String)>> {
+    let mut out = Vec::new();
+    if def.is_multikey() {
+        let cond: Vec<String> = (0..tuple.len())
+            .map(|i| format!("s.t{i}=? AND s.v{i}=?"))
             .collect();
         let sql = format!(
-            "SELECT rid FROM {} WHERE {} AND rid <> ?",
+            "SELECT s.rid, c.id FROM {} s JOIN {table} c ON c.rid = s.rid WHERE {} AND s.rid <> ?",
             def.side_table(),
             cond.join(" AND ")
         );
         let mut stmt = conn.prepare_cached(&sql)?;
-        for tuple in &tuples {
-            let mut params: Vec<SqlValue> = Vec::new();
-            for part in tuple {
-                let (t, v) = part.sql();
-                params.push(SqlValue::Integer(t));
-                params.push(v);
-            }
-            params.push(SqlValue::Integer(own));
-            let rids: Vec<i64> = stmt
-                .query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            for other in rids {
-                if def.sparse || def.partial.is_some() {
-                    match load_doc(conn, table, other)? {
-                        Some(d) if def.indexes(&d) => return Err(dup(tuple)),
-                        _ => continue,
-                    }
+        let mut params: Vec<SqlValue> = Vec::new();
+        for part in tuple {
+            let (t, v) = part.sql();
+            params.push(SqlValue::Integer(t));
+            params.push(v);
+        }
+        params.push(SqlValue::Integer(own));
+        let rows: Vec<(i64, String)> = stmt
+            .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        for (rid, id) in rows {
+            if def.sparse || def.partial.is_some() {
+                match load_doc(conn, table, rid)? {
+                    Some(d) if def.indexes(&d) => {}
+                    _ => continue,
                 }
-                return Err(dup(tuple));
+            }
+            out.push((rid, id));
+            if first_only {
+                break;
             }
         }
-        return Ok(());
+        return Ok(out);
     }
-    // No array on any key path: one key, found through the expression index.
-    let tuple: Vec<KeyPart> = paths
-        .iter()
-        .map(|p| KeyPart::Value(scalar_value(doc, p).cloned().unwrap_or(Value::Null)))
-        .collect();
-    let mut parts: Vec<Filter> = paths
-        .iter()
-        .zip(&tuple)
-        .map(|(p, k)| Filter::Field {
-            path: (*p).clone(),
-            cond: crate::query::Cond::Eq(match k {
-                KeyPart::Value(v) => v.clone(),
-                KeyPart::Undefined => Value::Null,
-            }),
-        })
-        .collect();
+    // Stored documents hold no array on the key paths (nor the empty array's key).
+    let mut parts: Vec<Filter> = Vec::with_capacity(tuple.len() + 2);
+    for (p, k) in def.keys.iter().map(|(p, _)| p).zip(tuple) {
+        let KeyPart::Value(v) = k else {
+            return Ok(out);
+        };
+        parts.push(Filter::Field {
+            path: p.clone(),
+            cond: crate::query::Cond::Eq(v.clone()),
+        });
+    }
     if def.sparse {
         parts.push(Filter::Or(
-            paths
+            def.keys
                 .iter()
-                .map(|p| Filter::Field {
-                    path: (*p).clone(),
+                .map(|(p, _)| Filter::Field {
+                    path: p.clone(),
                     cond: crate::query::Cond::Exists(true),
                 })
                 .collect(),
@@ -859,7 +937,7 @@ fn check_unique(
     };
     let compiled = crate::query::sql::compile_filter_with(&filter, &options);
     let sql = format!(
-        "SELECT rid, json(doc) FROM {table} WHERE ({}) AND rid <> ?",
+        "SELECT rid, id, json(doc) FROM {table} WHERE ({}) AND rid <> ?",
         compiled.sql
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -867,16 +945,19 @@ fn check_unique(
     params.push(SqlValue::Integer(own));
     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
     while let Some(r) = rows.next()? {
-        if compiled.exact {
-            return Err(dup(&tuple));
+        if !compiled.exact {
+            let text: String = r.get(2)?;
+            let other: Value = serde_json::from_str(&text)?;
+            if !filter.matches(&other) {
+                continue;
+            }
         }
-        let text: String = r.get(1)?;
-        let other: Value = serde_json::from_str(&text)?;
-        if filter.matches(&other) {
-            return Err(dup(&tuple));
+        out.push((r.get(0)?, r.get(1)?));
+        if first_only {
+            break;
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 fn load_doc(conn: &Connection, table: &str, rid: i64) -> Result<Option<Value>> {

@@ -59,8 +59,9 @@ pub struct BufferStats {
     pub cache_hits: u64,
     /// Reads by `_id` that went to SQLite.
     pub cache_misses: u64,
-    /// Buffered writes that failed when applied (a unique secondary index objected) and
-    /// were dropped; each is reported by a [`BufferEvent::Error`].
+    /// Buffered writes that failed when applied and were dropped; each is reported by a
+    /// [`BufferEvent::Error`]. Unique indexes are checked before a write is
+    /// acknowledged, so this stays 0 unless another process changed the file meanwhile.
     pub dropped: u64,
     /// Batches that failed as a whole and were retried.
     pub apply_errors: u64,
@@ -99,11 +100,21 @@ pub(crate) type ApplyFn = dyn Fn(&[Arc<Op>], u64) -> Result<Vec<(u64, Error)>> +
 /// A subscriber callback.
 type EventFn = dyn Fn(&BufferEvent) + Send + Sync;
 
+/// Unique keys claimed in one collection: key text → (`_id` key, sequence number).
+type Claims = HashMap<String, Vec<(Arc<str>, u64)>>;
+
 struct State {
     next_seq: u64,
     applied_seq: u64,
     queue: VecDeque<Arc<Op>>,
     overlay: HashMap<Arc<str>, HashMap<Arc<str>, Entry>>,
+    /// Keys of unique secondary indexes claimed by buffered documents: collection → key
+    /// text → (`_id` key, sequence number) of the writes claiming it. A claim counts
+    /// while its write is the latest buffered one of its document.
+    claims: HashMap<Arc<str>, Claims>,
+    /// The key texts each claiming write claimed, by sequence number (released when the
+    /// write is applied or taken back).
+    claimed_by: HashMap<u64, (Arc<str>, Vec<String>)>,
     /// The frame buffer of the last append, kept to reuse its allocation.
     scratch: Vec<u8>,
     /// Bumped after every applied batch (optimistic checks of writers).
@@ -132,6 +143,11 @@ pub(crate) struct Buffer {
     /// Wakes writers waiting for room and callers of `flush`.
     progress: Condvar,
     gate: RwLock<()>,
+    /// Whether each collection has a unique secondary index, as writers found it (they
+    /// then claim their keys). Forgotten whenever the exclusive side of the gate is
+    /// taken: index changes of this handle happen there, while no writer holds the
+    /// shared side.
+    unique: Mutex<std::collections::HashMap<String, bool>>,
     applied: AtomicU64,
     batches: AtomicU64,
     recovered: AtomicU64,
@@ -162,15 +178,50 @@ impl Appender<'_> {
         self.state.apply_gen
     }
 
+    /// The `_id` keys of the buffered documents (in their latest buffered version) that
+    /// claimed the unique key `text` in `collection`.
+    pub(crate) fn claimants<'s>(
+        &'s self,
+        collection: &str,
+        text: &str,
+    ) -> impl Iterator<Item = &'s str> + 's {
+        let overlay = self.state.overlay.get(collection);
+        self.state
+            .claims
+            .get(collection)
+            .and_then(|m| m.get(text))
+            .into_iter()
+            .flatten()
+            .filter(move |(key, seq)| {
+                overlay
+                    .and_then(|m| m.get(key))
+                    .is_some_and(|e| e.seq == *seq)
+            })
+            .map(|(key, _)| &**key)
+    }
+
     /// Buffers a write (made durable when the closure returns and the policy says so).
+    /// The document takes the unique keys `claims` (texts of
+    /// [`crate::index::UniqueClaim`]), which [`claimants`](Self::claimants) then reports
+    /// until the write is applied or a later write to the document replaces it.
     pub(crate) fn push(
         &mut self,
         kind: OpKind,
         collection: &Arc<str>,
         key: Arc<str>,
         doc: Option<Arc<str>>,
+        claims: Vec<String>,
     ) {
         let seq = self.state.next_seq;
+        if !claims.is_empty() {
+            let m = self.state.claims.entry(collection.clone()).or_default();
+            for text in &claims {
+                m.entry(text.clone()).or_default().push((key.clone(), seq));
+            }
+            self.state
+                .claimed_by
+                .insert(seq, (collection.clone(), claims));
+        }
         self.state.next_seq += 1;
         let op = Arc::new(Op {
             seq,
@@ -207,6 +258,9 @@ fn unpush(st: &mut State, pushed: usize) {
     }
     let n = st.queue.len() - pushed;
     let taken: Vec<Arc<Op>> = st.queue.drain(n..).collect();
+    for op in &taken {
+        release_claims(st, op.seq);
+    }
     for op in taken.iter().rev() {
         if let Some(m) = st.overlay.get_mut(&op.collection) {
             m.remove(&op.key);
@@ -230,6 +284,26 @@ fn unpush(st: &mut State, pushed: usize) {
         }
     }
     st.overlay.retain(|_, m| !m.is_empty());
+}
+
+/// Releases the unique keys the write `seq` claimed.
+fn release_claims(st: &mut State, seq: u64) {
+    let Some((collection, texts)) = st.claimed_by.remove(&seq) else {
+        return;
+    };
+    if let Some(m) = st.claims.get_mut(&collection) {
+        for text in texts {
+            if let Some(v) = m.get_mut(&text) {
+                v.retain(|(_, s)| *s != seq);
+                if v.is_empty() {
+                    m.remove(&text);
+                }
+            }
+        }
+        if m.is_empty() {
+            st.claims.remove(&collection);
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -325,6 +399,8 @@ impl Buffer {
                 applied_seq,
                 queue: VecDeque::new(),
                 overlay: HashMap::default(),
+                claims: HashMap::default(),
+                claimed_by: HashMap::default(),
                 scratch: Vec::new(),
                 apply_gen: 0,
                 active: Arc::new(active),
@@ -339,6 +415,7 @@ impl Buffer {
             work: Condvar::new(),
             progress: Condvar::new(),
             gate: RwLock::new(()),
+            unique: Mutex::new(std::collections::HashMap::new()),
             applied: AtomicU64::new(recovered),
             batches: AtomicU64::new(0),
             recovered: AtomicU64::new(recovered),
@@ -382,8 +459,25 @@ impl Buffer {
     /// writes that run synchronously in buffered mode.
     pub(crate) fn exclusive(&self) -> Result<RwLockWriteGuard<'_, ()>> {
         let guard = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        lock(&self.unique).clear();
         self.flush()?;
         Ok(guard)
+    }
+
+    /// Whether `collection` has a unique secondary index, found by `look` the first time
+    /// (and again after any write that took the exclusive side of the gate). Called
+    /// with the shared side held.
+    pub(crate) fn has_unique(
+        &self,
+        collection: &str,
+        look: impl FnOnce() -> Result<bool>,
+    ) -> Result<bool> {
+        if let Some(known) = lock(&self.unique).get(collection) {
+            return Ok(*known);
+        }
+        let found = look()?;
+        lock(&self.unique).insert(collection.to_string(), found);
+        Ok(found)
     }
 
     /// Runs `f` with the buffer locked (after waiting for room), then writes the records
@@ -642,6 +736,7 @@ impl Buffer {
             st.queue.pop_front();
         }
         for op in batch {
+            release_claims(&mut st, op.seq);
             if let Some(m) = st.overlay.get_mut(&op.collection) {
                 if m.get(&op.key).is_some_and(|e| e.seq == op.seq) {
                     m.remove(&op.key);
