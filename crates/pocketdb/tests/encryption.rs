@@ -651,3 +651,66 @@ fn aggregate_match_on_an_encrypted_field() -> pocketdb::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn buffered_updates_are_encrypted_before_they_reach_the_buffer_log() -> pocketdb::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("b.sqlite");
+    let db = Database::open_with(
+        &path,
+        pocketdb::Options::default().durability(pocketdb::Durability::Buffered(
+            pocketdb::BufferOptions::default().flush_interval(std::time::Duration::from_secs(3600)),
+        )),
+    )?;
+    db.register_collection_plugin("users", plugin(&key(1))?)?;
+    let users = db.collection::<Value>("users");
+    users.insert_one(sample(1))?;
+    users.update_one(
+        json!({"_id": 1}),
+        json!({"$set": {"ssn": "updated-ssn-77", "profile.secret": "updated-pin-88"}}),
+    )?;
+    users.replace_one(
+        json!({"_id": 1}),
+        json!({"ssn": "replaced-ssn-99", "email": "replaced@example.com"}),
+    )?;
+    users.update_one_with(
+        json!({"_id": 2}),
+        json!({"$set": {"ssn": "upserted-ssn-11"}}),
+        &pocketdb::UpdateOptions::upsert(),
+    )?;
+    // Writing a field's plaintext again is no modification, buffered or not.
+    let same = users.update_one(
+        json!({"_id": 1}),
+        json!({"$set": {"ssn": "replaced-ssn-99"}}),
+    )?;
+    assert_eq!(same.modified_count, 0);
+    assert_eq!(db.buffer_stats().map(|s| s.buffered), Some(4));
+    let log = std::fs::read(dir.path().join("b.sqlite.buffer-log"))?;
+    let log = String::from_utf8_lossy(&log);
+    for secret in [
+        "secret-ssn-1",
+        "updated-ssn-77",
+        "updated-pin-88",
+        "replaced-ssn-99",
+        "replaced@example.com",
+        "upserted-ssn-11",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "{secret} is in the buffer log in the clear"
+        );
+    }
+    let expected = json!({"_id": 1, "ssn": "replaced-ssn-99", "email": "replaced@example.com"});
+    assert_eq!(users.find_one(json!({"_id": 1}))?, Some(expected.clone()));
+    assert_eq!(
+        users.find_one(json!({"email": "replaced@example.com"}))?,
+        Some(expected.clone())
+    );
+    db.flush()?;
+    assert_eq!(db.buffer_stats().map(|s| s.dropped), Some(0));
+    assert_eq!(users.find_one(json!({"_id": 1}))?, Some(expected));
+    assert!(raw_docs(&db, "users")?
+        .iter()
+        .all(|d| !d.contains("replaced-ssn-99") && !d.contains("upserted-ssn-11")));
+    Ok(())
+}

@@ -258,3 +258,55 @@ fn plugins_that_keep_stored_values_keep_the_sql_group_by() {
     let plan = c.explain_aggregate(pipeline).unwrap();
     assert_eq!(plan["stages"][0]["engine"], "rust", "{plan}");
 }
+
+/// Buffered writes run the hooks once, when they are acknowledged: a write a hook
+/// refuses fails then (nothing is buffered), and the applier stores what the hooks
+/// made without running them again.
+#[test]
+fn buffered_writes_run_hooks_once_when_acknowledged() -> pocketdb::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = Database::open_with(
+        dir.path().join("b.sqlite"),
+        pocketdb::Options::default().durability(pocketdb::Durability::Buffered(
+            pocketdb::BufferOptions::default().flush_interval(std::time::Duration::from_secs(3600)),
+        )),
+    )?;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    db.register_plugin(Tag {
+        name: "a",
+        log: log.clone(),
+    })?;
+    let c = db.collection::<Value>("items");
+    c.insert_one(json!({"_id": 1}))?;
+    c.update_one(json!({"_id": 1}), json!({"$set": {"x": 1}}))?;
+    c.replace_one(json!({"_id": 1}), json!({"x": 2}))?;
+    let refused = c.update_one(json!({"_id": 1}), json!({"$set": {"reject": 1}}));
+    assert!(matches!(refused, Err(Error::Plugin { .. })), "{refused:?}");
+    assert_eq!(db.buffer_stats().map(|s| s.buffered), Some(3));
+    let seen = c.find_one(json!({"_id": 1}))?;
+    db.flush()?;
+    assert_eq!(db.buffer_stats().map(|s| s.dropped), Some(0));
+    assert_eq!(c.find_one(json!({"_id": 1}))?, seen);
+    assert_eq!(
+        seen,
+        Some(json!({"_id": 1, "x": 2, "trail": ["a"], "read_by_a": true}))
+    );
+    let calls = log
+        .lock()
+        .map_err(|_| Error::InvalidArgument("poisoned".into()))?
+        .clone();
+    // `after_write` follows the commit of the applier's batch.
+    assert_eq!(
+        calls,
+        vec![
+            "a:Insert",
+            "a:Update",
+            "a:Replace",
+            "a:Update",
+            "a:after:insert:1",
+            "a:after:update:1",
+            "a:after:replace:1"
+        ]
+    );
+    Ok(())
+}

@@ -405,7 +405,8 @@ impl<T: Document> Collection<T> {
                     is_insert: false,
                     now_millis: now,
                 };
-                let before = self.guard.is_some().then(|| doc.clone());
+                let hooks = self.db.has_plugins();
+                let before = (self.guard.is_some() || hooks).then(|| doc.clone());
                 let mut new_doc = doc;
                 if !update.apply(&mut new_doc, &ctx)? {
                     return Ok((
@@ -430,7 +431,41 @@ impl<T: Document> Collection<T> {
                     ));
                 }
                 if let Some(before) = &before {
-                    self.check_guard(before, &new_doc)?;
+                    // The plugins' hooks run now, as in `Sync` mode, so the buffer log
+                    // holds what SQLite will (encrypted fields sealed, schemas checked
+                    // before the write is acknowledged).
+                    if hooks {
+                        let change = if kind == OpKind::Replace {
+                            ChangeOp::Replace
+                        } else {
+                            ChangeOp::Update
+                        };
+                        let hooked = self
+                            .db
+                            .before_update(&self.name, change, before, &new_doc)?;
+                        if let Some(hooked) = hooked {
+                            if crate::update::identical(&hooked, before) {
+                                return Ok((
+                                    Modified::Update(UpdateResult {
+                                        matched_count: 1,
+                                        ..Default::default()
+                                    }),
+                                    None,
+                                ));
+                            }
+                            if hooked.get("_id").map(id_key).as_deref() != Some(key) {
+                                return Err(Error::update(
+                                    operator,
+                                    "_id",
+                                    "the _id field cannot be changed",
+                                ));
+                            }
+                            new_doc = hooked;
+                        }
+                    }
+                    if self.guard.is_some() {
+                        self.check_guard(before, &new_doc)?;
+                    }
                 }
                 self.check_document(&new_doc)?;
                 let text = serde_json::to_string(&new_doc)?;
@@ -834,8 +869,9 @@ fn apply_op(db: &Database, conn: &Connection, coll: &Collection<Value>, op: &Op)
                     } else {
                         ChangeOp::Update
                     };
+                    // The plugins' hooks ran when the write was acknowledged.
                     let doc: Value = serde_json::from_str(text)?;
-                    coll.store_updated(conn, &row, &doc, change).map(|_| ())
+                    coll.store_hooked(conn, &row, &doc, change)
                 }
                 None => insert(),
             }

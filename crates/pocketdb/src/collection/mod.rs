@@ -1181,7 +1181,19 @@ impl<T: Document> Collection<T> {
         {
             return Ok(false);
         }
-        let new_doc = hooked.as_ref().unwrap_or(new_doc);
+        self.store_hooked(conn, row, hooked.as_ref().unwrap_or(new_doc), op)?;
+        Ok(true)
+    }
+
+    /// [`store_updated`](Self::store_updated) of a document the plugins' hooks already
+    /// ran on (a buffered write, hooked when it was acknowledged).
+    pub(crate) fn store_hooked(
+        &self,
+        conn: &Connection,
+        row: &Row,
+        new_doc: &Value,
+        op: ChangeOp,
+    ) -> Result<()> {
         let new_id = new_doc.get("_id").cloned().unwrap_or(Value::Null);
         if id_key(&new_id) != row.key {
             return Err(Error::update(
@@ -1219,7 +1231,7 @@ impl<T: Document> Collection<T> {
             &row.doc,
             new_doc,
         )?;
-        Ok(true)
+        Ok(())
     }
 
     /// The text of an updated document, checked as every stored document is.
