@@ -833,14 +833,25 @@ fn the_next_query_sees_catalog_changes_made_in_sql() {
 fn a_document_with_too_many_multikey_keys_is_refused_before_it_is_stored() {
     let db = Database::memory().unwrap();
     let c = db.collection::<Value>("c");
-    c.create_index(json!({"arr": 1}), IndexOptions::default())
+    c.create_index(json!({"arr": 1, "other": 1}), IndexOptions::default())
         .unwrap();
-    c.insert_one(json!({"_id": 0, "arr": [1, 2]})).unwrap();
+    c.insert_one(json!({"_id": 0, "arr": [1, 2], "other": 1}))
+        .unwrap();
+    // One array: a key per element, however many (as in MongoDB).
     let big: Vec<Value> = (0..20_000).map(|i| json!(i)).collect();
+    c.insert_one(json!({"_id": 9, "arr": big.clone(), "other": 1}))
+        .unwrap();
+    assert_eq!(
+        c.count_documents(json!({"arr": 19_999, "other": 1}))
+            .unwrap(),
+        1
+    );
+    // Two arrays: their product (200 x 200) is past the limit.
+    let wide: Vec<Value> = (0..200).map(|i| json!(i)).collect();
     let r = c.insert_many_with(
         [
-            json!({"_id": 1, "arr": big.clone()}),
-            json!({"_id": 2, "arr": [3]}),
+            json!({"_id": 1, "arr": wide.clone(), "other": wide.clone()}),
+            json!({"_id": 2, "arr": [3], "other": wide.clone()}),
         ],
         InsertManyOptions { ordered: false },
     );
@@ -858,13 +869,18 @@ fn a_document_with_too_many_multikey_keys_is_refused_before_it_is_stored() {
     // leaves the document as it was.
     assert_eq!(c.count_documents(json!({"_id": 1})).unwrap(), 0);
     assert!(c
-        .update_one(json!({"_id": 0}), json!({"$set": {"arr": big}}))
+        .update_one(
+            json!({"_id": 0}),
+            json!({"$set": {"arr": wide.clone(), "other": wide}})
+        )
         .is_err());
     assert_eq!(
         c.find_one(json!({"_id": 0})).unwrap(),
-        Some(json!({"_id": 0, "arr": [1, 2]}))
+        Some(json!({"_id": 0, "arr": [1, 2], "other": 1}))
     );
-    assert_eq!(c.count_documents(json!({"arr": 2})).unwrap(), 1);
+    // Documents 0 and 9 hold 2; the refused update left 0's keys as they were.
+    assert_eq!(c.count_documents(json!({"arr": 2, "other": 1})).unwrap(), 2);
+    assert_eq!(c.count_documents(json!({"arr": 150})).unwrap(), 1);
 }
 
 #[test]
@@ -890,4 +906,70 @@ fn an_insert_repeating_its_id_and_a_unique_key_is_refused_for_its_id() {
         index_of(c.insert_one(json!({"_id": 1, "email": "y"}))),
         "_id_"
     );
+}
+
+/// Updates of a long indexed array change only the keys that came or went; the side
+/// table must end up as a fresh insert of the final document would leave it.
+#[test]
+fn long_multikey_arrays_keep_their_keys_through_updates() {
+    let db = Database::memory().unwrap();
+    let updated = db.collection::<Value>("updated");
+    let fresh = db.collection::<Value>("fresh");
+    for c in [&updated, &fresh] {
+        c.create_index(json!({"tags": 1}), IndexOptions::default())
+            .unwrap();
+    }
+    let mut tags: Vec<Value> = (0..40).map(|i| json!(i)).collect();
+    tags.extend([
+        json!(1.0),
+        json!("a"),
+        json!("a"),
+        json!({"k": 1}),
+        json!([1, 2]),
+    ]);
+    updated.insert_one(json!({"_id": 1, "tags": tags})).unwrap();
+    for update in [
+        json!({"$push": {"tags": 40}}),
+        json!({"$pull": {"tags": {"$in": [3, 4, "a"]}}}),
+        json!({"$addToSet": {"tags": {"$each": [41, 5, 42]}}}),
+        json!({"$pop": {"tags": -1}}),
+        json!({"$push": {"tags": {"$each": [1.5, 1.5, null]}}}),
+    ] {
+        updated.update_one(json!({"_id": 1}), update).unwrap();
+    }
+    let last = updated.find_one(json!({"_id": 1})).unwrap().unwrap();
+    fresh.insert_one(last.clone()).unwrap();
+    let side = |name: &str| {
+        let ident = db
+            .sql(
+                "SELECT ident FROM _pocketdb_indexes WHERE collection = ?1",
+                &[json!(name)],
+            )
+            .unwrap()[0]["ident"]
+            .clone();
+        let rows = db
+            .sql(
+                &format!("SELECT t0, v0 FROM pocketdb_m{ident} ORDER BY t0, v0"),
+                &[],
+            )
+            .unwrap();
+        rows.into_iter()
+            .map(|r| (r["t0"].clone(), r["v0"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(side("updated"), side("fresh"));
+    assert!(side("updated").len() > 40);
+    for (probe, present) in [
+        (json!(0), false),
+        (json!(3), false),
+        (json!("a"), false),
+        (json!(40), true),
+        (json!(42), true),
+        (json!(1.5), true),
+        (json!(null), true),
+        (json!(1), true),
+    ] {
+        let n = updated.count_documents(json!({"tags": probe})).unwrap();
+        assert_eq!(n, u64::from(present), "tags: {probe}");
+    }
 }

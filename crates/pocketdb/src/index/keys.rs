@@ -15,6 +15,7 @@ use crate::query::matcher::{lookup, Found};
 use crate::value::{equality_key, type_rank, FieldPath};
 use rusqlite::types::Value as SqlValue;
 use serde_json::Value;
+use std::collections::HashSet;
 
 /// Tag of the `undefined` key of an empty array.
 pub(crate) const TAG_UNDEFINED: i64 = 0;
@@ -25,8 +26,10 @@ pub(crate) const TAG_NUMBER: i64 = 2;
 /// Tag of strings.
 pub(crate) const TAG_STRING: i64 = 3;
 
-/// Most index keys one document may produce (the cartesian product of a compound
-/// multikey index); beyond it the write fails rather than bloating the side table.
+/// Most index keys one document may produce in a compound index whose paths hold
+/// several arrays (the cartesian product of their elements; MongoDB refuses such
+/// "parallel arrays" outright); beyond it the write fails rather than bloating the side
+/// table. One array's keys are not limited (one per distinct element).
 pub(crate) const MAX_KEYS_PER_DOCUMENT: usize = 10_000;
 
 /// One key component: its value, `None` for `undefined` (an empty array).
@@ -72,26 +75,57 @@ pub(crate) fn value_sql(v: &Value) -> (i64, SqlValue) {
     (tag, sql)
 }
 
-/// The keys of `doc` at `path` (deduplicated, in document order).
-pub(crate) fn path_keys(doc: &Value, path: &FieldPath) -> Vec<KeyPart> {
-    let mut out: Vec<KeyPart> = Vec::new();
-    let mut push = |k: KeyPart| {
-        if !out.contains(&k) {
-            out.push(k);
-        }
-    };
-    for found in lookup(doc, path.segments()) {
-        match found {
-            Found::Missing => push(KeyPart::Value(Value::Null)),
-            Found::Value(Value::Array(items)) if items.is_empty() => push(KeyPart::Undefined),
-            Found::Value(Value::Array(items)) => {
-                for item in items {
-                    push(KeyPart::Value(item.clone()));
-                }
+/// Up to this many keys, a new key is compared with each one kept; beyond, keys are
+/// hashed by their [`tuple_text`] (an array of thousands of elements would otherwise
+/// cost a quadratic number of comparisons on every write).
+const PAIRWISE_KEYS: usize = 32;
+
+/// Keys in first-seen order, without repeats.
+#[derive(Default)]
+struct KeyList {
+    keys: Vec<KeyPart>,
+    seen: Option<HashSet<String>>,
+}
+
+impl KeyList {
+    fn push(&mut self, k: KeyPart) {
+        if let Some(seen) = &mut self.seen {
+            if seen.insert(tuple_text(std::slice::from_ref(&k))) {
+                self.keys.push(k);
             }
-            Found::Value(v) => push(KeyPart::Value(v.clone())),
+            return;
+        }
+        if self.keys.contains(&k) {
+            return;
+        }
+        self.keys.push(k);
+        if self.keys.len() > PAIRWISE_KEYS {
+            self.seen = Some(
+                self.keys
+                    .iter()
+                    .map(|k| tuple_text(std::slice::from_ref(k)))
+                    .collect(),
+            );
         }
     }
+}
+
+/// The keys of `doc` at `path` (deduplicated, in document order).
+pub(crate) fn path_keys(doc: &Value, path: &FieldPath) -> Vec<KeyPart> {
+    let mut list = KeyList::default();
+    for found in lookup(doc, path.segments()) {
+        match found {
+            Found::Missing => list.push(KeyPart::Value(Value::Null)),
+            Found::Value(Value::Array(items)) if items.is_empty() => list.push(KeyPart::Undefined),
+            Found::Value(Value::Array(items)) => {
+                for item in items {
+                    list.push(KeyPart::Value(item.clone()));
+                }
+            }
+            Found::Value(v) => list.push(KeyPart::Value(v.clone())),
+        }
+    }
+    let mut out = list.keys;
     if out.is_empty() {
         out.push(KeyPart::Value(Value::Null));
     }
@@ -99,14 +133,23 @@ pub(crate) fn path_keys(doc: &Value, path: &FieldPath) -> Vec<KeyPart> {
 }
 
 /// The key tuples of `doc` for an index on `paths`: the cartesian product of each path's
-/// keys. `None` when there would be more than [`MAX_KEYS_PER_DOCUMENT`].
+/// keys. `None` when several paths hold arrays whose product exceeds
+/// [`MAX_KEYS_PER_DOCUMENT`].
 pub(crate) fn key_tuples(doc: &Value, paths: &[&FieldPath]) -> Option<Vec<Vec<KeyPart>>> {
+    if let [path] = paths {
+        // One key per distinct element: bounded by the document's size, as in MongoDB.
+        return Some(path_keys(doc, path).into_iter().map(|k| vec![k]).collect());
+    }
+    let all: Vec<Vec<KeyPart>> = paths.iter().map(|p| path_keys(doc, p)).collect();
+    // With one array among the paths there is one key per element, as in MongoDB; only
+    // a product of several arrays is limited.
+    let arrays = all.iter().filter(|k| k.len() > 1).count();
+    let product = all.iter().fold(1usize, |n, k| n.saturating_mul(k.len()));
+    if arrays > 1 && product > MAX_KEYS_PER_DOCUMENT {
+        return None;
+    }
     let mut tuples: Vec<Vec<KeyPart>> = vec![Vec::new()];
-    for path in paths {
-        let keys = path_keys(doc, path);
-        if tuples.len().saturating_mul(keys.len()) > MAX_KEYS_PER_DOCUMENT {
-            return None;
-        }
+    for keys in all {
         let mut next = Vec::with_capacity(tuples.len() * keys.len());
         for t in &tuples {
             for k in &keys {
@@ -240,6 +283,24 @@ mod tests {
             t(json!(9_007_199_254_740_992.0))
         );
         assert_ne!(t(json!({"a": 1, "b": 2})), t(json!({"b": 2, "a": 1})));
+    }
+
+    #[test]
+    fn long_arrays_are_deduplicated_like_short_ones() {
+        // Past the pairwise limit keys are hashed: repeats (also `1.0` for `1`) are
+        // still dropped and document order kept.
+        let mut items: Vec<Value> = (0..100).map(|i| json!(i)).collect();
+        items.extend((0..100).map(|i| json!(f64::from(i))));
+        items.push(json!("a"));
+        items.push(json!("a"));
+        items.push(json!({"k": 1}));
+        let keys = path_keys(&json!({"t": items}), &p("t"));
+        let mut expected: Vec<KeyPart> = (0..100).map(|i| KeyPart::Value(json!(i))).collect();
+        expected.push(KeyPart::Value(json!("a")));
+        expected.push(KeyPart::Value(json!({"k": 1})));
+        assert_eq!(keys, expected);
+        let short = path_keys(&json!({"t": ["a", "b", "a"]}), &p("t"));
+        assert_eq!(short.len(), 2);
     }
 
     #[test]

@@ -749,17 +749,76 @@ pub(crate) fn after_write(
         if old_keys.as_ref() == Some(&new_keys) {
             continue;
         }
-        if old.is_some() {
-            let mut del =
-                conn.prepare_cached(&format!("DELETE FROM {} WHERE rid = ?1", def.side_table()))?;
-            del.execute([rid])?;
+        match (old, old_keys) {
+            (Some(_), Some(old_keys)) if old_keys.len() > DIFF_KEYS => {
+                // Only the keys that came or went: a `$push` onto a long array is one
+                // insert, not a rewrite of every element's key.
+                let (gone, came) = key_changes(&old_keys, &new_keys);
+                if !gone.is_empty() {
+                    let cond: Vec<String> = (0..def.keys.len())
+                        .map(|i| format!("t{i}=? AND v{i}=?"))
+                        .collect();
+                    let mut del = conn.prepare_cached(&format!(
+                        "DELETE FROM {} WHERE {} AND rid = ?",
+                        def.side_table(),
+                        cond.join(" AND ")
+                    ))?;
+                    let mut params: Vec<SqlValue> = Vec::new();
+                    for tuple in gone {
+                        params.clear();
+                        for part in tuple {
+                            let (t, v) = part.sql();
+                            params.push(SqlValue::Integer(t));
+                            params.push(v);
+                        }
+                        params.push(SqlValue::Integer(rid));
+                        del.execute(rusqlite::params_from_iter(params.iter()))?;
+                    }
+                }
+                build::insert_keys(conn, def, rid, &came)?;
+            }
+            (None, _) => build::insert_keys(conn, def, rid, &new_keys)?,
+            (Some(_), _) => {
+                let mut del = conn
+                    .prepare_cached(&format!("DELETE FROM {} WHERE rid = ?1", def.side_table()))?;
+                del.execute([rid])?;
+                build::insert_keys(conn, def, rid, &new_keys)?;
+            }
         }
-        build::insert_keys(conn, def, rid, &new_keys)?;
     }
     if !set.vectors.is_empty() {
         vector::after_write(conn, &set.vectors, rid, old, new)?;
     }
     Ok(())
+}
+
+/// Above this many keys in a document's old version, its side-table rows are updated
+/// by difference rather than deleted and written again.
+const DIFF_KEYS: usize = 16;
+
+/// The key tuples only in `old` (to delete) and only in `new` (to insert), compared as
+/// the side table's primary key compares them.
+fn key_changes(
+    old: &[Vec<KeyPart>],
+    new: &[Vec<KeyPart>],
+) -> (Vec<Vec<KeyPart>>, Vec<Vec<KeyPart>>) {
+    let old_texts: Vec<String> = old.iter().map(|t| tuple_text(t)).collect();
+    let new_texts: Vec<String> = new.iter().map(|t| tuple_text(t)).collect();
+    let old_set: HashSet<&str> = old_texts.iter().map(String::as_str).collect();
+    let new_set: HashSet<&str> = new_texts.iter().map(String::as_str).collect();
+    let gone = old
+        .iter()
+        .zip(&old_texts)
+        .filter(|(_, text)| !new_set.contains(text.as_str()))
+        .map(|(t, _)| t.clone())
+        .collect();
+    let came = new
+        .iter()
+        .zip(&new_texts)
+        .filter(|(_, text)| !old_set.contains(text.as_str()))
+        .map(|(t, _)| t.clone())
+        .collect();
+    (gone, came)
 }
 
 fn too_many_keys(def: &IndexDef) -> Error {
