@@ -709,6 +709,14 @@ fn buffered_updates_are_encrypted_before_they_reach_the_buffer_log() -> pocketdb
     db.flush()?;
     assert_eq!(db.buffer_stats().map(|s| s.dropped), Some(0));
     assert_eq!(users.find_one(json!({"_id": 1}))?, Some(expected));
+    // Now the current document is the stored one, with sealed fields: setting one to
+    // its plaintext is still no modification.
+    let same = users.update_one(
+        json!({"_id": 1}),
+        json!({"$set": {"ssn": "replaced-ssn-99"}}),
+    )?;
+    assert_eq!(same.modified_count, 0);
+    assert_eq!(db.buffer_stats().map(|s| s.buffered), Some(0));
     assert!(raw_docs(&db, "users")?
         .iter()
         .all(|d| !d.contains("replaced-ssn-99") && !d.contains("upserted-ssn-11")));

@@ -2,7 +2,8 @@
 //! layout: a plain `Sync` collection (the reference), the same with secondary indexes,
 //! group commit, buffered (small batches, so writes are applied while others are
 //! pending), hash-sharded by `_id`, sharded by a field, partitioned by key prefix, and
-//! sharded over buffered members. Every operation must report the same outcome
+//! sharded over buffered members, and with encrypted fields (`Sync` and buffered). Every
+//! operation must report the same outcome
 //! everywhere and every read must return the same documents, also after everything is
 //! closed and opened again from its files. Replicas fed the change sets of the
 //! single-file databases (`export_changes` / `apply_changes`) must hold the same too.
@@ -436,7 +437,7 @@ fn indexes(unique: bool) -> Vec<(Value, IndexOptions)> {
 
 struct Layouts {
     _clients: Vec<Client>,
-    /// `sync`, `indexed`, `group commit`, `buffered`, `encrypted fields`.
+    /// `sync`, `indexed`, `group commit`, `buffered`, `encrypted fields`, the same buffered.
     dbs: Vec<Database>,
     targets: Vec<(&'static str, Target)>,
 }
@@ -474,13 +475,20 @@ fn layouts(dir: &std::path::Path) -> Layouts {
     }
     // Field-level encryption: `b` random (never queried), `n.x` deterministic (equality
     // queries on it run on ciphertext).
+    let encryption = || {
+        Encryption::new(&EncryptionKey::from_bytes([7; 32]))
+            .and_then(|e| e.field("b"))
+            .and_then(|e| e.deterministic_field("n.x"))
+            .unwrap()
+    };
     let encrypted = open("encrypted", Durability::Sync);
-    let encryption = Encryption::new(&EncryptionKey::from_bytes([7; 32]))
-        .and_then(|e| e.field("b"))
-        .and_then(|e| e.deterministic_field("n.x"))
-        .unwrap();
     encrypted
-        .register_collection_plugin("items", encryption)
+        .register_collection_plugin("items", encryption())
+        .unwrap();
+    // The same, buffered: the hooks run when a write is acknowledged.
+    let encrypted_buffered = open("encrypted-buffered", buffered());
+    encrypted_buffered
+        .register_collection_plugin("items", encryption())
         .unwrap();
     let client = Client::open(dir.join("cluster")).unwrap();
     let buffered_client = Client::open_with(
@@ -547,10 +555,21 @@ fn layouts(dir: &std::path::Path) -> Layouts {
             "encrypted fields",
             Target::Plain(encrypted.collection("items")),
         ),
+        (
+            "buffered, encrypted fields",
+            Target::Plain(encrypted_buffered.collection("items")),
+        ),
     ];
     Layouts {
         _clients: vec![client, buffered_client],
-        dbs: vec![sync, indexed, group, buffered_db, encrypted],
+        dbs: vec![
+            sync,
+            indexed,
+            group,
+            buffered_db,
+            encrypted,
+            encrypted_buffered,
+        ],
         targets,
     }
 }
@@ -631,7 +650,7 @@ proptest! {
         let stored = l.targets[0].1.count(json!({})).unwrap();
         prop_assert!(stored == 0 || !want.is_empty(), "documents without a history");
         for (i, db) in l.dbs.iter().enumerate().skip(1) {
-            prop_assert_eq!(&history(db), &want, "change history of {}", ["sync", "indexed", "group commit", "buffered", "encrypted fields"][i]);
+            prop_assert_eq!(&history(db), &want, "change history of {}", ["sync", "indexed", "group commit", "buffered", "encrypted fields", "buffered, encrypted fields"][i]);
         }
     }
 }
