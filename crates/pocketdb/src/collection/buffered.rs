@@ -26,7 +26,8 @@
 //! holder counts unless a buffered write replaces it (then its buffered version's
 //! claims decide), so a key freed by a buffered update or delete can be taken at once.
 //! The applier checks again; a write refused there (only possible when another process
-//! wrote the file meanwhile) is dropped and reported through
+//! wrote the file meanwhile, or for a document past the key limit of a compound index
+//! over several arrays, not checked before) is dropped and reported through
 //! [`BufferEvent::Error`](crate::BufferEvent) and `BufferStats::dropped`.
 //!
 //! Reads (`find`, `find_one`, `count_documents`, `distinct`, `estimated_count`) merge the

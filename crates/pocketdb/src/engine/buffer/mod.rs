@@ -61,7 +61,8 @@ pub struct BufferStats {
     pub cache_misses: u64,
     /// Buffered writes that failed when applied and were dropped; each is reported by a
     /// [`BufferEvent::Error`]. Unique indexes are checked before a write is
-    /// acknowledged, so this stays 0 unless another process changed the file meanwhile.
+    /// acknowledged, so this stays 0 unless another process changed the file meanwhile
+    /// or a document passed the key limit of a compound index over several arrays.
     pub dropped: u64,
     /// Batches that failed as a whole and were retried.
     pub apply_errors: u64,
