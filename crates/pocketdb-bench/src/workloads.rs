@@ -32,6 +32,8 @@ pub enum Workload {
     GroupCommit,
     /// `insert_many` in batches of 1,000 into a buffered database: documents per second
     /// acknowledged (burst), and until applied (`sustained_*`), against raw `insert-many`.
+    /// Also `insert_one` acknowledged one at a time, without and with a unique index
+    /// (`insert_one_acked_per_sec`, `insert_one_acked_unique_index_per_sec`).
     Buffered,
     /// `find({score: {$gt: x}}).sort({score: 1}).limit(20)` with an index on `score`.
     FindRangeSort,
@@ -678,7 +680,21 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
                 bcoll.insert_one(document(n + i))?;
             }
             let single_s = t.elapsed().as_secs_f64();
+            // The same into a collection with a unique index on `email`: each write
+            // claims its key before it is acknowledged (a read of the stored holders).
+            let ucoll = buffered_db.collection::<Value>("bench_unique");
+            ucoll.create_index(json!({"email": 1}), IndexOptions::default().unique(true))?;
+            let unique_ops = singles.min(20_000);
+            let t = Instant::now();
+            for i in 0..unique_ops {
+                ucoll.insert_one(document(i))?;
+            }
+            let unique_s = t.elapsed().as_secs_f64();
             buffered_db.flush()?;
+            extra.insert(
+                "insert_one_acked_unique_index_per_sec".into(),
+                json!(unique_ops as f64 / unique_s.max(1e-9)),
+            );
             let t = Instant::now();
             load_raw(&mut conn, n)?;
             let r = t.elapsed().as_secs_f64();
