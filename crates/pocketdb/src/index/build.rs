@@ -9,7 +9,8 @@
 //! of a unique index above all — rolls the transaction back and leaves nothing behind.
 
 use super::keys::{
-    has_array_on_path, key_tuples, scalar_value, sorts_differently, tuple_text, KeyPart,
+    has_array_on_path, key_tuples, push_tuple_params, scalar_value, sorts_differently, tuple_text,
+    KeyPart,
 };
 use super::{
     bump_gen, default_name, load, parse_keys, validate_index_name, IndexBuildPhase, IndexDef,
@@ -444,7 +445,7 @@ pub(crate) fn create_side_table(
     let mut insert = insert_statement(conn, def)?;
     scan_docs(conn, table, def, false, None, |rid, doc| {
         let tuples = key_tuples(&doc, &paths).ok_or_else(|| super::too_many_keys(def))?;
-        insert_tuples(&mut insert, rid, &tuples)?;
+        execute_per_tuple(&mut insert, rid, &tuples)?;
         done += 1;
         if done.is_multiple_of(REPORT_EVERY) {
             if let Some(p) = progress.as_mut() {
@@ -479,11 +480,12 @@ pub(crate) fn insert_keys(
     tuples: &[Vec<KeyPart>],
 ) -> Result<()> {
     let mut stmt = insert_statement(conn, def)?;
-    insert_tuples(&mut stmt, rid, tuples)
+    execute_per_tuple(&mut stmt, rid, tuples)
 }
 
-/// Runs `stmt` (an insert of `t0, v0, ..., rid`) for each key tuple of document `rid`.
-fn insert_tuples(
+/// Runs `stmt` (an insert or delete whose parameters are `t0, v0, ..., rid`) for each
+/// key tuple of document `rid`.
+pub(crate) fn execute_per_tuple(
     stmt: &mut rusqlite::Statement<'_>,
     rid: i64,
     tuples: &[Vec<KeyPart>],
@@ -491,11 +493,7 @@ fn insert_tuples(
     let mut params: Vec<SqlValue> = Vec::new();
     for tuple in tuples {
         params.clear();
-        for part in tuple {
-            let (t, v) = part.sql();
-            params.push(SqlValue::Integer(t));
-            params.push(v);
-        }
+        push_tuple_params(tuple, &mut params);
         params.push(SqlValue::Integer(rid));
         stmt.execute(rusqlite::params_from_iter(params.iter()))?;
     }

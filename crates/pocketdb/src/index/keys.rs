@@ -59,6 +59,15 @@ impl KeyPart {
     }
 }
 
+/// Appends the side-table parameters of a key tuple: `t0, v0, t1, v1, ...`.
+pub(crate) fn push_tuple_params(tuple: &[KeyPart], out: &mut Vec<SqlValue>) {
+    for part in tuple {
+        let (t, v) = part.sql();
+        out.push(SqlValue::Integer(t));
+        out.push(v);
+    }
+}
+
 /// The `(tag, value)` SQL pair of a value.
 pub(crate) fn value_sql(v: &Value) -> (i64, SqlValue) {
     let tag = i64::from(type_rank(v));

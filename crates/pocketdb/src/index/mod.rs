@@ -763,17 +763,7 @@ pub(crate) fn after_write(
                         def.side_table(),
                         cond.join(" AND ")
                     ))?;
-                    let mut params: Vec<SqlValue> = Vec::new();
-                    for tuple in gone {
-                        params.clear();
-                        for part in tuple {
-                            let (t, v) = part.sql();
-                            params.push(SqlValue::Integer(t));
-                            params.push(v);
-                        }
-                        params.push(SqlValue::Integer(rid));
-                        del.execute(rusqlite::params_from_iter(params.iter()))?;
-                    }
+                    build::execute_per_tuple(&mut del, rid, &gone)?;
                 }
                 build::insert_keys(conn, def, rid, &came)?;
             }
@@ -940,11 +930,7 @@ fn unique_holders(
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut params: Vec<SqlValue> = Vec::new();
-        for part in tuple {
-            let (t, v) = part.sql();
-            params.push(SqlValue::Integer(t));
-            params.push(v);
-        }
+        keys::push_tuple_params(tuple, &mut params);
         params.push(SqlValue::Integer(own));
         let rows: Vec<(i64, String)> = stmt
             .query_map(rusqlite::params_from_iter(params.iter()), |r| {
