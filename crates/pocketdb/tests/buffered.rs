@@ -7,6 +7,9 @@ use pocketdb::{
 use serde_json::{json, Value};
 use std::time::Duration;
 
+mod common;
+use common::field_by_id;
+
 /// A buffered database whose applier waits long enough that reads hit the buffer.
 fn open_slow(dir: &tempfile::TempDir) -> Database {
     open_with(
@@ -21,18 +24,6 @@ fn open_with(dir: &tempfile::TempDir, b: BufferOptions) -> Database {
         Options::default().durability(Durability::Buffered(b)),
     )
     .unwrap()
-}
-
-/// `field` of every document, in `_id` order.
-fn field_by_id(c: &pocketdb::Collection, field: &str) -> Vec<Value> {
-    c.find(json!({}))
-        .unwrap()
-        .sort(json!({"_id": 1}))
-        .to_vec()
-        .unwrap()
-        .into_iter()
-        .map(|d| d[field].clone())
-        .collect()
 }
 
 #[test]

@@ -11,6 +11,9 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
+mod common;
+use common::field_by_id;
+
 fn open(dir: &std::path::Path, name: &str, durability: Durability) -> Database {
     Database::open_with(
         dir.join(format!("{name}.sqlite")),
@@ -43,13 +46,9 @@ fn refused_by<T: std::fmt::Debug>(r: pocketdb::Result<T>) -> String {
 }
 
 fn emails(c: &Collection) -> Vec<(Value, Value)> {
-    c.find(json!({}))
-        .unwrap()
-        .sort(json!({"_id": 1}))
-        .to_vec()
-        .unwrap()
+    field_by_id(c, "_id")
         .into_iter()
-        .map(|d| (d["_id"].clone(), d["email"].clone()))
+        .zip(field_by_id(c, "email"))
         .collect()
 }
 
