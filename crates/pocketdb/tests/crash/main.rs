@@ -1,6 +1,6 @@
 //! Kill -9 crash test of every durability mode (see README.md in this folder).
 
-use pocketdb::{BufferOptions, Database, Durability, FsyncPolicy, Options};
+use pocketdb::{BufferOptions, Database, Durability, FsyncPolicy, IndexOptions, Options};
 use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -53,6 +53,11 @@ fn crash_child() {
         _ => panic!("bad {CHILD_ENV}: {spec}"),
     };
     let db = Database::open_with(&path, options(&mode)).unwrap();
+    // Every document takes a key `u` in a unique index; every other single insert also
+    // tries a key already taken, which must be refused before it is acknowledged.
+    db.collection::<Value>("items")
+        .create_index(json!({"u": 1}), IndexOptions::default().unique(true))
+        .unwrap();
     let threads = if mode == "sync" { 1 } else { 4 };
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -68,7 +73,10 @@ fn crash_child() {
                     let id = format!("{run}-{t}-{i}");
                     if i % 4 == 3 {
                         let docs: Vec<Value> = (0..BATCH)
-                            .map(|k| json!({"_id": format!("{id}.{k}"), "batch": id, "k": k}))
+                            .map(|k| {
+                                let key = format!("{id}.{k}");
+                                json!({"_id": key, "u": key, "batch": id, "k": k})
+                            })
                             .collect();
                         c.insert_many(docs).unwrap();
                         println!("BATCH {id}");
@@ -78,9 +86,16 @@ fn crash_child() {
                             .unwrap();
                         println!("INC {counter} {}", i / 4 + 1);
                     } else {
-                        c.insert_one(json!({"_id": id, "pad": "x".repeat(i % 200)}))
+                        c.insert_one(json!({"_id": id, "u": id, "pad": "x".repeat(i % 200)}))
                             .unwrap();
                         println!("ACK {id}");
+                        if i % 4 == 2 {
+                            let taken = format!("{run}-{t}-{}", i - 2);
+                            match c.insert_one(json!({"_id": format!("{id}-dup"), "u": taken})) {
+                                Err(pocketdb::Error::DuplicateKey { .. }) => {}
+                                other => println!("BADDUP {id} {other:?}"),
+                            }
+                        }
                     }
                 }
             })
@@ -132,6 +147,7 @@ fn run_child(mode: &str, run: usize, path: &Path, rng: &mut impl Rng) -> Acks {
         let mut words = line.split_whitespace();
         match (words.next(), words.next(), words.next()) {
             (Some("ACK"), Some(id), _) => acks.ids.push(id.to_string()),
+            (Some("BADDUP"), _, _) => panic!("{mode}: a taken unique key was accepted: {line}"),
             (Some("BATCH"), Some(tag), _) => acks.batches.push(tag.to_string()),
             (Some("INC"), Some(counter), Some(n)) => {
                 let n: u64 = n.parse().unwrap();
@@ -176,6 +192,18 @@ fn check(mode: &str, reopen: &str, path: &Path, acks: &Acks) -> (usize, usize) {
     for (tag, n) in &per_batch {
         assert_eq!(*n, BATCH, "{mode}: batch {tag} is half-applied");
     }
+    // No refused duplicate got in (nor was any write dropped when applied).
+    assert_eq!(
+        items
+            .count_documents(json!({"_id": {"$regex": "-dup$"}}))
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        db.buffer_stats().map_or(0, |s| s.dropped),
+        0,
+        "{mode}: writes dropped"
+    );
     // Increments: at least every acknowledged one; at most one unacknowledged more.
     let counters = db.collection::<Value>("counters");
     for (counter, acked) in &acks.counters {
