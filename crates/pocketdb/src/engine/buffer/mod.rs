@@ -215,10 +215,7 @@ impl Appender<'_> {
     ) {
         let seq = self.state.next_seq;
         if !claims.is_empty() {
-            let m = self.state.claims.entry(collection.clone()).or_default();
-            for text in &claims {
-                m.entry(text.clone()).or_default().push((key.clone(), seq));
-            }
+            claim(&mut self.state.claims, collection, &key, seq, &claims);
             self.state
                 .claimed_by
                 .insert(seq, (collection.clone(), claims));
@@ -282,9 +279,32 @@ fn unpush(st: &mut State, pushed: usize) {
                     doc: op.doc.clone(),
                 },
             );
+            // Its claims were superseded by the write taken back: they count again.
+            if let Some((_, texts)) = st.claimed_by.get(&op.seq) {
+                let texts = texts.clone();
+                claim(&mut st.claims, &op.collection, &op.key, op.seq, &texts);
+            }
         }
     }
     st.overlay.retain(|_, m| !m.is_empty());
+}
+
+/// Records that the write `seq` of document `key` claims `texts`. An earlier write of the
+/// document is superseded, so its claims on these keys go (repeated updates of one
+/// document keep the lists short).
+fn claim(
+    claims: &mut HashMap<Arc<str>, Claims>,
+    collection: &Arc<str>,
+    key: &Arc<str>,
+    seq: u64,
+    texts: &[String],
+) {
+    let m = claims.entry(collection.clone()).or_default();
+    for text in texts {
+        let holders = m.entry(text.clone()).or_default();
+        holders.retain(|(k, _)| k != key);
+        holders.push((key.clone(), seq));
+    }
 }
 
 /// Releases the unique keys the write `seq` claimed.
