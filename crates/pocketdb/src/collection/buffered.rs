@@ -133,10 +133,24 @@ impl<T: Document> Collection<T> {
     ) -> Result<InsertManyResult> {
         crate::engine::schema::validate_collection_name(&self.name)?;
         let mut failures: BTreeMap<usize, Error> = BTreeMap::new();
+        let _shared = buffer.shared();
+        // With a unique secondary index, each document claims its keys before it is
+        // acknowledged: its parsed form is kept (parsed from the text only when the
+        // preparation did not keep it); the stored holders are read on every attempt.
+        let unique = self.has_unique_index(buffer)?;
+        let mut docs: Vec<Value> = Vec::new();
         let mut items: Vec<(usize, BufferedDoc)> = Vec::with_capacity(documents.len());
         for (index, prepared) in documents.into_iter().enumerate() {
             match prepared {
-                Ok(p) => items.push((index, BufferedDoc::from(p))),
+                Ok(mut p) => {
+                    if unique {
+                        docs.push(match p.doc.take() {
+                            Some(doc) => doc,
+                            None => serde_json::from_str(&p.text)?,
+                        });
+                    }
+                    items.push((index, BufferedDoc::from(p)));
+                }
                 Err(e) => {
                     failures.insert(index, e);
                     // Ordered inserts stop at the first document that cannot even be
@@ -149,18 +163,7 @@ impl<T: Document> Collection<T> {
         }
         let name = self.name.clone();
         let any_given = items.iter().any(|(_, d)| d.id_given);
-        let _shared = buffer.shared();
-        // With a unique secondary index, each document claims its keys before it is
-        // acknowledged (parsed once; the stored holders are read on every attempt).
-        let unique = if self.has_unique_index(buffer)? {
-            let docs = items
-                .iter()
-                .map(|(_, d)| serde_json::from_str::<Value>(&d.text))
-                .collect::<std::result::Result<Vec<Value>, _>>()?;
-            Some(docs)
-        } else {
-            None
-        };
+        let unique = unique.then_some(docs);
         let mut claims: Vec<Result<Vec<UniqueClaim>>> = Vec::new();
         let outcomes = loop {
             let (generation, unknown) = buffer.unbuffered_keys(
