@@ -2,7 +2,8 @@
 //! recovery from the log, events and back-pressure.
 
 use pocketdb::{
-    BufferEvent, BufferOptions, Database, Durability, Error, FsyncPolicy, Options, UpdateOptions,
+    BufferEvent, BufferOptions, CollectionOptions, Database, Durability, Error, FsyncPolicy,
+    Options, UpdateOptions,
 };
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -725,4 +726,111 @@ fn duplicate_checks_around_the_largest_stored_id() {
     assert_eq!(failed, [40, 41]);
     db.flush().unwrap();
     assert_eq!(c.count_documents(json!({})).unwrap(), 3 + 3 + 41);
+}
+
+/// An expiring collection (`expire_after`) in buffered mode: a buffered document expires
+/// `expire_after` from its acknowledgement, reads stop returning it then even while it
+/// is still unapplied, and writes treat it as deleted (its `_id` and unique keys are
+/// free), as in `Sync` mode, with nothing dropped when the applier catches up.
+#[test]
+fn buffered_documents_expire_from_their_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open_with(
+        dir.path().join("buf.sqlite"),
+        Options::default()
+            .durability(Durability::Buffered(
+                BufferOptions::default().flush_interval(Duration::from_secs(3600)),
+            ))
+            // No sweep in the background: only reads and writes enforce expiry here.
+            .expiry_interval(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let ttl = Duration::from_millis(400);
+    let c = db
+        .create_collection("cache", CollectionOptions::default().expire_after(ttl))
+        .unwrap();
+    c.create_index(
+        json!({"email": 1}),
+        pocketdb::IndexOptions::default().unique(true),
+    )
+    .unwrap();
+    c.insert_many([
+        json!({"_id": "a", "email": "a@x", "v": 1}),
+        json!({"_id": "b", "email": "b@x", "v": 1}),
+    ])
+    .unwrap();
+    assert_eq!(db.buffer_stats().unwrap().buffered, 2);
+    assert_eq!(c.count_documents(json!({})).unwrap(), 2);
+    std::thread::sleep(ttl + Duration::from_millis(100));
+
+    // Still buffered, but expired: gone for every read.
+    assert_eq!(db.buffer_stats().unwrap().buffered, 2);
+    assert_eq!(c.find_one(json!({"_id": "a"})).unwrap(), None);
+    assert_eq!(
+        c.find(json!({})).unwrap().to_vec().unwrap(),
+        Vec::<Value>::new()
+    );
+    assert_eq!(c.count_documents(json!({})).unwrap(), 0);
+    assert_eq!(c.count_documents(json!({"v": 1})).unwrap(), 0);
+    assert_eq!(c.distinct("email", json!({})).unwrap(), Vec::<Value>::new());
+    let grouped = c
+        .aggregate(json!([{"$group": {"_id": null, "n": {"$sum": 1}}}]))
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_eq!(grouped, Vec::<Value>::new());
+    // Writes see it deleted: no match, its `_id` and unique key are free.
+    let r = c
+        .update_one(json!({"_id": "a"}), json!({"$set": {"v": 2}}))
+        .unwrap();
+    assert_eq!((r.matched_count, r.modified_count), (0, 0));
+    assert_eq!(c.delete_one(json!({"_id": "b"})).unwrap().deleted_count, 0);
+    c.insert_one(json!({"_id": "a", "email": "a@x", "v": 3}))
+        .unwrap();
+    c.insert_one(json!({"_id": "c", "email": "b@x", "v": 3}))
+        .unwrap();
+    let up = c
+        .update_one_with(
+            json!({"_id": "b"}),
+            json!({"$set": {"email": "new-b@x", "v": 3}}),
+            &UpdateOptions::upsert(),
+        )
+        .unwrap();
+    assert_eq!(up.upserted_id, Some(json!("b")));
+    assert_eq!(c.count_documents(json!({"v": 3})).unwrap(), 3);
+
+    // The applier deletes the expired versions before storing the new ones: nothing is
+    // dropped, and the change log records the expiry as deletes.
+    let seq = db.changes_since(0, 1000).unwrap().len();
+    db.flush().unwrap();
+    let stats = db.buffer_stats().unwrap();
+    assert_eq!((stats.buffered, stats.dropped), (0, 0), "{stats:?}");
+    assert_eq!(
+        field_by_id(&c, "email"),
+        vec![json!("a@x"), json!("new-b@x"), json!("b@x")]
+    );
+    let ops: Vec<(pocketdb::ChangeOp, Value)> = db
+        .changes_since(0, 1000)
+        .unwrap()
+        .into_iter()
+        .skip(seq)
+        .map(|ch| (ch.op, ch.id))
+        .collect();
+    assert_eq!(
+        ops.iter()
+            .filter(|(op, _)| *op == pocketdb::ChangeOp::Delete)
+            .count(),
+        2,
+        "{ops:?}"
+    );
+
+    // Applied documents keep the expiry of their acknowledgement, not of the apply.
+    c.insert_one(json!({"_id": "late", "email": "late@x"}))
+        .unwrap();
+    std::thread::sleep(ttl / 2);
+    db.flush().unwrap();
+    std::thread::sleep(ttl / 2 + Duration::from_millis(100));
+    assert_eq!(c.find_one(json!({"_id": "late"})).unwrap(), None);
+    assert_eq!(c.count_documents(json!({})).unwrap(), 0);
+    assert!(db.integrity_check().unwrap().ok);
 }

@@ -138,6 +138,7 @@ impl<T: Document> Collection<T> {
         // acknowledged: its parsed form is kept (parsed from the text only when the
         // preparation did not keep it); the stored holders are read on every attempt.
         let unique = self.has_unique_index(buffer)?;
+        let expire = self.db.expire_after_ms(&self.name)?;
         let mut docs: Vec<Value> = Vec::new();
         let mut items: Vec<(usize, BufferedDoc)> = Vec::with_capacity(documents.len());
         for (index, prepared) in documents.into_iter().enumerate() {
@@ -187,11 +188,13 @@ impl<T: Document> Collection<T> {
                     // Writes moved from the buffer to SQLite since the keys were read.
                     return Ok(None);
                 }
+                let now = changes::now_millis();
+                let expires = expire.map(|ms| now.saturating_add(ms));
                 let mut outcomes = vec![Outcome::Skipped; items.len()];
                 for (i, ((_, d), outcome)) in items.iter().zip(outcomes.iter_mut()).enumerate() {
                     if d.id_given {
                         let taken = match tx.lookup(&name, &d.key) {
-                            Some(entry) => entry.doc.is_some(),
+                            Some(entry) => entry.live_doc(now).is_some(),
                             None => stored.contains(&*d.key),
                         };
                         if taken {
@@ -212,7 +215,7 @@ impl<T: Document> Collection<T> {
                             continue;
                         }
                         Some(Ok(c)) => {
-                            if let Some(at) = taken(tx, &name, &d.key, c) {
+                            if let Some(at) = taken(tx, &name, &d.key, c, now) {
                                 *outcome = Outcome::Taken(at);
                                 if ordered {
                                     break;
@@ -227,6 +230,7 @@ impl<T: Document> Collection<T> {
                         &name,
                         d.key.clone(),
                         Some(d.text.clone()),
+                        expires,
                         texts,
                     );
                     *outcome = Outcome::Pushed;
@@ -314,10 +318,15 @@ impl<T: Document> Collection<T> {
             Modify::Update(..) => self.has_unique_index(buffer)?,
             Modify::Delete => false,
         };
+        let expire = self.db.expire_after_ms(&self.name)?;
         loop {
             let (entry, generation) = buffer.lookup(&self.name, &key);
             let current = match &entry {
-                Some(e) => e.doc.as_deref().map(serde_json::from_str).transpose()?,
+                // An expired buffered document is gone, as a stored one would be.
+                Some(e) => e
+                    .live_doc(changes::now_millis())
+                    .map(|d| serde_json::from_str(d))
+                    .transpose()?,
                 None => self.stored_doc(&key)?,
             };
             // A document with this `_id` that the rest of the filter rejects is not
@@ -343,11 +352,23 @@ impl<T: Document> Collection<T> {
                 if now != seen || (moved && (seen.is_none() || unique)) {
                     return Ok(false);
                 }
-                if let Some(at) = taken(tx, &name, &key, &claims) {
+                let now = changes::now_millis();
+                if let Some(at) = taken(tx, &name, &key, &claims, now) {
                     return Err(self.taken_error(claims[at].clone()));
                 }
                 let texts = claims.iter().map(|c| c.text.clone()).collect();
-                tx.push(kind, &name, Arc::from(key.as_str()), doc.clone(), texts);
+                let expires = match (&doc, expire) {
+                    (Some(_), Some(ms)) => Some(now.saturating_add(ms)),
+                    _ => None,
+                };
+                tx.push(
+                    kind,
+                    &name,
+                    Arc::from(key.as_str()),
+                    doc.clone(),
+                    expires,
+                    texts,
+                );
                 Ok(true)
             })?;
             if done {
@@ -599,6 +620,7 @@ impl<T: Document> Collection<T> {
             return count_rows(self.merged_rows(Plan::new(filter))?);
         };
         let overlay = buffer.snapshot(&self.name);
+        let now = changes::now_millis();
         let keys = serde_json::to_string(&overlay.iter().map(|(k, _)| k).collect::<Vec<_>>())?;
         let stored = self.read(
             |conn| {
@@ -628,8 +650,10 @@ impl<T: Document> Collection<T> {
             return count_rows(self.merged_rows(Plan::new(filter))?);
         };
         for (_, entry) in overlay {
-            let Some(text) = entry.doc else { continue };
-            let doc: Value = serde_json::from_str(&text)?;
+            let Some(text) = entry.live_doc(now) else {
+                continue;
+            };
+            let doc: Value = serde_json::from_str(text)?;
             if filter.matches(&doc) {
                 n += 1;
             }
@@ -648,6 +672,7 @@ impl<T: Document> Collection<T> {
                 plan,
                 shadowed: HashSet::new(),
                 overlay: Vec::new().into_iter(),
+                now: 0,
                 after: Some(0),
                 page: VecDeque::new(),
             });
@@ -669,6 +694,7 @@ impl<T: Document> Collection<T> {
             plan,
             shadowed: overlay.iter().map(|(k, _)| k.clone()).collect(),
             overlay: overlay.into_iter(),
+            now: changes::now_millis(),
             after: (!all_buffered).then_some(0),
             page: VecDeque::new(),
         })
@@ -678,9 +704,15 @@ impl<T: Document> Collection<T> {
 /// The first of `claims` (of the document with `_id` key `own`) that another document
 /// holds: a buffered one in its latest version, or a stored one that no buffered write
 /// replaces (a replaced one holds what its buffered version claims).
-fn taken(tx: &Appender<'_>, name: &str, own: &str, claims: &[UniqueClaim]) -> Option<usize> {
+fn taken(
+    tx: &Appender<'_>,
+    name: &str,
+    own: &str,
+    claims: &[UniqueClaim],
+    now: i64,
+) -> Option<usize> {
     claims.iter().position(|c| {
-        tx.claimants(name, &c.text).any(|k| k != own)
+        tx.claimants(name, &c.text, now).any(|k| k != own)
             || c.stored.iter().any(|k| tx.lookup(name, k).is_none())
     })
 }
@@ -693,6 +725,9 @@ pub(crate) struct MergedRows<T> {
     shadowed: HashSet<String>,
     /// The buffered state read when the stream was made, in write order.
     overlay: std::vec::IntoIter<(String, Entry)>,
+    /// When the buffered state was read (ms since the Unix epoch): buffered documents
+    /// expired by then read as deleted.
+    now: i64,
     /// Where the next page of stored rows starts; `None` once they are read.
     after: Option<i64>,
     page: VecDeque<Row>,
@@ -715,8 +750,10 @@ impl<T: Document> MergedRows<T> {
                 continue;
             }
             for (key, entry) in self.overlay.by_ref() {
-                let Some(text) = entry.doc else { continue };
-                let doc: Value = serde_json::from_str(&text)?;
+                let Some(text) = entry.live_doc(self.now) else {
+                    continue;
+                };
+                let doc: Value = serde_json::from_str(text)?;
                 if self.plan.filter.matches(&doc) {
                     return Ok(Some(Row {
                         rid: i64::MAX,
@@ -762,7 +799,7 @@ pub(crate) fn apply_buffered(
         let mut colls = Handles::default();
         let mut inserter: Option<Inserter<'_>> = None;
         for op in ops {
-            if op.kind == OpKind::Insert {
+            if op.kind == OpKind::Insert && op.expires.is_none() {
                 // Runs of inserts into one collection share one inserter (its
                 // statements and index set); any other write ends the run.
                 let reuse = inserter
@@ -853,6 +890,31 @@ fn forget_all(db: &Database, ops: &[Arc<Op>]) {
 
 fn apply_op(db: &Database, conn: &Connection, coll: &Collection<Value>, op: &Op) -> Result<()> {
     db.ensure_collection(conn, &op.collection)?;
+    let Some(expires) = op.expires else {
+        return store_op(conn, coll, op);
+    };
+    // A write to an expiring collection: the documents that had expired when it was
+    // acknowledged go first (its check treated them as deleted, so its `_id` or unique
+    // keys may repeat theirs), and its document expires `expire_after` from then, not
+    // from now.
+    let Some(ms) = db.expire_after_in(conn, &op.collection)? else {
+        return store_op(conn, coll, op);
+    };
+    coll.purge_expired_at(conn, expires.saturating_sub(ms))?;
+    store_op(conn, coll, op)?;
+    if op.doc.is_some() {
+        let sql = format!(
+            "UPDATE {} SET expires_at = ?1 WHERE id = ?2",
+            table_name(&op.collection)
+        );
+        conn.prepare_cached(&sql)?
+            .execute(rusqlite::params![expires, &*op.key])?;
+    }
+    Ok(())
+}
+
+/// Stores one buffered write through the ordinary row writes.
+fn store_op(conn: &Connection, coll: &Collection<Value>, op: &Op) -> Result<()> {
     let doc_text = || -> Result<&str> {
         op.doc
             .as_deref()

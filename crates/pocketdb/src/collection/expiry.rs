@@ -16,6 +16,11 @@
 //!
 //! Expired documents are deleted through the normal delete path: the change log records
 //! each as a `delete`.
+//!
+//! In buffered mode a write's expiry counts from its acknowledgement: the buffer keeps it
+//! beside the document, reads treat an expired buffered document as deleted, and the
+//! applier stores that expiry (after deleting what had expired when the write was
+//! acknowledged) instead of the triggers' apply-time one.
 
 use super::{Collection, Document};
 use crate::database::{CollectionOptions, Database};
@@ -330,6 +335,12 @@ impl<T: Document> Collection<T> {
     /// Deletes this collection's expired documents inside the caller's write
     /// transaction.
     pub(crate) fn purge_expired_in(&self, conn: &Connection) -> Result<()> {
+        self.purge_expired_at(conn, crate::changes::now_millis())
+    }
+
+    /// Deletes the documents of this collection that expired by `now` (ms since the Unix
+    /// epoch) inside the caller's write transaction.
+    pub(crate) fn purge_expired_at(&self, conn: &Connection, now: i64) -> Result<()> {
         if self.db.expire_after_in(conn, &self.name)?.is_none() {
             return Ok(());
         }
@@ -337,7 +348,6 @@ impl<T: Document> Collection<T> {
             "SELECT id FROM {} WHERE expires_at <= ?1 LIMIT 1000",
             table_name(&self.name)
         );
-        let now = crate::changes::now_millis();
         loop {
             let keys: Vec<String> = {
                 let mut stmt = conn.prepare_cached(&sql)?;

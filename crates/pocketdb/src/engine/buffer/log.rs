@@ -70,6 +70,10 @@ pub(crate) struct Op {
     pub key: Arc<str>,
     /// The document's JSON text after the write; `None` for deletes.
     pub doc: Option<Arc<str>>,
+    /// When the document expires (ms since the Unix epoch) in a collection with
+    /// `expire_after`, counted from the acknowledgement. Kept in memory only (not in the
+    /// log): a write recovered from the log counts its expiry from when it is applied.
+    pub expires: Option<i64>,
 }
 
 const HEADER: usize = 8;
@@ -168,6 +172,7 @@ fn decode_op(r: &mut Reader<'_>) -> Option<Op> {
         collection: Arc::from(collection),
         key,
         doc,
+        expires: None,
     })
 }
 
@@ -236,6 +241,7 @@ mod tests {
             collection: Arc::from("users"),
             key: Arc::from(format!("\"k{seq}\"")),
             doc: doc.map(Arc::from),
+            expires: None,
         }
     }
 

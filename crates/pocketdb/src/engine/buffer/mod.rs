@@ -92,6 +92,21 @@ pub(crate) struct Entry {
     pub seq: u64,
     /// The document's JSON text; `None` when the latest write deleted it.
     pub doc: Option<Arc<str>>,
+    /// When the document expires, in a collection with `expire_after` (ms since the
+    /// Unix epoch, counted from the acknowledgement).
+    pub expires: Option<i64>,
+}
+
+impl Entry {
+    /// The document, unless the write deleted it or it expired by `now` (ms since the
+    /// Unix epoch): an expired buffered document reads as deleted, as a stored one
+    /// would be.
+    pub(crate) fn live_doc(&self, now: i64) -> Option<&Arc<str>> {
+        match self.expires {
+            Some(at) if at <= now => None,
+            _ => self.doc.as_ref(),
+        }
+    }
 }
 
 /// Applies a batch inside one transaction, storing `applied_seq`. Returns the writes that
@@ -179,12 +194,13 @@ impl Appender<'_> {
         self.state.apply_gen
     }
 
-    /// The `_id` keys of the buffered documents (in their latest buffered version) that
-    /// claimed the unique key `text` in `collection`.
+    /// The `_id` keys of the buffered documents (in their latest buffered version, not
+    /// expired by `now`) that claimed the unique key `text` in `collection`.
     pub(crate) fn claimants<'s>(
         &'s self,
         collection: &str,
         text: &str,
+        now: i64,
     ) -> impl Iterator<Item = &'s str> + 's {
         let overlay = self.state.overlay.get(collection);
         self.state
@@ -196,7 +212,7 @@ impl Appender<'_> {
             .filter(move |(key, seq)| {
                 overlay
                     .and_then(|m| m.get(key))
-                    .is_some_and(|e| e.seq == *seq)
+                    .is_some_and(|e| e.seq == *seq && e.live_doc(now).is_some())
             })
             .map(|(key, _)| &**key)
     }
@@ -211,6 +227,7 @@ impl Appender<'_> {
         collection: &Arc<str>,
         key: Arc<str>,
         doc: Option<Arc<str>>,
+        expires: Option<i64>,
         claims: Vec<String>,
     ) {
         let seq = self.state.next_seq;
@@ -227,11 +244,13 @@ impl Appender<'_> {
             collection: collection.clone(),
             key,
             doc,
+            expires,
         });
         log::encode_op(&op, &mut self.bytes);
         let entry = Entry {
             seq,
             doc: op.doc.clone(),
+            expires,
         };
         match self.state.overlay.get_mut(collection) {
             Some(m) => {
@@ -277,6 +296,7 @@ fn unpush(st: &mut State, pushed: usize) {
                 Entry {
                     seq: op.seq,
                     doc: op.doc.clone(),
+                    expires: op.expires,
                 },
             );
             // Its claims were superseded by the write taken back: they count again.
