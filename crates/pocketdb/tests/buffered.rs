@@ -834,3 +834,68 @@ fn buffered_documents_expire_from_their_acknowledgement() {
     assert_eq!(c.count_documents(json!({})).unwrap(), 0);
     assert!(db.integrity_check().unwrap().ok);
 }
+
+/// A document giving an index over several fields more keys than allowed (arrays on
+/// two of its fields, 200 × 200 keys) is refused before a buffered write is
+/// acknowledged, as in `Sync` mode, instead of being acknowledged and then dropped by
+/// the applier.
+#[test]
+fn documents_with_too_many_compound_keys_are_refused_before_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_slow(&dir);
+    let c = db.collection::<Value>("c");
+    c.create_index(
+        json!({"arr": 1, "other": 1}),
+        pocketdb::IndexOptions::default(),
+    )
+    .unwrap();
+    let wide: Vec<Value> = (0..200).map(|i| json!(i)).collect();
+    let too_many = |id: i64| json!({"_id": id, "arr": wide.clone(), "other": wide.clone()});
+    assert!(matches!(
+        c.insert_one(too_many(1)),
+        Err(Error::InvalidDocument(_))
+    ));
+    // One array is not limited.
+    c.insert_one(json!({"_id": 2, "arr": wide.clone(), "other": 1}))
+        .unwrap();
+    // Ordered: stops at the refused document; unordered: goes on past it.
+    let r = c.insert_many([json!({"_id": 3}), too_many(4), json!({"_id": 5})]);
+    let Err(Error::BulkWrite(failure)) = r else {
+        panic!("expected a bulk write failure, got {r:?}");
+    };
+    assert_eq!(failure.write_errors.len(), 1);
+    assert_eq!(failure.write_errors[0].index, 1);
+    assert!(matches!(
+        failure.write_errors[0].error,
+        Error::InvalidDocument(_)
+    ));
+    assert_eq!(failure.inserted_ids, vec![(0, json!(3))]);
+    let r = c.insert_many_with(
+        [json!({"_id": 6}), too_many(7), json!({"_id": 8})],
+        pocketdb::InsertManyOptions { ordered: false },
+    );
+    let Err(Error::BulkWrite(failure)) = r else {
+        panic!("expected a bulk write failure, got {r:?}");
+    };
+    assert_eq!(failure.inserted_ids, vec![(0, json!(6)), (2, json!(8))]);
+    // An update by `_id` that would give too many keys leaves the document unchanged.
+    let r = c.update_one(json!({"_id": 2}), json!({"$set": {"other": wide.clone()}}));
+    assert!(matches!(r, Err(Error::InvalidDocument(_))), "{r:?}");
+    let r = c.replace_one(json!({"_id": 3}), too_many(3));
+    assert!(matches!(r, Err(Error::InvalidDocument(_))), "{r:?}");
+    assert_eq!(
+        field_by_id(&c, "_id"),
+        vec![json!(2), json!(3), json!(6), json!(8)]
+    );
+    db.flush().unwrap();
+    let stats = db.buffer_stats().unwrap();
+    assert_eq!((stats.buffered, stats.dropped), (0, 0), "{stats:?}");
+    assert_eq!(
+        field_by_id(&c, "_id"),
+        vec![json!(2), json!(3), json!(6), json!(8)]
+    );
+    assert_eq!(
+        c.count_documents(json!({"arr": 199, "other": 1})).unwrap(),
+        1
+    );
+}

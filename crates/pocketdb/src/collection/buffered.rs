@@ -43,7 +43,7 @@ use super::{
 };
 use crate::changes::{self, ChangeOp};
 use crate::database::Database;
-use crate::engine::buffer::{Appender, Buffer, Entry, Op, OpKind};
+use crate::engine::buffer::{Appender, Buffer, Entry, Op, OpKind, WriteChecks};
 use crate::engine::schema::table_name;
 use crate::error::{BulkWriteFailure, Error, Result, WriteError};
 use crate::id::id_key;
@@ -137,18 +137,33 @@ impl<T: Document> Collection<T> {
         // With a unique secondary index, each document claims its keys before it is
         // acknowledged: its parsed form is kept (parsed from the text only when the
         // preparation did not keep it); the stored holders are read on every attempt.
-        let unique = self.has_unique_index(buffer)?;
+        // With an index over several fields, a document giving it too many keys is
+        // refused here, as the applier would refuse it.
+        let checks = self.write_checks(buffer)?;
+        let unique = checks.unique;
         let expire = self.db.expire_after_ms(&self.name)?;
         let mut docs: Vec<Value> = Vec::new();
         let mut items: Vec<(usize, BufferedDoc)> = Vec::with_capacity(documents.len());
         for (index, prepared) in documents.into_iter().enumerate() {
             match prepared {
                 Ok(mut p) => {
-                    if unique {
-                        docs.push(match p.doc.take() {
+                    if unique || (checks.compound.is_some() && two_arrays(&p.text)) {
+                        let doc = match p.doc.take() {
                             Some(doc) => doc,
                             None => serde_json::from_str(&p.text)?,
-                        });
+                        };
+                        if let Some(set) = &checks.compound {
+                            if let Err(e) = crate::index::check_key_limit(set, &doc) {
+                                failures.insert(index, e);
+                                if ordered {
+                                    break;
+                                }
+                                continue;
+                            }
+                        }
+                        if unique {
+                            docs.push(doc);
+                        }
                     }
                     items.push((index, BufferedDoc::from(p)));
                 }
@@ -314,10 +329,11 @@ impl<T: Document> Collection<T> {
         let key = id_key(id);
         let name = self.name.clone();
         let _shared = buffer.shared();
-        let unique = match action {
-            Modify::Update(..) => self.has_unique_index(buffer)?,
-            Modify::Delete => false,
+        let checks = match action {
+            Modify::Update(..) => self.write_checks(buffer)?,
+            Modify::Delete => WriteChecks::default(),
         };
+        let unique = checks.unique;
         let expire = self.db.expire_after_ms(&self.name)?;
         loop {
             let (entry, generation) = buffer.lookup(&self.name, &key);
@@ -338,11 +354,18 @@ impl<T: Document> Collection<T> {
                 return Ok(Some(result));
             };
             let seen = entry.map(|e| e.seq);
-            let claims = match (&doc, unique) {
-                (Some(text), true) => {
+            let claims = match &doc {
+                Some(text) if unique || (checks.compound.is_some() && two_arrays(text)) => {
                     let new_doc: Value = serde_json::from_str(text)?;
-                    let mut claims = self.claims(&[(key.as_str(), &new_doc)])?;
-                    claims.pop().transpose()?.unwrap_or_default()
+                    if let Some(set) = &checks.compound {
+                        crate::index::check_key_limit(set, &new_doc)?;
+                    }
+                    if unique {
+                        let mut claims = self.claims(&[(key.as_str(), &new_doc)])?;
+                        claims.pop().transpose()?.unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    }
                 }
                 _ => Vec::new(),
             };
@@ -513,13 +536,17 @@ impl<T: Document> Collection<T> {
         }
     }
 
-    /// True when one of the collection's indexes is unique: buffered documents then
-    /// claim their keys before they are acknowledged.
-    /// The buffer remembers the answer until this handle changes an index.
-    fn has_unique_index(&self, buffer: &Buffer) -> Result<bool> {
-        buffer.has_unique(&self.name, || {
+    /// What buffered writes check before they are acknowledged: unique keys claimed
+    /// when one of the collection's indexes is unique, the limit of keys per document
+    /// when one spans several fields. The buffer remembers the answer until this handle
+    /// changes an index.
+    fn write_checks(&self, buffer: &Buffer) -> Result<WriteChecks> {
+        buffer.write_checks(&self.name, || {
             let set = self.db.read(|conn| self.indexes(conn))?;
-            Ok(crate::index::has_unique(&set))
+            Ok(WriteChecks {
+                unique: crate::index::has_unique(&set),
+                compound: crate::index::has_compound(&set).then_some(set),
+            })
         })
     }
 
@@ -699,6 +726,13 @@ impl<T: Document> Collection<T> {
             page: VecDeque::new(),
         })
     }
+}
+
+/// False when the JSON text `text` holds fewer than two arrays (fewer than two `[`), so
+/// it cannot give any index too many keys and need not be parsed to be checked.
+fn two_arrays(text: &str) -> bool {
+    text.find('[')
+        .is_some_and(|at| text[at + 1..].contains('['))
 }
 
 /// The first of `claims` (of the document with `_id` key `own`) that another document

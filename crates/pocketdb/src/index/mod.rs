@@ -717,8 +717,7 @@ pub(crate) fn before_write_with(
     // Refused here, before the row is written: a bulk write goes on after a failed
     // document without a savepoint, so a failure after the row would leave it stored.
     for def in set.defs.iter().filter(|d| d.is_multikey()) {
-        let paths = def.paths();
-        if paths.iter().any(|p| has_array_on_path(doc, p)) && key_tuples(doc, &paths).is_none() {
+        if exceeds_key_limit(def, doc) {
             return Err(too_many_keys(def));
         }
     }
@@ -809,6 +808,33 @@ fn key_changes(
         .map(|(t, _)| t.clone())
         .collect();
     (gone, came)
+}
+
+/// True when `doc` gives `def` more keys than a document may (a product of arrays on
+/// several of its fields).
+fn exceeds_key_limit(def: &IndexDef, doc: &Value) -> bool {
+    if def.keys.len() < 2 {
+        return false;
+    }
+    let paths = def.paths();
+    paths.iter().filter(|p| has_array_on_path(doc, p)).count() > 1
+        && key_tuples(doc, &paths).is_none()
+}
+
+/// Refuses `doc` when it gives one of the indexes of `set` more keys than a document
+/// may, as the write itself would be refused (checked before a buffered write is
+/// acknowledged).
+pub(crate) fn check_key_limit(set: &IndexSet, doc: &Value) -> Result<()> {
+    match set.defs.iter().find(|d| exceeds_key_limit(d, doc)) {
+        Some(def) => Err(too_many_keys(def)),
+        None => Ok(()),
+    }
+}
+
+/// True when one of the indexes spans several fields (the only kind a document can give
+/// too many keys).
+pub(crate) fn has_compound(set: &IndexSet) -> bool {
+    set.defs.iter().any(|d| d.keys.len() > 1)
 }
 
 fn too_many_keys(def: &IndexDef) -> Error {

@@ -85,6 +85,17 @@ pub enum BufferEvent {
     },
 }
 
+/// What buffered writes to one collection check before they are acknowledged, from its
+/// indexes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WriteChecks {
+    /// One of the indexes is unique: documents claim their keys.
+    pub unique: bool,
+    /// The index set, when an index spans several fields: documents are held to the
+    /// limit of keys per document (arrays on several of its fields).
+    pub compound: Option<Arc<crate::index::IndexSet>>,
+}
+
 /// The latest buffered state of one document.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -159,11 +170,11 @@ pub(crate) struct Buffer {
     /// Wakes writers waiting for room and callers of `flush`.
     progress: Condvar,
     gate: RwLock<()>,
-    /// Whether each collection has a unique secondary index, as writers found it (they
-    /// then claim their keys). Forgotten whenever the exclusive side of the gate is
+    /// What writes to each collection check before they are acknowledged, as writers
+    /// found it from its indexes. Forgotten whenever the exclusive side of the gate is
     /// taken: index changes of this handle happen there, while no writer holds the
     /// shared side.
-    unique: Mutex<std::collections::HashMap<String, bool>>,
+    checks: Mutex<std::collections::HashMap<String, WriteChecks>>,
     applied: AtomicU64,
     batches: AtomicU64,
     recovered: AtomicU64,
@@ -456,7 +467,7 @@ impl Buffer {
             work: Condvar::new(),
             progress: Condvar::new(),
             gate: RwLock::new(()),
-            unique: Mutex::new(std::collections::HashMap::new()),
+            checks: Mutex::new(std::collections::HashMap::new()),
             applied: AtomicU64::new(recovered),
             batches: AtomicU64::new(0),
             recovered: AtomicU64::new(recovered),
@@ -500,24 +511,24 @@ impl Buffer {
     /// writes that run synchronously in buffered mode.
     pub(crate) fn exclusive(&self) -> Result<RwLockWriteGuard<'_, ()>> {
         let guard = self.gate.write().unwrap_or_else(PoisonError::into_inner);
-        lock(&self.unique).clear();
+        lock(&self.checks).clear();
         self.flush()?;
         Ok(guard)
     }
 
-    /// Whether `collection` has a unique secondary index, found by `look` the first time
-    /// (and again after any write that took the exclusive side of the gate). Called
-    /// with the shared side held.
-    pub(crate) fn has_unique(
+    /// What a buffered write to `collection` must check before it is acknowledged,
+    /// found by `look` the first time (and again after any write that took the exclusive
+    /// side of the gate, as index changes do). Called with the shared side held.
+    pub(crate) fn write_checks(
         &self,
         collection: &str,
-        look: impl FnOnce() -> Result<bool>,
-    ) -> Result<bool> {
-        if let Some(known) = lock(&self.unique).get(collection) {
-            return Ok(*known);
+        look: impl FnOnce() -> Result<WriteChecks>,
+    ) -> Result<WriteChecks> {
+        if let Some(known) = lock(&self.checks).get(collection) {
+            return Ok(known.clone());
         }
         let found = look()?;
-        lock(&self.unique).insert(collection.to_string(), found);
+        lock(&self.checks).insert(collection.to_string(), found.clone());
         Ok(found)
     }
 
