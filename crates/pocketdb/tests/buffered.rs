@@ -745,7 +745,8 @@ fn buffered_documents_expire_from_their_acknowledgement() {
             .expiry_interval(Duration::from_secs(3600)),
     )
     .unwrap();
-    let ttl = Duration::from_millis(400);
+    // Long enough that the writes between two checks never take it (a loaded machine).
+    let ttl = Duration::from_millis(1000);
     let c = db
         .create_collection("cache", CollectionOptions::default().expire_after(ttl))
         .unwrap();
