@@ -452,3 +452,61 @@ proptest! {
         }
     }
 }
+
+/// The stored holder of a key is looked up with a statement compiled once per type of
+/// key and reused with each key's value: keys of every type, each repeated after keys of
+/// other types, find exactly their holders (numbers by value, as in `Sync` mode).
+#[test]
+fn holder_lookups_reuse_their_statements_with_each_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for durability in [Durability::Sync, slow()] {
+        let name = if durability == Durability::Sync {
+            "sync"
+        } else {
+            "slow"
+        };
+        let db = open(dir.path(), name, durability);
+        let c = db.collection::<Value>("c");
+        c.create_index(json!({"k": 1}), IndexOptions::default().unique(true))
+            .unwrap();
+        let stored = [
+            json!("a"),
+            json!(1),
+            json!(2.5),
+            json!(true),
+            json!(null),
+            json!({"x": 1}),
+            json!(u64::MAX),
+        ];
+        for (i, k) in stored.iter().enumerate() {
+            c.insert_one(json!({"_id": i, "k": k})).unwrap();
+        }
+        db.flush().unwrap();
+        let tries = [
+            (json!("a"), false),
+            (json!("b"), true),
+            (json!(1.0), false),
+            (json!(2), true),
+            (json!(2.5), false),
+            (json!(3.5), true),
+            (json!(false), true),
+            (json!(true), false),
+            (json!({"x": 1}), false),
+            (json!({"x": 2}), true),
+            (json!(u64::MAX), false),
+            (json!(u64::MAX - 1), true),
+            (json!("c"), true),
+            (json!(1), false),
+        ];
+        for (n, (k, free)) in tries.iter().enumerate() {
+            let r = c.insert_one(json!({"_id": 100 + n, "k": k}));
+            if *free {
+                assert!(r.is_ok(), "{name}: {k} should be free: {r:?}");
+            } else {
+                assert_eq!(refused_by(r), "k_1", "{name}: {k}");
+            }
+        }
+        db.flush().unwrap();
+        assert_eq!(db.buffer_stats().map(|s| s.dropped).unwrap_or(0), 0);
+    }
+}

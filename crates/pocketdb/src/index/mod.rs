@@ -320,6 +320,82 @@ pub(crate) struct IndexSet {
     pub defs: Vec<IndexDef>,
     /// The collection's vector indexes (see [`vector`]).
     pub vectors: Vec<vector::VectorDef>,
+    /// Compiled lookups of the stored holders of unique keys (see [`unique_holders`]).
+    holders: HolderPlans,
+}
+
+/// The compiled statements that find the stored holders of a unique key, by index and
+/// shape of the key (see [`crate::query::shape`]): a unique check compiles its filter
+/// once per shape and index set instead of once per write.
+#[derive(Debug, Default)]
+struct HolderPlans {
+    state: foldhash::quality::RandomState,
+    plans: Mutex<HashMap<u64, Arc<HolderPlan>>>,
+}
+
+#[derive(Debug)]
+struct HolderPlan {
+    sql: String,
+    sources: Vec<crate::query::shape::ParamSource>,
+    slots: usize,
+    exact: bool,
+}
+
+/// Most holder lookups an index set keeps compiled (a handful per unique index: one per
+/// combination of its key values' types).
+const MAX_HOLDER_PLANS: usize = 64;
+
+impl HolderPlans {
+    /// The statement selecting `rid, id, json(doc)` of the rows of `table` matching
+    /// `filter` (the holder filter of index `def`), other than the row bound last; its
+    /// parameters but the last; and whether the SQL answers the filter exactly.
+    fn query(
+        &self,
+        set: &IndexSet,
+        def: &IndexDef,
+        table: &str,
+        filter: &Filter,
+    ) -> (String, Vec<SqlValue>, bool) {
+        use std::hash::Hash;
+        let shape = crate::query::shape::shape(filter, &self.state, |mut h| {
+            def.ident.hash(&mut h);
+            table.hash(&mut h);
+        });
+        let cached = self
+            .plans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&shape.hash)
+            .cloned();
+        if let Some(plan) = cached.filter(|p| p.slots == shape.lits.len()) {
+            if let Some(params) = shape.bind(&plan.sources) {
+                return (plan.sql.clone(), params, plan.exact);
+            }
+        }
+        let options = crate::query::sql::CompileOptions {
+            scalar_paths: set.scalar_paths(),
+        };
+        let (compiled, srcs) = crate::query::sql::compile_filter_traced(filter, &options);
+        let sql = format!(
+            "SELECT rid, id, json(doc) FROM {table} WHERE ({}) AND rid <> ?",
+            compiled.sql
+        );
+        if let Some(sources) = shape.sources(&compiled.params, &srcs) {
+            let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
+            if plans.len() < MAX_HOLDER_PLANS {
+                plans.insert(
+                    shape.hash,
+                    Arc::new(HolderPlan {
+                        sql: sql.clone(),
+                        sources,
+                        slots: shape.lits.len(),
+                        exact: compiled.exact,
+                    }),
+                );
+            }
+        }
+        (sql, compiled.params, compiled.exact)
+    }
 }
 
 impl IndexSet {
@@ -529,6 +605,7 @@ pub(crate) fn load(conn: &Connection, collection: &str) -> Result<IndexSet> {
     Ok(IndexSet {
         defs,
         vectors: vector::load(conn, collection)?,
+        holders: HolderPlans::default(),
     })
 }
 
@@ -1003,20 +1080,12 @@ fn unique_holders(
         parts.push(p.clone());
     }
     let filter = Filter::And(parts);
-    let options = crate::query::sql::CompileOptions {
-        scalar_paths: set.scalar_paths(),
-    };
-    let compiled = crate::query::sql::compile_filter_with(&filter, &options);
-    let sql = format!(
-        "SELECT rid, id, json(doc) FROM {table} WHERE ({}) AND rid <> ?",
-        compiled.sql
-    );
+    let (sql, mut params, exact) = set.holders.query(set, def, table, &filter);
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut params = compiled.params;
     params.push(SqlValue::Integer(own));
     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
     while let Some(r) = rows.next()? {
-        if !compiled.exact {
+        if !exact {
             let text: String = r.get(2)?;
             let other: Value = serde_json::from_str(&text)?;
             if !filter.matches(&other) {
