@@ -150,11 +150,7 @@ pub(crate) fn key_tuples(doc: &Value, paths: &[&FieldPath]) -> Option<Vec<Vec<Ke
         return Some(path_keys(doc, path).into_iter().map(|k| vec![k]).collect());
     }
     let all: Vec<Vec<KeyPart>> = paths.iter().map(|p| path_keys(doc, p)).collect();
-    // With one array among the paths there is one key per element, as in MongoDB; only
-    // a product of several arrays is limited.
-    let arrays = all.iter().filter(|k| k.len() > 1).count();
-    let product = all.iter().fold(1usize, |n, k| n.saturating_mul(k.len()));
-    if arrays > 1 && product > MAX_KEYS_PER_DOCUMENT {
+    if over_limit(&all) {
         return None;
     }
     let mut tuples: Vec<Vec<KeyPart>> = vec![Vec::new()];
@@ -170,6 +166,20 @@ pub(crate) fn key_tuples(doc: &Value, paths: &[&FieldPath]) -> Option<Vec<Vec<Ke
         tuples = next;
     }
     Some(tuples)
+}
+
+/// True when `doc` gives an index on `paths` more keys than [`MAX_KEYS_PER_DOCUMENT`]
+/// ([`key_tuples`] would return `None`), without building the key tuples.
+pub(crate) fn exceeds_limit(doc: &Value, paths: &[&FieldPath]) -> bool {
+    paths.len() > 1 && over_limit(&paths.iter().map(|p| path_keys(doc, p)).collect::<Vec<_>>())
+}
+
+/// With one array among the paths there is one key per element, as in MongoDB; only a
+/// product of several arrays is limited.
+fn over_limit(all: &[Vec<KeyPart>]) -> bool {
+    let arrays = all.iter().filter(|k| k.len() > 1).count();
+    let product = all.iter().fold(1usize, |n, k| n.saturating_mul(k.len()));
+    arrays > 1 && product > MAX_KEYS_PER_DOCUMENT
 }
 
 /// True when `doc` holds an array at `path` or at a prefix of it: the condition that

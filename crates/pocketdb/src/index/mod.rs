@@ -347,15 +347,15 @@ const MAX_HOLDER_PLANS: usize = 64;
 
 impl HolderPlans {
     /// The statement selecting `rid, id, json(doc)` of the rows of `table` matching
-    /// `filter` (the holder filter of index `def`), other than the row bound last; its
-    /// parameters but the last; and whether the SQL answers the filter exactly.
+    /// `filter` (the holder filter of index `def`), other than the row bound last (with
+    /// whether it answers the filter exactly), and its parameters but the last.
     fn query(
         &self,
         set: &IndexSet,
         def: &IndexDef,
         table: &str,
         filter: &Filter,
-    ) -> (String, Vec<SqlValue>, bool) {
+    ) -> (Arc<HolderPlan>, Vec<SqlValue>) {
         use std::hash::Hash;
         let shape = crate::query::shape::shape(filter, &self.state, |mut h| {
             def.ident.hash(&mut h);
@@ -369,7 +369,7 @@ impl HolderPlans {
             .cloned();
         if let Some(plan) = cached.filter(|p| p.slots == shape.lits.len()) {
             if let Some(params) = shape.bind(&plan.sources) {
-                return (plan.sql.clone(), params, plan.exact);
+                return (plan, params);
             }
         }
         let options = crate::query::sql::CompileOptions {
@@ -380,21 +380,21 @@ impl HolderPlans {
             "SELECT rid, id, json(doc) FROM {table} WHERE ({}) AND rid <> ?",
             compiled.sql
         );
-        if let Some(sources) = shape.sources(&compiled.params, &srcs) {
+        let sources = shape.sources(&compiled.params, &srcs);
+        let reusable = sources.is_some();
+        let plan = Arc::new(HolderPlan {
+            sql,
+            sources: sources.unwrap_or_default(),
+            slots: shape.lits.len(),
+            exact: compiled.exact,
+        });
+        if reusable {
             let mut plans = self.plans.lock().unwrap_or_else(PoisonError::into_inner);
             if plans.len() < MAX_HOLDER_PLANS {
-                plans.insert(
-                    shape.hash,
-                    Arc::new(HolderPlan {
-                        sql: sql.clone(),
-                        sources,
-                        slots: shape.lits.len(),
-                        exact: compiled.exact,
-                    }),
-                );
+                plans.insert(shape.hash, plan.clone());
             }
         }
-        (sql, compiled.params, compiled.exact)
+        (plan, compiled.params)
     }
 }
 
@@ -895,7 +895,7 @@ fn exceeds_key_limit(def: &IndexDef, doc: &Value) -> bool {
     }
     let paths = def.paths();
     paths.iter().filter(|p| has_array_on_path(doc, p)).count() > 1
-        && key_tuples(doc, &paths).is_none()
+        && keys::exceeds_limit(doc, &paths)
 }
 
 /// Refuses `doc` when it gives one of the indexes of `set` more keys than a document
@@ -1080,8 +1080,9 @@ fn unique_holders(
         parts.push(p.clone());
     }
     let filter = Filter::And(parts);
-    let (sql, mut params, exact) = set.holders.query(set, def, table, &filter);
-    let mut stmt = conn.prepare_cached(&sql)?;
+    let (plan, mut params) = set.holders.query(set, def, table, &filter);
+    let exact = plan.exact;
+    let mut stmt = conn.prepare_cached(&plan.sql)?;
     params.push(SqlValue::Integer(own));
     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
     while let Some(r) = rows.next()? {
