@@ -479,6 +479,80 @@ fn insert_many_reports_failures_by_request_position() {
 }
 
 #[test]
+fn insert_many_routes_documents_without_id_by_the_id_it_gives_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let by_id = client
+        .create_sharded_collection("app", "by_id", ShardOptions::new(4))
+        .unwrap();
+    // A shard key below `_id`: documents without `_id` have no key (null).
+    let below = client
+        .create_sharded_collection(
+            "app",
+            "below",
+            ShardOptions::new(3).key(ShardKey::Field("_id.k".into())),
+        )
+        .unwrap();
+    let docs: Vec<Value> = (0..200).map(|i| json!({"n": i, "tags": [i % 3]})).collect();
+    let r = by_id.insert_many(&docs).unwrap();
+    assert_eq!(r.inserted_ids.len(), 200);
+    let mut members = std::collections::BTreeSet::new();
+    for (position, id) in &r.inserted_ids {
+        assert!(id.is_string(), "{id}");
+        // A query by `_id` reads only the member the id routes to: the document is
+        // there, stored with the id that was returned, `_id` first.
+        let pinned = by_id.members_for(json!({"_id": id})).unwrap();
+        assert_eq!(pinned.len(), 1);
+        members.insert(pinned[0].clone());
+        let stored = by_id.find_one(json!({"_id": id})).unwrap().unwrap();
+        assert_eq!(stored["n"], json!(*position));
+        assert_eq!(stored.as_object().unwrap().keys().next().unwrap(), "_id");
+        assert_eq!(by_id.member_of(&stored).unwrap(), pinned[0]);
+    }
+    assert!(members.len() > 1, "generated ids spread over shards");
+    // The request's documents are left as they were.
+    assert!(docs.iter().all(|d| d.get("_id").is_none()));
+    let r = below.insert_many(&docs[..20]).unwrap();
+    assert_eq!(r.inserted_ids.len(), 20);
+    assert_eq!(below.count_documents(json!({})).unwrap(), 20);
+    let null_member = below.member_of(json!({"n": 0})).unwrap();
+    let stored = below
+        .find_one(json!({"_id": r.inserted_ids[&0]}))
+        .unwrap()
+        .unwrap();
+    assert_eq!(below.member_of(&stored).unwrap(), null_member);
+    // Documents that are not objects fail at their position, typed; unordered, the
+    // others are stored.
+    let err = by_id
+        .insert_many_with(
+            vec![
+                json!({"a": 1}),
+                json!(5),
+                json!([{"a": 2}]),
+                json!({"a": 3}),
+            ],
+            InsertManyOptions { ordered: false },
+        )
+        .unwrap_err();
+    let Error::BulkWrite(f) = err else {
+        panic!("{err}")
+    };
+    let failed: Vec<usize> = f.write_errors.iter().map(|e| e.index).collect();
+    assert_eq!(failed, vec![1, 2]);
+    assert!(f
+        .write_errors
+        .iter()
+        .all(|e| matches!(e.error, Error::InvalidDocument(_))));
+    assert_eq!(f.inserted_ids.len(), 2);
+    assert_eq!(
+        by_id
+            .count_documents(json!({"a": {"$in": [1, 3]}}))
+            .unwrap(),
+        2
+    );
+}
+
+#[test]
 fn indexes_fan_out_and_unique_needs_the_shard_key() {
     let (_dir, _client, sharded, _) = setup(3, ShardKey::Field("team".into()));
     let name = sharded

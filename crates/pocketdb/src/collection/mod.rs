@@ -44,7 +44,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::any::Any;
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -237,16 +237,22 @@ impl<T: Document> Collection<T> {
         self.insert_prepared_many(prepared, options)
     }
 
-    /// [`insert_many_with`](Collection::insert_many_with) on documents already converted
-    /// (or failed to convert) to JSON objects.
-    pub(crate) fn insert_documents(
+    /// [`insert_many_with`](Collection::insert_many_with) on documents a sharded
+    /// collection routed: each either owned (converted from another type, `_id` set) or
+    /// borrowed from the request with the `_id` generated for it when it had none. The
+    /// documents are prepared (checked, serialised) on the calling thread, which for a
+    /// sharded insert is the member's own.
+    pub(crate) fn insert_routed(
         &self,
-        docs: Vec<Result<Map<String, Value>>>,
+        docs: Vec<Routed<'_>>,
         options: InsertManyOptions,
     ) -> Result<InsertManyResult> {
         let prepared = docs
             .into_iter()
-            .map(|doc| doc.and_then(|doc| self.prepare_owned(doc)))
+            .map(|(doc, generated)| match doc {
+                Cow::Owned(map) => self.prepare_owned(map),
+                Cow::Borrowed(map) => self.prepare_borrowed(map, generated),
+            })
             .collect();
         self.insert_prepared_many(prepared, options)
     }
@@ -1084,9 +1090,36 @@ impl<T: Document> Collection<T> {
         }
     }
 
+    /// Prepares a borrowed document whose `_id`, when it has none, is `generated` (or a
+    /// new ObjectId): read in place without plugins, copied for them.
+    fn prepare_borrowed(
+        &self,
+        map: &Map<String, Value>,
+        generated: Option<Value>,
+    ) -> Result<PreparedDoc> {
+        if !self.db.has_plugins() {
+            return self.prepare_ref_with(map, generated);
+        }
+        let mut doc = map.clone();
+        if let Some(id) = generated.filter(|_| !doc.contains_key("_id")) {
+            doc.shift_insert(0, "_id".to_string(), id);
+        }
+        self.prepare_insert(doc)
+    }
+
     /// [`prepare_insert`](Self::prepare_insert) without plugins, reading the document in
     /// place: the same checks, the same text, no copy of the document.
     fn prepare_ref(&self, map: &Map<String, Value>) -> Result<PreparedDoc> {
+        self.prepare_ref_with(map, None)
+    }
+
+    /// [`prepare_ref`](Self::prepare_ref) with the `_id` to give a document that has
+    /// none (a new ObjectId when `None`).
+    fn prepare_ref_with(
+        &self,
+        map: &Map<String, Value>,
+        generated: Option<Value>,
+    ) -> Result<PreparedDoc> {
         // `_id` is usually the first field: look there before hashing.
         let given = match map.iter().next() {
             Some((k, v)) if k == "_id" => Some(v),
@@ -1097,7 +1130,10 @@ impl<T: Document> Collection<T> {
                 validate_id(id)?;
                 (id.clone(), true)
             }
-            None => (Value::String(new_object_id()), false),
+            None => (
+                generated.unwrap_or_else(|| Value::String(new_object_id())),
+                false,
+            ),
         };
         let (text, id_text) = checked_document_text(&id, map)?;
         self.check_size(&text)?;
@@ -1929,11 +1965,20 @@ pub(crate) fn to_document<T: Serialize + 'static>(doc: &T) -> Result<Map<String,
     };
     match value {
         Value::Object(map) => Ok(map),
-        other => Err(Error::InvalidDocument(format!(
-            "a document must be a JSON object, got {}",
-            crate::value::BsonType::of(&other).name()
-        ))),
+        other => Err(not_an_object(&other)),
     }
+}
+
+/// A document a sharded collection routed to a member: borrowed from the request (with
+/// the `_id` generated for it when it had none) or, converted from another type, owned.
+pub(crate) type Routed<'a> = (Cow<'a, Map<String, Value>>, Option<Value>);
+
+/// The error for a document that is not a JSON object.
+pub(crate) fn not_an_object(value: &Value) -> Error {
+    Error::InvalidDocument(format!(
+        "a document must be a JSON object, got {}",
+        crate::value::BsonType::of(value).name()
+    ))
 }
 
 pub(crate) fn from_document<T: DeserializeOwned + 'static>(doc: Value) -> Result<T> {

@@ -44,13 +44,13 @@ pub use watch::{ShardChangeEvent, ShardResumeToken, ShardedChangeStream};
 
 use crate::client::Client;
 use crate::collection::{
-    from_document, parse_operator_update, parse_replacement, to_document, Collection, Document,
-    UpdateGuard,
+    from_document, not_an_object, parse_operator_update, parse_replacement, to_document,
+    Collection, Document, Routed, UpdateGuard,
 };
 use crate::database::{CollectionOptions, Database};
 use crate::engine::schema::validate_collection_name;
 use crate::error::{BulkWriteFailure, Error, Result, WriteError};
-use crate::id::{ensure_id, id_key};
+use crate::id::{ensure_id, id_key, new_object_id, validate_id};
 use crate::index::{IndexInfo, IndexModel, IndexOptions};
 use crate::query::{parse_filter, Filter, QueryBuilder, SortSpec};
 use crate::update::{upsert_seed, ApplyContext, Update};
@@ -60,9 +60,10 @@ use crate::{
     UpdateOptions, UpdateResult,
 };
 use partition::{decode_label, encode_label, Partitioner};
-use route::{key_value, key_value_in, shard_index, Layout};
+use route::{key_value, key_value_given_id, key_value_in, shard_index, Layout};
 use serde_json::{json, Map, Value};
-use std::borrow::Borrow;
+use std::any::Any;
+use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -354,12 +355,12 @@ impl<T> std::fmt::Debug for ShardedCollection<T> {
 type Member = (String, Collection<Value>);
 
 /// Documents bound for one member, with their positions in the request.
-struct Batch {
+struct Batch<'a> {
     /// The member, opened (created if needed) by the thread that inserts the batch.
     label: String,
     positions: Vec<usize>,
     /// Taken by the thread that inserts them.
-    docs: Mutex<Vec<Map<String, Value>>>,
+    docs: Mutex<Vec<Routed<'a>>>,
 }
 
 /// The state shared by a sharded or partitioned collection's handles.
@@ -1145,12 +1146,12 @@ impl<T: Document> ShardedCollection<T> {
     {
         let mut errors: Vec<WriteError> = Vec::new();
         let mut groups: BTreeMap<String, Batch> = BTreeMap::new();
-        for (index, d) in documents.into_iter().enumerate() {
-            let routed = to_document(d.borrow()).and_then(|mut map| {
-                ensure_id(&mut map)?;
-                let label = self.inner.label_for_map(&map)?;
-                Ok((label, map))
-            });
+        // Documents are routed where they lie; each member's thread checks and
+        // serialises its own (only documents of another type than `Value` are converted
+        // here).
+        let documents: Vec<I::Item> = documents.into_iter().collect();
+        for (index, d) in documents.iter().enumerate() {
+            let routed = self.route(d.borrow());
             match routed {
                 Ok((label, doc)) => {
                     let batch = groups.entry(label.clone()).or_insert_with(|| Batch {
@@ -1182,9 +1183,10 @@ impl<T: Document> ShardedCollection<T> {
         let outcomes = self.inner.in_parallel(&batches, |batch| {
             let docs =
                 std::mem::take(&mut *batch.docs.lock().unwrap_or_else(PoisonError::into_inner));
-            Ok(self.inner.member(&batch.label, true).and_then(|coll| {
-                coll.insert_documents(docs.into_iter().map(Ok).collect(), options)
-            }))
+            Ok(self
+                .inner
+                .member(&batch.label, true)
+                .and_then(|coll| coll.insert_routed(docs, options)))
         })?;
         let mut inserted = BTreeMap::new();
         let mut fatal = None;
@@ -1236,6 +1238,34 @@ impl<T: Document> ShardedCollection<T> {
             write_errors: errors,
             ..Default::default()
         })))
+    }
+
+    /// The member label of a document to insert and the document as it will be handed
+    /// to the member: a `Value` object is borrowed, its `_id` (when missing) generated
+    /// here so it can route the document; another type is converted, `_id` set.
+    fn route<'a>(&self, document: &'a T) -> Result<(String, Routed<'a>)> {
+        if let Some(value) = (document as &dyn Any).downcast_ref::<Value>() {
+            let Value::Object(map) = value else {
+                return Err(not_an_object(value));
+            };
+            let (key, generated) = match map.get("_id") {
+                Some(id) => {
+                    validate_id(id)?;
+                    (key_value_in(map, self.inner.layout.path())?, None)
+                }
+                None => {
+                    let id = Value::String(new_object_id());
+                    let key = key_value_given_id(map, &id, self.inner.layout.path())?;
+                    (key, Some(id))
+                }
+            };
+            let label = self.inner.label_for_key(&key)?;
+            return Ok((label, (Cow::Borrowed(map), generated)));
+        }
+        let mut map = to_document(document)?;
+        ensure_id(&mut map)?;
+        let label = self.inner.label_for_map(&map)?;
+        Ok((label, (Cow::Owned(map), None)))
     }
 
     /// Deletes documents an ordered `insert_many` inserted past its first failure

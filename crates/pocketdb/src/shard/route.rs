@@ -68,6 +68,18 @@ pub(crate) fn key_value_in(doc: &Map<String, Value>, path: &FieldPath) -> Result
     }
 }
 
+/// [`key_value_in`] of a document that has no `_id` yet and will be given `id`.
+pub(crate) fn key_value_given_id(
+    doc: &Map<String, Value>,
+    id: &Value,
+    path: &FieldPath,
+) -> Result<Value> {
+    match path.segments().split_first() {
+        Some((head, rest)) if head == "_id" => key_below(id, rest, path),
+        _ => key_value_in(doc, path),
+    }
+}
+
 fn key_below(mut current: &Value, segments: &[String], path: &FieldPath) -> Result<Value> {
     for seg in segments {
         match current {
