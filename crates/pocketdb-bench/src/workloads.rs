@@ -28,7 +28,10 @@ pub enum Workload {
     UpdateOne,
     /// `insert_one` from `threads` threads (default 16) with group commit; compared with
     /// raw rusqlite inserting one document per transaction on one thread, and with
-    /// pocketdb's own single-threaded `insert_one` (`vs_insert_one`).
+    /// pocketdb's own single-threaded `insert_one` (`vs_insert_one`). Also the same under
+    /// `synchronous=FULL` (`full_sync_*`), and the ceiling of any group commit on one
+    /// connection: `insert_many` in batches of `threads` documents from one thread
+    /// (`batched_ceiling_vs_insert_one`).
     GroupCommit,
     /// `insert_many` in batches of 1,000 into a buffered database: documents per second
     /// acknowledged (burst), and until applied (`sustained_*`), against raw `insert-many`.
@@ -628,10 +631,28 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
                 raw::insert_batch(&mut conn, &[document(i)])?;
             }
             let raw_rate = single as f64 / t.elapsed().as_secs_f64().max(1e-9);
+            // The ceiling of any group commit on one writer connection: every group of
+            // `threads` writes in one transaction with no coordination at all, that is
+            // `insert_many` in batches of `threads` documents from one thread.
+            let batched = Database::open_with(
+                dir.join("bench-group-commit-batched.sqlite"),
+                config.options(),
+            )?
+            .collection::<Value>("bench");
+            let batch_docs: Vec<Value> = (0..ops).map(document).collect();
+            let t = Instant::now();
+            for chunk in batch_docs.chunks(threads) {
+                batched.insert_many(chunk)?;
+            }
+            let batched_rate = ops as f64 / t.elapsed().as_secs_f64().max(1e-9);
             let rate = ops as f64 / s.max(1e-9);
             extra.insert("threads".into(), json!(threads));
             extra.insert("insert_one_ops_per_sec".into(), json!(single_rate));
             extra.insert("vs_insert_one".into(), json!(rate / single_rate.max(1e-9)));
+            extra.insert(
+                "batched_ceiling_vs_insert_one".into(),
+                json!(batched_rate / single_rate.max(1e-9)),
+            );
             (ops, s, ops as f64 / raw_rate)
         }
         Workload::Buffered => {
