@@ -124,6 +124,15 @@ fn in_memory(c: &mut Criterion) {
     group.bench_function("100_documents", |b| {
         b.iter(|| docs.iter().filter(|d| parsed.matches(d)).count())
     });
+    // `$in` with 1,000 emails (ten of them present): looked up by hash, not compared
+    // with every entry.
+    let emails: Vec<String> = (0..1_000u64)
+        .map(|i| format!("user{}@example.com", i * 10))
+        .collect();
+    let long_in = parse_filter(&json!({"email": {"$in": emails}})).expect("parse");
+    group.bench_function("100_documents_in_1000", |b| {
+        b.iter(|| docs.iter().filter(|d| long_in.matches(d)).count())
+    });
     group.finish();
 
     let update = Update::parse(

@@ -419,7 +419,14 @@ pub(crate) fn fetch_in(
     for chunk in keys.chunks(MAX_IN_KEYS) {
         let filter = Filter::Field {
             path: path.clone(),
-            cond: Cond::In(chunk.iter().cloned().map(InItem::Value).collect()),
+            cond: Cond::In(
+                chunk
+                    .iter()
+                    .cloned()
+                    .map(InItem::Value)
+                    .collect::<Vec<_>>()
+                    .into(),
+            ),
         };
         let filter = if from.database().has_plugins() {
             let mut json = Map::new();

@@ -7,7 +7,9 @@
 
 use crate::value::{BsonType, FieldPath};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::OnceLock;
 
 /// A query predicate over one document.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,9 +51,9 @@ pub enum Cond {
     /// `$lte`.
     Lte(Value),
     /// `$in`: equal to one of the values or matching one of the regexes.
-    In(Vec<InItem>),
+    In(InList),
     /// `$nin`: not (`$in`).
-    Nin(Vec<InItem>),
+    Nin(InList),
     /// `$exists`.
     Exists(bool),
     /// `$type` with one or more types (`"number"` expands to double, int, long).
@@ -83,6 +85,122 @@ pub enum InItem {
     Value(Value),
     /// A regex matched against strings.
     Regex(Regex),
+}
+
+/// The entries of `$in` / `$nin`: a list (it dereferences to `[InItem]`) that the
+/// in-memory matcher looks values up in by hash once it is long, instead of comparing
+/// each candidate with every entry.
+#[derive(Clone, Default)]
+pub struct InList {
+    items: Vec<InItem>,
+    /// Built on the first match against a long list.
+    lookup: OnceLock<Option<InLookup>>,
+}
+
+/// The hashed form of a long [`InList`]: the equality keys of its values (see
+/// [`crate::value::compare`]'s `equality_key`) and its regexes.
+#[derive(Clone)]
+pub(crate) struct InLookup {
+    pub(crate) keys: HashSet<String, foldhash::fast::RandomState>,
+    pub(crate) has_null: bool,
+    /// Whether some value is an array / an embedded document: when none is, a
+    /// candidate of that kind needs no key.
+    pub(crate) has_array: bool,
+    pub(crate) has_object: bool,
+    pub(crate) regexes: Vec<Regex>,
+}
+
+/// Lists shorter than this are compared entry by entry: building a key costs about as
+/// much as a few comparisons.
+const IN_LOOKUP_MIN: usize = 12;
+
+impl InList {
+    /// A list of `$in` entries.
+    pub fn new(items: Vec<InItem>) -> InList {
+        InList {
+            items,
+            lookup: OnceLock::new(),
+        }
+    }
+
+    /// The entries.
+    pub fn items(&self) -> &[InItem] {
+        &self.items
+    }
+
+    /// The hashed form, for a list long enough to be worth it.
+    pub(crate) fn lookup(&self) -> Option<&InLookup> {
+        self.lookup
+            .get_or_init(|| {
+                if self.items.len() < IN_LOOKUP_MIN {
+                    return None;
+                }
+                let mut keys = HashSet::with_capacity_and_hasher(
+                    self.items.len(),
+                    foldhash::fast::RandomState::default(),
+                );
+                let mut has_null = false;
+                let mut has_array = false;
+                let mut has_object = false;
+                let mut regexes = Vec::new();
+                for item in &self.items {
+                    match item {
+                        InItem::Value(v) => {
+                            has_null |= v.is_null();
+                            has_array |= v.is_array();
+                            has_object |= v.is_object();
+                            let mut key = String::new();
+                            crate::value::equality_key(v, &mut key);
+                            keys.insert(key);
+                        }
+                        InItem::Regex(re) => regexes.push(re.clone()),
+                    }
+                }
+                Some(InLookup {
+                    keys,
+                    has_null,
+                    has_array,
+                    has_object,
+                    regexes,
+                })
+            })
+            .as_ref()
+    }
+}
+
+impl From<Vec<InItem>> for InList {
+    fn from(items: Vec<InItem>) -> InList {
+        InList::new(items)
+    }
+}
+
+impl<'a> IntoIterator for &'a InList {
+    type Item = &'a InItem;
+    type IntoIter = std::slice::Iter<'a, InItem>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}
+
+impl std::ops::Deref for InList {
+    type Target = [InItem];
+
+    fn deref(&self) -> &[InItem] {
+        &self.items
+    }
+}
+
+impl PartialEq for InList {
+    fn eq(&self, other: &InList) -> bool {
+        self.items == other.items
+    }
+}
+
+impl fmt::Debug for InList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.items).finish()
+    }
 }
 
 /// An entry of `$all`.

@@ -13,8 +13,8 @@
 //!   its elements (one level); `$size`, `$elemMatch` and `$all`'s `$elemMatch` items only
 //!   look at arrays as a whole.
 
-use crate::query::ast::{AllItem, Cond, ElemMatch, Filter, InItem};
-use crate::value::{compare_values, type_rank, values_equal, BsonType, FieldPath};
+use crate::query::ast::{AllItem, Cond, ElemMatch, Filter, InItem, InList};
+use crate::value::{compare_values, equality_key, type_rank, values_equal, BsonType, FieldPath};
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
 
@@ -118,11 +118,32 @@ fn regex_single(c: Found<'_>, re: &crate::query::ast::Regex) -> bool {
     matches!(c, Found::Value(Value::String(s)) if re.is_match(s))
 }
 
-fn in_single(c: Found<'_>, items: &[InItem]) -> bool {
-    items.iter().any(|item| match item {
-        InItem::Value(x) => eq_single(c, x),
-        InItem::Regex(re) => regex_single(c, re),
-    })
+fn in_single(c: Found<'_>, list: &InList) -> bool {
+    let Some(lookup) = list.lookup() else {
+        return list.iter().any(|item| match item {
+            InItem::Value(x) => eq_single(c, x),
+            InItem::Regex(re) => regex_single(c, re),
+        });
+    };
+    // A long list: one hash lookup by the candidate's equality key, which is equal for
+    // two values exactly when `$eq` says they are.
+    let v = match c {
+        Found::Missing => return lookup.has_null,
+        Found::Value(v) => v,
+    };
+    let keyed = match v {
+        Value::Array(_) => lookup.has_array,
+        Value::Object(_) => lookup.has_object,
+        _ => true,
+    };
+    if keyed {
+        let mut key = String::new();
+        equality_key(v, &mut key);
+        if lookup.keys.contains(&key) {
+            return true;
+        }
+    }
+    lookup.regexes.iter().any(|re| regex_single(c, re))
 }
 
 fn mod_single(c: Found<'_>, divisor: i64, remainder: i64) -> bool {
@@ -317,6 +338,69 @@ mod tests {
         parse_filter(filter)
             .unwrap_or_else(|e| panic!("{filter}: {e}"))
             .matches(doc)
+    }
+
+    #[test]
+    fn long_in_lists_compare_numbers_by_value_and_keep_regexes() {
+        let mut items: Vec<Value> = (100..120).map(|i| json!(format!("pad{i}"))).collect();
+        items.extend([
+            json!(1),
+            json!(u64::MAX),
+            json!(-0.0),
+            json!(2.5),
+            json!(null),
+            json!([1, "a"]),
+            json!({"x": 1, "y": [2]}),
+            json!({"$regex": "^b", "$options": "i"}),
+        ]);
+        let filter = json!({"v": {"$in": items}});
+        let yes = [
+            json!({"v": 1.0}),
+            json!({"v": 1}),
+            json!({"v": 18446744073709551615u64}),
+            json!({"v": 0}),
+            json!({"v": 0.0}),
+            json!({"v": 2.5}),
+            json!({"v": null}),
+            json!({}),
+            json!({"v": [1, "a"]}),
+            json!({"v": [[1, "a"], 7]}),
+            json!({"v": [9, 1.0]}),
+            json!({"v": {"x": 1, "y": [2]}}),
+            json!({"v": "Banana"}),
+            json!({"v": ["zz", "bb"]}),
+            json!({"v": "pad105"}),
+        ];
+        let no = [
+            json!({"v": 1.5}),
+            json!({"v": "1"}),
+            json!({"v": 18446744073709551614u64}),
+            json!({"v": [3]}),
+            json!({"v": ["a", 3]}),
+            json!({"v": {"y": [2], "x": 1}}),
+            json!({"v": "abc"}),
+            json!({"v": "pad99"}),
+            json!({"v": false}),
+            json!({"v": []}),
+        ];
+        for d in &yes {
+            assert!(check(d, &filter), "{d} should match");
+            assert!(
+                !check(d, &json!({"v": {"$nin": filter["v"]["$in"]}})),
+                "{d}"
+            );
+        }
+        for d in &no {
+            assert!(!check(d, &filter), "{d} should not match");
+        }
+        // The same answers as each entry alone (a short list, compared one by one).
+        let entries = filter["v"]["$in"].as_array().unwrap();
+        for d in yes.iter().chain(&no) {
+            let any = entries
+                .iter()
+                .any(|e| check(d, &json!({"v": {"$in": [e]}})));
+            assert_eq!(check(d, &filter), any, "{d}");
+        }
     }
 
     #[test]
@@ -767,6 +851,35 @@ mod prop_tests {
             if let Ok(s) = SortSpec::parse(&f) {
                 let _ = s.compare(&d, &d);
             }
+        }
+
+        /// A list long enough to be looked up by hash matches exactly when one of its
+        /// entries alone (a list of one, compared entry by entry) matches.
+        #[test]
+        fn long_in_lists_match_as_their_entries_do(
+            d in doc(),
+            path in key(),
+            items in prop::collection::vec(
+                prop_oneof![
+                    8 => value(),
+                    1 => Just(json!({"$regex": "^a"})),
+                    1 => Just(json!({"$regex": "Y", "$options": "i"})),
+                ],
+                12..40,
+            ),
+        ) {
+            let one = |item: &Value| {
+                parse_filter(&json!({ path.clone(): { "$in": [item] } }))
+                    .unwrap()
+                    .matches(&d)
+            };
+            let expected = items.iter().any(one);
+            let inn = parse_filter(&json!({ path.clone(): { "$in": items.clone() } })).unwrap();
+            let nin = parse_filter(&json!({ path.clone(): { "$nin": items.clone() } })).unwrap();
+            prop_assert_eq!(inn.matches(&d), expected, "{} in {:?}", d, items);
+            prop_assert_eq!(nin.matches(&d), !expected);
+            // The lookup is built once and kept: a second match answers the same.
+            prop_assert_eq!(inn.matches(&d), expected);
         }
 
         #[test]

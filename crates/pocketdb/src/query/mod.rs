@@ -14,7 +14,7 @@ pub(crate) mod shape;
 pub mod sort;
 pub mod sql;
 
-pub use ast::{AllItem, Cond, ElemMatch, Filter, InItem, Regex};
+pub use ast::{AllItem, Cond, ElemMatch, Filter, InItem, InList, Regex};
 pub use builder::{BuiltQuery, FieldClause, QueryBuilder};
 pub use parse::parse_filter;
 pub use projection::Projection;

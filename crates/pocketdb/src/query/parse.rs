@@ -166,8 +166,8 @@ pub fn parse_operator_object(path: &str, ops: &Map<String, Value>) -> Result<Vec
             "$gte" => Cond::Gte(arg.clone()),
             "$lt" => Cond::Lt(arg.clone()),
             "$lte" => Cond::Lte(arg.clone()),
-            "$in" => Cond::In(parse_in_items(path, op, arg)?),
-            "$nin" => Cond::Nin(parse_in_items(path, op, arg)?),
+            "$in" => Cond::In(parse_in_items(path, op, arg)?.into()),
+            "$nin" => Cond::Nin(parse_in_items(path, op, arg)?.into()),
             "$exists" => Cond::Exists(truthy(arg)),
             "$type" => Cond::Type(parse_types(path, arg)?),
             "$regex" => {
@@ -572,10 +572,13 @@ mod tests {
             parse_filter(&json!({"a": {"$in": [1, {"$regex": "x"}]}})).unwrap(),
             field(
                 "a",
-                Cond::In(vec![
-                    InItem::Value(json!(1)),
-                    InItem::Regex(Regex::new("x", "").unwrap())
-                ])
+                Cond::In(
+                    vec![
+                        InItem::Value(json!(1)),
+                        InItem::Regex(Regex::new("x", "").unwrap())
+                    ]
+                    .into()
+                )
             )
         );
         assert_eq!(

@@ -2,7 +2,7 @@
 //! MongoDB returns and whether the compiled SQL must be exact.
 
 use super::*;
-use crate::query::ast::{AllItem, Cond, ElemMatch, Filter, InItem, Regex};
+use crate::query::ast::{AllItem, Cond, ElemMatch, Filter, InItem, InList, Regex};
 use rusqlite::Connection;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -154,8 +154,12 @@ fn re(pattern: &str, options: &str) -> Regex {
     Regex::new(pattern, options).unwrap()
 }
 
-fn vals(vs: &[Value]) -> Vec<InItem> {
-    vs.iter().cloned().map(InItem::Value).collect()
+fn vals(vs: &[Value]) -> InList {
+    vs.iter()
+        .cloned()
+        .map(InItem::Value)
+        .collect::<Vec<_>>()
+        .into()
 }
 
 fn types(names: &[&str]) -> Cond {
@@ -311,8 +315,18 @@ fn cases() -> Vec<Case> {
         AllBut(&[1, 2, 3, 10]),
         true,
     );
-    c("n in []", fld("n", Cond::In(vec![])), Ids(&[]), true);
-    c("n nin []", fld("n", Cond::Nin(vec![])), AllBut(&[]), true);
+    c(
+        "n in []",
+        fld("n", Cond::In(InList::default())),
+        Ids(&[]),
+        true,
+    );
+    c(
+        "n nin []",
+        fld("n", Cond::Nin(InList::default())),
+        AllBut(&[]),
+        true,
+    );
     c(
         "n exists",
         fld("n", Cond::Exists(true)),
@@ -698,10 +712,7 @@ fn cases() -> Vec<Case> {
         "s in [/^b/, Apple]",
         fld(
             "s",
-            Cond::In(vec![
-                InItem::Regex(re("^b", "")),
-                InItem::Value(json!("Apple")),
-            ]),
+            Cond::In(vec![InItem::Regex(re("^b", "")), InItem::Value(json!("Apple"))].into()),
         ),
         Ids(&[21, 22]),
         true,
@@ -710,7 +721,7 @@ fn cases() -> Vec<Case> {
         "s nin [/^a/i, '']",
         fld(
             "s",
-            Cond::Nin(vec![InItem::Regex(re("^a", "i")), InItem::Value(json!(""))]),
+            Cond::Nin(vec![InItem::Regex(re("^a", "i")), InItem::Value(json!(""))].into()),
         ),
         AllBut(&[20, 21, 23, 24]),
         true,
