@@ -168,12 +168,11 @@ impl Plan {
         let mut rows = stmt.query(rusqlite::params_from_iter(self.params.iter()))?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let text: String = r.get(3)?;
             out.push(Row {
                 rid: r.get(0)?,
                 key: r.get(1)?,
                 rev: r.get(2)?,
-                doc: serde_json::from_str(&text)?,
+                doc: stored_doc(conn, r.get_ref(3)?)?,
             });
         }
         Ok(out)
@@ -191,7 +190,7 @@ impl Plan {
         let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
         let skip = i64::try_from(skip).unwrap_or(i64::MAX);
         format!(
-            "SELECT rid, id, rev, json(doc) FROM {} WHERE {} {order_by} LIMIT {limit} OFFSET {skip}",
+            "SELECT rid, id, rev, doc FROM {} WHERE {} {order_by} LIMIT {limit} OFFSET {skip}",
             self.target_sql(collection),
             self.where_sql
         )
@@ -212,7 +211,7 @@ impl Plan {
             Some(f) if f.limit == limit && f.collection == collection => &f.sql,
             _ => {
                 built = format!(
-                    "SELECT rid, id, rev, json(doc) FROM {} WHERE {} LIMIT {}",
+                    "SELECT rid, id, rev, doc FROM {} WHERE {} LIMIT {}",
                     self.target_sql(collection),
                     self.where_sql,
                     i64::try_from(limit).unwrap_or(i64::MAX)
@@ -228,7 +227,9 @@ impl Plan {
         };
         let mut stmt = conn.prepare_cached(sql)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(self.params.iter()))?;
-        let mut raw: Vec<(i64, String, i64, String)> = Vec::new();
+        // The stored forms are copied first and decoded only once the rows are known to
+        // be few enough.
+        let mut raw: Vec<(i64, String, i64, rusqlite::types::Value)> = Vec::new();
         while let Some(r) = rows.next()? {
             if raw.len() == page {
                 return Ok(None);
@@ -237,8 +238,8 @@ impl Plan {
         }
         raw.sort_unstable_by_key(|r| r.0);
         let mut out = Vec::with_capacity(raw.len());
-        for (rid, key, rev, text) in raw {
-            let doc: Value = serde_json::from_str(&text)?;
+        for (rid, key, rev, stored) in raw {
+            let doc = stored_doc(conn, (&stored).into())?;
             if self.exact || self.filter.matches(&doc) {
                 out.push(Row { rid, key, rev, doc });
             }
@@ -274,14 +275,13 @@ impl Plan {
     ) -> Result<Vec<Row>> {
         let list = serde_json::to_string(rids)?;
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT rid, id, rev, json(doc) FROM {} WHERE rid IN (SELECT value FROM json_each(?1)) ORDER BY rid",
+            "SELECT rid, id, rev, doc FROM {} WHERE rid IN (SELECT value FROM json_each(?1)) ORDER BY rid",
             table_name(collection)
         ))?;
         let mut rows = stmt.query([list])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let text: String = r.get(3)?;
-            let doc: Value = serde_json::from_str(&text)?;
+            let doc = stored_doc(conn, r.get_ref(3)?)?;
             if self.exact || self.filter.matches(&doc) {
                 out.push(Row {
                     rid: r.get(0)?,
@@ -299,7 +299,7 @@ impl Plan {
     /// cached statement at every execution.
     pub(crate) fn page_sql(&self, collection: &str, limit: usize) -> String {
         format!(
-            "SELECT rid, id, rev, json(doc) FROM {} WHERE ({}) AND rid > ? ORDER BY rid LIMIT {}",
+            "SELECT rid, id, rev, doc FROM {} WHERE ({}) AND rid > ? ORDER BY rid LIMIT {}",
             self.target_sql(collection),
             self.where_sql,
             i64::try_from(limit).unwrap_or(i64::MAX)
@@ -332,8 +332,7 @@ impl Plan {
             let rid: i64 = r.get(0)?;
             last = Some(rid);
             examined += 1;
-            let text: String = r.get(3)?;
-            let doc: Value = serde_json::from_str(&text)?;
+            let doc = stored_doc(conn, r.get_ref(3)?)?;
             if self.exact || self.filter.matches(&doc) {
                 out.push(Row {
                     rid,
@@ -900,4 +899,19 @@ fn resolve_hint<'a>(set: &'a IndexSet, hint: &Value) -> Result<Hinted<'a>> {
             "hint must be an index name or a key specification, got {hint}"
         ))),
     }
+}
+
+/// A stored document read from its `doc` column: JSONB decoded in place (see
+/// [`crate::value::jsonb`]), or, for what that does not decode, the `json()` text
+/// SQLite makes of it, parsed.
+pub(crate) fn stored_doc(conn: &Connection, doc: rusqlite::types::ValueRef<'_>) -> Result<Value> {
+    if let rusqlite::types::ValueRef::Blob(blob) = doc {
+        if let Some(value) = crate::value::jsonb::decode(blob) {
+            return Ok(value);
+        }
+    }
+    let text: String = conn
+        .prepare_cached("SELECT json(?1)")?
+        .query_row([rusqlite::types::ToSqlOutput::Borrowed(doc)], |r| r.get(0))?;
+    Ok(serde_json::from_str(&text)?)
 }

@@ -3,6 +3,7 @@
 //! storage.
 
 mod compare;
+pub(crate) mod jsonb;
 mod path;
 
 pub use compare::{compare_values, type_rank, values_equal, BsonType};
