@@ -341,18 +341,41 @@ impl<T: Document> Collection<T> {
     /// [`point_read_key`](Self::point_read_key)); `filter` is for the slow-query log.
     fn find_by_key(&self, filter: &Value, key: &str) -> Result<Option<T>> {
         let started = std::time::Instant::now();
-        let text: Option<String> = self.read(
-            |conn| {
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT json(doc) FROM {} WHERE id = ?1",
-                    table_name(&self.name)
-                ))?;
-                Ok(rusqlite::OptionalExtension::optional(
-                    stmt.query_row([key], |r| r.get(0)),
-                )?)
-            },
-            || None,
-        )?;
+        let found = if std::any::TypeId::of::<T>() == std::any::TypeId::of::<Value>() {
+            // An untyped document: its JSONB decoded in place (see `plan::stored_doc`).
+            let doc: Option<Value> = self.read(
+                |conn| {
+                    let mut stmt = conn.prepare_cached(&format!(
+                        "SELECT doc FROM {} WHERE id = ?1",
+                        table_name(&self.name)
+                    ))?;
+                    let mut rows = stmt.query([key])?;
+                    match rows.next()? {
+                        Some(r) => Ok(Some(plan::stored_doc(conn, r.get_ref(0)?)?)),
+                        None => Ok(None),
+                    }
+                },
+                || None,
+            )?;
+            doc.map(from_document).transpose()
+        } else {
+            let text: Option<String> = self.read(
+                |conn| {
+                    let mut stmt = conn.prepare_cached(&format!(
+                        "SELECT json(doc) FROM {} WHERE id = ?1",
+                        table_name(&self.name)
+                    ))?;
+                    Ok(rusqlite::OptionalExtension::optional(
+                        stmt.query_row([key], |r| r.get(0)),
+                    )?)
+                },
+                || None,
+            )?;
+            // Straight from the text into `T`: the same `Deserialize` as through a
+            // `Value`.
+            text.map(|t| serde_json::from_str(&t).map_err(|e| Error::Serde(e.to_string())))
+                .transpose()
+        };
         if let Some(threshold) = self.db.options().slow_query_threshold {
             let elapsed = started.elapsed();
             if elapsed >= threshold {
@@ -361,9 +384,7 @@ impl<T: Document> Collection<T> {
                 }
             }
         }
-        // Straight from the text into `T`: the same `Deserialize` as through a `Value`.
-        text.map(|t| serde_json::from_str(&t).map_err(|e| Error::Serde(e.to_string())))
-            .transpose()
+        found
     }
 
     /// Number of documents matching `filter`.
