@@ -341,41 +341,31 @@ impl<T: Document> Collection<T> {
     /// [`point_read_key`](Self::point_read_key)); `filter` is for the slow-query log.
     fn find_by_key(&self, filter: &Value, key: &str) -> Result<Option<T>> {
         let started = std::time::Instant::now();
-        let found = if std::any::TypeId::of::<T>() == std::any::TypeId::of::<Value>() {
-            // An untyped document: its JSONB decoded in place (see `plan::stored_doc`).
-            let doc: Option<Value> = self.read(
-                |conn| {
-                    let mut stmt = conn.prepare_cached(&format!(
-                        "SELECT doc FROM {} WHERE id = ?1",
-                        table_name(&self.name)
-                    ))?;
-                    let mut rows = stmt.query([key])?;
-                    match rows.next()? {
-                        Some(r) => Ok(Some(plan::stored_doc(conn, r.get_ref(0)?)?)),
-                        None => Ok(None),
-                    }
-                },
-                || None,
-            )?;
-            doc.map(from_document).transpose()
-        } else {
-            let text: Option<String> = self.read(
-                |conn| {
-                    let mut stmt = conn.prepare_cached(&format!(
-                        "SELECT json(doc) FROM {} WHERE id = ?1",
-                        table_name(&self.name)
-                    ))?;
-                    Ok(rusqlite::OptionalExtension::optional(
-                        stmt.query_row([key], |r| r.get(0)),
-                    )?)
-                },
-                || None,
-            )?;
-            // Straight from the text into `T`: the same `Deserialize` as through a
-            // `Value`.
-            text.map(|t| serde_json::from_str(&t).map_err(|e| Error::Serde(e.to_string())))
-                .transpose()
-        };
+        // An untyped document is read as stored and its JSONB decoded in place (see
+        // `plan::stored_doc`); a typed one goes straight from the `json()` text into `T`
+        // (the same `Deserialize` as through a `Value`).
+        let untyped = std::any::TypeId::of::<T>() == std::any::TypeId::of::<Value>();
+        let column = if untyped { "doc" } else { "json(doc)" };
+        let found: Option<T> = self.read(
+            |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {column} FROM {} WHERE id = ?1",
+                    table_name(&self.name)
+                ))?;
+                let mut rows = stmt.query([key])?;
+                let Some(r) = rows.next()? else {
+                    return Ok(None);
+                };
+                if untyped {
+                    return from_document(plan::stored_doc(conn, r.get_ref(0)?)?).map(Some);
+                }
+                let text: String = r.get(0)?;
+                serde_json::from_str(&text)
+                    .map(Some)
+                    .map_err(|e| Error::Serde(e.to_string()))
+            },
+            || None,
+        )?;
         if let Some(threshold) = self.db.options().slow_query_threshold {
             let elapsed = started.elapsed();
             if elapsed >= threshold {
@@ -384,7 +374,7 @@ impl<T: Document> Collection<T> {
                 }
             }
         }
-        found
+        Ok(found)
     }
 
     /// Number of documents matching `filter`.
