@@ -900,3 +900,34 @@ fn documents_with_too_many_compound_keys_are_refused_before_acknowledgement() {
         1
     );
 }
+
+/// A buffered write to an expiring collection logs its expiry: replayed after a crash,
+/// a document expires `expire_after` from its acknowledgement, not from the replay.
+#[test]
+fn replayed_writes_keep_the_expiry_of_their_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    // Long enough that the reopen below comes before the second document expires.
+    let ttl = Duration::from_secs(2);
+    {
+        let db = open_slow(&dir);
+        let c = db
+            .create_collection("cache", CollectionOptions::default().expire_after(ttl))
+            .unwrap();
+        c.insert_one(json!({"_id": "old", "v": 1})).unwrap();
+        std::thread::sleep(ttl + Duration::from_millis(100));
+        c.insert_one(json!({"_id": "fresh", "v": 2})).unwrap();
+        c.update_one(json!({"_id": "fresh"}), json!({"$set": {"v": 3}}))
+            .unwrap();
+        assert_eq!(db.buffer_stats().unwrap().buffered, 3);
+        // Dropped without a flush: the writes stay in the log only.
+    }
+    // Replayed by an open in `Sync` mode: the first document expired before it.
+    let db = Database::open(dir.path().join("buf.sqlite")).unwrap();
+    let c = db.collection::<Value>("cache");
+    assert_eq!(c.find_one(json!({"_id": "old"})).unwrap(), None);
+    assert_eq!(
+        c.find(json!({})).unwrap().to_vec().unwrap(),
+        vec![json!({"_id": "fresh", "v": 3})]
+    );
+    assert!(db.integrity_check().unwrap().ok);
+}

@@ -7,9 +7,15 @@
 //! len: u32 LE    length of the payload
 //! crc: u32 LE    CRC-32 (IEEE) of the payload
 //! payload:       one or more writes, each
-//!                seq u64 LE | kind u8 | coll_len u16 LE | collection | key_len u32 LE | key
-//!                | doc_len u32 LE | document JSON text (empty for deletes)
+//!                seq u64 LE | kind u8 | [expires i64 LE] | coll_len u16 LE | collection
+//!                | key_len u32 LE | key | doc_len u32 LE | document JSON text (empty for
+//!                deletes)
 //! ```
+//!
+//! The kind's high bit says that an expiry follows it: when the document of a
+//! collection with `expire_after` expires, in milliseconds since the Unix epoch, counted
+//! from the write's acknowledgement. Logs written before the expiry was logged have no
+//! such bit and read as writes without one.
 //!
 //! Frames are only appended. A crash can leave a torn last frame (short, or with a CRC
 //! that does not match); reading stops there and the file is truncated to the last whole
@@ -71,18 +77,27 @@ pub(crate) struct Op {
     /// The document's JSON text after the write; `None` for deletes.
     pub doc: Option<Arc<str>>,
     /// When the document expires (ms since the Unix epoch) in a collection with
-    /// `expire_after`, counted from the acknowledgement. Kept in memory only (not in the
-    /// log): a write recovered from the log counts its expiry from when it is applied.
+    /// `expire_after`, counted from the acknowledgement; logged with the write, so a
+    /// write recovered after a crash keeps it.
     pub expires: Option<i64>,
 }
 
 const HEADER: usize = 8;
 
+/// The bit of a write's kind byte saying that its expiry follows.
+const EXPIRES_BIT: u8 = 0x80;
+
 /// Appends the encoding of `op` to a frame's payload.
 pub(crate) fn encode_op(op: &Op, payload: &mut Vec<u8>) {
     let doc = op.doc.as_deref().unwrap_or("");
     payload.extend_from_slice(&op.seq.to_le_bytes());
-    payload.push(op.kind.code());
+    match op.expires {
+        Some(at) => {
+            payload.push(op.kind.code() | EXPIRES_BIT);
+            payload.extend_from_slice(&at.to_le_bytes());
+        }
+        None => payload.push(op.kind.code()),
+    }
     payload.extend_from_slice(&(op.collection.len() as u16).to_le_bytes());
     payload.extend_from_slice(op.collection.as_bytes());
     payload.extend_from_slice(&(op.key.len() as u32).to_le_bytes());
@@ -158,7 +173,13 @@ fn decode_frame(bytes: &[u8], pos: usize) -> Option<(Vec<Op>, usize)> {
 
 fn decode_op(r: &mut Reader<'_>) -> Option<Op> {
     let seq = u64::from_le_bytes(r.take(8)?.try_into().ok()?);
-    let kind = OpKind::from_code(r.take(1)?[0])?;
+    let code = r.take(1)?[0];
+    let kind = OpKind::from_code(code & !EXPIRES_BIT)?;
+    let expires = if code & EXPIRES_BIT != 0 {
+        Some(i64::from_le_bytes(r.take(8)?.try_into().ok()?))
+    } else {
+        None
+    };
     let coll_len = u16::from_le_bytes(r.take(2)?.try_into().ok()?) as usize;
     let collection = std::str::from_utf8(r.take(coll_len)?).ok()?;
     let key_len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
@@ -172,7 +193,7 @@ fn decode_op(r: &mut Reader<'_>) -> Option<Op> {
         collection: Arc::from(collection),
         key,
         doc,
-        expires: None,
+        expires,
     })
 }
 
@@ -275,6 +296,23 @@ mod tests {
             assert!([0, 1, 3].contains(&some.len()), "{}", some.len());
             assert!(some.iter().zip(&back).all(|(a, b)| a.seq == b.seq));
         }
+        // An expiry travels with its write; a write without one reads back without.
+        let mut expiring = op(5, OpKind::Insert, Some(r#"{"_id":"k5"}"#));
+        expiring.expires = Some(-1_700_000_000_123);
+        let mut payload = Vec::new();
+        encode_op(&expiring, &mut payload);
+        encode_op(&op(6, OpKind::Delete, None), &mut payload);
+        let (two, _) = decode_all(&frame(&payload));
+        assert_eq!(two.len(), 2);
+        assert_eq!(
+            (two[0].kind, two[0].expires, two[0].doc.as_deref()),
+            (
+                OpKind::Insert,
+                Some(-1_700_000_000_123),
+                Some(r#"{"_id":"k5"}"#)
+            )
+        );
+        assert_eq!((two[1].kind, two[1].expires), (OpKind::Delete, None));
         // A flipped bit stops decoding at that frame.
         let mut bad = bytes.clone();
         let last = bad.len() - 2;
