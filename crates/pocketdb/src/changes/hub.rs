@@ -17,7 +17,7 @@ use crate::database::{Database, DbInner};
 use crate::engine::schema::{table_name, validate_collection_name};
 use crate::error::Result;
 use crate::plugin::Registry;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
@@ -374,17 +374,15 @@ pub(crate) fn lookup(
         return Ok(None);
     }
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT rid, json(doc) FROM {} WHERE id = ?1",
+        "SELECT rid, doc FROM {} WHERE id = ?1",
         table_name(collection)
     ))?;
-    let row: Option<(i64, String)> = stmt
-        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    match row {
+    let mut rows = stmt.query([key])?;
+    match rows.next()? {
         None => Ok(None),
-        Some((rid, text)) => Ok(Some(Looked {
-            rid,
-            doc: serde_json::from_str(&text)?,
+        Some(r) => Ok(Some(Looked {
+            rid: r.get(0)?,
+            doc: crate::value::jsonb::stored_doc(conn, r.get_ref(1)?)?,
         })),
     }
 }

@@ -36,7 +36,7 @@
 //! up only those ids; other reads take a snapshot of the collection's buffered documents
 //! (so they cost O(buffered documents of the collection) more).
 
-use super::plan::{Plan, Row};
+use super::plan::{stored_doc, Plan, Row};
 use super::{
     count_rows, in_read_transaction, is_document_error, Collection, DeleteResult, Document,
     InsertManyResult, Inserter, PreparedDoc, UpdateResult, PAGE,
@@ -50,7 +50,7 @@ use crate::id::id_key;
 use crate::index::UniqueClaim;
 use crate::query::{Cond, Filter, InItem};
 use crate::update::{ApplyContext, Update};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -1010,7 +1010,7 @@ fn store_applied(conn: &Connection, last: u64) -> Result<()> {
 /// The stored row with `_id` key `key` (the collection's table may not exist).
 fn row_by_key(conn: &Connection, collection: &str, key: &str) -> Result<Option<Row>> {
     let sql = format!(
-        "SELECT rid, id, rev, json(doc) FROM {} WHERE id = ?1",
+        "SELECT rid, id, rev, doc FROM {} WHERE id = ?1",
         table_name(collection)
     );
     let mut stmt = match conn.prepare_cached(&sql) {
@@ -1021,23 +1021,14 @@ fn row_by_key(conn: &Connection, collection: &str, key: &str) -> Result<Option<R
         }
         Err(e) => return Err(e.into()),
     };
-    let row = stmt
-        .query_row([key], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })
-        .optional()?;
-    match row {
+    let mut rows = stmt.query([key])?;
+    match rows.next()? {
         None => Ok(None),
-        Some((rid, key, rev, text)) => Ok(Some(Row {
-            rid,
-            key,
-            rev,
-            doc: serde_json::from_str(&text)?,
+        Some(r) => Ok(Some(Row {
+            rid: r.get(0)?,
+            key: r.get(1)?,
+            rev: r.get(2)?,
+            doc: stored_doc(conn, r.get_ref(3)?)?,
         })),
     }
 }

@@ -778,20 +778,17 @@ impl<T: Document> Collection<T> {
 
     fn row_by_rid(&self, conn: &Connection, rid: i64) -> Result<Option<Row>> {
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT id, rev, json(doc) FROM {} WHERE rid = ?1",
+            "SELECT id, rev, doc FROM {} WHERE rid = ?1",
             table_name(&self.name)
         ))?;
         let mut rows = stmt.query([rid])?;
         match rows.next()? {
-            Some(r) => {
-                let text: String = r.get(2)?;
-                Ok(Some(Row {
-                    rid,
-                    key: r.get(0)?,
-                    rev: r.get(1)?,
-                    doc: serde_json::from_str(&text)?,
-                }))
-            }
+            Some(r) => Ok(Some(Row {
+                rid,
+                key: r.get(0)?,
+                rev: r.get(1)?,
+                doc: plan::stored_doc(conn, r.get_ref(2)?)?,
+            })),
             None => Ok(None),
         }
     }
@@ -1307,25 +1304,22 @@ impl<T: Document> Collection<T> {
         let table = table_name(&self.name);
         let key = id_key(id);
         let found = {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT rid, rev, json(doc) FROM {table} WHERE id = ?1"
-            ))?;
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT rid, rev, doc FROM {table} WHERE id = ?1"))?;
             let mut rows = stmt.query([&key])?;
             match rows.next()? {
                 Some(r) => Some((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
+                    plan::stored_doc(conn, r.get_ref(2)?)?,
                 )),
                 None => None,
             }
         };
         let now = changes::now_millis();
-        let Some((rid, rev, text)) = found else {
+        let Some((rid, rev, mut doc)) = found else {
             return self.upsert_if(conn, filter, update, upsert, now);
         };
-        let mut doc: Value = serde_json::from_str(&text)?;
-        drop(text);
         let ctx = ApplyContext {
             filter,
             is_insert: false,

@@ -901,17 +901,4 @@ fn resolve_hint<'a>(set: &'a IndexSet, hint: &Value) -> Result<Hinted<'a>> {
     }
 }
 
-/// A stored document read from its `doc` column: JSONB decoded in place (see
-/// [`crate::value::jsonb`]), or, for what that does not decode, the `json()` text
-/// SQLite makes of it, parsed.
-pub(crate) fn stored_doc(conn: &Connection, doc: rusqlite::types::ValueRef<'_>) -> Result<Value> {
-    if let rusqlite::types::ValueRef::Blob(blob) = doc {
-        if let Some(value) = crate::value::jsonb::decode(blob) {
-            return Ok(value);
-        }
-    }
-    let text: String = conn
-        .prepare_cached("SELECT json(?1)")?
-        .query_row([rusqlite::types::ToSqlOutput::Borrowed(doc)], |r| r.get(0))?;
-    Ok(serde_json::from_str(&text)?)
-}
+pub(crate) use crate::value::jsonb::stored_doc;

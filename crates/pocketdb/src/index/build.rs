@@ -200,7 +200,7 @@ fn scan_docs(
         }
     }
     let columns = if full {
-        "json(doc)".to_string()
+        "doc".to_string()
     } else {
         firsts
             .iter()
@@ -216,8 +216,7 @@ fn scan_docs(
     while let Some(r) = rows.next()? {
         let rid: i64 = r.get(0)?;
         let doc = if full {
-            let text: String = r.get(1)?;
-            serde_json::from_str(&text)?
+            crate::value::jsonb::stored_doc(conn, r.get_ref(1)?)?
         } else {
             let mut m = Map::new();
             for (i, s) in firsts.iter().enumerate() {

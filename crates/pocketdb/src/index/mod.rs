@@ -346,7 +346,7 @@ struct HolderPlan {
 const MAX_HOLDER_PLANS: usize = 64;
 
 impl HolderPlans {
-    /// The statement selecting `rid, id, json(doc)` of the rows of `table` matching
+    /// The statement selecting `rid, id, doc` of the rows of `table` matching
     /// `filter` (the holder filter of index `def`), other than the row bound last (with
     /// whether it answers the filter exactly), and its parameters but the last.
     fn query(
@@ -377,7 +377,7 @@ impl HolderPlans {
         };
         let (compiled, srcs) = crate::query::sql::compile_filter_traced(filter, &options);
         let sql = format!(
-            "SELECT rid, id, json(doc) FROM {table} WHERE ({}) AND rid <> ?",
+            "SELECT rid, id, doc FROM {table} WHERE ({}) AND rid <> ?",
             compiled.sql
         );
         let sources = shape.sources(&compiled.params, &srcs);
@@ -1087,8 +1087,7 @@ fn unique_holders(
     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
     while let Some(r) = rows.next()? {
         if !exact {
-            let text: String = r.get(2)?;
-            let other: Value = serde_json::from_str(&text)?;
+            let other = crate::value::jsonb::stored_doc(conn, r.get_ref(2)?)?;
             if !filter.matches(&other) {
                 continue;
             }
@@ -1102,10 +1101,10 @@ fn unique_holders(
 }
 
 fn load_doc(conn: &Connection, table: &str, rid: i64) -> Result<Option<Value>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT json(doc) FROM {table} WHERE rid = ?1"))?;
-    let text: Option<String> = stmt.query_row([rid], |r| r.get(0)).optional()?;
-    Ok(match text {
-        Some(t) => Some(serde_json::from_str(&t)?),
-        None => None,
-    })
+    let mut stmt = conn.prepare_cached(&format!("SELECT doc FROM {table} WHERE rid = ?1"))?;
+    let mut rows = stmt.query([rid])?;
+    match rows.next()? {
+        Some(r) => Ok(Some(crate::value::jsonb::stored_doc(conn, r.get_ref(0)?)?)),
+        None => Ok(None),
+    }
 }

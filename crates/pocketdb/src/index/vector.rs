@@ -340,12 +340,11 @@ pub(crate) fn create(
         "CREATE VIRTUAL TABLE {} USING vec0(embedding float[{dimension}] distance_metric={metric})",
         def.table()
     ))?;
-    let mut stmt = conn.prepare(&format!("SELECT rid, json(doc) FROM {table}"))?;
+    let mut stmt = conn.prepare(&format!("SELECT rid, doc FROM {table}"))?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let rid: i64 = r.get(0)?;
-        let text: String = r.get(1)?;
-        let doc: Value = serde_json::from_str(&text)?;
+        let doc = crate::value::jsonb::stored_doc(conn, r.get_ref(1)?)?;
         after_write(conn, std::slice::from_ref(&def), rid, None, Some(&doc))?;
         // a value that does not fit in f32 marked it stale: stop filling
         if conn

@@ -277,7 +277,7 @@ impl Engine {
             return Ok(());
         }
         let sql = format!(
-            "SELECT rid, id, json(doc) FROM {} WHERE {} ORDER BY rid",
+            "SELECT rid, id, doc FROM {} WHERE {} ORDER BY rid",
             table_name(&self.collection),
             self.sql.sql
         );
@@ -285,8 +285,7 @@ impl Engine {
         let mut rows = stmt.query(rusqlite::params_from_iter(self.sql.params.iter()))?;
         let mut all = Vec::new();
         while let Some(r) = rows.next()? {
-            let text: String = r.get(2)?;
-            let doc: Value = serde_json::from_str(&text)?;
+            let doc = crate::value::jsonb::stored_doc(conn, r.get_ref(2)?)?;
             if self.sql.exact || self.filter.matches(&doc) {
                 all.push(Entry {
                     rid: r.get(0)?,

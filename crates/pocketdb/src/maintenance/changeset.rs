@@ -102,18 +102,16 @@ fn current_doc(conn: &Connection, collection: &str, key: &str) -> Result<Option<
     if !exists {
         return Ok(None);
     }
-    let row: Option<(String, i64)> = conn
-        .query_row(
-            &format!(
-                "SELECT json(doc), rev FROM {} WHERE id = ?1",
-                table_name(collection)
-            ),
-            [key],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    match row {
-        Some((text, rev)) => Ok(Some((serde_json::from_str(&text)?, rev))),
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT doc, rev FROM {} WHERE id = ?1",
+        table_name(collection)
+    ))?;
+    let mut rows = stmt.query([key])?;
+    match rows.next()? {
+        Some(r) => Ok(Some((
+            crate::value::jsonb::stored_doc(conn, r.get_ref(0)?)?,
+            r.get(1)?,
+        ))),
         None => Ok(None),
     }
 }

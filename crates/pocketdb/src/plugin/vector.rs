@@ -65,7 +65,6 @@ use crate::collection::{from_document, Collection, Document};
 use crate::error::{Error, Result};
 use crate::query::Filter;
 use crate::value::{compare_values, FieldPath};
-use rusqlite::OptionalExtension;
 use serde_json::Value;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -484,7 +483,7 @@ impl<T: Document> Collection<T> {
                     def.table()
                 ))?;
                 let mut by_rid =
-                    conn.prepare_cached(&format!("SELECT json(doc) FROM {table} WHERE rid = ?1"))?;
+                    conn.prepare_cached(&format!("SELECT doc FROM {table} WHERE rid = ?1"))?;
                 loop {
                     let rows: Vec<(i64, f64)> = knn
                         .query_map(rusqlite::params![blob, fetch as i64], |r| {
@@ -493,11 +492,10 @@ impl<T: Document> Collection<T> {
                         .collect::<rusqlite::Result<_>>()?;
                     let mut top = TopK::new(k);
                     for (rid, _) in &rows {
-                        let text: Option<String> = by_rid
-                            .query_row([rid], |r| r.get(0))
-                            .optional()?;
-                        let Some(text) = text else { continue };
-                        let mut doc: Value = serde_json::from_str(&text)?;
+                        let mut found = by_rid.query([rid])?;
+                        let Some(r) = found.next()? else { continue };
+                        let mut doc = crate::value::jsonb::stored_doc(conn, r.get_ref(0)?)?;
+                        drop(found);
                         // the prefilter is evaluated on stored documents, as in SQL
                         if !filter.matches(&doc) {
                             continue;

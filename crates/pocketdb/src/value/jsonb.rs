@@ -14,6 +14,7 @@
 //! documents written through pocketdb never hold, a malformed blob, nesting deeper
 //! than serde's limit); the caller then asks SQLite for the text.
 
+use crate::error::Result;
 use serde_json::{Map, Number, Value};
 
 /// serde_json's default recursion limit: deeper documents fail to parse as text, and
@@ -30,6 +31,23 @@ const TEXTJ: u8 = 8;
 const TEXTRAW: u8 = 10;
 const ARRAY: u8 = 11;
 const OBJECT: u8 = 12;
+
+/// A stored document read from its `doc` column: JSONB decoded in place ([`decode`]),
+/// or, for what that does not decode, the `json()` text SQLite makes of it, parsed.
+pub(crate) fn stored_doc(
+    conn: &rusqlite::Connection,
+    doc: rusqlite::types::ValueRef<'_>,
+) -> Result<Value> {
+    if let rusqlite::types::ValueRef::Blob(blob) = doc {
+        if let Some(value) = decode(blob) {
+            return Ok(value);
+        }
+    }
+    let text: String = conn
+        .prepare_cached("SELECT json(?1)")?
+        .query_row([rusqlite::types::ToSqlOutput::Borrowed(doc)], |r| r.get(0))?;
+    Ok(serde_json::from_str(&text)?)
+}
 
 /// The value a JSONB blob holds; `None` when the blob is not one whole element this
 /// decoder handles (see the module docs).
