@@ -339,7 +339,8 @@ fn updates_keep_or_encrypt_fields() -> pocketdb::Result<()> {
     assert_eq!(doc["name"], "renamed");
     assert!(!raw_docs(&db, "users")?[0].contains("changed"));
 
-    // Operators computing from the stored value see the ciphertext: a typed error.
+    // Operators computing from a value see the plaintext: `$inc` on a string is the
+    // update engine's typed error, as without encryption.
     assert!(matches!(
         users.update_one(json!({"_id": 1}), json!({"$inc": {"ssn": 1}})),
         Err(Error::InvalidUpdate { .. })
@@ -720,5 +721,115 @@ fn buffered_updates_are_encrypted_before_they_reach_the_buffer_log() -> pocketdb
     assert!(raw_docs(&db, "users")?
         .iter()
         .all(|d| !d.contains("replaced-ssn-99") && !d.contains("upserted-ssn-11")));
+    Ok(())
+}
+
+/// Update operators that compute from a value (`$inc`, `$mul`, `$push`, `$addToSet`,
+/// `$pull`, a path inside an encrypted document) see the plaintext, in every update
+/// path, and what they write is sealed again; encrypted fields they leave alone keep
+/// their stored ciphertext.
+#[test]
+fn operators_compute_from_the_plaintext_of_encrypted_fields() -> pocketdb::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for buffered in [false, true] {
+        let durability = if buffered {
+            pocketdb::Durability::Buffered(pocketdb::BufferOptions::default())
+        } else {
+            pocketdb::Durability::Sync
+        };
+        let path = dir.path().join(format!("ops-{buffered}.sqlite"));
+        let db = Database::open_with(&path, pocketdb::Options::default().durability(durability))?;
+        let enc = Encryption::new(&key(3))?
+            .field("balance")?
+            .field("tags")?
+            .field("profile.secret")?
+            .field("cards.number")?
+            .deterministic_field("code")?;
+        db.register_collection_plugin("accounts", enc)?;
+        let accounts = db.collection::<Value>("accounts");
+        for id in 1..=3 {
+            accounts.insert_one(json!({
+                "_id": id, "balance": 100 * id, "tags": ["a"], "code": 7,
+                "profile": {"secret": {"pin": 1000 + id, "words": ["alpha"]}},
+                "cards": [{"number": "4111"}],
+            }))?;
+        }
+        db.flush()?;
+        let stored_before: Vec<Value> = raw_docs(&db, "accounts")?
+            .iter()
+            .map(|t| serde_json::from_str(t))
+            .collect::<Result<_, _>>()?;
+
+        let r = accounts.update_one(
+            json!({"_id": 1}),
+            json!({
+                "$inc": {"balance": 5, "profile.secret.pin": 1},
+                "$push": {"tags": "b", "profile.secret.words": "beta"},
+                "$mul": {"code": 2},
+            }),
+        )?;
+        assert_eq!((r.matched_count, r.modified_count), (1, 1));
+        let r = accounts.update_many(
+            json!({}),
+            json!({"$inc": {"balance": 1}, "$addToSet": {"tags": "a"}}),
+        )?;
+        assert_eq!((r.matched_count, r.modified_count), (3, 3));
+        let after = accounts.find_one_and_update(
+            json!({"_id": 2}),
+            json!({"$pull": {"tags": "a"}, "$inc": {"balance": -50}}),
+            &pocketdb::FindOneAndModifyOptions {
+                return_document: pocketdb::ReturnDocument::After,
+                ..Default::default()
+            },
+        )?;
+        assert_eq!(
+            after.as_ref().map(|d| d["balance"].clone()),
+            Some(json!(151))
+        );
+        assert_eq!(after.map(|d| d["tags"].clone()), Some(json!([])));
+        // Nothing to change is no modification, and an operator on a field reached
+        // through an array still sees its ciphertext.
+        let r = accounts.update_one(json!({"_id": 3}), json!({"$addToSet": {"tags": "a"}}))?;
+        assert_eq!((r.matched_count, r.modified_count), (1, 0));
+        assert!(matches!(
+            accounts.update_one(json!({"_id": 3}), json!({"$inc": {"cards.0.number": 1}})),
+            Err(Error::InvalidUpdate { .. })
+        ));
+
+        db.flush()?;
+        let one = accounts.find_one(json!({"_id": 1}))?.expect("stored");
+        assert_eq!(one["balance"], 106);
+        assert_eq!(one["tags"], json!(["a", "b"]));
+        assert_eq!(one["code"], 14);
+        assert_eq!(
+            one["profile"]["secret"],
+            json!({"pin": 1002, "words": ["alpha", "beta"]})
+        );
+        assert_eq!(one["cards"], json!([{"number": "4111"}]));
+        // The deterministic field is queried by its new value.
+        assert_eq!(
+            accounts.count_documents(json!({"code": 14}))?,
+            1,
+            "buffered: {buffered}"
+        );
+        assert_eq!(accounts.count_documents(json!({"code": 7}))?, 2);
+        let stored_after: Vec<Value> = raw_docs(&db, "accounts")?
+            .iter()
+            .map(|t| serde_json::from_str(t))
+            .collect::<Result<_, _>>()?;
+        for (before, after) in stored_before.iter().zip(&stored_after) {
+            for field in ["balance", "tags", "code"] {
+                let sealed = after[field].as_str().unwrap_or_default();
+                assert!(sealed.len() > 20, "{field} is stored sealed: {after}");
+            }
+            assert_eq!(
+                before["cards"], after["cards"],
+                "an untouched field keeps its ciphertext"
+            );
+        }
+        // Document 3's code was not touched: its ciphertext is the one stored first.
+        assert_eq!(stored_before[2]["code"], stored_after[2]["code"]);
+        assert_ne!(stored_before[0]["code"], stored_after[0]["code"]);
+    }
     Ok(())
 }

@@ -456,6 +456,7 @@ impl<T: Document> Collection<T> {
                 let hooks = self.db.has_plugins();
                 let before = (self.guard.is_some() || hooks).then(|| doc.clone());
                 let mut new_doc = doc;
+                self.db.reveal_for_update(&self.name, &mut new_doc)?;
                 if !update.apply(&mut new_doc, &ctx)? {
                     return Ok((
                         Modified::Update(UpdateResult {

@@ -1357,6 +1357,7 @@ impl<T: Document> Collection<T> {
         }
         let row = Row { rid, key, rev, doc };
         let mut new_doc = row.doc.clone();
+        self.db.reveal_for_update(&self.name, &mut new_doc)?;
         if !update.apply(&mut new_doc, &ctx)? {
             return Ok(matched);
         }
@@ -1442,6 +1443,7 @@ impl<T: Document> Collection<T> {
             for row in rows {
                 result.matched_count += 1;
                 let mut doc = row.doc.clone();
+                self.db.reveal_for_update(&self.name, &mut doc)?;
                 if update.apply(&mut doc, &ctx)? && self.store_updated(conn, &row, &doc, op)? {
                     result.modified_count += 1;
                 }
@@ -1553,6 +1555,7 @@ impl<T: Document> Collection<T> {
                         now_millis: now,
                     };
                     let mut doc = row.doc.clone();
+                    self.db.reveal_for_update(&self.name, &mut doc)?;
                     if update.apply(&mut doc, &ctx)? {
                         let op = if update.is_replacement() {
                             ChangeOp::Replace

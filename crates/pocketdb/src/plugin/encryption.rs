@@ -54,8 +54,10 @@
 //! Plain values written to an encrypted field (insert, replace, `$set`) are encrypted.
 //! Values already encrypted under a configured key (a document read back from storage
 //! and updated) are kept, or re-encrypted when under an older key or in the other mode.
-//! Operators that compute from the stored value (`$inc`, `$push`, …) see the ciphertext
-//! string and fail with a typed error: write encrypted fields whole. Reads through
+//! Operators that compute from the stored value (`$inc`, `$push`, …) see the plaintext
+//! of a field reached through documents ([`Plugin::reveal_for_update`]) and their result
+//! is encrypted again; on a field reached through an array they see the ciphertext
+//! string and fail with a typed error (write such fields whole). Reads through
 //! cursors (`find`, `find_one`, `near`), `distinct`, find-and-modify, live queries and
 //! change streams' `full_document` decrypt; aggregation, `db.sql` and `after_write`
 //! hooks see the stored ciphertexts.
@@ -893,6 +895,22 @@ impl Plugin for Encryption {
 
     fn before_read(&self, _collection: &str, filter: &mut Value) -> Result<()> {
         self.rewrite_filter(filter)
+    }
+
+    /// Decrypts the fields reached through documents only, the ones whose ciphertext
+    /// `before_write` keeps when their plaintext comes back unchanged: `$inc`, `$push`
+    /// and the other operators computing from a value see the plaintext. A field reached
+    /// through an array stays sealed (an operator on it sees the ciphertext).
+    fn reveal_for_update(&self, _collection: &str, doc: &mut Value) -> Result<()> {
+        for field in &self.inner.fields {
+            let Some(v) = slot_mut(doc, &field.segments) else {
+                continue;
+            };
+            if let Some(sealed) = classify(v) {
+                *v = self.open(field, &sealed)?;
+            }
+        }
+        Ok(())
     }
 
     fn after_read(&self, _collection: &str, doc: &mut Value) -> Result<()> {

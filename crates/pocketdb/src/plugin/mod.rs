@@ -7,6 +7,7 @@
 //! | [`after_write`](Plugin::after_write) | right after the commit, on the writing thread, once per change-log entry | observe |
 //! | [`before_read`](Plugin::before_read) | on the JSON filter given to `find`, `find_one`, `count_documents`, `distinct`, the update, replace and delete methods, find-and-modify, `bulk_write`, the fluent `query()` builder, an aggregation's leading `$match` stages and live queries (once, when opened); not on filters given parsed (`find_filter`, `LiveQuery::from_filter`) | rewrite the filter, or reject it |
 //! | [`after_read`](Plugin::after_read) | for each document a cursor returns (`find`, `find_one`, aggregation), `distinct` reads, find-and-modify returns, a live query delivers, or a change event carries as `full_document`, before projection | transform the document |
+//! | [`reveal_for_update`](Plugin::reveal_for_update) | on the stored document an update is about to apply its operators to (then `before_write` runs on the result) | undo what `before_write` did to values the operators read |
 //! | [`on_close`](Plugin::on_close) | when the last handle on the database is dropped | clean up |
 //!
 //! Order: database-wide plugins first, then the collection's, each in registration
@@ -135,6 +136,16 @@ pub trait Plugin: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Called on a stored document before update operators compute from it (`$inc`,
+    /// `$push`, `$set` of a path inside a field, ...): undoes what
+    /// [`before_write`](Plugin::before_write) did to values the operators may read, so
+    /// they see what the application wrote (encryption decrypts its fields here).
+    /// `before_write` then runs on the result, with the stored document as `previous`,
+    /// as for any update. Defaults to nothing.
+    fn reveal_for_update(&self, _collection: &str, _stored: &mut Value) -> Result<()> {
+        Ok(())
+    }
+
     /// Called when the last handle on the database is dropped.
     fn on_close(&self) {}
 }
@@ -184,6 +195,17 @@ impl Registry {
         }
         for p in self.for_collection(collection) {
             p.before_read(collection, filter)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `reveal_for_update` hooks on a stored document about to be updated.
+    pub(crate) fn reveal_for_update(&self, collection: &str, doc: &mut Value) -> Result<()> {
+        if !self.any.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        for p in self.for_collection(collection) {
+            p.reveal_for_update(collection, doc)?;
         }
         Ok(())
     }
@@ -324,6 +346,12 @@ impl Database {
 
     pub(crate) fn after_read(&self, collection: &str, doc: &mut Value) -> Result<()> {
         self.inner.hub.plugins().after_read(collection, doc)
+    }
+
+    /// Turns a stored document into what update operators should see (see
+    /// [`Plugin::reveal_for_update`]).
+    pub(crate) fn reveal_for_update(&self, collection: &str, doc: &mut Value) -> Result<()> {
+        self.inner.hub.plugins().reveal_for_update(collection, doc)
     }
 
     /// Registers a plugin for every collection of this database (after the plugins
