@@ -545,7 +545,7 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
             let t = if config.workload == Workload::ShardedInsert {
                 crate::sharded::insert(&dir, &coll, &mut conn, n, shards, &mut extra)?
             } else {
-                let ops = config.ops.unwrap_or(5);
+                let ops = config.ops.unwrap_or(20);
                 crate::sharded::scan(&dir, &coll, &mut conn, n, ops, shards, &mut extra)?
             };
             (t.ops, t.seconds, t.raw_seconds)
