@@ -1,6 +1,8 @@
 //! Kill -9 crash test of every durability mode (see README.md in this folder).
 
-use pocketdb::{BufferOptions, Database, Durability, FsyncPolicy, IndexOptions, Options};
+use pocketdb::{
+    BufferOptions, CollectionOptions, Database, Durability, FsyncPolicy, IndexOptions, Options,
+};
 use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -19,6 +21,15 @@ const MODES: [&str; 5] = [
     "buffered-never",
 ];
 const BATCH: usize = 5;
+/// `expire_after` of the `sessions` collection, in ms: long enough that nothing expires
+/// during the test; what is checked is when each document will.
+const SESSION_TTL_MS: i64 = 3_600_000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 fn options(mode: &str) -> Options {
     let buffered = |fsync| {
@@ -40,8 +51,10 @@ fn options(mode: &str) -> Options {
 }
 
 /// The child: writes until killed, printing `ACK <id>` after each acknowledged
-/// `insert_one`, `BATCH <tag>` after each acknowledged `insert_many`, and
-/// `INC <n>` after each acknowledged increment of the counter document.
+/// `insert_one`, `BATCH <tag>` after each acknowledged `insert_many`,
+/// `INC <n>` after each acknowledged increment of the counter document, and
+/// `EXP <id> <ms>` after each acknowledged insert into the expiring `sessions`
+/// collection, with the time just after the acknowledgement.
 #[test]
 fn crash_child() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
@@ -58,11 +71,17 @@ fn crash_child() {
     db.collection::<Value>("items")
         .create_index(json!({"u": 1}), IndexOptions::default().unique(true))
         .unwrap();
+    let ttl = Duration::from_millis(SESSION_TTL_MS as u64);
+    match db.create_collection("sessions", CollectionOptions::default().expire_after(ttl)) {
+        Ok(_) | Err(pocketdb::Error::CollectionExists(_)) => {}
+        Err(e) => panic!("{e}"),
+    }
     let threads = if mode == "sync" { 1 } else { 4 };
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let c = db.collection::<Value>("items");
             let counters = db.collection::<Value>("counters");
+            let sessions = db.collection::<Value>("sessions");
             let run = run.clone();
             std::thread::spawn(move || {
                 let counter = format!("{run}-{t}");
@@ -89,6 +108,10 @@ fn crash_child() {
                         c.insert_one(json!({"_id": id, "u": id, "pad": "x".repeat(i % 200)}))
                             .unwrap();
                         println!("ACK {id}");
+                        if i % 4 == 0 {
+                            sessions.insert_one(json!({"_id": id})).unwrap();
+                            println!("EXP {id} {}", now_ms());
+                        }
                         if i % 4 == 2 {
                             let taken = format!("{run}-{t}-{}", i - 2);
                             match c.insert_one(json!({"_id": format!("{id}-dup"), "u": taken})) {
@@ -110,11 +133,16 @@ struct Acks {
     ids: Vec<String>,
     batches: Vec<String>,
     counters: HashMap<String, u64>,
+    /// Sessions acknowledged, with the time printed after each acknowledgement.
+    sessions: Vec<(String, i64)>,
+    /// When the child was started (every acknowledgement came after).
+    started: i64,
 }
 
 /// Runs one child until a random moment, kills it with SIGKILL, returns what it acked.
 fn run_child(mode: &str, run: usize, path: &Path, rng: &mut impl Rng) -> Acks {
     let exe = std::env::current_exe().unwrap();
+    let started = now_ms();
     let mut child = Command::new(exe)
         .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, format!("{mode}:{run}:{}", path.display()))
@@ -142,6 +170,8 @@ fn run_child(mode: &str, run: usize, path: &Path, rng: &mut impl Rng) -> Acks {
         ids: Vec::new(),
         batches: Vec::new(),
         counters: HashMap::new(),
+        sessions: Vec::new(),
+        started,
     };
     for line in first.into_iter().chain(rx.try_iter()) {
         let mut words = line.split_whitespace();
@@ -149,6 +179,9 @@ fn run_child(mode: &str, run: usize, path: &Path, rng: &mut impl Rng) -> Acks {
             (Some("ACK"), Some(id), _) => acks.ids.push(id.to_string()),
             (Some("BADDUP"), _, _) => panic!("{mode}: a taken unique key was accepted: {line}"),
             (Some("BATCH"), Some(tag), _) => acks.batches.push(tag.to_string()),
+            (Some("EXP"), Some(id), Some(at)) => {
+                acks.sessions.push((id.to_string(), at.parse().unwrap()));
+            }
             (Some("INC"), Some(counter), Some(n)) => {
                 let n: u64 = n.parse().unwrap();
                 let e = acks.counters.entry(counter.to_string()).or_default();
@@ -214,7 +247,32 @@ fn check(mode: &str, reopen: &str, path: &Path, acks: &Acks) -> (usize, usize) {
             "{mode}: counter {counter} is {n}, {acked} increments acknowledged"
         );
     }
+    // Expiring documents expire `expire_after` from their acknowledgement, replayed
+    // from the buffer log or not: between the child's start and the time it printed.
     db.flush().unwrap();
+    // (The table is created with the collection's first document.)
+    let expiries: HashMap<String, i64> = if acks.sessions.is_empty() {
+        HashMap::new()
+    } else {
+        db.sql("SELECT id, expires_at FROM \"c_sessions\"", &[])
+            .unwrap_or_else(|e| panic!("{mode}: reading the expiries: {e}"))
+            .into_iter()
+            .map(|r| {
+                let id: String = serde_json::from_str(r["id"].as_str().unwrap()).unwrap();
+                (id, r["expires_at"].as_i64().unwrap())
+            })
+            .collect()
+    };
+    for (id, acked_at) in &acks.sessions {
+        let at = expiries.get(id).copied();
+        assert!(at.is_some(), "{mode}: acknowledged session {id} is missing");
+        let at = at.unwrap_or_default() - SESSION_TTL_MS;
+        assert!(
+            (acks.started..=*acked_at).contains(&at),
+            "{mode}: session {id} expires {} ms after its acknowledgement",
+            at - acked_at
+        );
+    }
     drop(items);
     drop(counters);
     drop(db);
