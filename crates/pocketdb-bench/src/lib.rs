@@ -83,6 +83,21 @@ pub fn document(i: u64) -> Value {
     })
 }
 
+/// Kinds of the events of the `event-storage` workload.
+const EVENT_KINDS: [&str; 3] = ["temp", "humidity", "co2"];
+
+/// Event `i` of the `event-storage` workload: a small sensor reading (seed 002's
+/// micro-documents), without an `_id` (pocketdb gives it an ObjectId; the raw side a
+/// 24-hex-digit one too, [`doc_id`]).
+pub fn event(i: u64) -> Value {
+    json!({
+        "device": format!("sensor-{:04}", i % 1000),
+        "ts": 1_764_806_400_000u64 + i * 100,
+        "kind": EVENT_KINDS[(i % 3) as usize],
+        "value": (i % 1000) as f64 / 10.0,
+    })
+}
+
 /// The `_id` of document `i`.
 pub fn doc_id(i: u64) -> String {
     format!("{:024x}", i)

@@ -1,9 +1,9 @@
 //! The workloads and their measurement.
 
-use crate::{doc_id, document, raw, CITIES};
+use crate::{doc_id, document, event, raw, CITIES};
 use pocketdb::{
-    BufferOptions, CheckpointOptions, Collection, Database, Durability, Explain, IndexOptions,
-    Options, Synchronous,
+    BufferOptions, ChangeRetention, CheckpointMode, CheckpointOptions, Collection, Database,
+    Durability, Explain, IndexOptions, Options, Synchronous,
 };
 use serde_json::{json, Map, Value};
 use std::fmt;
@@ -65,11 +65,18 @@ pub enum Workload {
     /// against the same query on one file through pocketdb (`speedup_vs_single_file`)
     /// and raw rusqlite.
     ShardedScan,
+    /// Storage of small event documents (`event`, seed 002's micro-documents):
+    /// `insert_many` in batches of 1,000, then the bytes of the database per document
+    /// (pages in use after a checkpoint), with the change log kept whole (the default)
+    /// and trimmed to its last 10,000 entries (`ChangeRetention`), against raw rusqlite
+    /// storing the same JSONB documents (`bytes_per_doc`, which is also MB per million
+    /// documents, `trimmed_log_bytes_per_doc`, `raw_bytes_per_doc`, `storage_vs_raw`).
+    EventStorage,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 16] = [
+    pub const ALL: [Workload; 17] = [
         Workload::InsertMany,
         Workload::InsertOne,
         Workload::GetById,
@@ -86,6 +93,7 @@ impl Workload {
         Workload::GroupBy,
         Workload::ShardedInsert,
         Workload::ShardedScan,
+        Workload::EventStorage,
     ];
 
     /// The workload's command-line name.
@@ -107,6 +115,7 @@ impl Workload {
             Workload::GroupBy => "group-by",
             Workload::ShardedInsert => "sharded-insert",
             Workload::ShardedScan => "sharded-scan",
+            Workload::EventStorage => "event-storage",
         }
     }
 }
@@ -246,9 +255,7 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
     let db_path = dir.join(format!("bench-{}.sqlite", config.workload.name()));
     let raw_path = dir.join(format!("bench-{}-raw.sqlite", config.workload.name()));
     for p in [&db_path, &raw_path] {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
-        }
+        remove_database_files(p);
     }
     let db = Database::open_with(&db_path, config.options())?;
     let coll = db.collection::<Value>("bench");
@@ -550,6 +557,62 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
             };
             (t.ops, t.seconds, t.raw_seconds)
         }
+        Workload::EventStorage => {
+            let t = Instant::now();
+            load_events(&coll, n)?;
+            let seconds = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let mut start = 0;
+            while start < n {
+                let end = (start + BATCH).min(n);
+                let docs: Vec<Value> = (start..end)
+                    .map(|i| {
+                        let mut d = event(i);
+                        if let Value::Object(m) = &mut d {
+                            m.shift_insert(0, "_id".to_string(), json!(doc_id(i)));
+                        }
+                        d
+                    })
+                    .collect();
+                raw::insert_batch(&mut conn, &docs)?;
+                start = end;
+            }
+            let raw_seconds = t.elapsed().as_secs_f64();
+            // The same events with the change log trimmed as it grows.
+            let trimmed_path = dir.join("bench-event-storage-trimmed.sqlite");
+            remove_database_files(&trimmed_path);
+            {
+                let trimmed = Database::open_with(&trimmed_path, config.options())?;
+                trimmed.set_change_retention(ChangeRetention::default().max_count(10_000))?;
+                load_events(&trimmed.collection::<Value>("bench"), n)?;
+                trimmed.trim_changes()?;
+                trimmed.checkpoint(CheckpointMode::Truncate)?;
+            }
+            db.checkpoint(CheckpointMode::Truncate)?;
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+            let per_doc = |path: &std::path::Path| -> Result<f64, BoxError> {
+                Ok(used_bytes(&rusqlite::Connection::open(path)?)? as f64 / n as f64)
+            };
+            let ours = per_doc(&db_path)?;
+            let trimmed = per_doc(&trimmed_path)?;
+            let raw_bytes = used_bytes(&conn)? as f64 / n as f64;
+            let text: usize = (0..n.min(1_000))
+                .map(|i| serde_json::to_string(&event(i)).map_or(0, |t| t.len()))
+                .sum();
+            extra.insert(
+                "json_bytes_per_doc".into(),
+                json!(text as f64 / n.min(1_000) as f64),
+            );
+            extra.insert("bytes_per_doc".into(), json!(ours));
+            extra.insert("trimmed_log_bytes_per_doc".into(), json!(trimmed));
+            extra.insert("raw_bytes_per_doc".into(), json!(raw_bytes));
+            extra.insert("storage_vs_raw".into(), json!(ours / raw_bytes.max(1e-9)));
+            extra.insert(
+                "trimmed_log_storage_vs_raw".into(),
+                json!(trimmed / raw_bytes.max(1e-9)),
+            );
+            (n, seconds, raw_seconds)
+        }
         Workload::GroupBy => {
             load(&coll, n)?;
             load_raw(&mut conn, n)?;
@@ -755,6 +818,34 @@ pub(crate) fn load(coll: &Collection<Value>, n: u64) -> Result<(), BoxError> {
         start = end;
     }
     Ok(())
+}
+
+/// Inserts events `0..n` (`event`) in batches of [`BATCH`].
+fn load_events(coll: &Collection<Value>, n: u64) -> Result<(), BoxError> {
+    let mut start = 0;
+    while start < n {
+        let end = (start + BATCH).min(n);
+        coll.insert_many((start..end).map(event))?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// Bytes of a database's pages in use (pages on the free list left out: a file does
+/// not shrink without `VACUUM`, but its free pages are reused first).
+fn used_bytes(conn: &rusqlite::Connection) -> Result<u64, BoxError> {
+    let pragma = |name: &str| -> rusqlite::Result<u64> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+            .map(|v| u64::try_from(v).unwrap_or(0))
+    };
+    Ok(pragma("page_count")?.saturating_sub(pragma("freelist_count")?) * pragma("page_size")?)
+}
+
+/// Deletes a database file and its WAL and shared-memory files, if there.
+fn remove_database_files(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
 }
 
 pub(crate) fn load_raw(conn: &mut rusqlite::Connection, n: u64) -> Result<(), BoxError> {

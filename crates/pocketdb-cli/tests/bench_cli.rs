@@ -105,3 +105,29 @@ fn bench_runs_with_sqlite_checkpoints_too() {
     assert_eq!(report["workload"], "update-one");
     assert_eq!(report["ops"], 300);
 }
+
+/// `event-storage` reports the bytes per document of pocketdb (change log whole and
+/// trimmed) and of raw rusqlite: the trimmed log costs less than the whole one, and
+/// both at least what raw stores.
+#[test]
+fn event_storage_reports_bytes_per_document() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN)
+        .args(["bench", "--workload", "event-storage", "--docs", "30000"])
+        .args(["--json", "--dir", tmp.path().to_str().unwrap()])
+        .output()
+        .expect("run pocketdb bench");
+    assert!(o.status.success(), "{o:?}");
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["workload"], "event-storage");
+    assert_eq!(report["ops"], 30000);
+    let bytes = |key: &str| report[key].as_f64().unwrap_or(0.0);
+    let (whole, trimmed, raw) = (
+        bytes("bytes_per_doc"),
+        bytes("trimmed_log_bytes_per_doc"),
+        bytes("raw_bytes_per_doc"),
+    );
+    assert!(raw > bytes("json_bytes_per_doc"), "{report}");
+    assert!(trimmed >= raw * 0.95 && trimmed < whole, "{report}");
+    assert!(whole < raw * 2.0, "{report}");
+}
