@@ -774,6 +774,15 @@ fn operators_compute_from_the_plaintext_of_encrypted_fields() -> pocketdb::Resul
             json!({"$inc": {"balance": 1}, "$addToSet": {"tags": "a"}}),
         )?;
         assert_eq!((r.matched_count, r.modified_count), (3, 3));
+        let bulk = accounts.bulk_write(
+            vec![pocketdb::WriteModel::UpdateOne {
+                filter: json!({"_id": 3}),
+                update: json!({"$inc": {"balance": 10}}),
+                options: pocketdb::UpdateOptions::default(),
+            }],
+            true,
+        )?;
+        assert_eq!(bulk.modified_count, 1);
         let after = accounts.find_one_and_update(
             json!({"_id": 2}),
             json!({"$pull": {"tags": "a"}, "$inc": {"balance": -50}}),
@@ -806,6 +815,8 @@ fn operators_compute_from_the_plaintext_of_encrypted_fields() -> pocketdb::Resul
             json!({"pin": 1002, "words": ["alpha", "beta"]})
         );
         assert_eq!(one["cards"], json!([{"number": "4111"}]));
+        let three = accounts.find_one(json!({"_id": 3}))?.expect("stored");
+        assert_eq!(three["balance"], 311);
         // The deterministic field is queried by its new value.
         assert_eq!(
             accounts.count_documents(json!({"code": 14}))?,
