@@ -197,4 +197,25 @@ fn change_sequence_survives_a_log_trimmed_empty() {
     assert_eq!(after[0].seq, last + 1);
     coll.delete_one(json!({"_id": 2})).unwrap();
     assert_eq!(coll.changes_since(0, 10).unwrap()[1].seq, last + 2);
+
+    // An `insert_many` into an emptied log: its first entry continues the numbering,
+    // the others follow it (SQLite numbering them once the first is in).
+    db.set_change_retention(
+        pocketdb::ChangeRetention::default().max_age(std::time::Duration::ZERO),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    db.trim_changes().unwrap();
+    assert!(coll.changes_since(0, 10).unwrap().is_empty());
+    db.set_change_retention(pocketdb::ChangeRetention::default())
+        .unwrap();
+    coll.insert_many((10..14).map(|i| json!({"_id": i})))
+        .unwrap();
+    let seqs: Vec<i64> = coll
+        .changes_since(0, 10)
+        .unwrap()
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    assert_eq!(seqs, [last + 3, last + 4, last + 5, last + 6]);
 }

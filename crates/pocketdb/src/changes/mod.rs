@@ -159,6 +159,16 @@ pub(crate) fn recorder(conn: &Connection) -> Result<rusqlite::CachedStatement<'_
     Ok(conn.prepare_cached(RECORD_SQL)?)
 }
 
+/// [`recorder`] for the entries after the first of a write transaction: the log then
+/// holds at least the entry just added, so SQLite's own choice of `seq` (one above the
+/// largest) is the number [`RECORD_SQL`] computes, without its look-ups.
+pub(crate) fn appender(conn: &Connection) -> Result<rusqlite::CachedStatement<'_>> {
+    Ok(conn.prepare_cached(APPEND_SQL)?)
+}
+
+const APPEND_SQL: &str = "INSERT INTO _pocketdb_changes(collection, doc_id, op, rev, ts, fields)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
 /// [`record`] through a statement from [`recorder`].
 pub(crate) fn record_prepared(
     stmt: &mut rusqlite::CachedStatement<'_>,

@@ -1718,7 +1718,10 @@ pub(crate) struct Inserter<'c> {
     table: String,
     indexes: Arc<IndexSet>,
     insert: rusqlite::CachedStatement<'c>,
+    /// Records the first change-log entry ([`changes::recorder`]), then, once that one
+    /// is in, `appender` the others.
     change: rusqlite::CachedStatement<'c>,
+    appender: Option<rusqlite::CachedStatement<'c>>,
     now: i64,
 }
 
@@ -1736,6 +1739,7 @@ impl<'c> Inserter<'c> {
             indexes: db.inner.indexes.get(conn, name)?,
             insert,
             change: changes::recorder(conn)?,
+            appender: None,
             table,
             now: changes::now_millis(),
         })
@@ -1796,14 +1800,15 @@ impl<'c> Inserter<'c> {
                 index::after_write(self.conn, &self.indexes, rid, None, Some(doc))?;
             }
         }
-        changes::record_prepared(
-            &mut self.change,
-            &self.name,
-            &p.key,
-            ChangeOp::Insert,
-            1,
-            self.now,
-        )
+        let stmt = match &mut self.appender {
+            Some(appender) => appender,
+            None => &mut self.change,
+        };
+        changes::record_prepared(stmt, &self.name, &p.key, ChangeOp::Insert, 1, self.now)?;
+        if self.appender.is_none() {
+            self.appender = Some(changes::appender(self.conn)?);
+        }
+        Ok(())
     }
 }
 
