@@ -189,15 +189,19 @@ impl<T: Document> Collection<T> {
                     .filter(|(_, d)| d.id_given)
                     .map(|(_, d)| &d.key),
             );
-            let stored = self.stored_keys(&unknown)?;
-            if let Some(docs) = &unique {
-                let keyed: Vec<(&str, &Value)> = items
-                    .iter()
-                    .zip(docs)
-                    .map(|((_, d), doc)| (&*d.key, doc))
-                    .collect();
-                claims = self.claims(&keyed)?;
-            }
+            let stored = match &unique {
+                None => self.stored_keys(&unknown)?,
+                Some(docs) => {
+                    let keyed: Vec<(&str, &Value)> = items
+                        .iter()
+                        .zip(docs)
+                        .map(|((_, d), doc)| (&*d.key, doc))
+                        .collect();
+                    let (stored, found) = self.stored_keys_and_claims(&unknown, &keyed)?;
+                    claims = found;
+                    stored
+                }
+            };
             let attempt = buffer.append(|tx| {
                 if (any_given || unique.is_some()) && tx.apply_gen() != generation {
                     // Writes moved from the buffer to SQLite since the keys were read.
@@ -556,21 +560,53 @@ impl<T: Document> Collection<T> {
     /// computed gets its error.
     fn claims(&self, docs: &[(&str, &Value)]) -> Result<Vec<Result<Vec<UniqueClaim>>>> {
         let table = table_name(&self.name);
-        self.db.read(|conn| {
-            in_read_transaction(conn, true, || {
-                // Read with the holders: the applier may have turned an index multikey
-                // since the caller looked.
-                let set = self.indexes(conn)?;
-                let mut out = Vec::with_capacity(docs.len());
-                for (key, doc) in docs {
-                    match crate::index::unique_claims(conn, &table, &set, key, doc) {
-                        Err(e) if !is_document_error(&e) => return Err(e),
-                        claims => out.push(claims),
-                    }
-                }
-                Ok(out)
-            })
-        })
+        self.db
+            .read(|conn| in_read_transaction(conn, true, || self.claims_in(conn, &table, docs)))
+    }
+
+    /// [`claims`](Self::claims) on a connection, inside the caller's read snapshot.
+    fn claims_in(
+        &self,
+        conn: &Connection,
+        table: &str,
+        docs: &[(&str, &Value)],
+    ) -> Result<Vec<Result<Vec<UniqueClaim>>>> {
+        // Read with the holders: the applier may have turned an index multikey since
+        // the caller looked.
+        let set = self.indexes(conn)?;
+        let mut out = Vec::with_capacity(docs.len());
+        for (key, doc) in docs {
+            match crate::index::unique_claims(conn, table, &set, key, doc) {
+                Err(e) if !is_document_error(&e) => return Err(e),
+                claims => out.push(claims),
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`stored_keys`](Self::stored_keys) and [`claims`](Self::claims) in one read
+    /// snapshot (one read lock, where each took its own).
+    fn stored_keys_and_claims(
+        &self,
+        keys: &[Arc<str>],
+        docs: &[(&str, &Value)],
+    ) -> Result<StoredAndClaims> {
+        let table = table_name(&self.name);
+        self.read(
+            |conn| {
+                in_read_transaction(conn, true, || {
+                    let stored = stored_keys_in(conn, &table, keys)?;
+                    Ok((stored, self.claims_in(conn, &table, docs)?))
+                })
+            },
+            // No collection: nothing stored, no index to claim keys of.
+            || {
+                (
+                    HashSet::new(),
+                    docs.iter().map(|_| Ok(Vec::new())).collect(),
+                )
+            },
+        )
     }
 
     /// The error of a write whose unique key another document holds.
@@ -588,10 +624,7 @@ impl<T: Document> Collection<T> {
         Ok(row.map(|r| r.doc))
     }
 
-    /// Which of `keys` are stored (ignoring the buffer). Keys above the largest stored
-    /// one cannot be stored: with increasing `_id`s (ObjectIds, counters) a batch costs
-    /// one seek to the end of the `_id` index instead of one per key. The others are
-    /// looked up one by one when few, else with one `IN` query per 1,000 keys.
+    /// Which of `keys` are stored (ignoring the buffer), see [`stored_keys_in`].
     fn stored_keys(&self, keys: &[Arc<str>]) -> Result<HashSet<String>> {
         if keys.is_empty() {
             return Ok(HashSet::new());
@@ -599,41 +632,8 @@ impl<T: Document> Collection<T> {
         let table = table_name(&self.name);
         self.read(
             |conn| {
-                let mut found = HashSet::new();
-                // The `id` column is TEXT with SQLite's binary collation: `max` orders
-                // keys bytewise, as `str`'s `Ord` does.
-                let max: Option<String> = conn
-                    .prepare_cached(&format!("SELECT max(id) FROM {table}"))?
-                    .query_row([], |r| r.get(0))?;
-                let Some(max) = max else {
-                    return Ok(found);
-                };
-                let candidates: Vec<&str> = keys
-                    .iter()
-                    .map(|k| &**k)
-                    .filter(|k| *k <= max.as_str())
-                    .collect();
-                if candidates.len() <= FEW_KEYS {
-                    let mut stmt =
-                        conn.prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1"))?;
-                    for key in candidates {
-                        if stmt.exists([key])? {
-                            found.insert(key.to_string());
-                        }
-                    }
-                    return Ok(found);
-                }
-                for chunk in candidates.chunks(STORED_KEYS_CHUNK) {
-                    let marks = vec!["?"; chunk.len()].join(",");
-                    let mut stmt = conn
-                        .prepare_cached(&format!("SELECT id FROM {table} WHERE id IN ({marks})"))?;
-                    let params = rusqlite::params_from_iter(chunk.iter());
-                    let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
-                    for row in rows {
-                        found.insert(row?);
-                    }
-                }
-                Ok(found)
+                // One statement reads in its own snapshot; several share one.
+                in_read_transaction(conn, keys.len() > 1, || stored_keys_in(conn, &table, keys))
             },
             HashSet::new,
         )
@@ -731,6 +731,60 @@ impl<T: Document> Collection<T> {
 
 /// False when the JSON text `text` holds fewer than two arrays (fewer than two `[`), so
 /// it cannot give any index too many keys and need not be parsed to be checked.
+/// What [`Collection::stored_keys_and_claims`] reads: the stored keys, and each
+/// document's unique claims.
+type StoredAndClaims = (HashSet<String>, Vec<Result<Vec<UniqueClaim>>>);
+
+/// Which of `keys` are stored in `table`. A few are looked up one by one; more are
+/// first held against the largest stored key, which with increasing `_id`s (ObjectIds,
+/// counters) leaves none to look up, and the rest are read with one `IN` query per
+/// [`STORED_KEYS_CHUNK`] keys.
+fn stored_keys_in(conn: &Connection, table: &str, keys: &[Arc<str>]) -> Result<HashSet<String>> {
+    let mut found = HashSet::new();
+    let lookup = |found: &mut HashSet<String>, candidates: &[&str]| -> Result<()> {
+        let mut stmt = conn.prepare_cached(&format!("SELECT 1 FROM {table} WHERE id = ?1"))?;
+        for key in candidates {
+            if stmt.exists([key])? {
+                found.insert(key.to_string());
+            }
+        }
+        Ok(())
+    };
+    if keys.len() <= FEW_KEYS {
+        let candidates: Vec<&str> = keys.iter().map(|k| &**k).collect();
+        lookup(&mut found, &candidates)?;
+        return Ok(found);
+    }
+    // The `id` column is TEXT with SQLite's binary collation: `max` orders keys
+    // bytewise, as `str`'s `Ord` does.
+    let max: Option<String> = conn
+        .prepare_cached(&format!("SELECT max(id) FROM {table}"))?
+        .query_row([], |r| r.get(0))?;
+    let Some(max) = max else {
+        return Ok(found);
+    };
+    let candidates: Vec<&str> = keys
+        .iter()
+        .map(|k| &**k)
+        .filter(|k| *k <= max.as_str())
+        .collect();
+    if candidates.len() <= FEW_KEYS {
+        lookup(&mut found, &candidates)?;
+        return Ok(found);
+    }
+    for chunk in candidates.chunks(STORED_KEYS_CHUNK) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT id FROM {table} WHERE id IN ({marks})"))?;
+        let params = rusqlite::params_from_iter(chunk.iter());
+        let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
+        for row in rows {
+            found.insert(row?);
+        }
+    }
+    Ok(found)
+}
+
 fn two_arrays(text: &str) -> bool {
     text.find('[')
         .is_some_and(|at| text[at + 1..].contains('['))
