@@ -811,21 +811,24 @@ pub fn run(config: &Config) -> Result<Report, BoxError> {
 const BATCH: u64 = 1_000;
 
 pub(crate) fn load(coll: &Collection<Value>, n: u64) -> Result<(), BoxError> {
-    let mut start = 0;
-    while start < n {
-        let end = (start + BATCH).min(n);
-        coll.insert_many((start..end).map(document))?;
-        start = end;
-    }
-    Ok(())
+    load_generated(coll, n, document)
 }
 
 /// Inserts events `0..n` (`event`) in batches of [`BATCH`].
 fn load_events(coll: &Collection<Value>, n: u64) -> Result<(), BoxError> {
+    load_generated(coll, n, event)
+}
+
+/// Inserts `generate(0..n)` in batches of [`BATCH`].
+fn load_generated(
+    coll: &Collection<Value>,
+    n: u64,
+    generate: fn(u64) -> Value,
+) -> Result<(), BoxError> {
     let mut start = 0;
     while start < n {
         let end = (start + BATCH).min(n);
-        coll.insert_many((start..end).map(event))?;
+        coll.insert_many((start..end).map(generate))?;
         start = end;
     }
     Ok(())

@@ -181,15 +181,18 @@ fn change_sequence_survives_a_log_trimmed_empty() {
         coll.insert_one(json!({"_id": i})).unwrap();
     }
     let last = coll.changes_since(0, 10).unwrap()[2].seq;
-    db.set_change_retention(
-        pocketdb::ChangeRetention::default().max_age(std::time::Duration::ZERO),
-    )
-    .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(5));
-    db.trim_changes().unwrap();
-    assert!(coll.changes_since(0, 10).unwrap().is_empty());
-    db.set_change_retention(pocketdb::ChangeRetention::default())
+    let trim_everything = || {
+        db.set_change_retention(
+            pocketdb::ChangeRetention::default().max_age(std::time::Duration::ZERO),
+        )
         .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        db.trim_changes().unwrap();
+        assert!(coll.changes_since(0, 10).unwrap().is_empty());
+        db.set_change_retention(pocketdb::ChangeRetention::default())
+            .unwrap();
+    };
+    trim_everything();
     coll.update_one(json!({"_id": 1}), json!({"$set": {"a": 1}}))
         .unwrap();
     let after = coll.changes_since(0, 10).unwrap();
@@ -200,15 +203,7 @@ fn change_sequence_survives_a_log_trimmed_empty() {
 
     // An `insert_many` into an emptied log: its first entry continues the numbering,
     // the others follow it (SQLite numbering them once the first is in).
-    db.set_change_retention(
-        pocketdb::ChangeRetention::default().max_age(std::time::Duration::ZERO),
-    )
-    .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(5));
-    db.trim_changes().unwrap();
-    assert!(coll.changes_since(0, 10).unwrap().is_empty());
-    db.set_change_retention(pocketdb::ChangeRetention::default())
-        .unwrap();
+    trim_everything();
     coll.insert_many((10..14).map(|i| json!({"_id": i})))
         .unwrap();
     let seqs: Vec<i64> = coll
