@@ -213,4 +213,55 @@ fn change_sequence_survives_a_log_trimmed_empty() {
         .map(|c| c.seq)
         .collect();
     assert_eq!(seqs, [last + 3, last + 4, last + 5, last + 6]);
+
+    // Dropping a collection records an entry too.
+    let other = db.collection::<Value>("other");
+    other.insert_one(json!({"_id": 1})).unwrap();
+    trim_everything();
+    assert!(other.drop().unwrap());
+    coll.insert_one(json!({"_id": 20})).unwrap();
+    let seqs: Vec<i64> = db
+        .changes_since(0, 10)
+        .unwrap()
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    assert_eq!(seqs, [last + 8, last + 9]);
+}
+
+/// Under group commit, a batch whose first write fails (its entry rolled back with its
+/// savepoint) still numbers the entries of the others after the trimmed ones.
+#[test]
+fn group_commit_numbers_entries_after_a_log_trimmed_empty() {
+    let db = Database::memory_with(
+        pocketdb::Options::default().durability(pocketdb::Durability::GroupCommit),
+    )
+    .unwrap();
+    let coll = db.collection::<Value>("c");
+    coll.insert_many((0..5).map(|i| json!({"_id": i}))).unwrap();
+    db.set_change_retention(pocketdb::ChangeRetention::default().max_count(0))
+        .unwrap();
+    db.trim_changes().unwrap();
+    assert!(db.changes_since(0, 10).unwrap().is_empty());
+    db.set_change_retention(pocketdb::ChangeRetention::default())
+        .unwrap();
+    // Half of the writers repeat an `_id` (a failed write whose entry is rolled back),
+    // the others insert new documents, all at once.
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let coll = coll.clone();
+            s.spawn(move || {
+                let id = if t % 2 == 0 { t / 2 } else { 100 + t };
+                let outcome = coll.insert_one(json!({"_id": id}));
+                assert_eq!(outcome.is_ok(), t % 2 == 1, "writer {t}: {outcome:?}");
+            });
+        }
+    });
+    let seqs: Vec<i64> = db
+        .changes_since(0, 10)
+        .unwrap()
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    assert_eq!(seqs, [6, 7, 8, 9]);
 }

@@ -156,21 +156,35 @@ pub(crate) fn record_update(
 /// The prepared statement appending change-log entries, for a caller recording many
 /// (see [`record_prepared`]).
 pub(crate) fn recorder(conn: &Connection) -> Result<rusqlite::CachedStatement<'_>> {
-    Ok(conn.prepare_cached(RECORD_SQL)?)
-}
-
-/// [`recorder`] for the entries after the first of a write transaction: the log then
-/// holds at least the entry just added, so SQLite's own choice of `seq` (one above the
-/// largest) is the number [`RECORD_SQL`] computes, without its look-ups.
-pub(crate) fn appender(conn: &Connection) -> Result<rusqlite::CachedStatement<'_>> {
     Ok(conn.prepare_cached(APPEND_SQL)?)
 }
 
+/// Appends an entry and lets SQLite number it: one above the largest `seq`, which is the
+/// next number whenever the log holds an entry. An empty log makes SQLite pick 1, the
+/// one case [`renumber_first`] corrects. So a number is never used twice, as
+/// `AUTOINCREMENT` guarantees, but without its `sqlite_sequence` row (one more page
+/// written and checkpointed per write) and without a `max(seq)` look-up per entry.
 const APPEND_SQL: &str = "INSERT INTO _pocketdb_changes(collection, doc_id, op, rev, ts, fields)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
-/// [`record`] through a statement from [`recorder`].
+/// After an entry was appended as `seq`: when that is 1, the log was empty, and if
+/// retention had trimmed it empty (`changes_trimmed_through`, see `retention`) the entry
+/// is renumbered to follow the last trimmed one, so a resume token never goes back.
+fn renumber_first(conn: &Connection, seq: i64) -> Result<()> {
+    if seq != 1 {
+        return Ok(());
+    }
+    let through = retention::trimmed_through(conn)?;
+    if through > 0 {
+        conn.prepare_cached("UPDATE _pocketdb_changes SET seq = ?1 WHERE seq = 1")?
+            .execute([through.saturating_add(1)])?;
+    }
+    Ok(())
+}
+
+/// [`record`] through a statement from [`recorder`] (prepared on `conn`).
 pub(crate) fn record_prepared(
+    conn: &Connection,
     stmt: &mut rusqlite::CachedStatement<'_>,
     collection: &str,
     id_key: &str,
@@ -178,7 +192,7 @@ pub(crate) fn record_prepared(
     rev: i64,
     ts_millis: i64,
 ) -> Result<()> {
-    stmt.execute(params![
+    let seq = stmt.insert(params![
         collection,
         id_key,
         op.as_str(),
@@ -186,22 +200,8 @@ pub(crate) fn record_prepared(
         ts_millis,
         None::<&str>
     ])?;
-    Ok(())
+    renumber_first(conn, seq)
 }
-
-/// Appends an entry with the next sequence number: one above the last entry's, or above
-/// the last one trimmed (`changes_trimmed_through`, see `retention`) when trimming
-/// emptied the log. So a number is never used twice, as `AUTOINCREMENT` guarantees, but
-/// without its `sqlite_sequence` row, which is one more page written (and
-/// checkpointed) per write. `coalesce` reads the meta row only when the log is empty.
-const RECORD_SQL: &str =
-    "INSERT INTO _pocketdb_changes(seq, collection, doc_id, op, rev, ts, fields)
-         VALUES ((SELECT coalesce(max(seq),
-                      (SELECT CAST(value AS INTEGER) FROM _pocketdb_meta
-                       WHERE key = 'changes_trimmed_through'),
-                      0) + 1
-                  FROM _pocketdb_changes),
-                 ?1, ?2, ?3, ?4, ?5, ?6)";
 
 fn record_with_fields(
     conn: &Connection,
@@ -212,8 +212,7 @@ fn record_with_fields(
     ts_millis: i64,
     fields: Option<&str>,
 ) -> Result<()> {
-    let mut stmt = conn.prepare_cached(RECORD_SQL)?;
-    stmt.execute(params![
+    let seq = conn.prepare_cached(APPEND_SQL)?.insert(params![
         collection,
         id_key,
         op.as_str(),
@@ -221,7 +220,7 @@ fn record_with_fields(
         ts_millis,
         fields
     ])?;
-    Ok(())
+    renumber_first(conn, seq)
 }
 
 /// Reads entries with `seq > since`, oldest first, optionally for one collection.
@@ -299,14 +298,4 @@ pub(crate) fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn record_sql_names_the_trimmed_key() {
-        assert!(RECORD_SQL.contains(&format!("'{}'", retention::TRIMMED_KEY)));
-    }
 }

@@ -1718,10 +1718,8 @@ pub(crate) struct Inserter<'c> {
     table: String,
     indexes: Arc<IndexSet>,
     insert: rusqlite::CachedStatement<'c>,
-    /// Records the first change-log entry ([`changes::recorder`]), then, once that one
-    /// is in, `appender` the others.
+    /// Records the change-log entries ([`changes::recorder`]).
     change: rusqlite::CachedStatement<'c>,
-    appender: Option<rusqlite::CachedStatement<'c>>,
     now: i64,
 }
 
@@ -1739,7 +1737,6 @@ impl<'c> Inserter<'c> {
             indexes: db.inner.indexes.get(conn, name)?,
             insert,
             change: changes::recorder(conn)?,
-            appender: None,
             table,
             now: changes::now_millis(),
         })
@@ -1800,15 +1797,15 @@ impl<'c> Inserter<'c> {
                 index::after_write(self.conn, &self.indexes, rid, None, Some(doc))?;
             }
         }
-        let stmt = match &mut self.appender {
-            Some(appender) => appender,
-            None => &mut self.change,
-        };
-        changes::record_prepared(stmt, &self.name, &p.key, ChangeOp::Insert, 1, self.now)?;
-        if self.appender.is_none() {
-            self.appender = Some(changes::appender(self.conn)?);
-        }
-        Ok(())
+        changes::record_prepared(
+            self.conn,
+            &mut self.change,
+            &self.name,
+            &p.key,
+            ChangeOp::Insert,
+            1,
+            self.now,
+        )
     }
 }
 
