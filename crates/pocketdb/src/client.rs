@@ -1,6 +1,7 @@
 //! A client: a directory of databases, one SQLite file each (`<dir>/<name>.sqlite`).
 
 use crate::database::Database;
+use crate::engine::buffer;
 use crate::engine::schema::validate_database_name;
 use crate::engine::Options;
 use crate::error::{Error, Result};
@@ -114,25 +115,71 @@ impl Client {
         Ok(names)
     }
 
-    /// Deletes a database's file (and its WAL). Handles still open on it keep working
-    /// on the unlinked file until dropped. Fails with `DatabaseNotFound` when absent.
+    /// Deletes a database: its file with its WAL, shared-memory and buffer-log
+    /// companions, and the member files of its sharded and partitioned collections
+    /// (`<name>.shards/`, `<name>.parts/`), so that a database created again under the
+    /// name starts empty. Writes still buffered and not applied are discarded with it.
+    ///
+    /// Handles still open on it in `Sync` or group-commit mode keep working on the
+    /// unlinked file until dropped. Fails with `DatabaseNotFound` when absent, and with
+    /// `Error::Buffer` while a handle (of this process or another) buffers writes to it:
+    /// its log would outlive the drop.
     pub fn drop_database(&self, name: &str) -> Result<()> {
         let path = self.database_path(name)?;
-        self.inner
+        // This client's handle goes first (with it, its buffer's log lock).
+        let cached = self
+            .inner
             .open
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name);
+        drop(cached);
         if !path.exists() {
             return Err(Error::DatabaseNotFound(name.to_string()));
         }
-        std::fs::remove_file(&path)?;
-        for suffix in ["-wal", "-shm"] {
-            let side = self.inner.dir.join(format!("{name}.sqlite{suffix}"));
-            if side.exists() {
-                std::fs::remove_file(side)?;
+        let lock = log_lock_for_drop(&path, name)?;
+        remove_if_present(&path)?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            remove_if_present(&self.inner.dir.join(format!("{name}.sqlite{suffix}")))?;
+        }
+        buffer::remove_logs(&path, &lock)?;
+        for kind in ["shards", "parts"] {
+            match std::fs::remove_dir_all(self.inner.dir.join(format!("{name}.{kind}"))) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
             }
         }
+        // The lock file last: while it is held, no handle starts buffering on the files
+        // being removed.
+        remove_if_present(&buffer::lock_path(&path))?;
+        drop(lock);
         Ok(())
+    }
+}
+
+/// Takes the buffer-log lock of the database file `path` for [`Client::drop_database`].
+/// A buffered handle dropped just before may still be stopping its applier thread: its
+/// lock is waited for a moment before the drop is refused.
+fn log_lock_for_drop(path: &Path, name: &str) -> Result<buffer::LogLock> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        if let Some(lock) = buffer::lock_logs(path)? {
+            return Ok(lock);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Buffer(format!(
+                "database '{name}' is open with buffered writes by another handle; \
+                 close it before dropping the database"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Removes a file; nothing to do when it does not exist.
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
     }
 }

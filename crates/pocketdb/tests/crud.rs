@@ -801,3 +801,58 @@ fn find_and_modify_reports_upserts_and_updates() {
         .find_and_modify(json!({}), Modification::Update(json!({"a": 1})), &opts)
         .is_err());
 }
+
+/// Dropping a database removes everything stored for it: a database created again
+/// under its name starts empty, whatever the dropped one left beside its file (shard
+/// and partition files, a buffer log with writes not yet applied).
+#[test]
+fn dropped_database_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let sharded = client
+        .create_sharded_collection("app", "items", pocketdb::ShardOptions::new(2))
+        .unwrap();
+    sharded
+        .insert_many((0..20).map(|i| json!({"_id": i})))
+        .unwrap();
+    drop(sharded);
+    client.drop_database("app").unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let again = client
+        .create_sharded_collection("app", "items", pocketdb::ShardOptions::new(2))
+        .unwrap();
+    assert_eq!(again.count_documents(json!({})).unwrap(), 0);
+}
+
+/// A buffered database dropped with writes not yet applied: they go with it (its log
+/// is not replayed into the database created again under its name). While a handle
+/// buffers writes to it, the drop is refused.
+#[test]
+fn dropped_buffered_database_discards_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = pocketdb::Options::default().durability(pocketdb::Durability::Buffered(
+        pocketdb::BufferOptions::default().flush_interval(std::time::Duration::from_secs(600)),
+    ));
+    let client = Client::open_with(dir.path(), options).unwrap();
+    let db = client.database("app").unwrap();
+    let c = db.collection::<Value>("c");
+    c.insert_many((0..10).map(|i| json!({"_id": i}))).unwrap();
+    let busy = client.drop_database("app");
+    assert!(matches!(busy, Err(Error::Buffer(_))), "{busy:?}");
+    // The refused drop changed nothing.
+    assert_eq!(c.count_documents(json!({})).unwrap(), 10);
+    drop(c);
+    drop(db);
+    client.drop_database("app").unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let again = client.database("app").unwrap().collection::<Value>("c");
+    assert_eq!(again.count_documents(json!({})).unwrap(), 0);
+}

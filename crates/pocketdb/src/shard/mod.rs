@@ -826,7 +826,6 @@ fn member_dir(db: &Database, name: &str, kind: &str) -> Result<PathBuf> {
     Ok(parent.join(format!("{stem}.{kind}")).join(name))
 }
 
-/// Deletes a database file with its WAL, shared-memory and buffer-log companions.
 /// Removes a directory and everything in it; nothing to do when it does not exist.
 fn remove_dir(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
@@ -835,6 +834,7 @@ fn remove_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// Deletes a database file with its WAL, shared-memory and buffer-log companions.
 fn remove_database_files(path: &Path) -> Result<()> {
     let Some(dir) = path.parent() else {
         return Ok(());

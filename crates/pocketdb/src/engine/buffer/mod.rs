@@ -381,18 +381,23 @@ pub(crate) struct LogLock {
 /// Takes the log lock of `db_path`: `None` when another handle (in this process or
 /// another) holds it.
 pub(crate) fn lock_logs(db_path: &Path) -> Result<Option<LogLock>> {
-    let mut path = db_path.as_os_str().to_owned();
-    path.push(".buffer-lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(PathBuf::from(path))?;
+        .open(lock_path(db_path))?;
     match file.try_lock() {
         Ok(()) => Ok(Some(LogLock { _file: file })),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
     }
+}
+
+/// The log lock file of the database file `db_path` (`<file>.buffer-lock`).
+pub(crate) fn lock_path(db_path: &Path) -> PathBuf {
+    let mut path = db_path.as_os_str().to_owned();
+    path.push(".buffer-lock");
+    PathBuf::from(path)
 }
 
 /// True when a buffer log of `db_path` exists (possibly holding unapplied writes).
