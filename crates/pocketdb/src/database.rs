@@ -360,17 +360,21 @@ impl Database {
     pub fn drop_collection(&self, name: &str) -> Result<bool> {
         validate_collection_name(name)?;
         let dropped = self.write(|conn| {
-            if !collection_exists(conn, name)? {
-                return Ok(false);
-            }
+            let Some(members) = spread_members(conn, name)? else {
+                return Ok(None);
+            };
             crate::index::on_drop_collection(conn, name)?;
             conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", table_name(name)))?;
             conn.execute("DELETE FROM _pocketdb_collections WHERE name = ?1", [name])?;
             changes::record(conn, name, "null", ChangeOp::Drop, 0, changes::now_millis())?;
-            Ok(true)
+            Ok(Some(members))
         })?;
         self.forget(name);
-        Ok(dropped)
+        // A sharded or partitioned collection's member files go with its catalog entry.
+        if let Some(Some(kind)) = dropped {
+            crate::shard::remove_members(self, name, kind)?;
+        }
+        Ok(dropped.is_some())
     }
 
     /// Renames a collection. Fails when `from` does not exist or `to` exists (unless
@@ -384,10 +388,23 @@ impl Database {
             ));
         }
         self.write(|conn| {
-            if !collection_exists(conn, from)? {
+            let Some(from_members) = spread_members(conn, from)? else {
                 return Err(Error::CollectionNotFound(from.to_string()));
+            };
+            let to_members = spread_members(conn, to)?;
+            // Their documents live in member files named after the collection.
+            for (name, kind) in [(from, from_members), (to, to_members.flatten())] {
+                if let Some(kind) = kind {
+                    return Err(Error::Shard {
+                        collection: name.to_string(),
+                        message: format!(
+                            "a collection whose documents live in member files (<db>.{kind}/) \
+                             cannot be renamed or replaced by a rename"
+                        ),
+                    });
+                }
             }
-            if collection_exists(conn, to)? {
+            if to_members.is_some() {
                 if !drop_target {
                     return Err(Error::CollectionExists(to.to_string()));
                 }
@@ -592,4 +609,21 @@ fn create_collection_in(conn: &Connection, name: &str, options: &CollectionOptio
     )?;
     crate::collection::expiry::install(conn, name, &options.options)?;
     Ok(())
+}
+
+/// `None` when the collection does not exist; otherwise the directory kind of its member
+/// files (`"shards"`, `"parts"`) when it is sharded or partitioned.
+fn spread_members(conn: &Connection, name: &str) -> Result<Option<Option<&'static str>>> {
+    let text: Option<String> = conn
+        .query_row(
+            "SELECT options FROM _pocketdb_collections WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let options: Map<String, Value> = serde_json::from_str(&text)?;
+    Ok(Some(crate::shard::member_kind(&options)))
 }

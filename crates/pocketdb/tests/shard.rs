@@ -941,3 +941,39 @@ fn aggregate_matches_a_single_file_collection() {
         Err(Error::InvalidPipeline { .. })
     ));
 }
+
+/// A sharded collection's documents live in member files named after it: a rename of
+/// it (or onto it) through its database is refused and changes nothing, and dropping
+/// it through its database removes its member files.
+#[test]
+fn database_level_rename_and_drop_of_a_sharded_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let sharded = client
+        .create_sharded_collection("app", "items", ShardOptions::new(2))
+        .unwrap();
+    sharded.insert_many((0..20).map(doc)).unwrap();
+    let db = client.database("app").unwrap();
+    db.collection::<Value>("plain")
+        .insert_one(json!({"a": 1}))
+        .unwrap();
+    for (from, to) in [("items", "things"), ("plain", "items")] {
+        let refused = db.rename_collection(from, to, true);
+        assert!(matches!(refused, Err(Error::Shard { .. })), "{refused:?}");
+    }
+    assert_eq!(sharded.count_documents(json!({})).unwrap(), 20);
+    assert_eq!(
+        db.collection::<Value>("plain")
+            .count_documents(json!({}))
+            .unwrap(),
+        1
+    );
+    let members = dir.path().join("app.shards/items");
+    assert!(members.exists());
+    assert!(db.drop_collection("items").unwrap());
+    assert!(!members.exists());
+    assert!(matches!(
+        client.sharded::<Value>("app", "items"),
+        Err(Error::CollectionNotFound(_))
+    ));
+}

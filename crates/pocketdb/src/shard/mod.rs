@@ -826,6 +826,25 @@ fn member_dir(db: &Database, name: &str, kind: &str) -> Result<PathBuf> {
     Ok(parent.join(format!("{stem}.{kind}")).join(name))
 }
 
+/// The directory kind of a collection's member files (`"shards"`, `"parts"`) from its
+/// catalog options; `None` for a collection stored in its database's own file.
+pub(crate) fn member_kind(options: &Map<String, Value>) -> Option<&'static str> {
+    if options.contains_key(SHARDED) {
+        Some("shards")
+    } else if options.contains_key(PARTITIONED) {
+        Some("parts")
+    } else {
+        None
+    }
+}
+
+/// Closes and deletes the member files of the dropped collection `name` of `db`
+/// (`kind` from [`member_kind`]).
+pub(crate) fn remove_members(db: &Database, name: &str, kind: &str) -> Result<()> {
+    let dir = member_dir(db, name, kind)?;
+    db.inner.shards.remove_under(&dir, || remove_dir(&dir))
+}
+
 /// Removes a directory and everything in it; nothing to do when it does not exist.
 fn remove_dir(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
