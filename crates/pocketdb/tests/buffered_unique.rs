@@ -177,6 +177,37 @@ fn a_unique_index_created_between_buffered_writes_is_checked_at_once() {
     );
 }
 
+/// A unique index created through another handle on the file: buffered writes check it
+/// from the applier's next batch on (the batch sees the catalog change); a write
+/// acknowledged before that is checked by the applier and dropped, reported.
+#[test]
+fn a_unique_index_created_by_another_handle_is_checked_after_the_next_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), "buf", busy());
+    let c = db.collection::<Value>("users");
+    c.insert_one(json!({"_id": 1, "email": "x"})).unwrap();
+    db.flush().unwrap();
+    let other = open(dir.path(), "buf", Durability::Sync);
+    other
+        .collection::<Value>("users")
+        .create_index(json!({"email": 1}), IndexOptions::default().unique(true))
+        .unwrap();
+    // Checked against what this handle knew: acknowledged, then applied (no conflict).
+    c.insert_one(json!({"_id": 2, "email": "y"})).unwrap();
+    db.flush().unwrap();
+    // The applier saw the new catalog: the index is checked before acknowledging.
+    assert_eq!(
+        refused_by(c.insert_one(json!({"_id": 3, "email": "x"}))),
+        "email_1"
+    );
+    db.flush().unwrap();
+    assert_eq!(db.buffer_stats().unwrap().dropped, 0);
+    assert_eq!(
+        emails(&c),
+        vec![(json!(1), json!("x")), (json!(2), json!("y"))]
+    );
+}
+
 #[test]
 fn concurrent_writers_never_share_a_unique_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -28,7 +28,9 @@
 //! The applier checks again; a write refused there (only possible when another process
 //! wrote the file meanwhile, or for a document past the key limit of a compound index
 //! over several arrays, not checked before) is dropped and reported through
-//! [`BufferEvent::Error`](crate::BufferEvent) and `BufferStats::dropped`.
+//! [`BufferEvent::Error`](crate::BufferEvent) and `BufferStats::dropped`. What writers
+//! check is remembered per collection; the applier reads the index catalog's generation
+//! in every batch and, when another handle changed an index, makes writers look again.
 //!
 //! Reads (`find`, `find_one`, `count_documents`, `distinct`, `estimated_count`) merge the
 //! buffered state of the collection over the stored documents: a buffered version of a
@@ -885,6 +887,9 @@ pub(crate) fn apply_buffered(
     // Fast path: no savepoints. When a write is refused, redo the batch with one
     // savepoint per write so only the refused ones are left out.
     let fast = db.write_direct(|conn| {
+        if let Some(buffer) = db.buffer() {
+            buffer.catalog_seen(&crate::index::current_gen(conn)?);
+        }
         let mut colls = Handles::default();
         let mut inserter: Option<Inserter<'_>> = None;
         for op in ops {

@@ -175,6 +175,9 @@ pub(crate) struct Buffer {
     /// taken: index changes of this handle happen there, while no writer holds the
     /// shared side.
     checks: Mutex<std::collections::HashMap<String, WriteChecks>>,
+    /// The index catalog generation the applier last saw: when it changes (an index
+    /// created or dropped through another handle), `checks` are forgotten.
+    catalog_gen: Mutex<Option<String>>,
     applied: AtomicU64,
     batches: AtomicU64,
     recovered: AtomicU64,
@@ -473,6 +476,7 @@ impl Buffer {
             progress: Condvar::new(),
             gate: RwLock::new(()),
             checks: Mutex::new(std::collections::HashMap::new()),
+            catalog_gen: Mutex::new(None),
             applied: AtomicU64::new(recovered),
             batches: AtomicU64::new(0),
             recovered: AtomicU64::new(recovered),
@@ -535,6 +539,20 @@ impl Buffer {
         let found = look()?;
         lock(&self.checks).insert(collection.to_string(), found.clone());
         Ok(found)
+    }
+
+    /// Called by the applier with the index catalog generation its batch reads: when
+    /// the catalog changed since the last batch (through another handle: this handle's
+    /// own index changes clear the checks under the exclusive gate), what writers check
+    /// is looked up again, so writes acknowledged from now on are checked against the
+    /// new indexes.
+    pub(crate) fn catalog_seen(&self, generation: &str) {
+        let mut seen = lock(&self.catalog_gen);
+        if seen.as_deref() != Some(generation) {
+            // Also at the first batch: checks found before it are of an unknown one.
+            lock(&self.checks).clear();
+            *seen = Some(generation.to_string());
+        }
     }
 
     /// Runs `f` with the buffer locked (after waiting for room), then writes the records
