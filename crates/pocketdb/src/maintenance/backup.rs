@@ -14,6 +14,12 @@
 //! * A restore replaces the database's content in one write transaction through the
 //!   backup API, so readers see either the old or the new content, and runs an
 //!   integrity check on the backup first and on the result afterwards.
+//! * In [`Durability::Buffered`](crate::Durability::Buffered) mode a backup first applies
+//!   the writes acknowledged before it (so it holds all of them), and a restore applies
+//!   them (they are then replaced) while holding buffered writers off. The file's
+//!   position in its buffer log (`buffer_applied_seq`) stays the live one, not the
+//!   backup's: the log belongs to the live file, and writes buffered after the restore
+//!   must replay after a crash.
 
 use crate::client::Client;
 use crate::database::Database;
@@ -23,6 +29,20 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Meta key of the last buffered write applied to the file.
+const BUFFER_APPLIED_KEY: &str = "buffer_applied_seq";
+
+/// The file's `buffer_applied_seq`, as stored.
+fn buffer_applied(conn: &Connection) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM _pocketdb_meta WHERE key = ?1",
+            [BUFFER_APPLIED_KEY],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
 
 /// Pages copied per step of the backup API (progress is reported after each).
 const PAGES_PER_STEP: i32 = 128;
@@ -166,6 +186,8 @@ impl Database {
         path: impl AsRef<Path>,
         progress: &mut dyn FnMut(BackupProgress),
     ) -> Result<BackupReport> {
+        // Writes acknowledged in buffered mode are in the copy once applied.
+        self.flush()?;
         match self.path() {
             Some(src) => {
                 let snapshot = Snapshot::open(src)?;
@@ -248,8 +270,24 @@ impl Database {
             )));
         }
         {
+            // Buffered writes acknowledged before the restore are applied (and then
+            // replaced), later ones wait for it.
+            let _exclusive = self.buffer().map(|b| b.exclusive()).transpose()?;
             let mut writer = self.inner.pool.writer();
+            // The buffer log is the live file's: its position stays the live one.
+            let applied = buffer_applied(&writer)?;
             copy(&src, &mut writer, self.name(), progress)?;
+            match applied {
+                Some(seq) => writer.execute(
+                    "INSERT INTO _pocketdb_meta(key, value) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [BUFFER_APPLIED_KEY, &seq],
+                )?,
+                None => writer.execute(
+                    "DELETE FROM _pocketdb_meta WHERE key = ?1",
+                    [BUFFER_APPLIED_KEY],
+                )?,
+            };
             let problems = super::check::integrity_problems(&writer, true)?;
             if !problems.is_empty() {
                 return Err(Error::Incompatible(format!(
@@ -294,7 +332,14 @@ impl Client {
             files.extend(members);
         }
         // The cut: with every writer held, no write is in flight; open the snapshots.
+        // Buffered databases apply what they acknowledged first and hold their
+        // buffered writers off until then.
         let snapshots = {
+            let _gates = files
+                .iter()
+                .filter_map(|(_, d)| d.buffer())
+                .map(|b| b.exclusive())
+                .collect::<Result<Vec<_>>>()?;
             let _writers: Vec<_> = files.iter().map(|(_, d)| d.inner.pool.writer()).collect();
             files
                 .iter()
