@@ -280,6 +280,18 @@ fn backup_and_restore_of_a_buffered_database() {
         10
     );
     drop(copy);
+    c.insert_one(json!({"_id": 100})).unwrap();
+    let compacted = dir.path().join("compacted.sqlite");
+    db.vacuum_into(&compacted).unwrap();
+    let copy = Database::open(&compacted).unwrap();
+    assert_eq!(
+        copy.collection::<Value>("c")
+            .count_documents(json!({}))
+            .unwrap(),
+        11
+    );
+    drop(copy);
+    c.delete_one(json!({"_id": 100})).unwrap();
     // Acknowledged after the backup, still buffered when the restore comes.
     c.insert_many((10..15).map(|i| json!({"_id": i}))).unwrap();
     db.restore_from(&backup).unwrap();

@@ -213,7 +213,8 @@ impl Database {
     }
 
     /// Writes a compacted copy of the database to `path` (`VACUUM INTO`): a consistent
-    /// snapshot like [`backup_to`](Database::backup_to), smaller, without progress.
+    /// snapshot like [`backup_to`](Database::backup_to) (holding, in buffered mode, every
+    /// write acknowledged before it), smaller, without progress.
     pub fn vacuum_into(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         if path.exists() {
@@ -222,6 +223,7 @@ impl Database {
                 path.display()
             )));
         }
+        self.flush()?;
         let target = path.to_string_lossy().into_owned();
         match self.path() {
             Some(_) => self.read(|conn| Ok(conn.execute("VACUUM INTO ?1", [&target])?))?,
