@@ -147,6 +147,49 @@ db.users.find({}, {_id: 1})
 }
 
 #[test]
+fn shell_renames_collections_and_drops_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"db.users.insertOne({_id: 1})
+db.x.insertOne({_id: 2})
+db.users.renameCollection("people")
+db.people.renameCollection("x")
+db.people.renameCollection("x", true)
+show collections
+db.x.findOne()
+db.dropDatabase()
+show collections
+db.y.insertOne({_id: 3})
+show collections
+"#;
+    let out = run_in(dir.path(), &["shell"], script);
+    assert_ok(&out);
+    assert_eq!(
+        json_lines(&out),
+        vec![
+            json!({"acknowledged": true, "insertedId": 1}),
+            json!({"acknowledged": true, "insertedId": 2}),
+            json!({"ok": 1}),
+            json!({"ok": 1}),
+            json!("x"),
+            json!({"_id": 1}),
+            json!({"ok": 1, "dropped": "test"}),
+            json!({"acknowledged": true, "insertedId": 3}),
+            json!("y"),
+        ]
+    );
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    // Without a client directory there is no database to drop.
+    let out = run_in(
+        dir.path(),
+        &["shell", "--db", "one.db"],
+        "db.dropDatabase()\n",
+    );
+    assert!(stderr(&out).contains("--dir"), "{}", stderr(&out));
+}
+
+#[test]
 fn shell_multi_line_statement_from_a_pipe() {
     let dir = tempfile::tempdir().unwrap();
     let script = "db.users.insertMany([\n  {_id: 1},\n  {_id: 2},\n])\ndb.users.countDocuments()\n";

@@ -42,6 +42,7 @@ Statements:
                                             maxAwaitTimeMS (default 10000) without one
   db.getCollection(\"name\").<method>(...)    db.getCollectionNames()
   db.runCommand({...})                      db.createCollection(\"name\")
+  db.<coll>.renameCollection(\"to\", dropTarget)   db.dropDatabase()
   show collections   show dbs   use <db>   db   help   exit
 Documents are relaxed JSON: {name: 'Ada', tags: ['a', 'b',]}, regexes /^A/i, ObjectId('...').";
 
@@ -240,6 +241,12 @@ impl Shell {
             }
         };
         let calls: Vec<Call> = calls.collect();
+        if calls
+            .first()
+            .is_some_and(|c| c.method == "renameCollection")
+        {
+            return self.rename_collection(&name, calls, out);
+        }
         if calls.is_empty() {
             return Err(format!(
                 "call a method on the collection, e.g. db.getCollection('{name}').find()"
@@ -248,6 +255,46 @@ impl Shell {
         }
         let coll = self.target.db.resolve_collection(&name).map_err(db_error)?;
         collection_call(&*coll, calls, out)
+    }
+
+    /// `db.<coll>.renameCollection(to, dropTarget)`: a method of the collection in
+    /// mongosh, a rename in the database here.
+    fn rename_collection(
+        &self,
+        from: &str,
+        calls: Vec<Call>,
+        out: &mut impl Write,
+    ) -> Result<(), ShellError> {
+        let mut calls = calls.into_iter();
+        let Some(Call { method, args }) = calls.next() else {
+            return Ok(());
+        };
+        if let Some(next) = calls.next() {
+            return Err(format!(
+                "{method}() does not return a cursor: cannot call .{}()",
+                next.method
+            )
+            .into());
+        }
+        let a = Args::new(&method, args);
+        a.max(2)?;
+        let to = a.string(0, "new collection name")?;
+        let drop_target = match a.args.get(1) {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(format!(
+                    "renameCollection(): dropTarget must be true or false, not {other}"
+                )
+                .into())
+            }
+        };
+        self.target
+            .db
+            .rename_collection(from, &to, drop_target)
+            .map_err(db_error)?;
+        line(out, &spaced(&json!({"ok": 1})))?;
+        Ok(())
     }
 
     /// Runs a method of `db`; returns a collection name for `getCollection`.
@@ -286,6 +333,26 @@ impl Shell {
                 db.create_collection(&name, Default::default())
                     .map_err(db_error)?;
                 line(out, &spaced(&json!({"ok": 1})))?;
+            }
+            "dropDatabase" => {
+                a.max(0)?;
+                let client = self.target.client.clone().ok_or(
+                    "dropDatabase needs a client directory: start the shell with --dir instead of --db",
+                )?;
+                let name = db.name().to_string();
+                // The shell's own handle goes first (a handle left open would go on
+                // writing to the deleted file); the name stays in use, with a new, empty
+                // database behind it, as in mongosh.
+                self.target.db = pocketdb::Database::memory().map_err(db_error)?;
+                let dropped = client.drop_database(&name);
+                self.target.db = client.database(&name).map_err(db_error)?;
+                match dropped {
+                    Ok(()) => line(out, &spaced(&json!({"ok": 1, "dropped": name})))?,
+                    Err(pocketdb::Error::DatabaseNotFound(_)) => {
+                        line(out, &spaced(&json!({"ok": 1})))?
+                    }
+                    Err(e) => return Err(db_error(e)),
+                }
             }
             "help" => line(out, HELP)?,
             other => return Err(format!("unknown method db.{other}()").into()),

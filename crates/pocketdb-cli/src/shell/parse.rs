@@ -60,6 +60,7 @@ pub const DB_METHODS: &[&str] = &[
     "getName",
     "runCommand",
     "createCollection",
+    "dropDatabase",
     "help",
 ];
 
