@@ -190,6 +190,51 @@ show collections
 }
 
 #[test]
+fn shell_bulk_write_legacy_methods_and_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"db.u.insert({_id: 1, a: 1})
+db.u.insert([{_id: 2}, {_id: 3}])
+db.u.bulkWrite([{insertOne: {document: {_id: 4}}}, {updateOne: {filter: {_id: 1}, update: {$inc: {a: 1}}}}, {replaceOne: {filter: {_id: 9}, replacement: {x: 1}, upsert: true}}, {deleteMany: {filter: {_id: {$in: [2, 3]}}}}])
+db.u.bulkWrite([{insertOne: {document: {_id: 1}}}, {insertOne: {document: {_id: 5}}}], {ordered: false})
+db.u.bulkWrite([{frob: {filter: {}}}])
+db.u.update({}, {$set: {c: 1}}, {multi: true})
+db.u.update({_id: 9}, {y: 2})
+db.u.remove({c: 1}, {justOne: true})
+db.u.find({}, {_id: 1})
+"#;
+    let out = run_in(dir.path(), &["shell"], script);
+    assert_ok(&out);
+    assert_eq!(
+        json_lines(&out),
+        vec![
+            json!({"acknowledged": true, "insertedCount": 1}),
+            json!({"acknowledged": true, "insertedCount": 2}),
+            json!({"acknowledged": true, "insertedCount": 1, "insertedIds": {"0": 4},
+                   "matchedCount": 1, "modifiedCount": 1, "deletedCount": 2,
+                   "upsertedCount": 1, "upsertedIds": {"2": 9}}),
+            json!({"acknowledged": true, "insertedId": null, "matchedCount": 4,
+                   "modifiedCount": 4, "upsertedCount": 0}),
+            json!({"acknowledged": true, "insertedId": null, "matchedCount": 1,
+                   "modifiedCount": 1, "upsertedCount": 0}),
+            json!({"acknowledged": true, "deletedCount": 1}),
+            json!({"_id": 4}),
+            json!({"_id": 9}),
+            json!({"_id": 5}),
+        ]
+    );
+    let err = stderr(&out);
+    let errors: Vec<&str> = err.lines().collect();
+    assert_eq!(errors.len(), 2, "{err}");
+    assert!(errors[0].contains("duplicate key"), "{err}");
+    assert!(errors[1].contains("unknown operation 'frob'"), "{err}");
+    let out = run_in(dir.path(), &["shell"], "db.stats()\n");
+    assert_ok(&out);
+    let stats = &json_lines(&out)[0];
+    assert_eq!(stats["database"], "test");
+    assert_eq!(stats["collections"][0]["documents"], 3);
+}
+
+#[test]
 fn shell_multi_line_statement_from_a_pipe() {
     let dir = tempfile::tempdir().unwrap();
     let script = "db.users.insertMany([\n  {_id: 1},\n  {_id: 2},\n])\ndb.users.countDocuments()\n";

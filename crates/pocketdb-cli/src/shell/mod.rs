@@ -15,6 +15,7 @@ use pocketdb::command::{error_message, run_command};
 use pocketdb::{
     Collection, CollectionKind, CollectionOps, FindOneAndModifyOptions, FindSpec, IndexModel,
     IndexOptions, InsertManyOptions, Modification, ReturnDocument, UpdateOptions, UpdateResult,
+    WriteModel,
 };
 use serde_json::{json, Map, Value};
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -42,7 +43,9 @@ Statements:
                                             maxAwaitTimeMS (default 10000) without one
   db.getCollection(\"name\").<method>(...)    db.getCollectionNames()
   db.runCommand({...})                      db.createCollection(\"name\")
-  db.<coll>.renameCollection(\"to\", dropTarget)   db.dropDatabase()
+  db.<coll>.bulkWrite([{insertOne: {document}}, {updateOne: {filter, update}}, ...], {ordered})
+  db.<coll>.insert(doc | [docs])   .update(filter, update, {upsert, multi})   .remove(filter, justOne)
+  db.<coll>.renameCollection(\"to\", dropTarget)   db.stats()   db.dropDatabase()
   show collections   show dbs   use <db>   db   help   exit
 Documents are relaxed JSON: {name: 'Ada', tags: ['a', 'b',]}, regexes /^A/i, ObjectId('...').";
 
@@ -334,6 +337,13 @@ impl Shell {
                     .map_err(db_error)?;
                 line(out, &spaced(&json!({"ok": 1})))?;
             }
+            "stats" => {
+                a.max(0)?;
+                let stats = db.stats().map_err(db_error)?;
+                let value = serde_json::to_value(stats)
+                    .map_err(|e| ShellError::from(format!("stats(): {e}")))?;
+                line(out, &spaced(&value))?;
+            }
             "dropDatabase" => {
                 a.max(0)?;
                 let client = self.target.client.clone().ok_or(
@@ -484,6 +494,93 @@ fn collection_call(
                 coll.replace_one_with(filter, doc, upsert)
                     .map_err(db_error)?,
             )
+        }
+        "bulkWrite" => {
+            a.max(2)?;
+            let models = a
+                .array(0, "operations")?
+                .into_iter()
+                .enumerate()
+                .map(|(i, op)| write_model(i, op))
+                .collect::<Result<Vec<_>, _>>()?;
+            let options = a.options(1, &["ordered"])?;
+            let ordered = opt_bool(&options, "ordered")?.unwrap_or(true);
+            let r = coll.bulk_write(models, ordered).map_err(db_error)?;
+            let ids = |m: std::collections::BTreeMap<usize, Value>| -> Map<String, Value> {
+                m.into_iter().map(|(i, id)| (i.to_string(), id)).collect()
+            };
+            json!({
+                "acknowledged": true,
+                "insertedCount": r.inserted_count,
+                "insertedIds": ids(r.inserted_ids),
+                "matchedCount": r.matched_count,
+                "modifiedCount": r.modified_count,
+                "deletedCount": r.deleted_count,
+                "upsertedCount": r.upserted_count,
+                "upsertedIds": ids(r.upserted_ids),
+            })
+        }
+        // The legacy methods mongosh still accepts.
+        "insert" => {
+            a.max(2)?;
+            match a.args.first() {
+                Some(Value::Array(docs)) => {
+                    let r = coll.insert_many_with(docs.clone(), InsertManyOptions::default());
+                    json!({"acknowledged": true, "insertedCount": r.map_err(db_error)?.inserted_ids.len()})
+                }
+                Some(doc @ Value::Object(_)) => {
+                    coll.insert_one(doc.clone()).map_err(db_error)?;
+                    json!({"acknowledged": true, "insertedCount": 1})
+                }
+                _ => return Err("insert() needs a document or an array of documents".into()),
+            }
+        }
+        "remove" => {
+            a.max(2)?;
+            let filter = a.document(0, "filter")?.ok_or("remove() needs a filter")?;
+            let just_one = match a.args.get(1) {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(Value::Object(o)) => opt_bool(o, "justOne")?.unwrap_or(false),
+                Some(_) => {
+                    return Err(
+                        "remove(): the second argument is justOne (true or false) or {justOne}"
+                            .into(),
+                    )
+                }
+            };
+            let r = if just_one {
+                coll.delete_one(filter)
+            } else {
+                coll.delete_many(filter)
+            };
+            json!({"acknowledged": true, "deletedCount": r.map_err(db_error)?.deleted_count})
+        }
+        "update" => {
+            a.max(3)?;
+            let filter = a.document(0, "filter")?.ok_or("update() needs a filter")?;
+            let update = a
+                .document(1, "update")?
+                .ok_or("update() needs an update document")?;
+            let options = a.options(2, &["upsert", "multi", "arrayFilters"])?;
+            let multi = opt_bool(&options, "multi")?.unwrap_or(false);
+            let mut rest = options;
+            rest.remove("multi");
+            let options = update_options(&rest)?;
+            let is_replacement = update
+                .as_object()
+                .is_some_and(|m| !m.keys().any(|k| k.starts_with('$')));
+            let r = match (is_replacement, multi) {
+                (true, true) => {
+                    return Err(
+                        "update(): multi needs update operators, not a replacement document".into(),
+                    )
+                }
+                (true, false) => coll.replace_one_with(filter, update, options.upsert),
+                (false, true) => coll.update_many_with(filter, update, &options),
+                (false, false) => coll.update_one_with(filter, update, &options),
+            };
+            update_result(r.map_err(db_error)?)
         }
         "deleteOne" | "deleteMany" => {
             a.max(1)?;
@@ -895,6 +992,80 @@ fn update_result(r: UpdateResult) -> Value {
         "matchedCount": r.matched_count,
         "modifiedCount": r.modified_count,
         "upsertedCount": u64::from(r.upserted_id.is_some()),
+    })
+}
+
+/// One operation of `bulkWrite([...])`: `{insertOne: {document}}`, `{updateOne:
+/// {filter, update, upsert, arrayFilters}}`, `updateMany`, `{replaceOne: {filter,
+/// replacement, upsert}}`, `{deleteOne: {filter}}`, `deleteMany`.
+fn write_model(i: usize, op: Value) -> Result<WriteModel, ShellError> {
+    let bad = |why: &str| -> ShellError { format!("bulkWrite(): operation {i}: {why}").into() };
+    let Value::Object(op) = op else {
+        return Err(bad("not a document"));
+    };
+    let mut entries = op.into_iter();
+    let (Some((kind, Value::Object(spec))), None) = (entries.next(), entries.next()) else {
+        return Err(bad("needs exactly one of insertOne, updateOne, updateMany, replaceOne, deleteOne, deleteMany, holding a document"));
+    };
+    let field = |name: &str| -> Result<Value, ShellError> {
+        match spec.get(name) {
+            Some(v @ Value::Object(_)) => Ok(v.clone()),
+            Some(v @ Value::Array(_)) if name == "update" => Ok(v.clone()),
+            _ => Err(bad(&format!("{kind} needs a '{name}' document"))),
+        }
+    };
+    let allow = |keys: &[&str]| -> Result<(), ShellError> {
+        match spec.keys().find(|k| !keys.contains(&k.as_str())) {
+            Some(k) => Err(bad(&format!("unknown field '{k}' in {kind}"))),
+            None => Ok(()),
+        }
+    };
+    Ok(match kind.as_str() {
+        "insertOne" => {
+            allow(&["document"])?;
+            WriteModel::InsertOne {
+                document: field("document")?,
+            }
+        }
+        "updateOne" | "updateMany" => {
+            allow(&["filter", "update", "upsert", "arrayFilters"])?;
+            let (filter, update) = (field("filter")?, field("update")?);
+            let options = update_options(&spec)?;
+            if kind == "updateOne" {
+                WriteModel::UpdateOne {
+                    filter,
+                    update,
+                    options,
+                }
+            } else {
+                WriteModel::UpdateMany {
+                    filter,
+                    update,
+                    options,
+                }
+            }
+        }
+        "replaceOne" => {
+            allow(&["filter", "replacement", "upsert"])?;
+            WriteModel::ReplaceOne {
+                filter: field("filter")?,
+                replacement: field("replacement")?,
+                upsert: opt_bool(&spec, "upsert")?.unwrap_or(false),
+            }
+        }
+        "deleteOne" => {
+            allow(&["filter"])?;
+            WriteModel::DeleteOne {
+                filter: field("filter")?,
+            }
+        }
+        "deleteMany" => {
+            allow(&["filter"])?;
+            WriteModel::DeleteMany {
+                filter: field("filter")?,
+            }
+        }
+        other => return Err(bad(&format!("unknown operation '{other}'"))),
     })
 }
 

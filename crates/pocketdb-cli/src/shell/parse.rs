@@ -61,6 +61,7 @@ pub const DB_METHODS: &[&str] = &[
     "runCommand",
     "createCollection",
     "dropDatabase",
+    "stats",
     "help",
 ];
 
