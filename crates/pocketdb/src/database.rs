@@ -339,19 +339,7 @@ impl Database {
     pub fn collection_options(&self, name: &str) -> Result<Option<CollectionOptions>> {
         validate_collection_name(name)?;
         self.read(|conn| {
-            let text: Option<String> = conn
-                .query_row(
-                    "SELECT options FROM _pocketdb_collections WHERE name = ?1",
-                    [name],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(match text {
-                None => None,
-                Some(t) => Some(CollectionOptions {
-                    options: serde_json::from_str(&t)?,
-                }),
-            })
+            Ok(catalog_options(conn, name)?.map(|options| CollectionOptions { options }))
         })
     }
 
@@ -614,6 +602,11 @@ fn create_collection_in(conn: &Connection, name: &str, options: &CollectionOptio
 /// `None` when the collection does not exist; otherwise the directory kind of its member
 /// files (`"shards"`, `"parts"`) when it is sharded or partitioned.
 fn spread_members(conn: &Connection, name: &str) -> Result<Option<Option<&'static str>>> {
+    Ok(catalog_options(conn, name)?.map(|options| crate::shard::member_kind(&options)))
+}
+
+/// The catalog options of a collection, read on `conn`; `None` when it does not exist.
+pub(crate) fn catalog_options(conn: &Connection, name: &str) -> Result<Option<Map<String, Value>>> {
     let text: Option<String> = conn
         .query_row(
             "SELECT options FROM _pocketdb_collections WHERE name = ?1",
@@ -621,9 +614,8 @@ fn spread_members(conn: &Connection, name: &str) -> Result<Option<Option<&'stati
             |r| r.get(0),
         )
         .optional()?;
-    let Some(text) = text else {
-        return Ok(None);
-    };
-    let options: Map<String, Value> = serde_json::from_str(&text)?;
-    Ok(Some(crate::shard::member_kind(&options)))
+    Ok(match text {
+        None => None,
+        Some(t) => Some(serde_json::from_str(&t)?),
+    })
 }

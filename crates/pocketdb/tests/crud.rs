@@ -817,10 +817,7 @@ fn dropped_database_leaves_nothing_behind() {
         .unwrap();
     drop(sharded);
     client.drop_database("app").unwrap();
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let leftovers = entries(dir.path());
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let again = client
         .create_sharded_collection("app", "items", pocketdb::ShardOptions::new(2))
@@ -848,11 +845,16 @@ fn dropped_buffered_database_discards_its_log() {
     drop(c);
     drop(db);
     client.drop_database("app").unwrap();
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let leftovers = entries(dir.path());
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let again = client.database("app").unwrap().collection::<Value>("c");
     assert_eq!(again.count_documents(json!({})).unwrap(), 0);
+}
+
+/// The names of the entries of a directory.
+fn entries(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect()
 }

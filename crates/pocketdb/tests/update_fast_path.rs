@@ -206,13 +206,8 @@ fn change_sequence_survives_a_log_trimmed_empty() {
     trim_everything();
     coll.insert_many((10..14).map(|i| json!({"_id": i})))
         .unwrap();
-    let seqs: Vec<i64> = coll
-        .changes_since(0, 10)
-        .unwrap()
-        .iter()
-        .map(|c| c.seq)
-        .collect();
-    assert_eq!(seqs, [last + 3, last + 4, last + 5, last + 6]);
+    let numbers = seqs(coll.changes_since(0, 10).unwrap());
+    assert_eq!(numbers, [last + 3, last + 4, last + 5, last + 6]);
 
     // Dropping a collection records an entry too.
     let other = db.collection::<Value>("other");
@@ -220,13 +215,8 @@ fn change_sequence_survives_a_log_trimmed_empty() {
     trim_everything();
     assert!(other.drop().unwrap());
     coll.insert_one(json!({"_id": 20})).unwrap();
-    let seqs: Vec<i64> = db
-        .changes_since(0, 10)
-        .unwrap()
-        .iter()
-        .map(|c| c.seq)
-        .collect();
-    assert_eq!(seqs, [last + 8, last + 9]);
+    let numbers = seqs(db.changes_since(0, 10).unwrap());
+    assert_eq!(numbers, [last + 8, last + 9]);
 }
 
 /// Under group commit, a batch whose first write fails (its entry rolled back with its
@@ -257,11 +247,11 @@ fn group_commit_numbers_entries_after_a_log_trimmed_empty() {
             });
         }
     });
-    let seqs: Vec<i64> = db
-        .changes_since(0, 10)
-        .unwrap()
-        .iter()
-        .map(|c| c.seq)
-        .collect();
-    assert_eq!(seqs, [6, 7, 8, 9]);
+    let numbers = seqs(db.changes_since(0, 10).unwrap());
+    assert_eq!(numbers, [6, 7, 8, 9]);
+}
+
+/// The sequence numbers of change-log entries.
+fn seqs(changes: Vec<pocketdb::Change>) -> Vec<i64> {
+    changes.iter().map(|c| c.seq).collect()
 }

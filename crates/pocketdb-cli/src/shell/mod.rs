@@ -272,13 +272,7 @@ impl Shell {
         let Some(Call { method, args }) = calls.next() else {
             return Ok(());
         };
-        if let Some(next) = calls.next() {
-            return Err(format!(
-                "{method}() does not return a cursor: cannot call .{}()",
-                next.method
-            )
-            .into());
-        }
+        refuse_chain(&method, calls.next())?;
         let a = Args::new(&method, args);
         a.max(2)?;
         let to = a.string(0, "new collection name")?;
@@ -371,6 +365,18 @@ impl Shell {
     }
 }
 
+/// Fails when a call follows `method`, which returns no cursor.
+fn refuse_chain(method: &str, next: Option<Call>) -> Result<(), ShellError> {
+    match next {
+        Some(next) => Err(format!(
+            "{method}() does not return a cursor: cannot call .{}()",
+            next.method
+        )
+        .into()),
+        None => Ok(()),
+    }
+}
+
 /// Runs `db.<coll>.<method>(…)…` and prints the result.
 fn collection_call(
     coll: &dyn CollectionOps,
@@ -405,13 +411,7 @@ fn collection_call(
             .map_err(db_error)?;
         return print_results(docs, calls.collect(), out);
     }
-    if let Some(next) = calls.next() {
-        return Err(format!(
-            "{method}() does not return a cursor: cannot call .{}()",
-            next.method
-        )
-        .into());
-    }
+    refuse_chain(&method, calls.next())?;
     let result: Value = match method.as_str() {
         "insertOne" => {
             a.max(2)?;

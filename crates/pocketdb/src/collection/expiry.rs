@@ -27,7 +27,7 @@ use crate::database::{CollectionOptions, Database};
 use crate::engine::schema::table_name;
 use crate::error::{Error, Result};
 use crate::query::parse_filter;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
@@ -128,19 +128,9 @@ pub(crate) fn install(conn: &Connection, name: &str, options: &Map<String, Value
 
 /// The expiry of a collection from the catalog, on `conn`.
 fn read_ms(conn: &Connection, name: &str) -> Result<Option<i64>> {
-    let text: Option<String> = conn
-        .query_row(
-            "SELECT options FROM _pocketdb_collections WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match text {
+    match crate::database::catalog_options(conn, name)? {
         None => Ok(None),
-        Some(t) => {
-            let options: Map<String, Value> = serde_json::from_str(&t)?;
-            option_ms(&options)
-        }
+        Some(options) => option_ms(&options),
     }
 }
 
