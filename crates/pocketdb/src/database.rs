@@ -366,7 +366,10 @@ impl Database {
     }
 
     /// Renames a collection. Fails when `from` does not exist or `to` exists (unless
-    /// `drop_target`, which drops `to` first).
+    /// `drop_target`, which drops `to` first). The change log records a `Drop` of `from`
+    /// and an `Insert` of every document under `to` (one entry per document), so that
+    /// watchers and replicas fed by change sets follow the rename; earlier entries of
+    /// `from` are relabelled `to`.
     pub fn rename_collection(&self, from: &str, to: &str, drop_target: bool) -> Result<()> {
         validate_collection_name(from)?;
         validate_collection_name(to)?;
@@ -413,6 +416,19 @@ impl Database {
             conn.execute(
                 "UPDATE _pocketdb_changes SET collection = ?2 WHERE collection = ?1",
                 [from, to],
+            )?;
+            // For readers of the log (watchers, change sets): the old name is dropped and
+            // every document is written under the new one, so a replica that applied
+            // the log up to here (under the old name) ends up with the same collection.
+            let now = changes::now_millis();
+            changes::record(conn, from, "null", ChangeOp::Drop, 0, now)?;
+            conn.execute(
+                &format!(
+                    "INSERT INTO _pocketdb_changes(collection, doc_id, op, rev, ts, fields)
+                     SELECT ?1, id, ?2, rev, ?3, NULL FROM {} ORDER BY rid",
+                    table_name(to)
+                ),
+                rusqlite::params![to, ChangeOp::Insert.as_str(), now],
             )?;
             crate::index::on_rename_collection(conn, from, to)?;
             Ok(())

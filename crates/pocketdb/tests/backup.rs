@@ -323,3 +323,37 @@ fn backup_and_restore_of_a_buffered_database() {
     assert_eq!(c.count_documents(json!({})).unwrap(), 11);
     assert!(c.find_one(json!({"_id": 30})).unwrap().is_some());
 }
+
+/// A replica following a database through change sets ends up with the same
+/// collections after a rename: the old name goes, and every document of the new one
+/// arrives, also those not written since the replica's last set.
+#[test]
+fn change_sets_carry_a_rename() {
+    let primary = Database::memory().unwrap();
+    let replica = Database::memory().unwrap();
+    let c = primary.collection::<Value>("c");
+    c.insert_many((0..3).map(|i| json!({"_id": i, "v": i})))
+        .unwrap();
+    primary
+        .collection::<Value>("d")
+        .insert_one(json!({"_id": 9}))
+        .unwrap();
+    let first = primary.export_changes(0).unwrap();
+    replica.apply_changes(&first).unwrap();
+    primary.rename_collection("c", "d", true).unwrap();
+    primary
+        .collection::<Value>("d")
+        .update_one(json!({"_id": 1}), json!({"$set": {"v": 10}}))
+        .unwrap();
+    replica
+        .apply_changes(&primary.export_changes(first.until).unwrap())
+        .unwrap();
+    assert_eq!(replica.list_collections().unwrap(), ["d"]);
+    assert_eq!(all(&replica, "d"), all(&primary, "d"));
+    assert_eq!(all(&replica, "d").len(), 3);
+    // Watchers of the old name see it dropped.
+    let log = primary.changes_since(first.until, 100).unwrap();
+    assert!(log
+        .iter()
+        .any(|e| e.collection == "c" && e.op == pocketdb::ChangeOp::Drop));
+}
