@@ -357,3 +357,50 @@ fn change_sets_carry_a_rename() {
         .iter()
         .any(|e| e.collection == "c" && e.op == pocketdb::ChangeOp::Drop));
 }
+
+/// A restore rewinds a database: readers of its change log that had read it to the end
+/// (a change-set replica, a watcher) reach the restored state, no sequence number is
+/// used twice, and older resume tokens are refused rather than silently skipping.
+#[test]
+fn change_log_readers_follow_a_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Database::open(dir.path().join("primary.sqlite")).unwrap();
+    let replica = Database::memory().unwrap();
+    let c = primary.collection::<Value>("c");
+    c.insert_many((0..3).map(|i| json!({"_id": i}))).unwrap();
+    let backup = dir.path().join("backup.sqlite");
+    primary.backup_to(&backup).unwrap();
+    c.insert_many((3..6).map(|i| json!({"_id": i}))).unwrap();
+    primary
+        .collection::<Value>("later")
+        .insert_one(json!({"_id": 1}))
+        .unwrap();
+    let first = primary.export_changes(0).unwrap();
+    replica.apply_changes(&first).unwrap();
+    let end = primary.last_change_seq().unwrap();
+    let id = primary.database_id().unwrap();
+    let mut stream = primary.watch_from(end).unwrap();
+
+    primary.restore_from(&backup).unwrap();
+    assert_eq!(primary.database_id().unwrap(), id);
+    c.insert_one(json!({"_id": 7})).unwrap();
+    let log = primary.changes_since(0, 100).unwrap();
+    assert!(log.iter().all(|e| e.seq > end), "{log:?}");
+    // The replica follows from where it was.
+    replica
+        .apply_changes(&primary.export_changes(first.until).unwrap())
+        .unwrap();
+    assert_eq!(replica.list_collections().unwrap(), ["c"]);
+    assert_eq!(all(&replica, "c"), all(&primary, "c"));
+    assert_eq!(all(&replica, "c").len(), 4);
+    // So does the watcher; a token from before the restore has expired.
+    let event = stream
+        .next_timeout(std::time::Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.op, pocketdb::ChangeOp::Drop);
+    assert!(matches!(
+        primary.watch_from(1),
+        Err(pocketdb::Error::ResumeTokenExpired { .. })
+    ));
+}

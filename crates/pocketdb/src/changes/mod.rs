@@ -223,6 +223,60 @@ fn record_with_fields(
     renumber_first(conn, seq)
 }
 
+/// The last sequence number the log has used: its newest entry, or the last one
+/// trimmed when trimming emptied it.
+pub(crate) fn log_position(conn: &Connection) -> Result<i64> {
+    let newest: Option<i64> =
+        conn.query_row("SELECT max(seq) FROM _pocketdb_changes", [], |r| r.get(0))?;
+    Ok(newest.unwrap_or(0).max(retention::trimmed_through(conn)?))
+}
+
+/// After a restore replaced the file's content (its change log included): the restored
+/// log is cleared and numbering continues after both the live file's position `live`
+/// and the restored one, so no sequence number is used twice; then a `drop` of every
+/// collection the live file had (`dropped`) and an `insert` of every document restored
+/// are recorded. A watcher or change-set replica that had read the live log to its end
+/// thereby reaches the restored state; older resume tokens are expired (the trimmed
+/// mark). One transaction on `conn`.
+pub(crate) fn restart_after_restore(
+    conn: &Connection,
+    live: i64,
+    dropped: &[String],
+) -> Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    let mark = live.max(log_position(&tx)?);
+    tx.execute("DELETE FROM _pocketdb_changes", [])?;
+    tx.execute(
+        "INSERT INTO _pocketdb_meta(key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![retention::TRIMMED_KEY, mark.to_string()],
+    )?;
+    let now = now_millis();
+    for name in dropped {
+        record(&tx, name, "null", ChangeOp::Drop, 0, now)?;
+    }
+    let restored: Vec<String> = {
+        let mut stmt = tx.prepare("SELECT name FROM _pocketdb_collections ORDER BY name")?;
+        let names = stmt.query_map([], |r| r.get(0))?;
+        names.collect::<rusqlite::Result<_>>()?
+    };
+    for name in restored {
+        // Numbered explicitly: the log may still be empty here.
+        let base = log_position(&tx)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO _pocketdb_changes(seq, collection, doc_id, op, rev, ts, fields)
+                 SELECT ?1 + row_number() OVER (ORDER BY rid), ?2, id, ?3, rev, ?4, NULL
+                 FROM {}",
+                crate::engine::schema::table_name(&name)
+            ),
+            params![base, name, ChangeOp::Insert.as_str(), now],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// Reads entries with `seq > since`, oldest first, optionally for one collection.
 pub(crate) fn read_since(
     conn: &Connection,

@@ -20,6 +20,12 @@
 //!   position in its buffer log (`buffer_applied_seq`) stays the live one, not the
 //!   backup's: the log belongs to the live file, and writes buffered after the restore
 //!   must replay after a crash.
+//! * A restore rewinds the database, and its change log says so: the restored log is
+//!   cleared, numbering continues after the live file's last sequence number, and a
+//!   `drop` of every collection the live file had plus an `insert` of every restored
+//!   document are recorded. A watcher or change-set replica that had read the log to
+//!   its end reaches the restored state; an older resume token is refused
+//!   (`ResumeTokenExpired`). The file keeps its `database_id`.
 
 use crate::client::Client;
 use crate::database::Database;
@@ -30,15 +36,16 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Meta key of the last buffered write applied to the file.
-const BUFFER_APPLIED_KEY: &str = "buffer_applied_seq";
+/// Meta keys a restore keeps from the live file: the last buffered write applied to it
+/// (its buffer log is the live one) and its identity as a change-set source.
+const LIVE_META_KEYS: [&str; 2] = ["buffer_applied_seq", "database_id"];
 
-/// The file's `buffer_applied_seq`, as stored.
-fn buffer_applied(conn: &Connection) -> Result<Option<String>> {
+/// A `_pocketdb_meta` value, as stored.
+fn meta_value(conn: &Connection, key: &str) -> Result<Option<String>> {
     Ok(conn
         .query_row(
             "SELECT value FROM _pocketdb_meta WHERE key = ?1",
-            [BUFFER_APPLIED_KEY],
+            [key],
             |r| r.get(0),
         )
         .optional()?)
@@ -274,20 +281,31 @@ impl Database {
             // replaced), later ones wait for it.
             let _exclusive = self.buffer().map(|b| b.exclusive()).transpose()?;
             let mut writer = self.inner.pool.writer();
-            // The buffer log is the live file's: its position stays the live one.
-            let applied = buffer_applied(&writer)?;
-            copy(&src, &mut writer, self.name(), progress)?;
-            match applied {
-                Some(seq) => writer.execute(
-                    "INSERT INTO _pocketdb_meta(key, value) VALUES (?1, ?2)
-                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    [BUFFER_APPLIED_KEY, &seq],
-                )?,
-                None => writer.execute(
-                    "DELETE FROM _pocketdb_meta WHERE key = ?1",
-                    [BUFFER_APPLIED_KEY],
-                )?,
+            // What belongs to the live file rather than to its content: its position in
+            // its buffer log, its identity for change-set replicas, and its change-log
+            // numbering (readers of the log must not see a number twice).
+            let kept: Vec<(&str, Option<String>)> = LIVE_META_KEYS
+                .iter()
+                .map(|key| Ok((*key, meta_value(&writer, key)?)))
+                .collect::<Result<_>>()?;
+            let live_position = crate::changes::log_position(&writer)?;
+            let live_collections: Vec<String> = {
+                let mut stmt = writer.prepare("SELECT name FROM _pocketdb_collections")?;
+                let names = stmt.query_map([], |r| r.get(0))?;
+                names.collect::<rusqlite::Result<_>>()?
             };
+            copy(&src, &mut writer, self.name(), progress)?;
+            for (key, value) in &kept {
+                match value {
+                    Some(value) => writer.execute(
+                        "INSERT INTO _pocketdb_meta(key, value) VALUES (?1, ?2)
+                         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        [key, value.as_str()],
+                    )?,
+                    None => writer.execute("DELETE FROM _pocketdb_meta WHERE key = ?1", [key])?,
+                };
+            }
+            crate::changes::restart_after_restore(&writer, live_position, &live_collections)?;
             let problems = super::check::integrity_problems(&writer, true)?;
             if !problems.is_empty() {
                 return Err(Error::Incompatible(format!(
@@ -297,6 +315,8 @@ impl Database {
             }
         }
         self.invalidate_caches();
+        // Watchers of this handle read the restart of the log.
+        self.inner.hub.committed(self);
         Ok(())
     }
 }
