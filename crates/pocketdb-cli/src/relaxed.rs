@@ -325,7 +325,68 @@ fn closer(open: char) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    /// Pieces of what people type into the shell, valid or not.
+    const PIECES: &[&str] = &[
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        "'",
+        "\"",
+        "/",
+        "\\",
+        "a",
+        "$gt",
+        "1",
+        "-",
+        ".",
+        "e9",
+        "/^A/i",
+        "ObjectId(",
+        "ISODate(",
+        "NumberLong(",
+        ")",
+        "(",
+        "//",
+        "/*",
+        "*/",
+        "\n",
+        " ",
+        "null",
+        "true",
+        "é",
+        "\u{0}",
+        "`",
+        "${",
+        "0x1F",
+        "Infinity",
+        "NaN",
+    ];
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_is_parsed_or_refused(pieces in prop::collection::vec(
+            prop::sample::select(PIECES), 0..24,
+        ), raw in any::<String>()) {
+            let _ = parse(&pieces.concat());
+            let _ = parse(&raw);
+            let _ = parse_document(&raw, "filter");
+        }
+
+        #[test]
+        fn plain_json_reads_as_json(v in prop::collection::vec(
+            (any::<i32>(), "[a-z]{0,6}", any::<bool>()), 0..4,
+        )) {
+            let value = json!(v);
+            let text = value.to_string();
+            prop_assert_eq!(parse(&text), Ok(value));
+        }
+    }
 
     #[test]
     fn mongosh_style_documents() {
