@@ -253,8 +253,88 @@ fn all(c: &Collection<Value>) -> Vec<Value> {
         .unwrap()
 }
 
+const COMMANDS: &[&str] = &[
+    "ping",
+    "insert",
+    "find",
+    "update",
+    "delete",
+    "count",
+    "distinct",
+    "findAndModify",
+    "create",
+    "drop",
+    "listCollections",
+    "aggregate",
+    "createIndexes",
+    "listIndexes",
+    "dropIndexes",
+    "explain",
+    "frobnicate",
+];
+const COMMAND_FIELDS: &[&str] = &[
+    "filter",
+    "documents",
+    "updates",
+    "deletes",
+    "q",
+    "u",
+    "limit",
+    "multi",
+    "upsert",
+    "query",
+    "update",
+    "remove",
+    "new",
+    "sort",
+    "projection",
+    "pipeline",
+    "cursor",
+    "indexes",
+    "key",
+    "name",
+    "index",
+    "skip",
+    "batchSize",
+    "ordered",
+    "verbosity",
+];
+
+/// A command document: the command with a collection name (or not), then fields.
+fn command() -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(COMMANDS),
+        prop_oneof![Just(json!("c")), Just(json!("new")), scalar()],
+        prop::collection::vec(
+            (
+                prop::sample::select(COMMAND_FIELDS),
+                prop_oneof![value(), filter(), update(), pipeline()],
+            ),
+            0..4,
+        ),
+    )
+        .prop_map(|(name, target, fields)| {
+            let mut m = Map::new();
+            m.insert(name.to_string(), target);
+            for (k, v) in fields {
+                m.insert(k.to_string(), v);
+            }
+            Value::Object(m)
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    #[test]
+    fn commands_always_reply(cmd in command(), raw in value()) {
+        let (db, _c) = collection();
+        for c in [cmd, raw] {
+            let reply = pocketdb::command::run_command(&db, &c);
+            let ok = reply.get("ok").and_then(Value::as_f64);
+            prop_assert!(ok == Some(1.0) || ok == Some(0.0), "{} -> {}", c, reply);
+        }
+    }
 
     #[test]
     fn reads_never_panic(filter in filter(), spec in value(), pipeline in pipeline()) {
