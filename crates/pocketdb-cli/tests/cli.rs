@@ -232,6 +232,12 @@ db.u.find({}, {_id: 1})
     let stats = &json_lines(&out)[0];
     assert_eq!(stats["database"], "test");
     assert_eq!(stats["collections"][0]["documents"], 3);
+    let out = run_in(dir.path(), &["shell"], "db.u.stats()\ndb.nothing.stats()\n");
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["name"], "u");
+    assert_eq!(lines[0]["documents"], 3);
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
 }
 
 #[test]

@@ -45,7 +45,7 @@ Statements:
   db.runCommand({...})                      db.createCollection(\"name\")
   db.<coll>.bulkWrite([{insertOne: {document}}, {updateOne: {filter, update}}, ...], {ordered})
   db.<coll>.insert(doc | [docs])   .update(filter, update, {upsert, multi})   .remove(filter, justOne)
-  db.<coll>.renameCollection(\"to\", dropTarget)   db.stats()   db.dropDatabase()
+  db.<coll>.renameCollection(\"to\", dropTarget)   db.<coll>.stats()   db.stats()   db.dropDatabase()
   show collections   show dbs   use <db>   db   help   exit
 Documents are relaxed JSON: {name: 'Ada', tags: ['a', 'b',]}, regexes /^A/i, ObjectId('...').";
 
@@ -244,11 +244,10 @@ impl Shell {
             }
         };
         let calls: Vec<Call> = calls.collect();
-        if calls
-            .first()
-            .is_some_and(|c| c.method == "renameCollection")
-        {
-            return self.rename_collection(&name, calls, out);
+        match calls.first().map(|c| c.method.as_str()) {
+            Some("renameCollection") => return self.rename_collection(&name, calls, out),
+            Some("stats") => return self.collection_stats(&name, calls, out),
+            _ => {}
         }
         if calls.is_empty() {
             return Err(format!(
@@ -258,6 +257,31 @@ impl Shell {
         }
         let coll = self.target.db.resolve_collection(&name).map_err(db_error)?;
         collection_call(&*coll, calls, out)
+    }
+
+    /// `db.<coll>.stats()`: the collection's entry of `db.stats()`.
+    fn collection_stats(
+        &self,
+        name: &str,
+        calls: Vec<Call>,
+        out: &mut impl Write,
+    ) -> Result<(), ShellError> {
+        let mut calls = calls.into_iter();
+        let Some(Call { method, args }) = calls.next() else {
+            return Ok(());
+        };
+        refuse_chain(&method, calls.next())?;
+        Args::new(&method, args).max(0)?;
+        let stats = self.target.db.stats().map_err(db_error)?;
+        let entry = stats
+            .collections
+            .into_iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| ShellError::from(format!("collection '{name}' does not exist")))?;
+        let value =
+            serde_json::to_value(entry).map_err(|e| ShellError::from(format!("stats(): {e}")))?;
+        line(out, &spaced(&value))?;
+        Ok(())
     }
 
     /// `db.<coll>.renameCollection(to, dropTarget)`: a method of the collection in
