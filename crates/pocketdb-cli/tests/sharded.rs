@@ -111,7 +111,8 @@ fn shell_on_a_partitioned_collection() -> pocketdb::Result<()> {
                   db.logs.countDocuments({})\n\
                   db.logs.aggregate([{$group: {_id: '$level', n: {$sum: 1}}}, {$sort: {_id: 1}}]).toArray()\n\
                   db.logs.findOneAndUpdate({_id: 2}, {$set: {seen: true}}, {returnNewDocument: true})\n\
-                  db.logs.find({}).explain()\n";
+                  db.logs.find({}).explain()\n\
+                  db.logs.stats()\n";
     let out = run_in(dir.path(), &["shell", "--db", "app.db"], script);
     let got = lines(&stdout(&out));
     assert_eq!(got[1].as_array().map(Vec::len), Some(2), "{got:?}");
@@ -122,6 +123,10 @@ fn shell_on_a_partitioned_collection() -> pocketdb::Result<()> {
         json!([{"_id": "info", "n": 1}, {"_id": "warn", "n": 2}])
     );
     assert_eq!(got[4]["seen"], true);
+    assert_eq!(
+        got[5],
+        json!({"name": "logs", "kind": "partitioned", "documents": 3})
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("explain() is not available"), "{stderr}");
     Ok(())

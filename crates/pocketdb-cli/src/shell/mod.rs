@@ -272,6 +272,21 @@ impl Shell {
         };
         refuse_chain(&method, calls.next())?;
         Args::new(&method, args).max(0)?;
+        let coll = self.target.db.resolve_collection(name).map_err(db_error)?;
+        let kind = match coll.kind() {
+            CollectionKind::Plain => None,
+            CollectionKind::Sharded => Some("sharded"),
+            CollectionKind::Partitioned => Some("partitioned"),
+        };
+        if let Some(kind) = kind {
+            // Its documents are in member files, which have stats of their own.
+            let documents = coll.estimated_count().map_err(db_error)?;
+            line(
+                out,
+                &spaced(&json!({"name": name, "kind": kind, "documents": documents})),
+            )?;
+            return Ok(());
+        }
         let stats = self.target.db.stats().map_err(db_error)?;
         let entry = stats
             .collections
