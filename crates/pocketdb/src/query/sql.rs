@@ -86,6 +86,12 @@ pub const JSON_CMP_FUNCTION: &str = "pocketdb_json_cmp";
 /// [`register_functions`].
 pub const EQ_FUNCTION: &str = "pocketdb_eq";
 
+/// Name of the SQL function `pocketdb_eq_at(doc, path, needle, ...)`: what
+/// `pocketdb_eq(doc -> path, needle, ...)` answers, for a path of object labels
+/// (`'$."a"."b"'`) into a stored JSONB document, found and compared in the blob without
+/// SQLite rendering the value as JSON text first.
+pub const EQ_AT_FUNCTION: &str = "pocketdb_eq_at";
+
 /// Name of the SQL function `pocketdb_cmp(json, op, needle)`: 1 when `json` (a value as
 /// JSON text from `->`; NULL when missing) is of the needle's type bracket (a number or
 /// a string, given as JSON text) and compares with it as `op` (`'<'`, `'<='`, `'>'` or
@@ -777,7 +783,11 @@ fn eq_scalar_or_element(loc: &Loc, cond: Pos<'_>) -> Option<Piece> {
     let Loc::Path { base, path } = loc else {
         return None;
     };
-    let mut frag = Frag::lit(format!("{EQ_FUNCTION}({base} -> {}", sql_string(path)));
+    let mut frag = if base == "doc" && path_labels(path).is_some() {
+        Frag::lit(format!("{EQ_AT_FUNCTION}(doc,{}", sql_string(path)))
+    } else {
+        Frag::lit(format!("{EQ_FUNCTION}({base} -> {}", sql_string(path)))
+    };
     for v in needles {
         frag = frag.s(",").p(Src::param(Lit::Value(v), conv_json_text));
     }
@@ -1147,6 +1157,7 @@ pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function(REGEX_JSON_FUNCTION, 3, flags, regex_json_fn)?;
     conn.create_scalar_function(JSON_CMP_FUNCTION, 2, flags, json_cmp_fn)?;
     conn.create_scalar_function(EQ_FUNCTION, -1, flags, eq_fn)?;
+    conn.create_scalar_function(EQ_AT_FUNCTION, -1, flags, eq_at_fn)?;
     conn.create_scalar_function(CMP_FUNCTION, 3, flags, cmp_fn)?;
     Ok(())
 }
@@ -1263,8 +1274,128 @@ fn eq_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
     if !needs_parse {
         return Ok(false);
     }
-    let mut needles = Vec::with_capacity(ctx.len() - 1);
-    for i in 1..ctx.len() {
+    match serde_json::from_slice::<Value>(text) {
+        Ok(v) => eq_decoded(ctx, 1, &v),
+        Err(_) => Ok(false),
+    }
+}
+
+/// The labels of a JSON path made by [`push_segment`] (`$."a"."b"` → `a`, `b`); `None`
+/// for any other path.
+fn path_labels(path: &str) -> Option<Vec<String>> {
+    let mut rest = path.strip_prefix('$')?;
+    let mut labels = Vec::new();
+    while !rest.is_empty() {
+        let inner = rest.strip_prefix(".\"")?;
+        let close = inner.find('"')?;
+        labels.push(inner[..close].to_string());
+        rest = &inner[close + 1..];
+    }
+    (!labels.is_empty()).then_some(labels)
+}
+
+/// [`EQ_AT_FUNCTION`]: [`eq_fn`]'s answer for the value at a path of a JSONB document.
+/// Strings without escapes, integers in JSON's one spelling and booleans compare as
+/// bytes in the blob; anything else is decoded and compared as [`eq_fn`] compares it.
+fn eq_at_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
+    use crate::value::jsonb::{self, Found};
+    let labels: Arc<Vec<String>> =
+        ctx.get_or_create_aux(1, |v| -> rusqlite::Result<Vec<String>> {
+            match v {
+                ValueRef::Text(t) => std::str::from_utf8(t)
+                    .ok()
+                    .and_then(path_labels)
+                    .ok_or_else(|| user_error(std::fmt::Error)),
+                _ => Err(user_error(std::fmt::Error)),
+            }
+        })?;
+    let blob = match ctx.get_raw(0) {
+        ValueRef::Blob(blob) => blob,
+        // Not JSONB (a document given as text): walk its parsed value.
+        other => {
+            let Some(mut v) = parse_json(other) else {
+                return Ok(false);
+            };
+            for label in labels.iter() {
+                v = match v {
+                    Value::Object(mut map) => match map.remove(label) {
+                        Some(next) => next,
+                        None => return Ok(false),
+                    },
+                    _ => return Ok(false),
+                };
+            }
+            return eq_decoded(ctx, 2, &v);
+        }
+    };
+    let (kind, payload, at) = match jsonb::lookup(blob, &labels) {
+        Found::Missing => return Ok(false),
+        Found::At { kind, payload, at } => (kind, payload, at),
+        Found::Unknown => {
+            return match jsonb::decode(blob) {
+                Some(doc) => {
+                    let mut v = &doc;
+                    for label in labels.iter() {
+                        match v.get(label.as_str()) {
+                            Some(next) if v.is_object() => v = next,
+                            _ => return Ok(false),
+                        }
+                    }
+                    eq_decoded(ctx, 2, v)
+                }
+                None => Ok(false),
+            };
+        }
+    };
+    let mut decode = false;
+    for i in 2..ctx.len() {
+        let ValueRef::Text(needle) = ctx.get_raw(i) else {
+            continue;
+        };
+        match kind {
+            jsonb::TEXT | jsonb::TEXTRAW => match needle.strip_prefix(b"\"") {
+                // A needle without escapes is the string's bytes between quotes; such a
+                // string has no character a stored one would need escaped.
+                Some(inner)
+                    if !needle.contains(&b'\\') && inner.strip_suffix(b"\"") == Some(payload) =>
+                {
+                    return Ok(true)
+                }
+                Some(_) if needle.contains(&b'\\') => decode = true,
+                Some(_) => {}
+                None => {}
+            },
+            jsonb::INT | jsonb::FLOAT => {
+                if needle == payload {
+                    return Ok(true);
+                }
+                if matches!(needle.first(), Some(b'-' | b'0'..=b'9'))
+                    && !(plain_integer(payload) && plain_integer(needle))
+                {
+                    decode = true;
+                }
+            }
+            jsonb::TRUE if needle == b"true" => return Ok(true),
+            jsonb::FALSE if needle == b"false" => return Ok(true),
+            jsonb::TRUE | jsonb::FALSE | jsonb::NULL | jsonb::OBJECT => {}
+            // Arrays (any element may match), strings with escapes, the rest.
+            _ => decode = true,
+        }
+    }
+    if !decode {
+        return Ok(false);
+    }
+    match jsonb::decode_at(blob, at) {
+        Some(v) => eq_decoded(ctx, 2, &v),
+        None => Ok(false),
+    }
+}
+
+/// [`eq_fn`]'s comparison of a decoded value with the needles from argument `first`
+/// on: equal scalars, or an array holding one.
+fn eq_decoded(ctx: &Context<'_>, first: usize, v: &Value) -> rusqlite::Result<bool> {
+    let mut needles = Vec::with_capacity(ctx.len().saturating_sub(first));
+    for i in first..ctx.len() {
         let arg = i32::try_from(i).map_err(user_error)?;
         let needle: Arc<Option<Value>> = ctx
             .get_or_create_aux(arg, |v| -> rusqlite::Result<Option<Value>> {
@@ -1282,10 +1413,9 @@ fn eq_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
             _ => false,
         })
     };
-    Ok(if text.first() == Some(&b'[') {
-        serde_json::from_slice::<Vec<Value>>(text).is_ok_and(|items| items.iter().any(equal))
-    } else {
-        serde_json::from_slice::<Value>(text).is_ok_and(|v| equal(&v))
+    Ok(match v {
+        Value::Array(items) => items.iter().any(equal),
+        other => equal(other),
     })
 }
 

@@ -21,16 +21,16 @@ use serde_json::{Map, Number, Value};
 /// are left to that path so that they fail the same way.
 const MAX_DEPTH: usize = 128;
 
-const NULL: u8 = 0;
-const TRUE: u8 = 1;
-const FALSE: u8 = 2;
-const INT: u8 = 3;
-const FLOAT: u8 = 5;
-const TEXT: u8 = 7;
-const TEXTJ: u8 = 8;
-const TEXTRAW: u8 = 10;
-const ARRAY: u8 = 11;
-const OBJECT: u8 = 12;
+pub(crate) const NULL: u8 = 0;
+pub(crate) const TRUE: u8 = 1;
+pub(crate) const FALSE: u8 = 2;
+pub(crate) const INT: u8 = 3;
+pub(crate) const FLOAT: u8 = 5;
+pub(crate) const TEXT: u8 = 7;
+pub(crate) const TEXTJ: u8 = 8;
+pub(crate) const TEXTRAW: u8 = 10;
+pub(crate) const ARRAY: u8 = 11;
+pub(crate) const OBJECT: u8 = 12;
 
 /// A stored document read from its `doc` column: JSONB decoded in place ([`decode`]),
 /// or, for what that does not decode, the `json()` text SQLite makes of it, parsed.
@@ -54,6 +54,76 @@ pub(crate) fn stored_doc(
 pub(crate) fn decode(blob: &[u8]) -> Option<Value> {
     let (value, end) = element(blob, 0, 0)?;
     (end == blob.len()).then_some(value)
+}
+
+/// What [`lookup`] found.
+pub(crate) enum Found<'b> {
+    /// Nothing at the path (a label missing, or a value on the way that is no object):
+    /// what SQLite's `->` reads as NULL.
+    Missing,
+    /// The element at the path: its type, its payload, and where its header starts.
+    At {
+        kind: u8,
+        payload: &'b [u8],
+        at: usize,
+    },
+    /// The blob holds something this reader does not follow (a malformed blob, a JSON5
+    /// label).
+    Unknown,
+}
+
+/// The element at the object labels `segs` in `blob`, as SQLite's `doc -> '$."a"."b"'`
+/// finds it (the first of repeated labels), without decoding anything on the way.
+pub(crate) fn lookup<'b>(blob: &'b [u8], segs: &[String]) -> Found<'b> {
+    let Some((mut kind, mut start, mut end)) = header(blob, 0) else {
+        return Found::Unknown;
+    };
+    let mut elem_at = 0;
+    for seg in segs {
+        if kind != OBJECT {
+            return Found::Missing;
+        }
+        let mut at = start;
+        let mut next = None;
+        while at < end {
+            let Some((label_kind, label_start, label_end)) = header(blob, at) else {
+                return Found::Unknown;
+            };
+            let label = &blob[label_start..label_end];
+            let same = match label_kind {
+                TEXT | TEXTRAW => label == seg.as_bytes(),
+                TEXTJ => match text(label_kind, label) {
+                    Some(t) => t == *seg,
+                    None => return Found::Unknown,
+                },
+                _ => return Found::Unknown,
+            };
+            let Some((value_kind, value_start, value_end)) = header(blob, label_end) else {
+                return Found::Unknown;
+            };
+            if same {
+                next = Some((label_end, value_kind, value_start, value_end));
+                break;
+            }
+            at = value_end;
+        }
+        match next {
+            Some((at, k, s, e)) => {
+                (elem_at, kind, start, end) = (at, k, s, e);
+            }
+            None => return Found::Missing,
+        }
+    }
+    Found::At {
+        kind,
+        payload: &blob[start..end],
+        at: elem_at,
+    }
+}
+
+/// The value of the element whose header is at `at` (see [`decode`]).
+pub(crate) fn decode_at(blob: &[u8], at: usize) -> Option<Value> {
+    element(blob, at, 0).map(|(value, _)| value)
 }
 
 /// The element's type, the start of its payload and the end of the element.

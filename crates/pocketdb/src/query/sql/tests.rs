@@ -1808,3 +1808,76 @@ fn regex_in_one_lookup_matches_strings_and_array_elements() {
     let sql = compile_filter(&fld("s", Cond::Regex(re("^Pa", ""))));
     assert_eq!(run(&conn, &sql), BTreeSet::from([1, 2, 3]));
 }
+
+mod eq_at {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LABELS: &[&str] = &["a", "b", "é", "a b", "x"];
+    const STRINGS: &[&str] = &[
+        "",
+        "a",
+        "é",
+        "a\"b",
+        "tab\there",
+        "\\",
+        "line\nbreak",
+        "1",
+        "true",
+    ];
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-3i64..3).prop_map(|i| json!(i)),
+            prop::sample::select(&[0.0, -0.0, 1.0, 2.5, -1.0, 1e20, 3.0e-5][..])
+                .prop_map(|f| json!(f)),
+            Just(json!(i64::MAX)),
+            Just(json!(u64::MAX)),
+            prop::sample::select(STRINGS).prop_map(|s| json!(s)),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        scalar().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(LABELS), inner), 0..4).prop_map(|kv| {
+                    Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        /// `pocketdb_eq_at(doc, path, needle)` answers as `pocketdb_eq(doc -> path,
+        /// needle)` on generated documents, paths and needles.
+        #[test]
+        fn answers_as_eq_of_the_extracted_value(
+            fields in prop::collection::vec((prop::sample::select(LABELS), value()), 0..4),
+            labels in prop::collection::vec(prop::sample::select(LABELS), 1..3),
+            needles in prop::collection::vec(scalar().prop_filter("scalar needle", |v| !v.is_null()), 1..3),
+        ) {
+            let doc = Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+            let conn = Connection::open_in_memory().unwrap();
+            register_functions(&conn).unwrap();
+            let path: String = std::iter::once("$".to_string())
+                .chain(labels.iter().map(|l| format!(".\"{l}\"")))
+                .collect();
+            let args: Vec<String> = needles.iter().map(|n| n.to_string()).collect();
+            let marks: String = (0..args.len()).map(|i| format!(", ?{}", i + 3)).collect();
+            let sql = format!(
+                "SELECT {EQ_AT_FUNCTION}(jsonb(?1), ?2{marks}), {EQ_FUNCTION}(jsonb(?1) -> ?2{marks})"
+            );
+            let mut params: Vec<String> = vec![doc.to_string(), path];
+            params.extend(args);
+            let (at, extracted): (bool, bool) = conn
+                .query_row(&sql, rusqlite::params_from_iter(params.iter()), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .unwrap();
+            prop_assert_eq!(at, extracted, "{} {:?}", doc, needles);
+        }
+    }
+}
