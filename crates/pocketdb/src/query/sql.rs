@@ -100,6 +100,11 @@ pub const EQ_AT_FUNCTION: &str = "pocketdb_eq_at";
 /// Installed by [`register_functions`].
 pub const CMP_FUNCTION: &str = "pocketdb_cmp";
 
+/// Name of the SQL function `pocketdb_cmp_at(doc, path, op, needle)`: what
+/// `pocketdb_cmp(doc -> path, op, needle)` answers, for a path of object labels into a
+/// stored JSONB document, found and compared in the blob (see [`EQ_AT_FUNCTION`]).
+pub const CMP_AT_FUNCTION: &str = "pocketdb_cmp_at";
+
 /// Most `$in` values compiled to one [`EQ_FUNCTION`] call; longer lists use SQL's `IN`,
 /// which SQLite answers with a lookup table instead of comparing with each.
 const EQ_FUNCTION_MAX_NEEDLES: usize = 32;
@@ -813,14 +818,19 @@ fn cmp_scalar_or_element(loc: &Loc, cond: Pos<'_>) -> Option<Piece> {
     if !wanted {
         return None;
     }
-    Some(Piece::exact(
-        Frag::lit(format!(
+    let call = if base == "doc" && path_labels(path).is_some() {
+        format!("{CMP_AT_FUNCTION}(doc,{},'{}',", sql_string(path), op.sql())
+    } else {
+        format!(
             "{CMP_FUNCTION}({base} -> {},'{}',",
             sql_string(path),
             op.sql()
-        ))
-        .p(Src::param(Lit::Value(v), conv_json_text))
-        .s(")"),
+        )
+    };
+    Some(Piece::exact(
+        Frag::lit(call)
+            .p(Src::param(Lit::Value(v), conv_json_text))
+            .s(")"),
     ))
 }
 
@@ -1159,6 +1169,7 @@ pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function(EQ_FUNCTION, -1, flags, eq_fn)?;
     conn.create_scalar_function(EQ_AT_FUNCTION, -1, flags, eq_at_fn)?;
     conn.create_scalar_function(CMP_FUNCTION, 3, flags, cmp_fn)?;
+    conn.create_scalar_function(CMP_AT_FUNCTION, 4, flags, cmp_at_fn)?;
     Ok(())
 }
 
@@ -1299,53 +1310,13 @@ fn path_labels(path: &str) -> Option<Vec<String>> {
 /// bytes in the blob; anything else is decoded and compared as [`eq_fn`] compares it.
 fn eq_at_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
     use crate::value::jsonb::{self, Found};
-    let labels: Arc<Vec<String>> =
-        ctx.get_or_create_aux(1, |v| -> rusqlite::Result<Vec<String>> {
-            match v {
-                ValueRef::Text(t) => std::str::from_utf8(t)
-                    .ok()
-                    .and_then(path_labels)
-                    .ok_or_else(|| user_error(std::fmt::Error)),
-                _ => Err(user_error(std::fmt::Error)),
-            }
-        })?;
-    let blob = match ctx.get_raw(0) {
-        ValueRef::Blob(blob) => blob,
-        // Not JSONB (a document given as text): walk its parsed value.
-        other => {
-            let Some(mut v) = parse_json(other) else {
-                return Ok(false);
-            };
-            for label in labels.iter() {
-                v = match v {
-                    Value::Object(mut map) => match map.remove(label) {
-                        Some(next) => next,
-                        None => return Ok(false),
-                    },
-                    _ => return Ok(false),
-                };
-            }
-            return eq_decoded(ctx, 2, &v);
-        }
+    let Some(v) = value_at(ctx)? else {
+        return Ok(false);
     };
-    let (kind, payload, at) = match jsonb::lookup(blob, &labels) {
-        Found::Missing => return Ok(false),
-        Found::At { kind, payload, at } => (kind, payload, at),
-        Found::Unknown => {
-            return match jsonb::decode(blob) {
-                Some(doc) => {
-                    let mut v = &doc;
-                    for label in labels.iter() {
-                        match v.get(label.as_str()) {
-                            Some(next) if v.is_object() => v = next,
-                            _ => return Ok(false),
-                        }
-                    }
-                    eq_decoded(ctx, 2, v)
-                }
-                None => Ok(false),
-            };
-        }
+    let (blob, kind, payload, at) = match v {
+        At::Decoded(v) => return eq_decoded(ctx, 2, &v),
+        At::Blob(blob, Found::At { kind, payload, at }) => (blob, kind, payload, at),
+        At::Blob(_, _) => return Ok(false),
     };
     let mut decode = false;
     for i in 2..ctx.len() {
@@ -1425,36 +1396,131 @@ fn cmp_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
     let ValueRef::Text(text) = ctx.get_raw(0) else {
         return Ok(false);
     };
-    let op = match ctx.get_raw(1) {
+    let Some((op, needle)) = cmp_operands(ctx, 1)? else {
+        return Ok(false);
+    };
+    let needle = needle.as_ref().as_ref();
+    Ok(match (text.first(), needle) {
+        (Some(b'"'), Some(Value::String(b))) if text.len() >= 2 && !text.contains(&b'\\') => {
+            op.holds(text[1..text.len() - 1].cmp(b.as_bytes()))
+        }
+        (Some(b'"'), Some(Value::String(_)))
+        | (Some(b'-' | b'0'..=b'9'), Some(Value::Number(_)))
+        | (Some(b'['), Some(_)) => {
+            serde_json::from_slice::<Value>(text).is_ok_and(|v| cmp_holds(op, &v, needle))
+        }
+        _ => false,
+    })
+}
+
+/// The operator (argument `at`) and the parsed needle (argument `at + 1`) of a
+/// comparison function; `None` for an unknown operator.
+fn cmp_operands(
+    ctx: &Context<'_>,
+    at: usize,
+) -> rusqlite::Result<Option<(CmpOp, Arc<Option<Value>>)>> {
+    let op = match ctx.get_raw(at) {
         ValueRef::Text(b">") => CmpOp::Gt,
         ValueRef::Text(b">=") => CmpOp::Gte,
         ValueRef::Text(b"<") => CmpOp::Lt,
         ValueRef::Text(b"<=") => CmpOp::Lte,
-        _ => return Ok(false),
+        _ => return Ok(None),
     };
+    let arg = i32::try_from(at + 1).map_err(user_error)?;
     let needle: Arc<Option<Value>> = ctx
-        .get_or_create_aux(2, |v| -> rusqlite::Result<Option<Value>> {
+        .get_or_create_aux(arg, |v| -> rusqlite::Result<Option<Value>> {
             Ok(parse_json(v))
         })?;
-    let Some(needle) = needle.as_ref() else {
-        return Ok(false);
+    Ok(Some((op, needle)))
+}
+
+/// [`cmp_fn`]'s test of a decoded value: a string or number of the needle's kind that
+/// compares as `op` says (strings by their bytes), or an array holding one.
+fn cmp_holds(op: CmpOp, v: &Value, needle: Option<&Value>) -> bool {
+    let Some(needle) = needle else {
+        return false;
     };
     let holds = |v: &Value| match (v, needle) {
         (Value::String(a), Value::String(b)) => op.holds(a.as_bytes().cmp(b.as_bytes())),
         (Value::Number(_), Value::Number(_)) => op.holds(compare_values(v, needle)),
         _ => false,
     };
-    Ok(match (text.first(), needle) {
-        (Some(b'"'), Value::String(b)) if text.len() >= 2 && !text.contains(&b'\\') => {
-            op.holds(text[1..text.len() - 1].cmp(b.as_bytes()))
+    match v {
+        Value::Array(items) => items.iter().any(holds),
+        other => holds(other),
+    }
+}
+
+/// [`CMP_AT_FUNCTION`]: [`cmp_fn`]'s answer for the value at a path of a JSONB
+/// document. A string without escapes compares as its bytes in the blob; numbers,
+/// escaped strings and arrays are decoded.
+fn cmp_at_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
+    use crate::value::jsonb::{self, Found};
+    let Some((op, needle)) = cmp_operands(ctx, 2)? else {
+        return Ok(false);
+    };
+    let needle = needle.as_ref().as_ref();
+    let Some(v) = value_at(ctx)? else {
+        return Ok(false);
+    };
+    let (blob, kind, payload, at) = match v {
+        At::Decoded(v) => return Ok(cmp_holds(op, &v, needle)),
+        At::Blob(blob, Found::At { kind, payload, at }) => (blob, kind, payload, at),
+        At::Blob(_, _) => return Ok(false),
+    };
+    match (kind, needle) {
+        (jsonb::TEXT | jsonb::TEXTRAW, Some(Value::String(b))) => {
+            Ok(op.holds(payload.cmp(b.as_bytes())))
         }
-        (Some(b'"'), Value::String(_)) | (Some(b'-' | b'0'..=b'9'), Value::Number(_)) => {
-            serde_json::from_slice::<Value>(text).is_ok_and(|v| holds(&v))
+        (jsonb::TEXTJ, Some(Value::String(_)))
+        | (jsonb::INT | jsonb::FLOAT, Some(Value::Number(_)))
+        | (jsonb::ARRAY, Some(_)) => {
+            Ok(jsonb::decode_at(blob, at).is_some_and(|v| cmp_holds(op, &v, needle)))
         }
-        (Some(b'['), _) => {
-            serde_json::from_slice::<Vec<Value>>(text).is_ok_and(|items| items.iter().any(holds))
+        _ => Ok(false),
+    }
+}
+
+/// Where the value at the path (argument 1) of the document (argument 0) is.
+enum At<'b> {
+    /// In a JSONB blob (a [`Found::At`](crate::value::jsonb::Found), or missing).
+    Blob(&'b [u8], crate::value::jsonb::Found<'b>),
+    /// Decoded from a document the blob reader does not follow, or given as text.
+    Decoded(Value),
+}
+
+/// The value at the path of argument 1 in the document of argument 0; `None` when it
+/// is missing.
+fn value_at<'c>(ctx: &'c Context<'_>) -> rusqlite::Result<Option<At<'c>>> {
+    use crate::value::jsonb::{self, Found};
+    let labels: Arc<Vec<String>> =
+        ctx.get_or_create_aux(1, |v| -> rusqlite::Result<Vec<String>> {
+            match v {
+                ValueRef::Text(t) => std::str::from_utf8(t)
+                    .ok()
+                    .and_then(path_labels)
+                    .ok_or_else(|| user_error(std::fmt::Error)),
+                _ => Err(user_error(std::fmt::Error)),
+            }
+        })?;
+    let walk = |doc: Value| -> Option<Value> {
+        let mut v = doc;
+        for label in labels.iter() {
+            v = match v {
+                Value::Object(mut map) => map.remove(label)?,
+                _ => return None,
+            };
         }
-        _ => false,
+        Some(v)
+    };
+    Ok(match ctx.get_raw(0) {
+        ValueRef::Blob(blob) => match jsonb::lookup(blob, &labels) {
+            Found::Missing => None,
+            Found::Unknown => jsonb::decode(blob).and_then(walk).map(At::Decoded),
+            found => Some(At::Blob(blob, found)),
+        },
+        // Not JSONB (a document given as text): walk its parsed value.
+        other => parse_json(other).and_then(walk).map(At::Decoded),
     })
 }
 

@@ -1879,5 +1879,33 @@ mod eq_at {
                 .unwrap();
             prop_assert_eq!(at, extracted, "{} {:?}", doc, needles);
         }
+
+        /// `pocketdb_cmp_at(doc, path, op, needle)` answers as `pocketdb_cmp(doc ->
+        /// path, op, needle)`.
+        #[test]
+        fn comparisons_answer_as_cmp_of_the_extracted_value(
+            fields in prop::collection::vec((prop::sample::select(LABELS), value()), 0..4),
+            labels in prop::collection::vec(prop::sample::select(LABELS), 1..3),
+            op in prop::sample::select(&["<", "<=", ">", ">=", "="][..]),
+            needle in scalar(),
+        ) {
+            let doc = Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+            let conn = Connection::open_in_memory().unwrap();
+            register_functions(&conn).unwrap();
+            let path: String = std::iter::once("$".to_string())
+                .chain(labels.iter().map(|l| format!(".\"{l}\"")))
+                .collect();
+            let sql = format!(
+                "SELECT {CMP_AT_FUNCTION}(jsonb(?1), ?2, ?3, ?4), {CMP_FUNCTION}(jsonb(?1) -> ?2, ?3, ?4)"
+            );
+            let (at, extracted): (bool, bool) = conn
+                .query_row(
+                    &sql,
+                    rusqlite::params![doc.to_string(), path, op, needle.to_string()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            prop_assert_eq!(at, extracted, "{} {} {}", doc, op, needle);
+        }
     }
 }
