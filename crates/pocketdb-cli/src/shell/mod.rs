@@ -266,11 +266,9 @@ impl Shell {
         calls: Vec<Call>,
         out: &mut impl Write,
     ) -> Result<(), ShellError> {
-        let mut calls = calls.into_iter();
-        let Some(Call { method, args }) = calls.next() else {
+        let Some(Call { method, args }) = only_call(calls)? else {
             return Ok(());
         };
-        refuse_chain(&method, calls.next())?;
         Args::new(&method, args).max(0)?;
         let coll = self.target.db.resolve_collection(name).map_err(db_error)?;
         let kind = match coll.kind() {
@@ -307,11 +305,9 @@ impl Shell {
         calls: Vec<Call>,
         out: &mut impl Write,
     ) -> Result<(), ShellError> {
-        let mut calls = calls.into_iter();
-        let Some(Call { method, args }) = calls.next() else {
+        let Some(Call { method, args }) = only_call(calls)? else {
             return Ok(());
         };
-        refuse_chain(&method, calls.next())?;
         let a = Args::new(&method, args);
         a.max(2)?;
         let to = a.string(0, "new collection name")?;
@@ -402,6 +398,16 @@ impl Shell {
         }
         Ok(None)
     }
+}
+
+/// The one call of a method that returns no cursor; fails when another follows it.
+fn only_call(calls: Vec<Call>) -> Result<Option<Call>, ShellError> {
+    let mut calls = calls.into_iter();
+    let Some(call) = calls.next() else {
+        return Ok(None);
+    };
+    refuse_chain(&call.method, calls.next())?;
+    Ok(Some(call))
 }
 
 /// Fails when a call follows `method`, which returns no cursor.

@@ -1850,6 +1850,23 @@ mod eq_at {
         })
     }
 
+    /// A connection with the functions, the document of `fields` and the JSON path of
+    /// `labels`.
+    fn setup(fields: Vec<(&str, Value)>, labels: &[&str]) -> (Connection, Value, String) {
+        let doc = Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        );
+        let conn = Connection::open_in_memory().unwrap();
+        register_functions(&conn).unwrap();
+        let path: String = std::iter::once("$".to_string())
+            .chain(labels.iter().map(|l| format!(".\"{l}\"")))
+            .collect();
+        (conn, doc, path)
+    }
+
     proptest! {
         /// `pocketdb_eq_at(doc, path, needle)` answers as `pocketdb_eq(doc -> path,
         /// needle)` on generated documents, paths and needles.
@@ -1859,12 +1876,7 @@ mod eq_at {
             labels in prop::collection::vec(prop::sample::select(LABELS), 1..3),
             needles in prop::collection::vec(scalar().prop_filter("scalar needle", |v| !v.is_null()), 1..3),
         ) {
-            let doc = Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
-            let conn = Connection::open_in_memory().unwrap();
-            register_functions(&conn).unwrap();
-            let path: String = std::iter::once("$".to_string())
-                .chain(labels.iter().map(|l| format!(".\"{l}\"")))
-                .collect();
+            let (conn, doc, path) = setup(fields, &labels);
             let args: Vec<String> = needles.iter().map(|n| n.to_string()).collect();
             let marks: String = (0..args.len()).map(|i| format!(", ?{}", i + 3)).collect();
             let sql = format!(
@@ -1889,12 +1901,7 @@ mod eq_at {
             op in prop::sample::select(&["<", "<=", ">", ">=", "="][..]),
             needle in scalar(),
         ) {
-            let doc = Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
-            let conn = Connection::open_in_memory().unwrap();
-            register_functions(&conn).unwrap();
-            let path: String = std::iter::once("$".to_string())
-                .chain(labels.iter().map(|l| format!(".\"{l}\"")))
-                .collect();
+            let (conn, doc, path) = setup(fields, &labels);
             let sql = format!(
                 "SELECT {CMP_AT_FUNCTION}(jsonb(?1), ?2, ?3, ?4), {CMP_FUNCTION}(jsonb(?1) -> ?2, ?3, ?4)"
             );
