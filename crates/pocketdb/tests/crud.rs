@@ -858,3 +858,56 @@ fn entries(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
         .map(|e| e.unwrap().file_name())
         .collect()
 }
+
+/// A renamed collection keeps its documents and indexes (a unique one still refuses
+/// duplicates, queries still use it), the old name is free, and the errors are typed.
+#[test]
+fn rename_keeps_documents_and_indexes() {
+    let db = Database::memory().unwrap();
+    let old = db.collection::<Value>("old");
+    old.insert_many((0..5).map(|i| json!({"_id": i, "email": format!("u{i}")})))
+        .unwrap();
+    old.create_index(
+        json!({"email": 1}),
+        pocketdb::IndexOptions::default().unique(true),
+    )
+    .unwrap();
+    db.collection::<Value>("taken")
+        .insert_one(json!({"_id": 1}))
+        .unwrap();
+    assert!(matches!(
+        db.rename_collection("old", "taken", false),
+        Err(Error::CollectionExists(_))
+    ));
+    assert!(matches!(
+        db.rename_collection("missing", "x", false),
+        Err(Error::CollectionNotFound(_))
+    ));
+    assert!(matches!(
+        db.rename_collection("old", "old", false),
+        Err(Error::InvalidArgument(_))
+    ));
+    let seq = db.last_change_seq().unwrap();
+    db.rename_collection("old", "taken", true).unwrap();
+    assert_eq!(db.list_collections().unwrap(), ["taken"]);
+    let new = db.collection::<Value>("taken");
+    assert_eq!(new.count_documents(json!({})).unwrap(), 5);
+    let found = new.find(json!({"email": "u3"})).unwrap();
+    let plan = found.explain().unwrap();
+    assert_eq!(plan.index.as_deref(), Some("email_1"), "{plan:?}");
+    assert!(matches!(
+        new.insert_one(json!({"_id": 9, "email": "u3"})),
+        Err(Error::DuplicateKey { .. })
+    ));
+    assert_eq!(old.count_documents(json!({})).unwrap(), 0);
+    // The log: the replaced target dropped, the old name dropped, each document inserted
+    // under the new name.
+    let log = db.changes_since(seq, 100).unwrap();
+    let ops: Vec<(String, ChangeOp)> = log.iter().map(|c| (c.collection.clone(), c.op)).collect();
+    assert_eq!(ops[0], ("taken".to_string(), ChangeOp::Drop));
+    assert_eq!(ops[1], ("old".to_string(), ChangeOp::Drop));
+    assert_eq!(ops.len(), 7);
+    assert!(ops[2..]
+        .iter()
+        .all(|(c, op)| c == "taken" && *op == ChangeOp::Insert));
+}
