@@ -368,8 +368,8 @@ impl Database {
     /// Renames a collection. Fails when `from` does not exist or `to` exists (unless
     /// `drop_target`, which drops `to` first). The change log records a `Drop` of `from`
     /// and an `Insert` of every document under `to` (one entry per document), so that
-    /// watchers and replicas fed by change sets follow the rename; earlier entries of
-    /// `from` are relabelled `to`.
+    /// watchers and replicas fed by change sets follow the rename; earlier entries keep
+    /// the name `from`.
     pub fn rename_collection(&self, from: &str, to: &str, drop_target: bool) -> Result<()> {
         validate_collection_name(from)?;
         validate_collection_name(to)?;
@@ -413,13 +413,11 @@ impl Database {
                 "UPDATE _pocketdb_collections SET name = ?2, tbl = ?3 WHERE name = ?1",
                 rusqlite::params![from, to, format!("c_{to}")],
             )?;
-            conn.execute(
-                "UPDATE _pocketdb_changes SET collection = ?2 WHERE collection = ?1",
-                [from, to],
-            )?;
             // For readers of the log (watchers, change sets): the old name is dropped and
             // every document is written under the new one, so a replica that applied
             // the log up to here (under the old name) ends up with the same collection.
+            // Earlier entries keep the old name: a watcher of it resuming from before the
+            // rename sees them, then the drop.
             let now = changes::now_millis();
             changes::record(conn, from, "null", ChangeOp::Drop, 0, now)?;
             conn.execute(

@@ -910,4 +910,20 @@ fn rename_keeps_documents_and_indexes() {
     assert!(ops[2..]
         .iter()
         .all(|(c, op)| c == "taken" && *op == ChangeOp::Insert));
+    // Earlier entries keep the old name: a watcher of it resuming from before the
+    // rename sees its inserts, then the drop.
+    let mut stream = old.watch_from(0).unwrap();
+    let mut seen = Vec::new();
+    while let Some(event) = stream
+        .next_timeout(std::time::Duration::from_millis(200))
+        .unwrap()
+    {
+        seen.push(event.op);
+    }
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    assert!(
+        seen[..5].iter().all(|op| *op == ChangeOp::Insert),
+        "{seen:?}"
+    );
+    assert_eq!(seen[5], ChangeOp::Drop);
 }
