@@ -118,7 +118,7 @@ fn current_doc(conn: &Connection, collection: &str, key: &str) -> Result<Option<
 
 impl Database {
     /// A stable identifier of this database file, created on first use and stored in
-    /// `_pocketdb_meta` (a backup copy keeps it).
+    /// `_pocketdb_meta` (a backup copy keeps it; a restore into a file keeps that file's).
     pub fn database_id(&self) -> Result<String> {
         let existing: Option<String> = self.read(|conn| {
             Ok(conn
