@@ -307,12 +307,22 @@ impl Database {
 
     /// Names of the collections, sorted.
     pub fn list_collections(&self) -> Result<Vec<String>> {
-        self.read(|conn| {
+        // Taken first: a write applied meanwhile is then in the catalog read after.
+        let pending = self.buffer().map(|b| b.storing_collections());
+        let mut names = self.read(|conn| {
             let mut stmt =
                 conn.prepare_cached("SELECT name FROM _pocketdb_collections ORDER BY name")?;
             let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
             Ok(names.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
+        })?;
+        // A buffered insert creates its collection when it is acknowledged, as in
+        // MongoDB, though its table is made when the write is applied.
+        if let Some(pending) = pending {
+            names.extend(pending);
+            names.sort();
+            names.dedup();
+        }
+        Ok(names)
     }
 
     /// Creates a collection explicitly. Fails with `CollectionExists` when it exists.
@@ -338,9 +348,12 @@ impl Database {
     /// The options a collection was created with; `None` when it does not exist.
     pub fn collection_options(&self, name: &str) -> Result<Option<CollectionOptions>> {
         validate_collection_name(name)?;
-        self.read(|conn| {
+        let pending = self.buffer().is_some_and(|b| b.stores_in(name));
+        let options = self.read(|conn| {
             Ok(catalog_options(conn, name)?.map(|options| CollectionOptions { options }))
-        })
+        })?;
+        // Created by a buffered write not applied yet: with the default options.
+        Ok(options.or_else(|| pending.then(CollectionOptions::default)))
     }
 
     /// Drops a collection with its documents. Returns false when it did not exist. A

@@ -931,3 +931,199 @@ fn replayed_writes_keep_the_expiry_of_their_acknowledgement() {
     );
     assert!(db.integrity_check().unwrap().ok);
 }
+
+/// Runs `f` on a thread and fails the test when it does not return within `secs`
+/// (a deadlock would otherwise hang the suite).
+fn within<R: Send + 'static>(secs: u64, label: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(r) => r,
+        Err(_) => panic!("{label}: did not return within {secs} s"),
+    }
+}
+
+/// A buffered database with an expiring collection `cache` (`ttl`) and no background
+/// sweep: expired stored documents stay until a read or write notices them.
+fn open_expiring(dir: &tempfile::TempDir, ttl: Duration) -> (Database, pocketdb::Collection) {
+    let db = Database::open_with(
+        dir.path().join("buf.sqlite"),
+        Options::default()
+            .durability(Durability::Buffered(
+                BufferOptions::default().flush_interval(Duration::from_secs(3600)),
+            ))
+            .expiry_interval(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let c = db
+        .create_collection("cache", CollectionOptions::default().expire_after(ttl))
+        .unwrap();
+    (db, c)
+}
+
+/// Buffered writes that read stored rows (an insert with its `_id`, an update or delete
+/// by `_id`) deleted the expired documents they found through a synchronous write,
+/// which waited for the buffer's gate the writer itself held: they hung for good once
+/// any stored document had expired.
+#[test]
+fn buffered_writes_to_an_expiring_collection_with_expired_documents_return() {
+    let ttl = Duration::from_millis(300);
+    let dir = tempfile::tempdir().unwrap();
+    let (db, c) = open_expiring(&dir, ttl);
+    c.insert_many([
+        json!({"_id": "old", "v": 1}),
+        json!({"_id": "older", "v": 1}),
+    ])
+    .unwrap();
+    db.flush().unwrap();
+    std::thread::sleep(ttl + Duration::from_millis(200));
+    let c2 = c.clone();
+    within(20, "insert_one", move || {
+        c2.insert_one(json!({"_id": "new"})).unwrap()
+    });
+    let c2 = c.clone();
+    let updated = within(20, "update_one", move || {
+        c2.update_one(json!({"_id": "old"}), json!({"$set": {"v": 2}}))
+            .unwrap()
+    });
+    // The expired document reads as deleted: nothing to update.
+    assert_eq!(updated.matched_count, 0);
+    let c2 = c.clone();
+    let deleted = within(20, "delete_one", move || {
+        c2.delete_one(json!({"_id": "older"})).unwrap()
+    });
+    assert_eq!(deleted.deleted_count, 0);
+    assert_eq!(c.count_documents(json!({})).unwrap(), 1);
+    db.flush().unwrap();
+    assert_eq!(
+        c.find(json!({})).unwrap().to_vec().unwrap(),
+        vec![json!({"_id": "new"})]
+    );
+}
+
+/// A document updated while it was live keeps living from that update even when its
+/// stored version expires before the update is applied: the expired rows a read
+/// deletes leave those a pending write replaces, and no `delete` reaches the log.
+#[test]
+fn a_pending_write_keeps_its_document_past_the_stored_version_expiry() {
+    // Wide margins: the update's version lives until 4.5 s, checked from 3.3 s on.
+    let ttl = Duration::from_millis(3000);
+    let dir = tempfile::tempdir().unwrap();
+    let (db, c) = open_expiring(&dir, ttl);
+    c.insert_many([
+        json!({"_id": "kept", "v": 1}),
+        json!({"_id": "gone", "v": 1}),
+    ])
+    .unwrap();
+    db.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    c.update_one(json!({"_id": "kept"}), json!({"$set": {"v": 2}}))
+        .unwrap();
+    // Past the stored versions' expiry, not the update's.
+    std::thread::sleep(Duration::from_millis(1800));
+    let c2 = c.clone();
+    let seen = within(20, "find", move || {
+        c2.find(json!({})).unwrap().to_vec().unwrap()
+    });
+    assert_eq!(seen, vec![json!({"_id": "kept", "v": 2})]);
+    db.flush().unwrap();
+    assert_eq!(
+        c.find(json!({})).unwrap().to_vec().unwrap(),
+        vec![json!({"_id": "kept", "v": 2})]
+    );
+    let ops: Vec<(Value, String)> = c
+        .changes_since(0, 100)
+        .unwrap()
+        .into_iter()
+        .filter(|ch| ch.id == json!("kept"))
+        .map(|ch| (ch.id, format!("{:?}", ch.op)))
+        .collect();
+    assert!(
+        ops.iter().all(|(_, op)| op != "Delete"),
+        "kept was deleted on the way: {ops:?}"
+    );
+}
+
+/// A cache written continuously with its own `_id`s under the default expiry sweep
+/// (which deletes what expired while writers buffer) keeps going.
+#[test]
+fn a_buffered_cache_with_a_short_expiry_keeps_taking_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_with(
+        &dir,
+        BufferOptions::default().flush_interval(Duration::from_millis(20)),
+    );
+    let c = db
+        .create_collection(
+            "cache",
+            CollectionOptions::default().expire_after(Duration::from_millis(100)),
+        )
+        .unwrap();
+    let c2 = c.clone();
+    let written = within(60, "2 s of cache writes", move || {
+        let start = std::time::Instant::now();
+        let mut i = 0u64;
+        while start.elapsed() < Duration::from_secs(2) {
+            match c2.insert_one(json!({"_id": i % 50, "v": i})) {
+                // The previous version of this `_id` may not have expired yet.
+                Ok(_) | Err(Error::DuplicateKey { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+            i += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        i
+    });
+    assert!(written > 100, "{written} writes in 2 s");
+}
+
+/// `{_id: {$in: [...]}}` naming a buffered document more than once (or as `1` and
+/// `1.0`) returned it once per mention.
+#[test]
+fn an_in_list_repeating_a_buffered_id_finds_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_slow(&dir);
+    let c = db.collection::<Value>("c");
+    c.insert_one(json!({"_id": 1, "v": "a"})).unwrap();
+    c.insert_one(json!({"_id": 2, "v": "b"})).unwrap();
+    let found = |filter: Value| c.find(filter).unwrap().to_vec().unwrap().len();
+    assert_eq!(found(json!({"_id": {"$in": [1, 1]}})), 1);
+    assert_eq!(found(json!({"_id": {"$in": [1, 1.0, 2, 1]}})), 2);
+    let grouped = c
+        .aggregate(json!([
+            {"$match": {"_id": {"$in": [1, 1]}}},
+            {"$group": {"_id": null, "n": {"$sum": 1}}}
+        ]))
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    assert_eq!(grouped, vec![json!({"_id": null, "n": 1})]);
+    db.flush().unwrap();
+    assert_eq!(found(json!({"_id": {"$in": [1, 1.0, 2, 1]}})), 2);
+}
+
+/// A collection made by a buffered insert is listed (with default options) before the
+/// write is applied, as MongoDB lists it after the insert.
+#[test]
+fn a_collection_created_by_a_buffered_insert_is_listed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_slow(&dir);
+    db.create_collection("stored", CollectionOptions::default())
+        .unwrap();
+    let c = db.collection::<Value>("fresh");
+    c.insert_one(json!({"_id": 1})).unwrap();
+    assert_eq!(db.list_collections().unwrap(), ["fresh", "stored"]);
+    assert_eq!(
+        db.collection_options("fresh").unwrap(),
+        Some(CollectionOptions::default())
+    );
+    // A pending delete of nothing creates nothing.
+    db.collection::<Value>("ghost")
+        .delete_one(json!({"_id": 1}))
+        .unwrap();
+    assert_eq!(db.collection_options("ghost").unwrap(), None);
+    db.flush().unwrap();
+    assert_eq!(db.list_collections().unwrap(), ["fresh", "stored"]);
+}

@@ -342,3 +342,44 @@ proptest! {
         }
     }
 }
+
+/// In a buffered database a live query follows writes as they are applied: one opened
+/// while writes are pending starts from them (they are applied first), and `sync`
+/// applies what was acknowledged before it, so the result agrees with `find`.
+#[test]
+fn live_queries_in_a_buffered_database_start_from_and_sync_to_acknowledged_writes() {
+    use pocketdb::{BufferOptions, Durability, Options};
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open_with(
+        dir.path().join("buf.sqlite"),
+        Options::default().durability(Durability::Buffered(
+            BufferOptions::default().flush_interval(Duration::from_secs(3600)),
+        )),
+    )
+    .unwrap();
+    let c = db.collection::<Value>("tasks");
+    c.insert_many((0..3).map(|i| json!({"_id": i, "done": false})))
+        .unwrap();
+    db.flush().unwrap();
+    c.insert_one(json!({"_id": 10, "done": false})).unwrap();
+    c.update_one(json!({"_id": 0}), json!({"$set": {"done": true}}))
+        .unwrap();
+    let live = c
+        .live(LiveQuery::new(json!({"done": false})).sort(json!({"_id": 1})))
+        .unwrap();
+    assert_eq!(
+        ids(&live.current().unwrap()),
+        [json!(1), json!(2), json!(10)]
+    );
+    c.insert_one(json!({"_id": 11, "done": false})).unwrap();
+    c.delete_one(json!({"_id": 1})).unwrap();
+    assert!(live.sync(Duration::from_secs(5)).unwrap());
+    let found = c
+        .find(json!({"done": false}))
+        .unwrap()
+        .sort(json!({"_id": 1}))
+        .to_vec()
+        .unwrap();
+    assert_eq!(ids(&live.current().unwrap()), ids(&found));
+    assert_eq!(ids(&found), [json!(2), json!(10), json!(11)]);
+}

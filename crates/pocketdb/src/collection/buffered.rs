@@ -710,11 +710,13 @@ impl<T: Document> Collection<T> {
         let (overlay, all_buffered): (Vec<(String, Entry)>, bool) = match id_keys(&plan.filter) {
             Some(keys) => {
                 let total = keys.len();
-                let found: Vec<(String, Entry)> = keys
+                let mut found: Vec<(String, Entry)> = keys
                     .into_iter()
                     .filter_map(|k| buffer.lookup(&self.name, &k).0.map(|e| (k, e)))
                     .collect();
                 let all = found.len() == total;
+                // In write order, as the whole overlay is.
+                found.sort_by_key(|(_, e)| e.seq);
                 (found, all)
             }
             None => (buffer.snapshot(&self.name), false),
@@ -731,8 +733,6 @@ impl<T: Document> Collection<T> {
     }
 }
 
-/// False when the JSON text `text` holds fewer than two arrays (fewer than two `[`), so
-/// it cannot give any index too many keys and need not be parsed to be checked.
 /// What [`Collection::stored_keys_and_claims`] reads: the stored keys, and each
 /// document's unique claims.
 type StoredAndClaims = (HashSet<String>, Vec<Result<Vec<UniqueClaim>>>);
@@ -787,6 +787,8 @@ fn stored_keys_in(conn: &Connection, table: &str, keys: &[Arc<str>]) -> Result<H
     Ok(found)
 }
 
+/// False when the JSON text `text` holds fewer than two arrays (fewer than two `[`), so
+/// it cannot give any index too many keys and need not be parsed to be checked.
 fn two_arrays(text: &str) -> bool {
     text.find('[')
         .is_some_and(|at| text[at + 1..].contains('['))
@@ -1112,8 +1114,17 @@ fn single_id(filter: &Filter) -> Option<&Value> {
     })
 }
 
-/// The `_id` keys a filter is restricted to by a top-level equality or `$in`, if any.
+/// The `_id` keys a filter is restricted to by a top-level equality or `$in`, if any,
+/// each once (`{$in: [1, 1.0]}` names one document).
 fn id_keys(filter: &Filter) -> Option<Vec<String>> {
+    let mut keys = restricting_id_keys(filter)?;
+    let mut seen = HashSet::with_capacity(keys.len());
+    keys.retain(|k| seen.insert(k.clone()));
+    Some(keys)
+}
+
+/// [`id_keys`] as the filter lists them, repeats included.
+fn restricting_id_keys(filter: &Filter) -> Option<Vec<String>> {
     conjuncts(filter).iter().find_map(|c| match c {
         Filter::Field { path, cond } if path.len() == 1 && path.first() == "_id" => match cond {
             Cond::Eq(v) if !v.is_array() => Some(vec![id_key(v)]),

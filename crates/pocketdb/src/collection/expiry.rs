@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::query::parse_filter;
 use rusqlite::Connection;
 use serde_json::{json, Map, Value};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -239,10 +240,27 @@ impl Database {
             }
             Ok(conn.query_row(&sql, [now], |r| r.get(0))?)
         })?;
-        if due {
-            self.collection::<Value>(name).write(|_| Ok(()))?;
+        if !due {
+            return Ok(());
         }
-        Ok(())
+        let Some(buffer) = self.buffer() else {
+            self.collection::<Value>(name).write(|_| Ok(()))?;
+            return Ok(());
+        };
+        // Not through the buffer's gate: a synchronous write waits there until every
+        // buffered write is applied, and a buffered writer (which reads stored rows, so
+        // comes here, holding the gate's shared side) would wait for itself. Expired rows
+        // are deleted whatever is pending, except those of documents a pending write
+        // replaces: the applier deletes those, counting from that write's
+        // acknowledgement (a write acknowledged while the document was live keeps it).
+        let pending: HashSet<String> = buffer.snapshot(name).into_iter().map(|(k, _)| k).collect();
+        let coll = self.collection::<Value>(name);
+        self.write_direct(|conn| {
+            if !self.has_collection(conn, name)? {
+                return Ok(());
+            }
+            coll.purge_expired_except(conn, now, &pending)
+        })
     }
 
     /// Deletes the expired documents of every expiring collection now. Returns how
@@ -331,30 +349,54 @@ impl<T: Document> Collection<T> {
     /// Deletes the documents of this collection that expired by `now` (ms since the Unix
     /// epoch) inside the caller's write transaction.
     pub(crate) fn purge_expired_at(&self, conn: &Connection, now: i64) -> Result<()> {
+        self.purge_expired_except(conn, now, &HashSet::new())
+    }
+
+    /// [`purge_expired_at`](Self::purge_expired_at), leaving the documents whose `_id`
+    /// keys are in `keep`.
+    pub(crate) fn purge_expired_except(
+        &self,
+        conn: &Connection,
+        now: i64,
+        keep: &HashSet<String>,
+    ) -> Result<()> {
         if self.db.expire_after_in(conn, &self.name)?.is_none() {
             return Ok(());
         }
+        // Walked in the order of the expiry index, so that kept rows are passed over
+        // once.
         let sql = format!(
-            "SELECT id FROM {} WHERE expires_at <= ?1 LIMIT 1000",
+            "SELECT expires_at, rid, id FROM {} WHERE expires_at <= ?1 AND (expires_at, rid) > (?2, ?3)
+             ORDER BY expires_at, rid LIMIT 1000",
             table_name(&self.name)
         );
+        let mut after = (i64::MIN, i64::MIN);
         loop {
-            let keys: Vec<String> = {
+            let rows: Vec<(i64, i64, String)> = {
                 let mut stmt = conn.prepare_cached(&sql)?;
-                let rows = stmt.query_map([now], |r| r.get::<_, String>(0))?;
+                let rows = stmt.query_map(rusqlite::params![now, after.0, after.1], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
             };
-            if keys.is_empty() {
+            let Some((at, rid, _)) = rows.last() else {
                 return Ok(());
+            };
+            after = (*at, *rid);
+            let keys: Vec<String> = rows
+                .into_iter()
+                .map(|(_, _, k)| k)
+                .filter(|k| !keep.contains(k))
+                .collect();
+            if keys.is_empty() {
+                continue;
             }
             let ids = keys
                 .iter()
                 .map(|k| serde_json::from_str::<Value>(k))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             let filter = parse_filter(&json!({"_id": {"$in": ids}}))?;
-            if self.delete_in(conn, &filter, true)?.deleted_count == 0 {
-                return Ok(());
-            }
+            self.delete_in(conn, &filter, true)?;
         }
     }
 }

@@ -764,9 +764,11 @@ impl<T: Document> LiveHandle<T> {
         st.token >= token
     }
 
-    /// Waits until the result reflects every change committed so far; false on
+    /// Waits until the result reflects every change committed so far (in a buffered
+    /// database, every write acknowledged so far: they are applied first); false on
     /// timeout.
     pub fn sync(&self, timeout: Duration) -> Result<bool> {
+        self.db.flush()?;
         let last = self.db.last_change_seq()?;
         Ok(self.wait_for(last, timeout))
     }
@@ -893,6 +895,12 @@ impl<T: Document> Collection<T> {
         }
         validate_collection_name(self.name())?;
         let db = self.database().clone();
+        // A live query follows the change log, which buffered writes reach when they
+        // are applied: the ones acknowledged before it opens are applied first, so the
+        // initial result holds them.
+        if self.buffer_pending() {
+            db.flush()?;
+        }
         if let Some(mut json) = query.json.take() {
             if db.has_plugins() {
                 db.before_read(self.name(), &mut json)?;

@@ -670,6 +670,28 @@ impl Buffer {
             .is_some_and(|m| !m.is_empty())
     }
 
+    /// The collections an unapplied write stores a document in (which the applier
+    /// creates if they do not exist yet), sorted.
+    pub(crate) fn storing_collections(&self) -> Vec<String> {
+        let st = lock(&self.state);
+        let mut names: Vec<String> = st
+            .overlay
+            .iter()
+            .filter(|(_, m)| m.values().any(|e| e.doc.is_some()))
+            .map(|(name, _)| name.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// True when an unapplied write stores a document in `collection`.
+    pub(crate) fn stores_in(&self, collection: &str) -> bool {
+        lock(&self.state)
+            .overlay
+            .get(collection)
+            .is_some_and(|m| m.values().any(|e| e.doc.is_some()))
+    }
+
     /// Every unapplied document state of `collection`, in write order.
     pub(crate) fn snapshot(&self, collection: &str) -> Vec<(String, Entry)> {
         let st = lock(&self.state);
