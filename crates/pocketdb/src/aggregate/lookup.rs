@@ -11,11 +11,16 @@
 //! through a hash of their keys — never one query per document.
 //! [`AggregateCursor::lookup_queries`](super::AggregateCursor::lookup_queries) counts
 //! the foreign queries.
+//!
+//! A `from` naming a sharded or partitioned collection is read through its members (its
+//! own table in the main file is an empty placeholder): the batched `$in` query, the
+//! whole-collection read of a correlated pipeline and an uncorrelated pipeline (run as
+//! the sharded collection's own aggregation) all go to the members.
 
 use super::accum::approx_size;
 use super::expr::{field_path, Expr};
 use super::pipeline::{parse_pipeline, run_stages, Budget, Ctx, Docs, Stage};
-use crate::collection::populate::fetch_in;
+use crate::collection::populate::{fetch_in, NamedCollection};
 use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::query::matcher::{lookup as query_lookup, Found};
@@ -189,9 +194,10 @@ impl Lookup {
     /// Runs the lookup over `input`, lazily, one page at a time.
     pub(crate) fn run(&self, input: Docs, ctx: &Ctx) -> Result<Docs> {
         let db = self.from.database("$lookup", &ctx.db)?;
+        let foreign = NamedCollection::resolve(&db.collection::<Value>(&self.from.coll))?;
         Ok(Box::new(Paged {
             lookup: Arc::new(self.clone()),
-            foreign: db.collection::<Value>(&self.from.coll),
+            foreign,
             ctx: Ctx {
                 db,
                 options: ctx.options.clone(),
@@ -333,7 +339,8 @@ fn local_values(doc: &Value, path: &[String]) -> Vec<Value> {
 
 struct Paged {
     lookup: Arc<Lookup>,
-    foreign: crate::Collection<Value>,
+    /// The `from` collection as its name resolves (a sharded one through its members).
+    foreign: NamedCollection,
     ctx: Ctx,
     input: Docs,
     out: VecDeque<Value>,
@@ -456,8 +463,11 @@ impl Paged {
             return Ok(c.clone());
         }
         let stages = self.lookup.uncorrelated.clone().unwrap_or_default();
-        let results =
-            super::execute(&self.foreign, &stages, &self.ctx)?.collect::<Result<Vec<_>>>()?;
+        let docs = match &self.foreign {
+            NamedCollection::Table(c) => super::execute(c, &stages, &self.ctx)?,
+            NamedCollection::Spread(s) => super::sharded::execute_spread(s, &stages, &self.ctx)?,
+        };
+        let results = docs.collect::<Result<Vec<_>>>()?;
         self.cache = Some(results.clone());
         Ok(results)
     }
@@ -468,7 +478,7 @@ impl Paged {
         }
         let mut budget = Budget::new("$lookup", &self.ctx.options);
         let mut all = Vec::new();
-        for f in self.foreign.find_filter(Filter::all()) {
+        for f in self.foreign.find_filter(Filter::all())? {
             let f = f?;
             budget.add(approx_size(&f))?;
             all.push(f);

@@ -3,11 +3,17 @@
 //! `$out` writes the results into a staging collection and renames it over the target in
 //! one step, so readers see the old contents or the new, never a mix; a failure leaves the
 //! target as it was. `$merge` upserts each result into the target by its `on` fields.
+//!
+//! A target naming a sharded or partitioned collection is resolved through the catalog:
+//! `$merge` writes through the sharded collection (each document reaches the member it
+//! routes to; the writes are those of [`crate::ShardedCollection`], not atomic across
+//! members), and `$out` is refused with [`Error::Shard`] before anything is written,
+//! since replacing a collection whose documents live in member files is not supported.
 
 use super::lookup::Source;
 use super::pipeline::{Ctx, Docs};
+use crate::collection::populate::NamedCollection;
 use crate::error::{Error, Result};
-use crate::Collection;
 use serde_json::{Map, Value};
 
 /// Where `$out` / `$merge` write.
@@ -19,15 +25,26 @@ impl Target {
         Ok(Target(Source::parse(stage, v)?))
     }
 
-    fn collection(&self, stage: &str, ctx: &Ctx) -> Result<Collection<Value>> {
+    /// The target as its name resolves in its database's catalog.
+    fn collection(&self, stage: &str, ctx: &Ctx) -> Result<NamedCollection> {
         let db = self.0.database(stage, &ctx.db)?;
         crate::engine::schema::validate_collection_name(&self.0.coll)?;
-        Ok(db.collection(&self.0.coll))
+        NamedCollection::resolve(&db.collection(&self.0.coll))
     }
 
     /// `$out`: replaces the target's documents with `input`.
     pub(crate) fn write(&self, input: Docs, ctx: &Ctx) -> Result<()> {
-        let target = self.collection("$out", ctx)?;
+        let target = match self.collection("$out", ctx)? {
+            NamedCollection::Table(c) => c,
+            NamedCollection::Spread(s) => {
+                return Err(Error::Shard {
+                    collection: s.name().to_string(),
+                    message: "$out cannot replace a sharded or partitioned collection \
+                              (use $merge to write into it)"
+                        .to_string(),
+                })
+            }
+        };
         let db = target.database().clone();
         let staging_name = format!(
             "tmp.agg_out.{}.{:08x}",
@@ -149,7 +166,7 @@ impl Merge {
 
     /// Merges every result into the target collection.
     pub(crate) fn write(&self, input: Docs, ctx: &Ctx) -> Result<()> {
-        let target = self.into.collection("$merge", ctx)?;
+        let target = MergeTarget(self.into.collection("$merge", ctx)?);
         for d in input {
             let d = d?;
             let mut filter = Map::new();
@@ -204,6 +221,40 @@ impl Merge {
             }
         }
         Ok(())
+    }
+}
+
+/// The collection `$merge` writes into: a plain collection, or a sharded or partitioned
+/// one written through its members.
+struct MergeTarget(NamedCollection);
+
+impl MergeTarget {
+    fn find_one(&self, filter: Value) -> Result<Option<Value>> {
+        match &self.0 {
+            NamedCollection::Table(c) => c.find_one(filter),
+            NamedCollection::Spread(s) => s.find_one(filter),
+        }
+    }
+
+    fn replace_one(&self, filter: Value, replacement: Value) -> Result<()> {
+        match &self.0 {
+            NamedCollection::Table(c) => c.replace_one(filter, replacement).map(drop),
+            NamedCollection::Spread(s) => s.replace_one(filter, replacement).map(drop),
+        }
+    }
+
+    fn update_one(&self, filter: Value, update: Value) -> Result<()> {
+        match &self.0 {
+            NamedCollection::Table(c) => c.update_one(filter, update).map(drop),
+            NamedCollection::Spread(s) => s.update_one(filter, update).map(drop),
+        }
+    }
+
+    fn insert_one(&self, document: Value) -> Result<()> {
+        match &self.0 {
+            NamedCollection::Table(c) => c.insert_one(document).map(drop),
+            NamedCollection::Spread(s) => s.insert_one(document).map(drop),
+        }
     }
 }
 

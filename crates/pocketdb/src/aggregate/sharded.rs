@@ -8,7 +8,7 @@
 //! single collection. `$lookup`, `$out` and `$merge` address collections of the sharded
 //! collection's main database.
 
-use super::pipeline::{parse_pipeline, run_stages, Ctx, Docs};
+use super::pipeline::{parse_pipeline, run_stages, Ctx, Docs, Stage};
 use super::{pushdown, AggregateCursor, AggregateOptions};
 use crate::collection::Document;
 use crate::error::Result;
@@ -37,27 +37,37 @@ impl<T: Document> ShardedCollection<T> {
             options,
             stats: Arc::default(),
         };
-        // A `$sort` goes to the members only with a `$limit` after it: each member
-        // then returns at most `skip + limit` documents to the k-way merge, while an
-        // unbounded sort stays in the pipeline, which keeps to the memory limit.
-        let mut p = pushdown(&stages, false);
-        let with_sort = pushdown(&stages, true);
-        if with_sort.sort.is_some() && with_sort.limit.is_some() {
-            p = with_sort;
-        }
-        let mut cursor = self.typed::<Value>().find_filter(p.filter)?.skip(p.skip);
-        if let Some(sort) = p.sort {
-            cursor = cursor.sort_spec(sort);
-        }
-        let docs: Docs = match p.limit {
-            Some(0) => Box::new(std::iter::empty()),
-            Some(limit) => Box::new(cursor.limit(i64::try_from(limit).unwrap_or(i64::MAX))),
-            None => Box::new(cursor),
-        };
-        let docs = run_stages(&stages[p.consumed..], docs, &ctx)?;
+        let docs = execute_spread(&self.typed::<Value>(), &stages, &ctx)?;
         Ok(AggregateCursor {
             docs,
             stats: ctx.stats,
         })
     }
+}
+
+/// Runs parsed stages with the sharded or partitioned collection `coll` as the source
+/// (also the source of a `$lookup` whose `from` names one).
+pub(crate) fn execute_spread(
+    coll: &ShardedCollection<Value>,
+    stages: &[Stage],
+    ctx: &Ctx,
+) -> Result<Docs> {
+    // A `$sort` goes to the members only with a `$limit` after it: each member
+    // then returns at most `skip + limit` documents to the k-way merge, while an
+    // unbounded sort stays in the pipeline, which keeps to the memory limit.
+    let mut p = pushdown(stages, false);
+    let with_sort = pushdown(stages, true);
+    if with_sort.sort.is_some() && with_sort.limit.is_some() {
+        p = with_sort;
+    }
+    let mut cursor = coll.find_filter(p.filter)?.skip(p.skip);
+    if let Some(sort) = p.sort {
+        cursor = cursor.sort_spec(sort);
+    }
+    let docs: Docs = match p.limit {
+        Some(0) => Box::new(std::iter::empty()),
+        Some(limit) => Box::new(cursor.limit(i64::try_from(limit).unwrap_or(i64::MAX))),
+        None => Box::new(cursor),
+    };
+    run_stages(&stages[p.consumed..], docs, ctx)
 }

@@ -6,7 +6,9 @@
 //! are collected and answered by **one** batched query on the target (`{_id: {$in:
 //! [...]}}` for populate, `{<foreign>: {$in: [...]}}` for lookup), never one query per
 //! document. The target may live in any database (any `Collection<Value>` carries its
-//! `Database`), so references cross database files of one `Client` freely.
+//! `Database`), so references cross database files of one `Client` freely. A target
+//! whose name is a sharded or partitioned collection (`db.collection("users")` for one
+//! made with `create_sharded_collection`) is read through its member files.
 //!
 //! ```
 //! use pocketdb::{Client, PopulateSpec};
@@ -32,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::id::{id_key, validate_id};
 use crate::query::matcher::{lookup as reach_path, Found};
 use crate::query::{parse_filter, Cond, Filter, InItem, Projection};
+use crate::shard::{member_kind, ShardedCollection};
 use crate::value::FieldPath;
 use serde_json::{json, Map, Value};
 use std::any::Any;
@@ -114,6 +117,8 @@ struct Compiled {
     path_text: String,
     path: FieldPath,
     from: Collection<Value>,
+    /// What `from`'s name stands for (a sharded collection is read through its members).
+    target: NamedCollection,
     projection: Option<Projection>,
     as_field: Option<String>,
     report_missing: bool,
@@ -134,10 +139,12 @@ impl Compiled {
                 )));
             }
         }
+        let target = NamedCollection::resolve(&spec.from)?;
         Ok(Compiled {
             path_text: spec.path,
             path,
             from: spec.from,
+            target,
             projection,
             as_field: spec.as_field,
             report_missing: spec.report_missing,
@@ -401,14 +408,52 @@ fn usable_reference(v: &Value) -> bool {
     !v.is_null() && validate_id(v).is_ok()
 }
 
+/// A collection as its name resolves in its database's catalog: its own table, or the
+/// member files of the sharded or partitioned collection the name stands for (whose own
+/// table is an empty placeholder that must not be read in its place).
+#[derive(Debug, Clone)]
+pub(crate) enum NamedCollection {
+    /// A collection stored in its database's own file.
+    Table(Collection<Value>),
+    /// A sharded or partitioned collection, read and written through its members.
+    Spread(ShardedCollection<Value>),
+}
+
+impl NamedCollection {
+    /// What `coll`'s name stands for in its database's catalog.
+    pub(crate) fn resolve(coll: &Collection<Value>) -> Result<NamedCollection> {
+        let db = coll.database();
+        let kind = db
+            .collection_options(coll.name())?
+            .and_then(|o| member_kind(&o.options));
+        Ok(match kind {
+            None => NamedCollection::Table(coll.clone()),
+            Some("shards") => NamedCollection::Spread(db.sharded(coll.name())?),
+            Some(_) => NamedCollection::Spread((*db.partitioned::<Value>(coll.name())?).clone()),
+        })
+    }
+
+    /// The documents matching `filter`, read as the collection's own `find` reads them
+    /// (a sharded collection only from the members the filter can match).
+    pub(crate) fn find_filter(&self, filter: Filter) -> Result<Source> {
+        Ok(match self {
+            NamedCollection::Table(c) => Box::new(c.find_filter(filter)),
+            NamedCollection::Spread(s) => Box::new(s.find_filter(filter)?),
+        })
+    }
+}
+
 /// The batched read shared by populate, [`Collection::lookup`] and the aggregation
 /// `$lookup`: calls `each` with every document of `from` whose `path` equals one of
-/// `keys` (an array field by element, as queries match), once each, in storage order.
+/// `keys` (an array field by element, as queries match), once each, in storage order
+/// (member by member for a sharded collection).
 /// One `{path: {$in: keys}}` query — SQL, so an index on `path` serves it — per
-/// [`MAX_IN_KEYS`] keys (SQLite's parameter limit); the filter passes `from`'s plugins'
-/// `before_read` hooks like any `find`. Returns the number of queries run.
+/// [`MAX_IN_KEYS`] keys (SQLite's parameter limit); on a plain collection the filter
+/// passes `from`'s plugins' `before_read` hooks like any `find`, on a sharded one it
+/// reaches the members as the sharded collection's `find` sends it. Returns the number
+/// of queries run.
 pub(crate) fn fetch_in(
-    from: &Collection<Value>,
+    from: &NamedCollection,
     path: &FieldPath,
     keys: &[Value],
     each: &mut dyn FnMut(Value) -> Result<()>,
@@ -428,15 +473,16 @@ pub(crate) fn fetch_in(
                     .into(),
             ),
         };
-        let filter = if from.database().has_plugins() {
-            let mut json = Map::new();
-            json.insert(path.to_string(), json!({ "$in": chunk }));
-            from.user_filter(Value::Object(json))?
-        } else {
-            filter
+        let filter = match from {
+            NamedCollection::Table(c) if c.database().has_plugins() => {
+                let mut json = Map::new();
+                json.insert(path.to_string(), json!({ "$in": chunk }));
+                c.user_filter(Value::Object(json))?
+            }
+            _ => filter,
         };
         queries += 1;
-        for doc in from.find_filter(filter) {
+        for doc in from.find_filter(filter)? {
             let doc = doc?;
             // A document can match keys of two chunks; keep it once.
             if chunked && !seen.insert(doc.get("_id").map(id_key).unwrap_or_default()) {
@@ -477,7 +523,7 @@ fn resolve_page(
     // 2. One batched query (chunked only beyond SQLite's parameter limit).
     let mut found: HashMap<String, Value> = HashMap::with_capacity(wanted.len());
     let id_path = FieldPath::parse("_id")?;
-    fetch_in(&spec.from, &id_path, &wanted, &mut |doc| {
+    fetch_in(&spec.target, &id_path, &wanted, &mut |doc| {
         let key = doc.get("_id").map(id_key).unwrap_or_default();
         let shaped = match &spec.projection {
             Some(p) => p.apply(&doc),
@@ -545,13 +591,17 @@ fn resolve_page(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LookupStrategy {
     /// One SQL join when both collections are reachable from one connection (same
-    /// database, or the foreign database attached with [`crate::Client::attach`]) and
-    /// both fields are single top-level names; batched otherwise.
+    /// database, or the foreign database attached with [`crate::Client::attach`]), both
+    /// fields are single top-level names, the foreign collection is not sharded or
+    /// partitioned and neither collection has buffered writes pending (see
+    /// [`crate::Durability::Buffered`]); batched otherwise.
     #[default]
     Auto,
     /// A page of local documents, then one `$in` query on the foreign collection.
     Batched,
-    /// One SQL join (fails with `InvalidArgument` when not possible).
+    /// One SQL join. Pending buffered writes of either collection are flushed first
+    /// (SQL reads only what SQLite stores). Fails with `InvalidArgument` when not
+    /// possible (paths, databases, or a sharded or partitioned foreign collection).
     SqlJoin,
 }
 
@@ -661,8 +711,21 @@ impl<T: Document> Collection<T> {
             )));
         }
         let filter = parse_filter(&filter)?;
-        let sql_schema = match spec.strategy {
-            LookupStrategy::Batched => None,
+        let target = NamedCollection::resolve(&spec.from)?;
+        // SQL reads only what SQLite stores in the two tables: not the members of a
+        // sharded collection, nor writes a buffered database has not applied yet.
+        let pending = self.buffer_pending() || spec.from.buffer_pending();
+        let sql_schema = match (spec.strategy, &target) {
+            (LookupStrategy::Batched, _) => None,
+            (LookupStrategy::SqlJoin, NamedCollection::Spread(s)) => {
+                return Err(Error::InvalidArgument(format!(
+                    "lookup: an SQL join cannot read '{}', a sharded or partitioned collection \
+                     (use the batched strategy)",
+                    s.name()
+                )))
+            }
+            (_, NamedCollection::Spread(_)) => None,
+            (LookupStrategy::Auto, _) if pending => None,
             _ => {
                 let simple = local.len() == 1 && foreign.len() == 1;
                 let schema = self.db.join_schema(spec.from.database())?;
@@ -681,14 +744,22 @@ impl<T: Document> Collection<T> {
         };
         match sql_schema {
             Some(schema) => {
-                let documents = self.lookup_sql(filter, &schema, spec, &local, &foreign)?;
+                // Only an explicit `SqlJoin` gets here with writes pending.
+                if self.buffer_pending() {
+                    self.db.flush()?;
+                }
+                if spec.from.buffer_pending() {
+                    spec.from.database().flush()?;
+                }
+                let documents =
+                    self.lookup_sql(filter, &schema, spec, &target, &local, &foreign)?;
                 Ok(LookupOutput {
                     documents,
                     strategy: LookupStrategy::SqlJoin,
                 })
             }
             None => Ok(LookupOutput {
-                documents: self.lookup_batched(filter, spec, &local, &foreign)?,
+                documents: self.lookup_batched(filter, spec, &target, &local, &foreign)?,
                 strategy: LookupStrategy::Batched,
             }),
         }
@@ -698,6 +769,7 @@ impl<T: Document> Collection<T> {
         &self,
         filter: crate::query::Filter,
         spec: &LookupSpec,
+        target: &NamedCollection,
         local: &FieldPath,
         foreign: &FieldPath,
     ) -> Result<Vec<Value>> {
@@ -721,7 +793,7 @@ impl<T: Document> Collection<T> {
                 }
             }
             let mut candidates: Vec<(Vec<Value>, Value)> = Vec::new();
-            fetch_in(&spec.from, foreign, &wanted, &mut |doc| {
+            fetch_in(target, foreign, &wanted, &mut |doc| {
                 candidates.push((join_keys(&doc, foreign), doc));
                 Ok(())
             })?;
@@ -744,6 +816,7 @@ impl<T: Document> Collection<T> {
         filter: crate::query::Filter,
         schema: &str,
         spec: &LookupSpec,
+        target: &NamedCollection,
         local: &FieldPath,
         foreign: &FieldPath,
     ) -> Result<Vec<Value>> {
@@ -785,7 +858,7 @@ impl<T: Document> Collection<T> {
             .database()
             .read(|conn| spec.from.database().has_collection(conn, spec.from.name()))?;
         if !foreign_exists {
-            return self.lookup_batched(plan.filter.clone(), spec, local, foreign);
+            return self.lookup_batched(plan.filter.clone(), spec, target, local, foreign);
         }
         let mut out = Vec::new();
         let mut after = 0i64;
