@@ -523,3 +523,112 @@ fn partitions_dropped_while_read_count_as_empty_and_stay_dropped() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Guards that an upsert whose filter pins one existing partition (equality on the
+/// partition field) updates the existing match instead of inserting a duplicate.
+#[test]
+fn partition_pinned_upsert_updates_the_existing_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let events = create_events(&client);
+    events
+        .insert_one(json!({"_id": 1, "ts": JAN_1 + HOUR, "kind": "view"}))
+        .unwrap();
+    let r = events
+        .update_one_with(
+            json!({"ts": JAN_1 + HOUR, "kind": "view"}),
+            json!({"$inc": {"n": 1}}),
+            &pocketdb::UpdateOptions::upsert(),
+        )
+        .unwrap();
+    assert_eq!((r.matched_count, r.upserted_id.clone()), (1, None), "{r:?}");
+    let r = events
+        .replace_one_with(
+            json!({"ts": JAN_1 + HOUR, "kind": "view"}),
+            json!({"ts": JAN_1 + HOUR, "kind": "view", "n": 5}),
+            true,
+        )
+        .unwrap();
+    assert_eq!((r.matched_count, r.upserted_id.clone()), (1, None), "{r:?}");
+    assert_eq!(
+        events.find(json!({})).unwrap().to_vec().unwrap(),
+        vec![json!({"_id": 1, "ts": JAN_1 + HOUR, "kind": "view", "n": 5})]
+    );
+    // No match in the pinned partition: one insert there.
+    let r = events
+        .update_one_with(
+            json!({"ts": JAN_1 + HOUR, "kind": "click"}),
+            json!({"$inc": {"n": 1}}),
+            &pocketdb::UpdateOptions::upsert(),
+        )
+        .unwrap();
+    assert!(r.upserted_id.is_some(), "{r:?}");
+    assert_eq!(events.count_documents(json!({})).unwrap(), 2);
+    assert_eq!(events.partitions().unwrap(), vec!["2025-01-01"]);
+}
+
+/// Guards that an index created before the first partition exists is listed, and that
+/// dropping it succeeds (and keeps it off partitions created later).
+#[test]
+fn index_created_before_any_partition_is_listed_and_droppable() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let events = create_events(&client);
+    let name = events
+        .create_index(json!({"kind": 1}), IndexOptions::default())
+        .unwrap();
+    let names = |events: &PartitionedCollection| -> Vec<String> {
+        events
+            .list_indexes()
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name)
+            .collect()
+    };
+    assert_eq!(names(&events), vec!["_id_".to_string(), name.clone()]);
+    events.drop_index(&name).unwrap();
+    assert_eq!(names(&events), vec!["_id_".to_string()]);
+    assert!(matches!(
+        events.drop_index(&name),
+        Err(Error::IndexNotFound { .. })
+    ));
+    events
+        .insert_one(json!({"ts": JAN_1, "kind": "a"}))
+        .unwrap();
+    assert_eq!(names(&events), vec!["_id_".to_string()]);
+    // Created again once a partition exists: listed from it.
+    let name = events
+        .create_index(json!({"kind": 1}), IndexOptions::default())
+        .unwrap();
+    events
+        .insert_one(json!({"ts": JAN_1 + 3 * DAY, "kind": "b"}))
+        .unwrap();
+    assert_eq!(names(&events), vec!["_id_".to_string(), name]);
+}
+
+/// Guards that expiry is refused on a partitioned collection (it would only reach the
+/// main file's empty placeholder table).
+#[test]
+fn expire_after_is_refused_on_a_partitioned_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, events) = setup(dir.path());
+    let db = client.database("app").unwrap();
+    let set = db.set_expire_after("events", Some(std::time::Duration::from_secs(1)));
+    assert!(matches!(set, Err(Error::Shard { .. })), "{set:?}");
+    assert_eq!(db.expire_after("events").unwrap(), None);
+    assert_eq!(events.count_documents(json!({})).unwrap(), 120);
+}
+
+/// Guards that a partitioned handle opened before another handle dropped the
+/// collection fails with `CollectionNotFound` instead of writing a partition of a
+/// collection that is gone.
+#[test]
+fn a_stale_partitioned_handle_after_drop_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client, events) = setup(dir.path());
+    let other = client.partitioned::<Value>("app", "events").unwrap();
+    assert!(other.drop().unwrap());
+    let w = events.insert_one(event(500));
+    assert!(matches!(w, Err(Error::CollectionNotFound(_))), "{w:?}");
+    assert!(!dir.path().join("app.parts/events").exists());
+}

@@ -977,3 +977,230 @@ fn database_level_rename_and_drop_of_a_sharded_collection() {
         Err(Error::CollectionNotFound(_))
     ));
 }
+
+/// Guards that an upsert whose filter pins the shard key (without `_id`) updates the
+/// existing match, as on a plain collection, for `update_one`, `replace_one` and
+/// `find_one_and_update`, and inserts exactly once when nothing matches.
+#[test]
+fn pinned_upsert_updates_the_existing_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let s = client
+        .create_sharded_collection(
+            "app",
+            "items",
+            ShardOptions::new(4).key(ShardKey::Field("team".into())),
+        )
+        .unwrap();
+    s.insert_one(json!({"_id": 1, "team": "a", "name": "x"}))
+        .unwrap();
+    let r = s
+        .update_one_with(
+            json!({"team": "a", "name": "x"}),
+            json!({"$set": {"v": 1}}),
+            &UpdateOptions::upsert(),
+        )
+        .unwrap();
+    assert_eq!((r.matched_count, r.upserted_id.clone()), (1, None), "{r:?}");
+    let r = s
+        .replace_one_with(
+            json!({"team": "a", "name": "x"}),
+            json!({"team": "a", "name": "x", "v": 2}),
+            true,
+        )
+        .unwrap();
+    assert_eq!((r.matched_count, r.upserted_id.clone()), (1, None), "{r:?}");
+    let after = s
+        .find_one_and_update(
+            json!({"team": "a", "name": "x"}),
+            json!({"$inc": {"v": 1}}),
+            &FindOneAndModifyOptions {
+                upsert: true,
+                return_document: ReturnDocument::After,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        after,
+        Some(json!({"_id": 1, "team": "a", "name": "x", "v": 3}))
+    );
+    assert_eq!(s.count_documents(json!({})).unwrap(), 1);
+    // Nothing matches: one insert, on the shard the new document routes to.
+    for _ in 0..2 {
+        s.update_one_with(
+            json!({"team": "b", "name": "y"}),
+            json!({"$inc": {"n": 1}}),
+            &UpdateOptions::upsert(),
+        )
+        .unwrap();
+    }
+    let b = s.find(json!({"team": "b"})).unwrap().to_vec().unwrap();
+    assert_eq!(b.len(), 1, "{b:?}");
+    assert_eq!(b[0]["n"], 2);
+    assert_eq!(s.count_documents(json!({})).unwrap(), 2);
+}
+
+/// Guards the same on a one-shard collection keyed by `_id`, where every filter reaches
+/// the only shard but a new document's generated `_id` picks its shard.
+#[test]
+fn one_shard_upsert_updates_the_existing_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let s = client
+        .create_sharded_collection("app", "items", ShardOptions::new(1))
+        .unwrap();
+    s.insert_one(json!({"_id": 1, "name": "x"})).unwrap();
+    let r = s
+        .update_one_with(
+            json!({"name": "x"}),
+            json!({"$inc": {"n": 1}}),
+            &UpdateOptions::upsert(),
+        )
+        .unwrap();
+    assert_eq!((r.matched_count, r.upserted_id.clone()), (1, None), "{r:?}");
+    let r = s
+        .update_one_with(
+            json!({"name": "new"}),
+            json!({"$inc": {"n": 1}}),
+            &UpdateOptions::upsert(),
+        )
+        .unwrap();
+    let id = r.upserted_id.expect("inserted");
+    assert_eq!(s.count_documents(json!({"_id": id})).unwrap(), 1);
+    assert_eq!(s.count_documents(json!({})).unwrap(), 2);
+}
+
+/// Guards that a bulk write mixing every kind of operation (among them an upsert pinned
+/// to one shard that matches) gives the counts and documents of a plain collection.
+#[test]
+fn bulk_write_with_a_pinned_upsert_matches_a_plain_collection() {
+    use pocketdb::WriteModel;
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let s = client
+        .create_sharded_collection(
+            "app",
+            "items",
+            ShardOptions::new(4).key(ShardKey::Field("g".into())),
+        )
+        .unwrap();
+    let p = client
+        .database("plain")
+        .unwrap()
+        .collection::<Value>("items");
+    let docs: Vec<Value> = (0..20)
+        .map(|i| json!({"_id": i, "g": i % 3, "v": i}))
+        .collect();
+    s.insert_many(docs.clone()).unwrap();
+    p.insert_many(docs).unwrap();
+    let models = vec![
+        WriteModel::InsertOne {
+            document: json!({"_id": 100, "g": 1}),
+        },
+        WriteModel::UpdateMany {
+            filter: json!({"v": {"$gte": 10}}),
+            update: json!({"$set": {"big": true}}),
+            options: UpdateOptions::default(),
+        },
+        WriteModel::UpdateOne {
+            filter: json!({"g": 2, "v": 5}),
+            update: json!({"$set": {"w": 1}}),
+            options: UpdateOptions::upsert(),
+        },
+        WriteModel::ReplaceOne {
+            filter: json!({"g": 0, "v": 6}),
+            replacement: json!({"g": 0, "r": 1}),
+            upsert: true,
+        },
+        WriteModel::InsertOne {
+            document: json!({"_id": 101, "g": 2}),
+        },
+        WriteModel::DeleteMany {
+            filter: json!({"big": true, "g": 0}),
+        },
+        WriteModel::UpdateMany {
+            filter: json!({"g": 2}),
+            update: json!({"$set": {"big": true}}),
+            options: UpdateOptions::default(),
+        },
+    ];
+    let a = s.bulk_write(models.clone(), true).unwrap();
+    let b = p.bulk_write(models, true).unwrap();
+    let counts = |r: &pocketdb::BulkWriteResult| {
+        (
+            r.inserted_count,
+            r.matched_count,
+            r.modified_count,
+            r.deleted_count,
+            r.upserted_count,
+        )
+    };
+    assert_eq!(counts(&a), counts(&b));
+    let sorted = |mut docs: Vec<Value>| {
+        docs.sort_by_key(|d| d["_id"].as_i64());
+        docs
+    };
+    assert_eq!(
+        sorted(s.find(json!({})).unwrap().to_vec().unwrap()),
+        sorted(p.find(json!({})).unwrap().to_vec().unwrap())
+    );
+}
+
+/// Guards that expiry, which would only reach the main file's empty placeholder table,
+/// is refused on a sharded collection instead of silently never expiring anything.
+#[test]
+fn expire_after_is_refused_on_a_sharded_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let s = client
+        .create_sharded_collection("app", "items", ShardOptions::new(2))
+        .unwrap();
+    s.insert_many((0..4).map(|i| json!({"_id": i}))).unwrap();
+    let db = client.database("app").unwrap();
+    let set = db.set_expire_after("items", Some(std::time::Duration::from_millis(50)));
+    assert!(matches!(set, Err(Error::Shard { .. })), "{set:?}");
+    assert_eq!(db.expire_after("items").unwrap(), None);
+    // Removing an expiry that is not there is harmless.
+    db.set_expire_after("items", None).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(s.count_documents(json!({})).unwrap(), 4);
+}
+
+/// Guards that a handle opened before another handle dropped the collection fails with
+/// `CollectionNotFound` instead of acknowledging writes into deleted files, also once
+/// the name is reused; a handle on the new collection works.
+#[test]
+fn a_stale_handle_after_drop_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let h1 = client
+        .create_sharded_collection("app", "items", ShardOptions::new(2))
+        .unwrap();
+    h1.insert_one(json!({"_id": 1})).unwrap();
+    let h2 = client.sharded::<Value>("app", "items").unwrap();
+    assert!(h2.drop().unwrap());
+    let w = h1.insert_one(json!({"_id": 2}));
+    assert!(matches!(w, Err(Error::CollectionNotFound(_))), "{w:?}");
+    let w = h1.update_one(json!({"_id": 1}), json!({"$set": {"a": 1}}));
+    assert!(matches!(w, Err(Error::CollectionNotFound(_))), "{w:?}");
+    let r = h1.count_documents(json!({}));
+    assert!(matches!(r, Err(Error::CollectionNotFound(_))), "{r:?}");
+    // Dropped through the database too.
+    let again = client
+        .create_sharded_collection("app", "items", ShardOptions::new(2))
+        .unwrap();
+    assert!(h1.insert_one(json!({"_id": 3})).is_err());
+    // The stale handle does not drop the new collection.
+    assert!(!h1.drop().unwrap());
+    again.insert_one(json!({"_id": 4})).unwrap();
+    let other = client.sharded::<Value>("app", "items").unwrap();
+    assert_eq!(other.count_documents(json!({})).unwrap(), 1);
+    assert!(client
+        .database("app")
+        .unwrap()
+        .drop_collection("items")
+        .unwrap());
+    let w = again.insert_one(json!({"_id": 5}));
+    assert!(matches!(w, Err(Error::CollectionNotFound(_))), "{w:?}");
+}

@@ -63,9 +63,17 @@ fn option_ms(options: &Map<String, Value>) -> Result<Option<i64>> {
     }
 }
 
-/// Validates the expiry option before a collection is created.
+/// Validates the expiry option before a collection is created. A sharded or
+/// partitioned collection cannot expire: its documents live in member files, which the
+/// option (set on the main file's catalog entry) would not reach.
 pub(crate) fn validate_options(options: &Map<String, Value>) -> Result<()> {
-    option_ms(options).map(|_| ())
+    let ms = option_ms(options)?;
+    if ms.is_some() && crate::shard::member_kind(options).is_some() {
+        return Err(Error::InvalidArgument(format!(
+            "{OPTION} is not supported on a sharded or partitioned collection"
+        )));
+    }
+    Ok(())
 }
 
 /// Sets up (or removes) the expiry machinery of a collection's table, inside the
@@ -194,7 +202,9 @@ impl Database {
     }
 
     /// Sets (or with `None` removes) the expiry of a collection, creating it if needed.
-    /// Documents already stored count their time from now.
+    /// Documents already stored count their time from now. Setting one on a sharded or
+    /// partitioned collection fails with `Error::Shard` (its documents live in member
+    /// files, which expiry does not reach).
     pub fn set_expire_after(&self, collection: &str, after: Option<Duration>) -> Result<()> {
         let coll = self.collection::<Value>(collection);
         let result = coll.write(|conn| {
@@ -204,6 +214,15 @@ impl Database {
                 |r| r.get(0),
             )?;
             let mut options: Map<String, Value> = serde_json::from_str(&text)?;
+            if after.is_some() && crate::shard::member_kind(&options).is_some() {
+                return Err(Error::Shard {
+                    collection: collection.to_string(),
+                    message: format!(
+                        "{OPTION} is not supported on a sharded or partitioned collection \
+                         (its documents live in member files)"
+                    ),
+                });
+            }
             match after {
                 Some(d) => {
                     options.insert(OPTION.to_string(), json!(d.as_secs_f64()));

@@ -21,8 +21,11 @@
 //! `delete_one` and `find_one_and_*` with a filter that does not pin the shard key first
 //! look for a match on every member, then write on the member holding it; an upsert
 //! that finds nothing inserts on the member its new document routes to, which can race
-//! with a concurrent upsert of an equal document on another member. Unique indexes
-//! must start with the shard (or partition) key, so that equal keys share a member.
+//! with a concurrent upsert of an equal document on another member. An `update_one` or
+//! `replace_one` upsert whose filter reaches only the member its new document routes
+//! to (it pins the shard key) runs there in one step, as on a plain collection. Unique
+//! indexes must start with the shard (or partition) key, so that equal keys share a
+//! member.
 //! The shard key of a stored document cannot be changed by an update (as in MongoDB
 //! before 4.2); a partitioned document may change its partition field only within its
 //! partition.
@@ -53,7 +56,7 @@ use crate::error::{BulkWriteFailure, Error, Result, WriteError};
 use crate::id::{ensure_id, id_key, new_object_id, validate_id};
 use crate::index::{IndexInfo, IndexModel, IndexOptions};
 use crate::query::{parse_filter, Filter, QueryBuilder, SortSpec};
-use crate::update::{upsert_seed, ApplyContext, Update};
+use crate::update::{upsert_seed, Update};
 use crate::value::FieldPath;
 use crate::{
     DeleteResult, FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult,
@@ -67,7 +70,7 @@ use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The most shards a collection may have.
@@ -140,6 +143,9 @@ struct Members {
     by_path: HashMap<PathBuf, MemberEntry>,
     /// Ticks at every open, to tell the least recently used member.
     clock: u64,
+    /// The flag every open handle on a collection shares, by the collection's member
+    /// directory: set when the directory is removed (the collection dropped).
+    dropped: HashMap<PathBuf, std::sync::Weak<AtomicBool>>,
 }
 
 struct MemberEntry {
@@ -268,8 +274,20 @@ impl Registry {
     /// under the registry's lock: a member being opened meanwhile either is opened
     /// before (and forgotten here) or finds its file gone, never a half-deleted one
     /// recreated empty.
+    ///
+    /// Handles on a collection whose member directory is under `dir` see it dropped
+    /// from then on.
     fn remove_under(&self, dir: &Path, remove: impl FnOnce() -> Result<()>) -> Result<()> {
         let mut members = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        members.dropped.retain(|path, flag| {
+            if !path.starts_with(dir) {
+                return flag.strong_count() > 0;
+            }
+            if let Some(flag) = flag.upgrade() {
+                flag.store(true, Ordering::Release);
+            }
+            false
+        });
         let mut released = Vec::new();
         members.by_path.retain(|path, e| {
             let keep = !path.starts_with(dir);
@@ -283,6 +301,21 @@ impl Registry {
         let removed = remove();
         drop(members);
         removed
+    }
+
+    /// The dropped flag shared by the handles on the collection whose members live in
+    /// `dir` (a new one when no handle is open).
+    fn dropped_flag(&self, dir: &Path) -> Arc<AtomicBool> {
+        let mut members = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(flag) = members.dropped.get(dir).and_then(std::sync::Weak::upgrade) {
+            return flag;
+        }
+        let flag = Arc::new(AtomicBool::new(false));
+        members.dropped.retain(|_, f| f.strong_count() > 0);
+        members
+            .dropped
+            .insert(dir.to_path_buf(), Arc::downgrade(&flag));
+        flag
     }
 
     /// Members the registry holds open now.
@@ -377,6 +410,9 @@ pub(crate) struct Spread {
     shards: Vec<Collection<Value>>,
     opened: AtomicU64,
     visited: AtomicU64,
+    /// Set (for every handle) when the collection is dropped: a handle opened before
+    /// then must not write into member files that are gone.
+    dropped: Arc<AtomicBool>,
 }
 
 /// Most threads one scatter-gather operation runs members on.
@@ -427,6 +463,7 @@ impl Spread {
                 }))
             }
         };
+        let dropped = db.inner.shards.dropped_flag(&dir);
         let mut spread = Spread {
             db: db.clone(),
             name: name.to_string(),
@@ -436,6 +473,7 @@ impl Spread {
             shards: Vec::new(),
             opened: AtomicU64::new(0),
             visited: AtomicU64::new(0),
+            dropped,
         };
         if let Layout::Hash { shards, .. } = spread.layout {
             for i in 0..shards {
@@ -592,16 +630,28 @@ impl Spread {
         Ok(results.into_iter().flatten().collect())
     }
 
+    /// `CollectionNotFound` once the collection was dropped through any handle.
+    fn check_not_dropped(&self) -> Result<()> {
+        if self.dropped.load(Ordering::Acquire) {
+            return Err(Error::CollectionNotFound(self.name.clone()));
+        }
+        Ok(())
+    }
+
     /// The labels of the members an operation with `filter` reads, counted as visited.
+    /// `CollectionNotFound` once the collection was dropped.
     fn visit(&self, filter: &Filter) -> Result<Vec<String>> {
+        self.check_not_dropped()?;
         let labels = self.labels_for(filter)?;
         self.visited
             .fetch_add(labels.len() as u64, Ordering::Relaxed);
         Ok(labels)
     }
 
-    /// A member by label (a partition is created when `create`).
+    /// A member by label (a partition is created when `create`), to write in.
+    /// `CollectionNotFound` once the collection was dropped.
     fn member(&self, label: &str, create: bool) -> Result<Collection<Value>> {
+        self.check_not_dropped()?;
         self.member_if_present(label, create)?
             .ok_or_else(|| self.error(format!("partition '{label}' does not exist")))
     }
@@ -1446,12 +1496,12 @@ impl<T: Document> ShardedCollection<T> {
             }
         };
         if options.upsert {
-            // One member that is also where an upsert would go: it does it all, atomically.
+            // One member that is also where an upsert would go: it does it all, atomically,
+            // with the request's own filter (so it updates an existing match).
             if let [(label, coll)] = members.as_slice() {
-                let (target, target_filter) =
-                    self.upsert_route_labelled(&filter, &parsed, &parsed_update)?;
-                if target.0 == *label {
-                    return run(coll, target_filter, options);
+                let target = self.upsert_target(&filter, &parsed, &parsed_update)?;
+                if target.label == *label && target.routes_alike {
+                    return run(coll, filter, options);
                 }
             }
         }
@@ -1473,39 +1523,49 @@ impl<T: Document> ShardedCollection<T> {
         run(&coll, target_filter, options)
     }
 
-    fn upsert_route_labelled(
+    /// Where an upsert of `filter_value` (parsed: `filter`) with `update` that matches
+    /// nothing inserts its document, without opening that member.
+    fn upsert_target(
         &self,
         filter_value: &Value,
         filter: &Filter,
         update: &Update,
-    ) -> Result<(Member, Value)> {
-        let mut doc = upsert_seed(filter)?;
-        let ctx = ApplyContext {
-            filter,
-            is_insert: true,
-            now_millis: crate::changes::now_millis(),
-        };
-        update.apply(&mut doc, &ctx)?;
-        let Value::Object(mut map) = doc else {
-            return Err(Error::InvalidDocument(
-                "upsert produced a non-document".to_string(),
-            ));
-        };
+    ) -> Result<UpsertTarget> {
+        // The placeholder builds the document exactly as a member's upsert does.
+        let builder = self.inner.db.collection::<Value>(&self.inner.name);
+        let mut map = builder.upsert_document(filter, update, crate::changes::now_millis())?;
+        let generated = !map.contains_key("_id");
         let id = ensure_id(&mut map)?;
-        let member = self.inner.member_for_doc(&Value::Object(map))?;
-        let target_filter = Spread::upsert_filter(filter_value, filter, id)?;
-        Ok((member, target_filter))
+        let path = self.inner.layout.path();
+        let key = key_value_in(&map, path)?;
+        let label = self.inner.label_for_key(&key)?;
+        let keyed_by_id = path.segments().first().is_some_and(|s| s == "_id");
+        // A member generates its own `_id`, and reads its own clock (`$currentDate`): the
+        // key must depend on neither. The clock is probed with an instant far from now.
+        let routes_alike = !(generated && keyed_by_id)
+            && builder
+                .upsert_document(filter, update, 0)
+                .and_then(|other| key_value_in(&other, path))
+                .is_ok_and(|other| other == key);
+        let filter = Spread::upsert_filter(filter_value, filter, id)?;
+        Ok(UpsertTarget {
+            label,
+            filter,
+            routes_alike,
+        })
     }
 
+    /// The member an upsert that matches nothing inserts on (created if needed), and the
+    /// filter to run it with there.
     fn upsert_route(
         &self,
         filter_value: &Value,
         filter: &Filter,
         update: &Update,
     ) -> Result<(Collection<Value>, Value)> {
-        let ((_, coll), target_filter) =
-            self.upsert_route_labelled(filter_value, filter, update)?;
-        Ok((coll, target_filter))
+        let target = self.upsert_target(filter_value, filter, update)?;
+        let coll = self.inner.member(&target.label, true)?;
+        Ok((coll, target.filter))
     }
 
     // ----- deletes -------------------------------------------------------------------
@@ -1759,24 +1819,50 @@ impl<T: Document> ShardedCollection<T> {
         Ok(name)
     }
 
-    /// The indexes, as the first member has them (`_id_` first).
+    /// The indexes, as the first member has them (`_id_` first). A partitioned
+    /// collection also lists the indexes recorded for partitions created later, so an
+    /// index created before the first partition is listed too.
     pub fn list_indexes(&self) -> Result<Vec<IndexInfo>> {
-        match self.inner.all_members()?.first() {
-            Some((_, c)) => c.list_indexes(),
+        let mut list = match self.inner.all_members()?.first() {
+            Some((_, c)) => c.list_indexes()?,
             None => self
                 .inner
                 .db
                 .collection::<Value>(&self.inner.name)
-                .list_indexes(),
+                .list_indexes()?,
+        };
+        if matches!(self.inner.layout, Layout::Partition(_)) {
+            for model in self.inner.catalog_indexes()? {
+                let Some(name) = model.options.name else {
+                    continue;
+                };
+                if list.iter().any(|info| info.name == name) {
+                    continue;
+                }
+                list.push(IndexInfo {
+                    name,
+                    keys: model.keys,
+                    unique: model.options.unique,
+                    sparse: model.options.sparse,
+                    partial_filter_expression: model.options.partial_filter_expression,
+                    expire_after_seconds: model.options.expire_after_seconds,
+                    multikey: false,
+                });
+            }
         }
+        Ok(list)
     }
 
-    /// Drops the index named `name` on every member. `IndexNotFound` when no member has
-    /// it.
+    /// Drops the index named `name` on every member (and, for partitions, from the
+    /// indexes recorded for partitions created later). `IndexNotFound` when neither a
+    /// member nor that record has it.
     pub fn drop_index(&self, name: &str) -> Result<()> {
+        let mut recorded = false;
         if matches!(self.inner.layout, Layout::Partition(_)) {
             self.inner.update_catalog_indexes(|list| {
+                let before = list.len();
                 list.retain(|v| v.get("name").and_then(Value::as_str) != Some(name));
+                recorded = list.len() != before;
             })?;
         }
         let outcomes = self
@@ -1786,7 +1872,7 @@ impl<T: Document> ShardedCollection<T> {
                 Err(Error::IndexNotFound { .. }) => Ok(false),
                 Err(e) => Err(e),
             })?;
-        if outcomes.contains(&true) {
+        if recorded || outcomes.contains(&true) {
             Ok(())
         } else {
             Err(Error::IndexNotFound {
@@ -1797,8 +1883,13 @@ impl<T: Document> ShardedCollection<T> {
     }
 
     /// Drops the collection: its catalog entry and every member file. Returns false
-    /// when it did not exist. Other handles on it fail or see nothing afterwards.
+    /// when it did not exist. Other handles on it fail with `CollectionNotFound`
+    /// afterwards (a handle opened on a collection recreated under the name works).
     pub fn drop(&self) -> Result<bool> {
+        // Not the collection recreated under the name since.
+        if self.inner.dropped.load(Ordering::Acquire) {
+            return Ok(false);
+        }
         let existed = self.inner.db.drop_collection(&self.inner.name)?;
         let dir = &self.inner.dir;
         self.inner
@@ -1826,6 +1917,20 @@ enum Modify {
     Update(Value, Update),
     Replace(Value, Update),
     Delete,
+}
+
+/// Where an upsert that matches nothing inserts its document.
+struct UpsertTarget {
+    /// The member the new document routes to.
+    label: String,
+    /// The filter to upsert with on that member: the request's, pinned to the new
+    /// document's `_id` when the filter does not give one (so the member inserts the
+    /// document that was routed).
+    filter: Value,
+    /// The member's own upsert with the request's filter would insert a document that
+    /// routes there too: its routing key depends neither on an `_id` generated for it
+    /// nor on the clock.
+    routes_alike: bool,
 }
 
 impl<T: Document> QueryBuilder<ShardedCollection<T>> {
