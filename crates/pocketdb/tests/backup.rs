@@ -404,3 +404,149 @@ fn change_log_readers_follow_a_restore() {
         Err(pocketdb::Error::ResumeTokenExpired { .. })
     ));
 }
+
+const DAY_MS: i64 = 86_400_000;
+/// 2025-01-01T00:00:00Z.
+const JAN_1_MS: i64 = 1_735_689_600_000;
+
+/// The member files under `<dir>/app.<kind>/<collection>/`, sorted.
+fn member_files(dir: &std::path::Path, kind: &str, collection: &str) -> Vec<String> {
+    let mut files: Vec<String> =
+        match std::fs::read_dir(dir.join(format!("app.{kind}")).join(collection)) {
+            Ok(entries) => entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|f| f.ends_with(".sqlite"))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+    files.sort();
+    files
+}
+
+/// Guards that a client restore brings a partitioned collection back to the backup's
+/// partitions: a partition created after the backup does not survive it.
+#[test]
+fn restore_from_dir_drops_partitions_created_after_the_backup() {
+    use pocketdb::{PartitionBy, TimeBucket};
+    let dir = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let by = PartitionBy::Time {
+        field: "ts".into(),
+        bucket: TimeBucket::Day,
+    };
+    let events = client
+        .create_partitioned_collection("app", "events", by)
+        .unwrap();
+    events
+        .insert_one(json!({"_id": 1, "ts": JAN_1_MS}))
+        .unwrap();
+    client.backup_to_dir(backup.path()).unwrap();
+    events
+        .insert_one(json!({"_id": 2, "ts": JAN_1_MS + 5 * DAY_MS}))
+        .unwrap();
+    events
+        .insert_one(json!({"_id": 3, "ts": JAN_1_MS + 1}))
+        .unwrap();
+    client.restore_from_dir(backup.path()).unwrap();
+    let events = client.partitioned::<Value>("app", "events").unwrap();
+    assert_eq!(events.partitions().unwrap(), vec!["2025-01-01"]);
+    assert_eq!(
+        events.find(json!({})).unwrap().to_vec().unwrap(),
+        vec![json!({"_id": 1, "ts": JAN_1_MS})]
+    );
+    assert_eq!(
+        member_files(dir.path(), "parts", "events"),
+        member_files(backup.path(), "parts", "events")
+    );
+    // The partition can be created again, empty.
+    events
+        .insert_one(json!({"_id": 4, "ts": JAN_1_MS + 5 * DAY_MS}))
+        .unwrap();
+    assert_eq!(events.count_documents(json!({})).unwrap(), 2);
+}
+
+/// Guards that a client restore deletes the member directories of sharded and
+/// partitioned collections created after the backup: creating such a collection again
+/// after the restore must not find the old documents in leftover files.
+#[test]
+fn restore_from_dir_removes_collections_created_after_the_backup() {
+    use pocketdb::{PartitionBy, ShardOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let kept = client
+        .create_sharded_collection("app", "kept", ShardOptions::new(2))
+        .unwrap();
+    kept.insert_many((0..4).map(|i| json!({"_id": i}))).unwrap();
+    client.backup_to_dir(backup.path()).unwrap();
+    let late = client
+        .create_sharded_collection("app", "late", ShardOptions::new(3))
+        .unwrap();
+    late.insert_many((0..9).map(|i| json!({"_id": i}))).unwrap();
+    let by = PartitionBy::Prefix {
+        field: "k".into(),
+        len: 1,
+    };
+    let parts = client
+        .create_partitioned_collection("app", "parts", by.clone())
+        .unwrap();
+    parts.insert_one(json!({"k": "abc"})).unwrap();
+    client.restore_from_dir(backup.path()).unwrap();
+
+    assert!(!dir.path().join("app.shards").join("late").exists());
+    assert!(!dir.path().join("app.parts").join("parts").exists());
+    assert_eq!(member_files(dir.path(), "shards", "kept").len(), 2);
+    let kept = client.sharded::<Value>("app", "kept").unwrap();
+    assert_eq!(kept.count_documents(json!({})).unwrap(), 4);
+    let late = client
+        .create_sharded_collection("app", "late", ShardOptions::new(3))
+        .unwrap();
+    assert_eq!(late.count_documents(json!({})).unwrap(), 0);
+    let parts = client
+        .create_partitioned_collection("app", "parts", by)
+        .unwrap();
+    assert_eq!(parts.count_documents(json!({})).unwrap(), 0);
+}
+
+/// Guards that a sharded collection dropped and recreated with more shards after the
+/// backup comes back with the backup's shard files only.
+#[test]
+fn restore_from_dir_replaces_a_collection_recreated_with_more_shards() {
+    use pocketdb::ShardOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let items = client
+        .create_sharded_collection("app", "items", ShardOptions::new(2))
+        .unwrap();
+    items
+        .insert_many((0..10).map(|i| json!({"_id": i})))
+        .unwrap();
+    client.backup_to_dir(backup.path()).unwrap();
+    assert!(items.drop().unwrap());
+    let items = client
+        .create_sharded_collection("app", "items", ShardOptions::new(4))
+        .unwrap();
+    items
+        .insert_many((100..120).map(|i| json!({"_id": i})))
+        .unwrap();
+    drop(items);
+    client.restore_from_dir(backup.path()).unwrap();
+    assert_eq!(
+        member_files(dir.path(), "shards", "items"),
+        vec!["shard-0.sqlite", "shard-1.sqlite"]
+    );
+    let items = client.sharded::<Value>("app", "items").unwrap();
+    assert_eq!(items.shard_count(), Some(2));
+    let ids: Vec<i64> = items
+        .find(json!({}))
+        .unwrap()
+        .sort(json!({"_id": 1}))
+        .to_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["_id"].as_i64())
+        .collect();
+    assert_eq!(ids, (0..10).collect::<Vec<_>>());
+}

@@ -421,3 +421,159 @@ fn partitioned_on_change_follows_new_partitions_and_resumes_from_a_token() {
     assert_eq!(seen, [(1, "update"), (3, "insert")]);
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
 }
+
+const DAY_MS: i64 = 86_400_000;
+/// 2025-01-01T00:00:00Z.
+const JAN_1_MS: i64 = 1_735_689_600_000;
+
+fn daily_events(client: &Client) -> pocketdb::PartitionedCollection {
+    client
+        .create_partitioned_collection(
+            "app",
+            "events",
+            PartitionBy::Time {
+                field: "ts".into(),
+                bucket: TimeBucket::Day,
+            },
+        )
+        .unwrap()
+}
+
+/// Guards that a stream follows a partition dropped and recreated under the same label
+/// (a new file, whose log starts again) instead of the deleted file.
+#[test]
+fn stream_follows_a_partition_recreated_after_a_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let events = daily_events(&client);
+    events
+        .insert_one(json!({"_id": 1, "ts": JAN_1_MS}))
+        .unwrap();
+    let mut stream = events.watch(json!({})).unwrap();
+    assert_eq!(
+        events.drop_partitions_before(JAN_1_MS + DAY_MS).unwrap(),
+        vec!["2025-01-01"]
+    );
+    events
+        .insert_one(json!({"_id": 2, "ts": JAN_1_MS + 1}))
+        .unwrap();
+    let got = take(&mut stream, 1);
+    assert_eq!(
+        (got[0].member.as_str(), &got[0].event.id),
+        ("2025-01-01", &json!(2))
+    );
+    // The position is the new file's, and later writes to it keep coming.
+    assert_eq!(
+        stream.resume_token().get("2025-01-01"),
+        Some(got[0].event.token)
+    );
+    events
+        .insert_one(json!({"_id": 3, "ts": JAN_1_MS + 2}))
+        .unwrap();
+    assert_eq!(take(&mut stream, 1)[0].event.id, json!(3));
+}
+
+/// Guards that a token taken before a partition was dropped and recreated resumes the
+/// new file from its start (its numbering restarts, so the old position would skip).
+#[test]
+fn resume_token_survives_a_recreated_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let events = daily_events(&client);
+    let mut stream = events.watch(json!({})).unwrap();
+    for i in 0..5 {
+        events
+            .insert_one(json!({"_id": i, "ts": JAN_1_MS + i}))
+            .unwrap();
+    }
+    take(&mut stream, 5);
+    let token = stream.resume_token();
+    assert!(token.database_id("2025-01-01").is_some());
+    drop(stream);
+    events.drop_partitions_before(JAN_1_MS + DAY_MS).unwrap();
+    events
+        .insert_one(json!({"_id": 100, "ts": JAN_1_MS + 1}))
+        .unwrap();
+    // through the text form, as a client would keep it
+    let token: ShardResumeToken = token.to_string().parse().unwrap();
+    let mut resumed = events.watch_from(&token).unwrap();
+    let got = take(&mut resumed, 1);
+    assert_eq!(got[0].event.id, json!(100));
+}
+
+/// Guards that a stream of a hash-sharded collection follows the new shard files when
+/// the collection is dropped and recreated (even when opened from the old handle), and
+/// that a token taken before resumes the new files from their start.
+#[test]
+fn hash_shards_of_a_recreated_collection_are_followed_and_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let old = client
+        .create_sharded_collection("app", "items", ShardOptions::new(2))
+        .unwrap();
+    let mut stream = old.watch(json!({})).unwrap();
+    old.insert_many((0..6).map(|i| json!({"_id": i}))).unwrap();
+    take(&mut stream, 6);
+    let token = stream.resume_token();
+    assert!(old.drop().unwrap());
+    let new = client
+        .create_sharded_collection("app", "items", ShardOptions::new(2))
+        .unwrap();
+    new.insert_many((10..14).map(|i| json!({"_id": i})))
+        .unwrap();
+    let ids: BTreeSet<i64> = take(&mut stream, 4)
+        .iter()
+        .filter_map(|e| e.event.id.as_i64())
+        .collect();
+    assert_eq!(ids, (10..14).collect());
+    drop(stream);
+
+    let mut resumed = new.watch_from(&token).unwrap();
+    let ids: BTreeSet<i64> = take(&mut resumed, 4)
+        .iter()
+        .filter_map(|e| e.event.id.as_i64())
+        .collect();
+    assert_eq!(ids, (10..14).collect());
+}
+
+/// Guards the token's text form: members carry the `database_id` of their file, and
+/// tokens of earlier versions (bare sequences) are still read and resume as before.
+#[test]
+fn tokens_carry_database_ids_and_old_tokens_still_resume() {
+    let t: ShardResumeToken = r#"{"0": {"seq": 3, "database_id": "abc"}, "1": 4}"#
+        .parse()
+        .unwrap();
+    assert_eq!((t.get("0"), t.database_id("0")), (Some(3), Some("abc")));
+    assert_eq!((t.get("1"), t.database_id("1")), (Some(4), None));
+    assert_eq!(t.to_string().parse::<ShardResumeToken>().unwrap(), t);
+    for bad in [
+        r#"{"0": {"seq": "x"}}"#,
+        r#"{"0": {"database_id": "abc"}}"#,
+        r#"{"0": {"seq": 1, "database_id": 3}}"#,
+        r#"{"0": {"seq": 1, "other": 3}}"#,
+        r#"{"0": {"seq": -1}}"#,
+    ] {
+        assert!(bad.parse::<ShardResumeToken>().is_err(), "{bad}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let items = client
+        .create_sharded_collection("app", "items", ShardOptions::new(2))
+        .unwrap();
+    let mut stream = items.watch(json!({})).unwrap();
+    items
+        .insert_many((0..6).map(|i| json!({"_id": i})))
+        .unwrap();
+    take(&mut stream, 6);
+    let positions = stream.resume_token().positions().clone();
+    assert!(positions
+        .keys()
+        .all(|m| stream.resume_token().database_id(m).is_some()));
+    drop(stream);
+    items.insert_one(json!({"_id": 6})).unwrap();
+    // The bare form of the same positions resumes right after them.
+    let old_form = ShardResumeToken::new(positions);
+    let mut resumed = items.watch_from(&old_form).unwrap();
+    assert_eq!(take(&mut resumed, 1)[0].event.id, json!(6));
+}

@@ -26,6 +26,11 @@
 //!   document are recorded. A watcher or change-set replica that had read the log to
 //!   its end reaches the restored state; an older resume token is refused
 //!   (`ResumeTokenExpired`). The file keeps its `database_id`.
+//! * A client restore ([`Client::restore_from_dir`]) brings each restored database's
+//!   sharded and partitioned collections back to the backup's member files: member
+//!   files the backup does not hold (partitions created after it, the members of
+//!   collections created after it) are closed and deleted before the backup's members
+//!   are restored.
 
 use crate::client::Client;
 use crate::database::Database;
@@ -33,6 +38,8 @@ use crate::engine::schema::FORMAT_VERSION;
 use crate::error::{Error, Result};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -381,8 +388,10 @@ impl Client {
     }
 
     /// Restores every `<name>.sqlite` backup found in `dir` into the database of the
-    /// same name (created if needed). Returns the names restored. Each backup is checked
-    /// before anything is replaced.
+    /// same name (created if needed), with the member files of its sharded and
+    /// partitioned collections: afterwards a restored database has exactly the backup's
+    /// member files (partitions and collections created after the backup are deleted).
+    /// Returns the names restored. Each backup is checked before anything is replaced.
     pub fn restore_from_dir(&self, dir: impl AsRef<Path>) -> Result<Vec<String>> {
         self.restore_from_dir_with(dir, &mut |_| {})
     }
@@ -407,6 +416,13 @@ impl Client {
         for name in &names {
             let db = self.database(name)?;
             db.restore_from_with(backup.database_path(name)?, progress)?;
+            // Members the backup lacks (partitions or whole collections created after
+            // it) go first, so the restored members are exactly the backup's.
+            remove_members_not_in_backup(
+                &db,
+                &self.database_path(name)?,
+                &backup.database_path(name)?,
+            )?;
             // Members of sharded and partitioned collections come back beside it.
             let backup_db = backup.database(name)?;
             for (relative, _) in crate::shard::member_databases(&backup_db)? {
@@ -422,4 +438,106 @@ impl Client {
         let path = self.dir().join(relative);
         db.inner.shards.open_member(&path, db.options())
     }
+}
+
+/// The directory kinds of member files (`<db>.shards/`, `<db>.parts/`), as
+/// [`crate::shard::member_kind`] names them.
+const MEMBER_KINDS: [&str; 2] = ["shards", "parts"];
+
+/// The member directories beside the database file `db_file`, by kind and collection
+/// (`<dir>/<db>.<kind>/<collection>/`), each with the names of the member files in it
+/// (`*.sqlite`; empty for a directory without any).
+fn member_files(db_file: &Path) -> Result<BTreeMap<(&'static str, String), BTreeSet<String>>> {
+    let mut out = BTreeMap::new();
+    let Some(stem) = db_file.file_stem().and_then(|s| s.to_str()) else {
+        return Ok(out);
+    };
+    let base = db_file.parent().unwrap_or_else(|| Path::new("."));
+    for kind in MEMBER_KINDS {
+        for (collection, dir) in sub_dirs(&base.join(format!("{stem}.{kind}")))? {
+            let mut files = BTreeSet::new();
+            for entry in read_dir_if_present(&dir)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.ends_with(".sqlite") && entry.file_type()?.is_file() {
+                    files.insert(name.to_string());
+                }
+            }
+            out.insert((kind, collection), files);
+        }
+    }
+    Ok(out)
+}
+
+/// The sub-directories of `dir` with UTF-8 names (none when `dir` does not exist).
+fn sub_dirs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in read_dir_if_present(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        if let Some(name) = entry.file_name().to_str() {
+            out.push((name.to_string(), entry.path()));
+        }
+    }
+    Ok(out)
+}
+
+/// The entries of `dir`; none when it does not exist.
+fn read_dir_if_present(dir: &Path) -> Result<Vec<std::io::Result<std::fs::DirEntry>>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(entries.collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes (through `db`'s member registry, so no open instance survives) every member
+/// file beside `live_file` that the backup beside `backup_file` does not hold: a member
+/// directory the backup lacks goes whole (a collection created after the backup, or
+/// recreated with another layout), a partition file the backup lacks goes alone. Any
+/// other file the backup lacks (a hash shard of a collection recreated with more
+/// shards, a file that is no partition) takes its whole directory with it; the
+/// backup's files of that directory are restored into new files afterwards.
+fn remove_members_not_in_backup(db: &Database, live_file: &Path, backup_file: &Path) -> Result<()> {
+    let backed_up = member_files(backup_file)?;
+    for ((kind, collection), files) in member_files(live_file)? {
+        let Some(kept) = backed_up.get(&(kind, collection.clone())) else {
+            crate::shard::remove_members(db, &collection, kind)?;
+            continue;
+        };
+        let extra: Vec<&String> = files.iter().filter(|f| !kept.contains(*f)).collect();
+        if extra.is_empty() {
+            continue;
+        }
+        let partitions = if kind == "parts" {
+            partition_labels(&extra).zip(db.partitioned::<Value>(&collection).ok())
+        } else {
+            None
+        };
+        match partitions {
+            Some((labels, partitioned)) => {
+                for label in labels {
+                    partitioned.spread().remove_partition(&label)?;
+                }
+            }
+            None => crate::shard::remove_members(db, &collection, kind)?,
+        }
+    }
+    Ok(())
+}
+
+/// The partition names of partition files (`part-<name>.sqlite`); `None` when one of
+/// them is not a partition file.
+fn partition_labels(files: &[&String]) -> Option<Vec<String>> {
+    files
+        .iter()
+        .map(|f| {
+            f.strip_prefix("part-")
+                .and_then(|f| f.strip_suffix(".sqlite"))
+                .and_then(crate::shard::partition::decode_label)
+        })
+        .collect()
 }

@@ -6,11 +6,19 @@
 //! that member's commit order; **there is no global order across members** (events of
 //! different members come in the order they reach the queue).
 //!
+//! A member is identified by its label (shard number or partition name) together with
+//! its file's [`database_id`](crate::Database::database_id): a partition dropped and
+//! recreated under the same label, or the shards of a collection dropped and
+//! recreated, are new files whose change logs start again from 1.
+//!
 //! The resume token ([`ShardResumeToken`]) is the position (change-log sequence) of
-//! every member, `{"<member>": seq, …}`. `watch_from(token)` resumes each member right
-//! after its position, so nothing is missed or repeated. A member the token does not
-//! name (a partition created after the token was taken) is read from the start of its
-//! log.
+//! every member and the `database_id` of the file it belongs to,
+//! `{"<member>": {"seq": n, "database_id": "…"}, …}`. `watch_from(token)` resumes each
+//! member right after its position, so nothing is missed or repeated. A member the
+//! token does not name (a partition created after the token was taken), or whose file
+//! is not the one the token names (recreated since), is read from the start of its
+//! log. Tokens without `database_id`s (`{"<member>": n}`, written by earlier versions)
+//! are still read; their positions are taken as they are.
 //!
 //! A forwarder whose member stream lags (the merged queue was full for too long) reopens
 //! that member from its last forwarded position, reading the member's log, so the
@@ -19,25 +27,31 @@
 //!
 //! Partitions created after the stream opened are found by listing the collection's
 //! directory at most every [`MEMBER_POLL`] while the consumer waits for events, and are
-//! read from the start of their log; partitions deleted are no longer followed.
+//! read from the start of their log; partitions deleted are no longer followed. The same
+//! look checks that every member followed (partition or hash shard) is still the file
+//! at its path: a member whose file was replaced (dropped and recreated) is followed
+//! again from the start of the new file's log. Events of the replaced file already
+//! queued are still delivered, but no longer move the member's position.
 
 use super::Spread;
 use crate::changes::watch::spawn_callback;
 use crate::changes::{ChangeEvent, ChangeStream, WatchHandle, WatchOptions};
 use crate::collection::{Collection, Document};
+use crate::database::Database;
 use crate::error::{Error, Result};
 use crate::query::{parse_filter, Filter};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How often a stream of a partitioned collection looks for new partitions (while its
-/// consumer waits for events).
+/// How often a stream looks for new partitions and for members whose file was replaced
+/// (while its consumer waits for events).
 pub const MEMBER_POLL: Duration = Duration::from_millis(250);
 
 /// How long a forwarding thread waits for its member before checking whether the stream
@@ -46,17 +60,46 @@ const FORWARD_TICK: Duration = Duration::from_millis(50);
 
 /// The position of a sharded or partitioned change stream: the last change-log sequence
 /// delivered (or the start position) of every member, by member label (shard number or
-/// partition name). Its text form is a JSON object, `{"0":12,"1":7,"2":9}`
-/// ([`Display`](fmt::Display) / [`FromStr`]).
+/// partition name), with the [`database_id`](crate::Database::database_id) of the
+/// member file the position belongs to. Its text form is a JSON object,
+/// `{"0":{"seq":12,"database_id":"…"},"1":{"seq":7,"database_id":"…"}}`
+/// ([`Display`](fmt::Display) / [`FromStr`]); a member without a `database_id` is
+/// written as its bare sequence, `{"0":12}`, the form of earlier versions, which is
+/// still read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShardResumeToken {
     positions: BTreeMap<String, i64>,
+    /// The `database_id` of the file each position belongs to; only members with a
+    /// position, and not every one (tokens of earlier versions have none).
+    database_ids: BTreeMap<String, String>,
 }
 
 impl ShardResumeToken {
-    /// A token from member positions.
+    /// A token from member positions, without `database_id`s (each position is taken
+    /// as it is, whatever file the member has when resuming).
     pub fn new(positions: BTreeMap<String, i64>) -> ShardResumeToken {
-        ShardResumeToken { positions }
+        ShardResumeToken {
+            positions,
+            database_ids: BTreeMap::new(),
+        }
+    }
+
+    /// The token with `member` at position `seq` of the member file whose
+    /// [`database_id`](crate::Database::database_id) is `database_id` (`None`: of
+    /// whatever file the member has when resuming).
+    pub fn with_member(
+        mut self,
+        member: impl Into<String>,
+        seq: i64,
+        database_id: Option<String>,
+    ) -> ShardResumeToken {
+        let member = member.into();
+        match database_id {
+            Some(id) => self.database_ids.insert(member.clone(), id),
+            None => self.database_ids.remove(&member),
+        };
+        self.positions.insert(member, seq);
+        self
     }
 
     /// Positions by member label.
@@ -69,31 +112,66 @@ impl ShardResumeToken {
         self.positions.get(member).copied()
     }
 
-    /// The token as a JSON object of member label to sequence.
+    /// The `database_id` of the file one member's position belongs to; `None` when the
+    /// token does not say (a token of an earlier version).
+    pub fn database_id(&self, member: &str) -> Option<&str> {
+        self.database_ids.get(member).map(String::as_str)
+    }
+
+    /// The token as a JSON object of member label to `{"seq": n, "database_id": id}`
+    /// (or to the bare sequence `n` for a member without a `database_id`).
     pub fn to_json(&self) -> Value {
         Value::Object(
             self.positions
                 .iter()
-                .map(|(k, v)| (k.clone(), Value::from(*v)))
+                .map(|(member, seq)| {
+                    let position = match self.database_ids.get(member) {
+                        Some(id) => serde_json::json!({"seq": seq, "database_id": id}),
+                        None => Value::from(*seq),
+                    };
+                    (member.clone(), position)
+                })
                 .collect::<Map<String, Value>>(),
         )
     }
 
-    /// Reads a token from [`to_json`](ShardResumeToken::to_json)'s shape; fails with
+    /// Reads a token from [`to_json`](ShardResumeToken::to_json)'s shape (members as
+    /// `{"seq": n, "database_id": id}` or as a bare sequence `n`); fails with
     /// `InvalidArgument` for anything else.
     pub fn from_json(value: &Value) -> Result<ShardResumeToken> {
         let Value::Object(map) = value else {
             return Err(invalid_token("not a JSON object"));
         };
-        let mut positions = BTreeMap::new();
-        for (member, seq) in map {
+        let mut token = ShardResumeToken::default();
+        for (member, position) in map {
+            let (seq, database_id) = match position {
+                Value::Object(fields) => {
+                    if let Some(other) = fields.keys().find(|k| *k != "seq" && *k != "database_id")
+                    {
+                        return Err(invalid_token(&format!(
+                            "member '{member}': unknown field '{other}'"
+                        )));
+                    }
+                    let id = match fields.get("database_id") {
+                        None => None,
+                        Some(Value::String(id)) => Some(id.clone()),
+                        Some(_) => {
+                            return Err(invalid_token(&format!(
+                                "member '{member}': database_id is not a string"
+                            )))
+                        }
+                    };
+                    (fields.get("seq"), id)
+                }
+                seq => (Some(seq), None),
+            };
             let seq = seq
-                .as_i64()
+                .and_then(Value::as_i64)
                 .filter(|s| *s >= 0)
                 .ok_or_else(|| invalid_token(&format!("member '{member}': not a sequence")))?;
-            positions.insert(member.clone(), seq);
+            token = token.with_member(member.clone(), seq, database_id);
         }
-        Ok(ShardResumeToken { positions })
+        Ok(token)
     }
 }
 
@@ -145,7 +223,9 @@ impl ShardChangeEvent {
 
 // ----- the merged queue ----------------------------------------------------------------
 
-type Message = (String, Result<ChangeEvent>);
+/// A member's event or error: its label, the generation of the follow that read it
+/// (see [`Followed::generation`]) and the event.
+type Message = (String, u64, Result<ChangeEvent>);
 
 struct Queue {
     items: VecDeque<Message>,
@@ -194,6 +274,19 @@ impl Shared {
     }
 }
 
+/// A member followed by the stream: its file and its forwarding thread.
+struct Followed {
+    forwarder: Forwarder,
+    /// The open instance of the member file followed; another instance at the
+    /// member's path means the file was replaced.
+    db: Database,
+    /// The followed file's `database_id`.
+    database_id: String,
+    /// Tells the follow's messages apart from those of an earlier follow of the same
+    /// label (a replaced file) still in the queue.
+    generation: u64,
+}
+
 /// One member's forwarding thread.
 struct Forwarder {
     stop: Arc<AtomicBool>,
@@ -215,7 +308,7 @@ impl Forwarder {
 /// stream is reopened from the last forwarded event; any other error is forwarded and
 /// ends the thread.
 fn forward(
-    label: String,
+    (label, generation): (String, u64),
     coll: Collection<Value>,
     mut stream: ChangeStream,
     options: WatchOptions,
@@ -227,7 +320,7 @@ fn forward(
         match stream.next_timeout(FORWARD_TICK) {
             Ok(Some(ev)) => {
                 last = ev.token;
-                if !shared.push((label.clone(), Ok(ev)), &stop) {
+                if !shared.push((label.clone(), generation, Ok(ev)), &stop) {
                     return;
                 }
             }
@@ -237,13 +330,13 @@ fn forward(
                 match coll.watch_with(options.clone().resume_after(last)) {
                     Ok(s) => stream = s,
                     Err(e) => {
-                        shared.push((label, Err(e)), &stop);
+                        shared.push((label, generation, Err(e)), &stop);
                         return;
                     }
                 }
             }
             Err(e) => {
-                shared.push((label, Err(e)), &stop);
+                shared.push((label, generation, Err(e)), &stop);
                 return;
             }
         }
@@ -251,6 +344,23 @@ fn forward(
 }
 
 // ----- the stream ----------------------------------------------------------------------
+
+/// Where to resume a member: after `seq` of the file whose `database_id` is
+/// `database_id` (of whatever file the member has when `None`).
+struct Resume {
+    seq: i64,
+    database_id: Option<String>,
+}
+
+impl Resume {
+    /// The start of the log of whatever file the member has.
+    fn start() -> Resume {
+        Resume {
+            seq: 0,
+            database_id: None,
+        }
+    }
+}
 
 /// A change stream of a sharded or partitioned collection: a blocking iterator of
 /// [`ShardChangeEvent`]s merging the streams of every member (one forwarding thread per
@@ -282,10 +392,13 @@ pub struct ShardedChangeStream {
     spread: Arc<Spread>,
     options: WatchOptions,
     shared: Arc<Shared>,
-    forwarders: BTreeMap<String, Forwarder>,
+    members: BTreeMap<String, Followed>,
+    /// The last delivered (or start) position of every member followed.
     positions: BTreeMap<String, i64>,
-    /// When to look for new partitions next (`None` for hash shards).
-    next_poll: Option<Instant>,
+    /// The generation of the next follow.
+    generations: u64,
+    /// When to look for new partitions and replaced member files next.
+    next_poll: Instant,
 }
 
 impl fmt::Debug for ShardedChangeStream {
@@ -312,7 +425,6 @@ impl ShardedChangeStream {
         if let Some(f) = &options.filter {
             parse_filter(f)?;
         }
-        let partitioned = spread.partitioner().is_ok();
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
@@ -326,78 +438,157 @@ impl ShardedChangeStream {
             spread,
             options,
             shared,
-            forwarders: BTreeMap::new(),
+            members: BTreeMap::new(),
             positions: BTreeMap::new(),
-            next_poll: partitioned.then(|| Instant::now() + MEMBER_POLL),
+            generations: 0,
+            next_poll: Instant::now() + MEMBER_POLL,
         };
         for label in stream.spread.labels_for(&Filter::all())? {
             // Without a token a member starts now; a member the token does not name
             // did not exist when it was taken, so all of its log is new.
-            let start = token.map(|t| t.get(&label).unwrap_or(0));
+            let start = token.map(|t| Resume {
+                seq: t.get(&label).unwrap_or(0),
+                database_id: t.database_id(&label).map(str::to_string),
+            });
             // On error, dropping `stream` stops the forwarders already started.
             stream.follow(label, start)?;
         }
         Ok(stream)
     }
 
-    /// Opens `label`'s member stream (after `start`, or from now) and its forwarder.
-    fn follow(&mut self, label: String, start: Option<i64>) -> Result<()> {
-        // A partition dropped since it was listed has nothing to follow.
-        let Some(coll) = self.spread.read_member(&label)? else {
+    /// The member `label` as its file is now; `None` when the file is gone. A hash
+    /// shard is looked up by its path again, as the handle the stream was opened from
+    /// keeps the instance it opened even when the collection was dropped and recreated.
+    fn current_member(&self, label: &str) -> Result<Option<Collection<Value>>> {
+        let Some(member) = self.spread.read_member(label)? else {
+            return Ok(None);
+        };
+        if self.spread.partitioner().is_ok() {
+            return Ok(Some(member));
+        }
+        let Some(path) = member.database().path().map(Path::to_path_buf) else {
+            return Ok(Some(member));
+        };
+        let db = &self.spread.db;
+        let opened = db.inner.shards.open(&path, db.options(), false)?;
+        Ok(opened.map(|opened| {
+            if Arc::ptr_eq(&opened.db.inner, &member.database().inner) {
+                member
+            } else {
+                self.spread.member_collection(&opened.db)
+            }
+        }))
+    }
+
+    /// Opens `label`'s member stream and its forwarder: from now without `from`, else
+    /// right after `from.seq` when the member's file is the one `from` names (or `from`
+    /// names none), and from the start of the log when it is another file.
+    fn follow(&mut self, label: String, from: Option<Resume>) -> Result<()> {
+        // A member dropped since it was listed has nothing to follow.
+        let Some(coll) = self.current_member(&label)? else {
             return Ok(());
         };
+        let database_id = coll.database().database_id()?;
         let mut options = self.options.clone();
-        options.resume_after = start;
+        options.resume_after = from.map(|from| match from.database_id {
+            Some(id) if id != database_id => 0,
+            _ => from.seq,
+        });
         let member_stream = coll.watch_with(options.clone())?;
         self.positions
             .insert(label.clone(), member_stream.resume_token());
+        let generation = self.generations;
+        self.generations += 1;
+        let db = coll.database().clone();
         let stop = Arc::new(AtomicBool::new(false));
         let (shared, flag, name) = (Arc::clone(&self.shared), Arc::clone(&stop), label.clone());
         let thread = std::thread::Builder::new()
             .name(format!("pocketdb-watch-{label}"))
-            .spawn(move || forward(name, coll, member_stream, options, shared, flag))?;
-        self.forwarders.insert(
+            .spawn(move || {
+                forward(
+                    (name, generation),
+                    coll,
+                    member_stream,
+                    options,
+                    shared,
+                    flag,
+                )
+            })?;
+        self.members.insert(
             label,
-            Forwarder {
-                stop,
-                thread: Some(thread),
+            Followed {
+                forwarder: Forwarder {
+                    stop,
+                    thread: Some(thread),
+                },
+                db,
+                database_id,
+                generation,
             },
         );
         Ok(())
     }
 
-    /// Follows partitions created since the last look (from the start of their log)
-    /// and stops following deleted ones.
+    /// Stops following `label`; returns where it was (to follow it again).
+    fn unfollow(&mut self, label: &str) -> Option<Resume> {
+        let seq = self.positions.remove(label);
+        let mut followed = self.members.remove(label)?;
+        followed.forwarder.stop();
+        Some(Resume {
+            seq: seq.unwrap_or(0),
+            database_id: Some(followed.database_id),
+        })
+    }
+
+    /// Follows partitions created since the last look (from the start of their log),
+    /// stops following deleted members, and follows a member whose file was replaced
+    /// (dropped and recreated) again, from the start of the new file's log.
     fn poll_members(&mut self) -> Result<()> {
-        let labels = self.spread.partition_labels()?;
+        let labels = self.spread.labels_for(&Filter::all())?;
         let gone: Vec<String> = self
-            .forwarders
+            .members
             .keys()
             .filter(|l| !labels.contains(l))
             .cloned()
             .collect();
         for label in gone {
-            if let Some(mut f) = self.forwarders.remove(&label) {
-                f.stop();
-            }
-            self.positions.remove(&label);
+            self.unfollow(&label);
         }
         for label in labels {
-            if !self.forwarders.contains_key(&label) {
-                self.follow(label, Some(0))?;
+            let Some(followed) = self.members.get(&label) else {
+                self.follow(label, Some(Resume::start()))?;
+                continue;
+            };
+            match self.current_member(&label)? {
+                Some(c) if Arc::ptr_eq(&c.database().inner, &followed.db.inner) => {}
+                Some(_) => {
+                    // Another instance: the file was replaced (a new `database_id`
+                    // restarts from its start) or reopened (the same one continues).
+                    let from = self.unfollow(&label);
+                    self.follow(label, from)?;
+                }
+                None => {
+                    self.unfollow(&label);
+                }
             }
         }
         Ok(())
     }
 
-    /// The position to resume from: every member's last delivered event (or start).
+    /// The position to resume from: every member's last delivered event (or start),
+    /// with the `database_id` of the file it belongs to.
     pub fn resume_token(&self) -> ShardResumeToken {
-        ShardResumeToken::new(self.positions.clone())
+        self.positions
+            .iter()
+            .fold(ShardResumeToken::default(), |token, (label, seq)| {
+                let id = self.members.get(label).map(|m| m.database_id.clone());
+                token.with_member(label.clone(), *seq, id)
+            })
     }
 
     /// The members followed (shard numbers or partition names).
     pub fn members(&self) -> Vec<String> {
-        self.forwarders.keys().cloned().collect()
+        self.members.keys().cloned().collect()
     }
 
     /// The next event without waiting: `Ok(None)` when none is ready.
@@ -416,23 +607,34 @@ impl ShardedChangeStream {
 
     fn next_until(&mut self, deadline: Option<Instant>) -> Result<Option<ShardChangeEvent>> {
         loop {
-            if let Some(due) = self.next_poll {
-                let now = Instant::now();
-                if now >= due {
-                    self.next_poll = Some(now + MEMBER_POLL);
-                    self.poll_members()?;
-                }
+            let now = Instant::now();
+            if now >= self.next_poll {
+                self.next_poll = now + MEMBER_POLL;
+                self.poll_members()?;
             }
             let mut q = lock(&self.shared.queue);
             if q.closed {
                 // closed by a callback handle being dropped
                 return Ok(None);
             }
-            if let Some((member, result)) = q.items.pop_front() {
+            if let Some((member, generation, result)) = q.items.pop_front() {
                 drop(q);
                 self.shared.not_full.notify_one();
-                let mut event = result?;
-                self.positions.insert(member.clone(), event.token);
+                // A message of a file no longer followed (replaced or deleted): its
+                // event happened and is delivered, but the member's position is now in
+                // another file (or gone); its error concerns nothing followed.
+                let current = self
+                    .members
+                    .get(&member)
+                    .is_some_and(|m| m.generation == generation);
+                let mut event = match result {
+                    Ok(event) => event,
+                    Err(e) if current => return Err(e),
+                    Err(_) => continue,
+                };
+                if current {
+                    self.positions.insert(member.clone(), event.token);
+                }
                 event.database = self.spread.db.name().to_string();
                 return Ok(Some(ShardChangeEvent {
                     member,
@@ -446,9 +648,7 @@ impl ShardedChangeStream {
                 Some(d) if d > now => d - now,
                 Some(_) => return Ok(None),
             };
-            if let Some(due) = self.next_poll {
-                wait = wait.min(due.saturating_duration_since(now));
-            }
+            wait = wait.min(self.next_poll.saturating_duration_since(now));
             let _unused = self
                 .shared
                 .not_empty
@@ -488,11 +688,11 @@ impl Iterator for ShardedChangeStream {
 impl Drop for ShardedChangeStream {
     fn drop(&mut self) {
         self.shared.close();
-        for f in self.forwarders.values() {
-            f.stop.store(true, Ordering::Release);
+        for f in self.members.values() {
+            f.forwarder.stop.store(true, Ordering::Release);
         }
-        for f in self.forwarders.values_mut() {
-            f.stop();
+        for f in self.members.values_mut() {
+            f.forwarder.stop();
         }
     }
 }
