@@ -40,7 +40,7 @@
 
 use super::plan::{stored_doc, Plan, Row};
 use super::{
-    count_rows, in_read_transaction, is_document_error, Collection, DeleteResult, Document,
+    count_rows, in_read_transaction, is_document_error, Body, Collection, DeleteResult, Document,
     InsertManyResult, Inserter, PreparedDoc, UpdateResult, PAGE,
 };
 use crate::changes::{self, ChangeOp};
@@ -86,14 +86,17 @@ pub(super) struct BufferedDoc {
     id_given: bool,
 }
 
-impl From<PreparedDoc> for BufferedDoc {
-    fn from(p: PreparedDoc) -> BufferedDoc {
-        BufferedDoc {
+impl TryFrom<PreparedDoc> for BufferedDoc {
+    type Error = Error;
+
+    fn try_from(p: PreparedDoc) -> Result<BufferedDoc> {
+        Ok(BufferedDoc {
             id: p.id,
             key: p.key,
-            text: p.text,
+            // Prepared as text in a buffered database.
+            text: p.body.into_text()?,
             id_given: p.id_given,
-        }
+        })
     }
 }
 
@@ -149,10 +152,12 @@ impl<T: Document> Collection<T> {
         for (index, prepared) in documents.into_iter().enumerate() {
             match prepared {
                 Ok(mut p) => {
-                    if unique || (checks.compound.is_some() && two_arrays(&p.text)) {
-                        let doc = match p.doc.take() {
+                    let kept = p.doc.take();
+                    let d = BufferedDoc::try_from(p)?;
+                    if unique || (checks.compound.is_some() && two_arrays(&d.text)) {
+                        let doc = match kept {
                             Some(doc) => doc,
-                            None => serde_json::from_str(&p.text)?,
+                            None => serde_json::from_str(&d.text)?,
                         };
                         if let Some(set) = &checks.compound {
                             if let Err(e) = crate::index::check_key_limit(set, &doc) {
@@ -167,7 +172,7 @@ impl<T: Document> Collection<T> {
                             docs.push(doc);
                         }
                     }
-                    items.push((index, BufferedDoc::from(p)));
+                    items.push((index, d));
                 }
                 Err(e) => {
                     failures.insert(index, e);
@@ -450,7 +455,7 @@ impl<T: Document> Collection<T> {
                         upserted_id: Some(prepared.id),
                         ..Default::default()
                     }),
-                    Some((OpKind::Insert, Some(prepared.text))),
+                    Some((OpKind::Insert, Some(prepared.body.into_text()?))),
                 ))
             }
             (Modify::Update(update, _), Some(doc)) => {
@@ -1054,7 +1059,7 @@ fn buffered_insert(op: &Op) -> Result<PreparedDoc> {
     Ok(PreparedDoc {
         id: serde_json::from_str(&op.key)?,
         key: op.key.clone(),
-        text,
+        body: Body::Text(text),
         doc: None,
         id_given: true,
     })

@@ -37,7 +37,7 @@ use crate::index::{self, IndexInfo, IndexModel, IndexOptions, IndexProgress, Ind
 use crate::plugin::WriteOp;
 use crate::query::{parse_filter, Cond, Filter, Projection, QueryBuilder, SortSpec};
 use crate::update::{upsert_seed, ApplyContext, Tracked, Update};
-use crate::value::{DistinctValues, FieldPath};
+use crate::value::{jsonb, DistinctValues, FieldPath};
 use plan::{Plan, Row};
 use rusqlite::Connection;
 use serde::de::DeserializeOwned;
@@ -1143,8 +1143,21 @@ impl<T: Document> Collection<T> {
                 false,
             ),
         };
+        // A buffered database logs the text; otherwise SQLite is handed its JSONB, so
+        // that the writer does not parse text.
+        if self.db.buffer().is_none() {
+            let (blob, text_len) = checked_document_jsonb(&id, map)?;
+            self.check_size(text_len)?;
+            return Ok(PreparedDoc {
+                key: Arc::from(id_key(&id)),
+                id,
+                body: Body::Jsonb(blob),
+                doc: None,
+                id_given,
+            });
+        }
         let (text, id_text) = checked_document_text(&id, map)?;
-        self.check_size(&text)?;
+        self.check_size(text.len())?;
         // A string `_id`'s key is its JSON text, already written into the document's.
         let key = match (&id, id_text.and_then(|r| text.get(r))) {
             (Value::String(_), Some(key)) => Arc::from(key),
@@ -1153,18 +1166,19 @@ impl<T: Document> Collection<T> {
         Ok(PreparedDoc {
             key,
             id,
-            text,
+            body: Body::Text(text),
             doc: None,
             id_given,
         })
     }
 
-    /// `DocumentTooLarge` when a document's text passes the configured maximum.
-    fn check_size(&self, text: &str) -> Result<()> {
+    /// `DocumentTooLarge` when a document's text (`text_len` bytes) passes the
+    /// configured maximum.
+    fn check_size(&self, text_len: usize) -> Result<()> {
         let max = self.db.options().max_document_size;
-        if text.len() > max {
+        if text_len > max {
             return Err(Error::DocumentTooLarge {
-                size: text.len(),
+                size: text_len,
                 max,
             });
         }
@@ -1189,11 +1203,11 @@ impl<T: Document> Collection<T> {
         };
         self.check_document(&doc)?;
         let text: Arc<str> = Arc::from(serde_json::to_string(&doc)?);
-        self.check_size(&text)?;
+        self.check_size(text.len())?;
         Ok(PreparedDoc {
             key: Arc::from(id_key(&id)),
             id,
-            text,
+            body: Body::Text(text),
             doc: Some(doc),
             id_given,
         })
@@ -1251,7 +1265,7 @@ impl<T: Document> Collection<T> {
             ));
         }
         self.check_guard(&row.doc, new_doc)?;
-        let text = self.updated_text(new_doc)?;
+        let body = self.updated_body(new_doc)?;
         let table = table_name(&self.name);
         let indexes = index::before_write(
             conn,
@@ -1261,7 +1275,7 @@ impl<T: Document> Collection<T> {
             Some(row.rid),
             new_doc,
         )?;
-        write_row(conn, &table, row.rid, &text, row.rev + 1)?;
+        write_row(conn, &table, row.rid, &body, row.rev + 1)?;
         if !indexes.is_empty() {
             index::after_write(conn, &indexes, row.rid, Some(&row.doc), Some(new_doc))?;
         }
@@ -1278,12 +1292,13 @@ impl<T: Document> Collection<T> {
         Ok(())
     }
 
-    /// The text of an updated document, checked as every stored document is.
-    fn updated_text(&self, doc: &Value) -> Result<String> {
+    /// The JSONB of an updated document, checked as every stored document is.
+    fn updated_body(&self, doc: &Value) -> Result<Body> {
         self.check_document(doc)?;
-        let text = serde_json::to_string(doc)?;
-        self.check_size(&text)?;
-        Ok(text)
+        let mut blob = Vec::new();
+        let text_len = jsonb::encode_into(doc, &mut blob)?;
+        self.check_size(text_len)?;
+        Ok(Body::Jsonb(blob))
     }
 
     /// `update_one` with a filter that is one `_id` equality (see [`only_id`]): the row
@@ -1337,8 +1352,8 @@ impl<T: Document> Collection<T> {
             match update.apply_tracked(&mut doc, &ctx)? {
                 Tracked::Unchanged => return Ok(matched),
                 Tracked::Changed(fields) => {
-                    let text = self.updated_text(&doc)?;
-                    write_row(conn, &table, rid, &text, rev + 1)?;
+                    let body = self.updated_body(&doc)?;
+                    write_row(conn, &table, rid, &body, rev + 1)?;
                     changes::record_update(
                         conn,
                         &self.name,
@@ -1539,7 +1554,7 @@ impl<T: Document> Collection<T> {
                     let id = self.insert_prepared(conn, &prepared)?;
                     let doc = match options.return_document {
                         ReturnDocument::Before => None,
-                        ReturnDocument::After => Some(serde_json::from_str(&prepared.text)?),
+                        ReturnDocument::After => Some(prepared.body.parse()?),
                     };
                     Ok((doc, false, Some(id)))
                 }
@@ -1657,11 +1672,11 @@ impl<T: Document> Collection<T> {
 }
 
 /// Stores a new version of row `rid` of `table`.
-fn write_row(conn: &Connection, table: &str, rid: i64, text: &str, rev: i64) -> Result<()> {
+fn write_row(conn: &Connection, table: &str, rid: i64, body: &Body, rev: i64) -> Result<()> {
     let mut stmt = conn.prepare_cached(&format!(
         "UPDATE {table} SET doc = jsonb(?1), rev = ?2 WHERE rid = ?3"
     ))?;
-    stmt.execute(rusqlite::params![text, rev, rid])?;
+    stmt.execute(rusqlite::params![body, rev, rid])?;
     Ok(())
 }
 
@@ -1697,13 +1712,53 @@ struct PreparedDoc {
     id: Value,
     /// The canonical key of `id` ([`id_key`]), shared with the buffer when buffered.
     key: Arc<str>,
-    /// The document's JSON text, `_id` first: what is stored (shared likewise).
-    text: Arc<str>,
-    /// The document as stored, when a plugin produced it; otherwise it is parsed from
-    /// `text` only if an index needs it.
+    /// The document, `_id` first, as it is handed on.
+    body: Body,
+    /// The document as stored, when a plugin produced it; otherwise it is read back
+    /// from `body` only if an index needs it.
     doc: Option<Value>,
     /// True when the caller gave the `_id` (a generated one needs no duplicate check).
     id_given: bool,
+}
+
+/// The serialised form of a prepared document.
+pub(crate) enum Body {
+    /// JSON text: what a buffer log holds (shared with the buffer), turned into JSONB
+    /// by SQLite's `jsonb()` when it is stored.
+    Text(Arc<str>),
+    /// The JSONB SQLite stores, built on the preparing thread
+    /// ([`jsonb::encode_into`]'s bytes), which `jsonb()` passes through unparsed.
+    Jsonb(Vec<u8>),
+}
+
+impl Body {
+    /// The document it holds.
+    fn parse(&self) -> Result<Value> {
+        match self {
+            Body::Text(text) => Ok(serde_json::from_str(text)?),
+            Body::Jsonb(blob) => jsonb::decode(blob).ok_or_else(|| {
+                Error::Serde("a prepared document's JSONB does not decode".to_string())
+            }),
+        }
+    }
+
+    /// Its JSON text (written out for a JSONB body).
+    fn into_text(self) -> Result<Arc<str>> {
+        match self {
+            Body::Text(text) => Ok(text),
+            Body::Jsonb(_) => Ok(Arc::from(serde_json::to_string(&self.parse()?)?)),
+        }
+    }
+}
+
+impl rusqlite::ToSql for Body {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Body::Text(text) => ValueRef::Text(text.as_bytes()),
+            Body::Jsonb(blob) => ValueRef::Blob(blob),
+        }))
+    }
 }
 
 /// Inserts into one collection inside one write transaction, sharing the work that does
@@ -1754,7 +1809,7 @@ impl<'c> Inserter<'c> {
             (_, true) => None,
             (Some(doc), false) => Some(doc),
             (None, false) => {
-                parsed = serde_json::from_str::<Value>(&p.text)?;
+                parsed = p.body.parse()?;
                 Some(&parsed)
             }
         };
@@ -1786,7 +1841,7 @@ impl<'c> Inserter<'c> {
                 Err(e) => return Err(e),
             }
         }
-        match self.insert.execute(rusqlite::params![&*p.key, &*p.text]) {
+        match self.insert.execute(rusqlite::params![&*p.key, &p.body]) {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => return Err(duplicate_id()),
             Err(e) => return Err(e.into()),
@@ -1937,6 +1992,96 @@ fn write_checked(value: &Value, depth: usize, out: &mut Vec<u8>) -> Result<()> {
             Ok(())
         }
         scalar => Ok(serde_json::to_writer(&mut *out, scalar)?),
+    }
+}
+
+/// [`checked_document_text`]'s checks with the document written as the JSONB SQLite
+/// makes of that text ([`jsonb::encode_into`]) rather than as text: returns the blob
+/// and the length the text would have (what the size limit counts).
+fn checked_document_jsonb(id: &Value, map: &Map<String, Value>) -> Result<(Vec<u8>, usize)> {
+    TEXT_SCRATCH.with(|scratch| {
+        let mut fresh = Vec::new();
+        let mut borrowed = scratch.try_borrow_mut();
+        let out: &mut Vec<u8> = match borrowed.as_mut() {
+            Ok(v) => v,
+            Err(_) => &mut fresh,
+        };
+        out.clear();
+        let text_len = if map.keys().next().is_some_and(|k| k == "_id") {
+            jsonb_checked_fields(map, 0, out)?
+        } else {
+            let start = jsonb::begin_container(out);
+            let mut len = 2 + jsonb::push_str("_id", out) + 1 + jsonb_checked(id, 1, out)?;
+            for (k, v) in map {
+                if k == "_id" {
+                    continue;
+                }
+                len += 1 + jsonb_checked_field(k, v, 0, out)?;
+            }
+            jsonb::end_container(out, start, jsonb::OBJECT);
+            len
+        };
+        let blob = out.clone();
+        if out.capacity() > MAX_KEPT_SCRATCH {
+            *out = Vec::new();
+        }
+        Ok((blob, text_len))
+    })
+}
+
+/// [`write_checked_fields`] as JSONB; returns the length of the object's text.
+fn jsonb_checked_fields(
+    map: &Map<String, Value>,
+    depth: usize,
+    out: &mut Vec<u8>,
+) -> Result<usize> {
+    if depth > 100 {
+        return Err(Error::InvalidDocument(
+            "document nesting is deeper than 100 levels".to_string(),
+        ));
+    }
+    let start = jsonb::begin_container(out);
+    let mut len = 2 + map.len().saturating_sub(1);
+    for (k, v) in map {
+        len += jsonb_checked_field(k, v, depth, out)?;
+    }
+    jsonb::end_container(out, start, jsonb::OBJECT);
+    Ok(len)
+}
+
+/// [`write_checked_field`] as JSONB; returns the length of `"k":v`.
+fn jsonb_checked_field(k: &str, v: &Value, depth: usize, out: &mut Vec<u8>) -> Result<usize> {
+    check_field_name(k)?;
+    Ok(jsonb::push_str(k, out) + 1 + jsonb_checked(v, depth + 1, out)?)
+}
+
+/// [`write_checked`] as JSONB; returns the length of the value's text.
+fn jsonb_checked(value: &Value, depth: usize, out: &mut Vec<u8>) -> Result<usize> {
+    if depth > 100 {
+        return Err(Error::InvalidDocument(
+            "document nesting is deeper than 100 levels".to_string(),
+        ));
+    }
+    match value {
+        Value::Object(map) => {
+            if map.len() == 1
+                && map.keys().all(|k| k.starts_with('$'))
+                && crate::index::parse_date_millis(value).is_some()
+            {
+                return jsonb::encode_into(value, out);
+            }
+            jsonb_checked_fields(map, depth, out)
+        }
+        Value::Array(items) => {
+            let start = jsonb::begin_container(out);
+            let mut len = 2 + items.len().saturating_sub(1);
+            for item in items {
+                len += jsonb_checked(item, depth + 1, out)?;
+            }
+            jsonb::end_container(out, start, jsonb::ARRAY);
+            Ok(len)
+        }
+        scalar => jsonb::push_scalar(scalar, out),
     }
 }
 
@@ -2240,6 +2385,21 @@ mod tests {
             let expected =
                 validate_fields(&map, 0).map(|()| serde_json::to_string(&owned).unwrap());
             let got = checked_document_text(&id, &map);
+            // The JSONB form: what SQLite makes of the same text, the same errors.
+            let blob = checked_document_jsonb(&id, &map);
+            match (&expected, &blob) {
+                (Ok(e), Ok((blob, len))) => {
+                    assert_eq!(*len, e.len());
+                    assert_eq!(blob, &jsonb::encode(&Value::Object(owned.clone())).unwrap());
+                    let conn = Connection::open_in_memory().unwrap();
+                    let sqlite: Vec<u8> = conn
+                        .query_row("SELECT jsonb(?1)", [e], |r| r.get(0))
+                        .unwrap();
+                    assert_eq!(blob, &sqlite);
+                }
+                (Err(e), Err(g)) => assert_eq!(e.to_string(), g.to_string()),
+                _ => panic!("{map:?}: {expected:?} vs {:?}", blob.map(|b| b.1)),
+            }
             match (&expected, &got) {
                 (Ok(e), Ok((text, id_range))) => {
                     assert_eq!(&**text, e.as_str());
@@ -2285,7 +2445,9 @@ mod tests {
         let Value::Object(map) = ok else { panic!() };
         let p = c.prepare_ref(&map).unwrap();
         let q = c.prepare_insert(map).unwrap();
-        assert_eq!((p.key, p.text, p.id_given), (q.key, q.text, q.id_given));
+        assert!(matches!(p.body, Body::Jsonb(_)));
+        assert_eq!(p.body.parse().unwrap(), q.body.parse().unwrap());
+        assert_eq!((p.key, p.id_given), (q.key, q.id_given));
         let big = json!({"s": "x".repeat(64)});
         let db = Database::memory_with(crate::Options::default().max_document_size(32)).unwrap();
         let Value::Object(map) = big else { panic!() };

@@ -245,6 +245,212 @@ fn text(kind: u8, payload: &[u8]) -> Option<String> {
     serde_json::from_str::<String>(&quoted).ok()
 }
 
+// ----- writing ----------------------------------------------------------------------
+//
+// The writer produces, byte for byte, what SQLite's `jsonb()` makes of serde_json's
+// compact text of the same value (`tests::encoding_is_what_sqlite_makes_of_the_text`):
+// strings are `TEXT` when serde writes them without escapes and `TEXTJ` with serde's
+// escapes otherwise, numbers are `INT` or `FLOAT` holding serde's text of them, and
+// every header is the shortest one for its payload. So stored documents do not depend
+// on which side built them, and the writer connection no longer parses JSON text.
+
+/// Header bytes reserved for a container before its payload size is known.
+const RESERVED: usize = 3;
+
+/// Bytes of the shortest header for a payload of `size` bytes (SQLite never writes the
+/// 8-byte form).
+fn header_len(size: usize) -> usize {
+    match size {
+        0..=11 => 1,
+        12..=0xff => 2,
+        0x100..=0xffff => 3,
+        _ => 5,
+    }
+}
+
+/// Writes the shortest header of an element of `kind` with a payload of `size` bytes
+/// into `at` (which holds [`header_len`] bytes).
+fn put_header(at: &mut [u8], kind: u8, size: usize) {
+    match at.len() {
+        1 => at[0] = kind | ((size as u8) << 4),
+        2 => {
+            at[0] = kind | 0xc0;
+            at[1] = size as u8;
+        }
+        3 => {
+            at[0] = kind | 0xd0;
+            at[1..3].copy_from_slice(&(size as u16).to_be_bytes());
+        }
+        _ => {
+            at[0] = kind | 0xe0;
+            at[1..5].copy_from_slice(&(size as u32).to_be_bytes());
+        }
+    }
+}
+
+/// Appends a header for a payload of `size` bytes that follows.
+fn push_header(out: &mut Vec<u8>, kind: u8, size: usize) {
+    let start = out.len();
+    out.resize(start + header_len(size), 0);
+    put_header(&mut out[start..], kind, size);
+}
+
+/// Starts an array or object: reserves its header and returns where it starts, for
+/// [`end_container`].
+pub(crate) fn begin_container(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.resize(start + RESERVED, 0);
+    start
+}
+
+/// Ends the container begun at `start` ([`begin_container`]): writes its header, moving
+/// the payload when the header is not the reserved size.
+pub(crate) fn end_container(out: &mut Vec<u8>, start: usize, kind: u8) {
+    let size = out.len() - start - RESERVED;
+    let len = header_len(size);
+    if len < RESERVED {
+        out.copy_within(start + RESERVED.., start + len);
+        out.truncate(out.len() - (RESERVED - len));
+    } else if len > RESERVED {
+        let old = out.len();
+        out.resize(old + len - RESERVED, 0);
+        out.copy_within(start + RESERVED..old, start + len);
+    }
+    put_header(&mut out[start..start + len], kind, size);
+}
+
+/// What serde_json writes for an escaped byte (`None`: the byte is written as is).
+fn escape(b: u8) -> Option<&'static [u8]> {
+    const SHORT: [(u8, &[u8]); 7] = [
+        (b'"', b"\\\""),
+        (b'\\', b"\\\\"),
+        (0x08, b"\\b"),
+        (0x0c, b"\\f"),
+        (b'\n', b"\\n"),
+        (b'\r', b"\\r"),
+        (b'\t', b"\\t"),
+    ];
+    if b >= 0x20 && b != b'"' && b != b'\\' {
+        return None;
+    }
+    Some(
+        SHORT
+            .iter()
+            .find(|(c, _)| *c == b)
+            .map_or(b"\\u00" as &[u8], |(_, e)| e),
+    )
+}
+
+/// Appends a string element; returns the length of serde_json's text of it (quotes
+/// included).
+pub(crate) fn push_str(s: &str, out: &mut Vec<u8>) -> usize {
+    let bytes = s.as_bytes();
+    let extra: usize = bytes
+        .iter()
+        .map(|&b| match escape(b) {
+            None => 0,
+            // `\u00XX`: the prefix and two hex digits replace the byte.
+            Some(e) if e.len() == 4 => 5,
+            Some(_) => 1,
+        })
+        .sum();
+    if extra == 0 {
+        push_header(out, TEXT, bytes.len());
+        out.extend_from_slice(bytes);
+        return bytes.len() + 2;
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let size = bytes.len() + extra;
+    push_header(out, TEXTJ, size);
+    out.reserve(size);
+    for &b in bytes {
+        match escape(b) {
+            None => out.push(b),
+            Some(e) => {
+                out.extend_from_slice(e);
+                if e.len() == 4 {
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 0x0f)]);
+                }
+            }
+        }
+    }
+    size + 2
+}
+
+/// Appends a number element (`INT` for integers, `FLOAT` for the others, as SQLite
+/// types serde's text of them); returns that text's length.
+fn push_number(n: &Number, out: &mut Vec<u8>) -> Result<usize> {
+    let start = out.len();
+    out.push(0);
+    serde_json::to_writer(&mut *out, n)?;
+    let size = out.len() - start - 1;
+    let kind = if n.is_f64() { FLOAT } else { INT };
+    if size <= 11 {
+        put_header(&mut out[start..=start], kind, size);
+    } else {
+        // Numbers' texts are at most a few dozen bytes: a one-byte size follows.
+        out.insert(start + 1, 0);
+        put_header(&mut out[start..start + 2], kind, size);
+    }
+    Ok(size)
+}
+
+/// Appends a scalar (not an array or object); returns the length of its text.
+pub(crate) fn push_scalar(value: &Value, out: &mut Vec<u8>) -> Result<usize> {
+    Ok(match value {
+        Value::Null => {
+            out.push(NULL);
+            4
+        }
+        Value::Bool(true) => {
+            out.push(TRUE);
+            4
+        }
+        Value::Bool(false) => {
+            out.push(FALSE);
+            5
+        }
+        Value::Number(n) => push_number(n, out)?,
+        Value::String(s) => push_str(s, out),
+        Value::Array(_) | Value::Object(_) => encode_into(value, out)?,
+    })
+}
+
+/// Appends `value` as JSONB (see the section's comment); returns the length of
+/// serde_json's compact text of it.
+pub(crate) fn encode_into(value: &Value, out: &mut Vec<u8>) -> Result<usize> {
+    match value {
+        Value::Array(items) => {
+            let start = begin_container(out);
+            let mut len = 2 + items.len().saturating_sub(1);
+            for item in items {
+                len += encode_into(item, out)?;
+            }
+            end_container(out, start, ARRAY);
+            Ok(len)
+        }
+        Value::Object(map) => {
+            let start = begin_container(out);
+            let mut len = 2 + map.len().saturating_sub(1);
+            for (k, v) in map {
+                len += push_str(k, out) + 1 + encode_into(v, out)?;
+            }
+            end_container(out, start, OBJECT);
+            Ok(len)
+        }
+        scalar => push_scalar(scalar, out),
+    }
+}
+
+/// `value` as JSONB (see [`encode_into`]).
+#[cfg(test)]
+pub(crate) fn encode(value: &Value) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    encode_into(value, &mut out)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,7 +588,60 @@ mod tests {
         })
     }
 
+    /// The encoder's blob and text length against SQLite's `jsonb()` of serde's text.
+    fn encodes_as_sqlite(conn: &Connection, v: &Value) -> std::result::Result<(), String> {
+        let text = serde_json::to_string(v).map_err(|e| e.to_string())?;
+        let expected: Vec<u8> = conn
+            .query_row("SELECT jsonb(?1)", [&text], |r| r.get(0))
+            .map_err(|e| e.to_string())?;
+        let mut blob = vec![0xaa];
+        let len = encode_into(v, &mut blob).map_err(|e| e.to_string())?;
+        if blob[1..] != expected[..] {
+            return Err(format!("{text}: {:?} != {expected:?}", &blob[1..]));
+        }
+        if len != text.len() {
+            return Err(format!("{text}: length {len} != {}", text.len()));
+        }
+        if decode(&blob[1..]).as_ref() != Some(v) {
+            return Err(format!("{text}: does not decode back"));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn encoding_is_what_sqlite_makes_of_the_text() {
+        let conn = Connection::open_in_memory().unwrap();
+        let controls: String = (0u8..0x20).map(char::from).collect();
+        for v in [
+            json!(null),
+            json!({}),
+            json!([]),
+            json!({"_id": "a", "n": 1, "neg": -5, "big": u64::MAX, "min": i64::MIN}),
+            json!({"f": 1.5, "e": 1e300, "z": -0.0, "small": 5e-324, "int_float": 2.0, "t": 1e16}),
+            json!({"s": "plain", "q": "say \"hi\"\n\ttab", "u": "é中🎉", "sl": "a/b\\c"}),
+            json!({"c": controls, "del": "\u{7f}", "quote'": "it's"}),
+            json!({"eleven": "abcdefghijk", "twelve": "abcdefghijkl", "k": [1, [2, [3, {"b": null}]]]}),
+            json!({"long": "y".repeat(255), "longer": "y".repeat(256), "esc": "\n".repeat(200)}),
+            json!({"huge": "x".repeat(70_000), "arr": vec![7; 30_000]}),
+            json!({"nested": {"a": {"b": {"c": [true, false, null, 0, -0, 12345678901234567890u64]}}}}),
+        ] {
+            encodes_as_sqlite(&conn, &v).unwrap();
+        }
+    }
+
     proptest! {
+        #[test]
+        fn any_value_encodes_as_sqlite_parses_its_text(v in arb_value()) {
+            let conn = Connection::open_in_memory().unwrap();
+            prop_assert_eq!(encodes_as_sqlite(&conn, &v), Ok(()));
+        }
+
+        #[test]
+        fn strings_with_escapes_encode_as_sqlite(s in "[\u{0}-\u{1f}a\"\\\\/\u{7f}\u{e9}]{0,300}") {
+            let conn = Connection::open_in_memory().unwrap();
+            prop_assert_eq!(encodes_as_sqlite(&conn, &json!({ s.clone(): s })), Ok(()));
+        }
+
         #[test]
         fn any_document_decodes_as_its_text_parses(v in arb_value()) {
             let conn = Connection::open_in_memory().unwrap();
