@@ -106,11 +106,21 @@ fn push_json_string(s: &str, out: &mut String) {
     }
 }
 
+/// A number's key: a float with an integral value in the range of `i64` or `u64` is
+/// keyed as that integer, so numbers MongoDB holds equal (`1e17` and
+/// `100000000000000000`, `2.0` and `2`) share a key. Such a float converts exactly (it
+/// is integral), and an integer no float equals keeps its own digits.
 fn canonical_number(n: &Number) -> String {
-    if n.is_f64() {
-        if let Some(f) = n.as_f64() {
-            if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 {
-                return format!("{}", f as i64);
+    if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
+        // 2^63 and 2^64: the first floats outside each range.
+        const I64_END: f64 = 9_223_372_036_854_775_808.0;
+        const U64_END: f64 = 18_446_744_073_709_551_616.0;
+        if f.fract() == 0.0 {
+            if (-I64_END..I64_END).contains(&f) {
+                return (f as i64).to_string();
+            }
+            if (0.0..U64_END).contains(&f) {
+                return (f as u64).to_string();
             }
         }
     }
@@ -171,6 +181,30 @@ mod tests {
         assert_ne!(id_key(&json!(1)), id_key(&json!("1")));
         assert_eq!(id_key(&json!({"a": 1.0})), "{\"a\":1}");
         assert_ne!(id_key(&json!(1.5)), id_key(&json!(1)));
+        // Above 2^53, where every float is an integer, up to the ends of i64 and u64.
+        assert_eq!(
+            id_key(&json!(1e17)),
+            id_key(&json!(100_000_000_000_000_000i64))
+        );
+        assert_eq!(
+            id_key(&json!(-1e18)),
+            id_key(&json!(-1_000_000_000_000_000_000i64))
+        );
+        assert_eq!(
+            id_key(&json!(1e19)),
+            id_key(&json!(10_000_000_000_000_000_000u64))
+        );
+        assert_eq!(
+            id_key(&json!(-9.223372036854775808e18)),
+            id_key(&json!(i64::MIN))
+        );
+        assert_ne!(
+            id_key(&json!(1e17)),
+            id_key(&json!(100_000_000_000_000_001i64))
+        );
+        assert_eq!(id_key(&json!(-0.0)), id_key(&json!(0)));
+        // Past u64: the float's own text.
+        assert_eq!(id_key(&json!(1e20)), json!(1e20).to_string());
     }
 
     #[test]

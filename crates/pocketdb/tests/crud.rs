@@ -927,3 +927,24 @@ fn rename_keeps_documents_and_indexes() {
     );
     assert_eq!(seen[5], ChangeOp::Drop);
 }
+
+/// `_id`s MongoDB holds equal are one document whatever their number type, above 2^53
+/// too: `1e17` and `100000000000000000` (keys used to differ there).
+#[test]
+fn large_numeric_ids_equal_as_numbers_are_one_document() {
+    let db = Database::memory().unwrap();
+    let c = users(&db);
+    c.insert_one(json!({"_id": 1e17, "v": 1})).unwrap();
+    let found = c
+        .find_one(json!({"_id": 100_000_000_000_000_000i64}))
+        .unwrap();
+    assert_eq!(found.map(|d| d["v"].clone()), Some(json!(1)));
+    assert!(matches!(
+        c.insert_one(json!({"_id": 100_000_000_000_000_000i64})),
+        Err(Error::DuplicateKey { .. })
+    ));
+    // An integer no float equals is another document.
+    c.insert_one(json!({"_id": 100_000_000_000_000_001i64}))
+        .unwrap();
+    assert_eq!(c.count_documents(json!({})).unwrap(), 2);
+}

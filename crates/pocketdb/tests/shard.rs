@@ -1204,3 +1204,29 @@ fn a_stale_handle_after_drop_fails() {
     let w = again.insert_one(json!({"_id": 5}));
     assert!(matches!(w, Err(Error::CollectionNotFound(_))), "{w:?}");
 }
+
+/// Numbers MongoDB holds equal route to the same shard: a float shard key above 2^53
+/// (`1e17`) hashed by its text while the equal integer hashed by its digits, so a query
+/// pinned to the integer's shard missed the document.
+#[test]
+fn equal_large_numbers_route_to_the_same_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let s = client
+        .create_sharded_collection(
+            "app",
+            "items",
+            ShardOptions::new(8).key(ShardKey::Field("k".into())),
+        )
+        .unwrap();
+    for e in 16..19u32 {
+        let f = 10f64.powi(e as i32);
+        let i = 10i64.pow(e);
+        s.insert_one(json!({"_id": e, "k": f})).unwrap();
+        assert_eq!(
+            s.members_for(json!({"k": i})).unwrap(),
+            s.members_for(json!({"k": f})).unwrap()
+        );
+        assert_eq!(s.count_documents(json!({"k": i})).unwrap(), 1, "10^{e}");
+    }
+}
