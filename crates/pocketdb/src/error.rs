@@ -148,6 +148,16 @@ pub enum Error {
         /// The oldest token that can still be resumed from.
         oldest_resumable: i64,
     },
+    /// A resume token or change-set position lies past the end of this file's change
+    /// log: it was taken from another file, or from a history this file does not have
+    /// (a copy restored from an older backup). Resuming from it would skip changes.
+    #[error("position {token} is past the end of the change log (newest: {newest}): it comes from another file or history")]
+    ResumeTokenNotFound {
+        /// The token or position asked for.
+        token: i64,
+        /// The newest position of the log.
+        newest: i64,
+    },
     /// A plugin hook rejected an operation; nothing of the write was stored.
     #[error("plugin '{plugin}' rejected the operation: {message}")]
     Plugin {
@@ -289,7 +299,7 @@ impl Error {
             Error::IndexNotFound { .. } => 27,
             Error::InvalidIndex { .. } => 67,
             Error::InvalidFilter { .. } => 2,
-            Error::InvalidUpdate { .. } => 9,
+            Error::InvalidUpdate { message, .. } => update_code(message),
             Error::InvalidProjection { .. } => 2,
             Error::InvalidSort { .. } => 2,
             Error::InvalidDocument(_) => 2,
@@ -305,6 +315,7 @@ impl Error {
             Error::Json(_) => 9,
             Error::Lagged { .. } => 286,
             Error::ResumeTokenExpired { .. } => 286,
+            Error::ResumeTokenNotFound { .. } => 280,
             Error::Plugin { .. } => 8000,
             Error::Validation { .. } => 121,
             Error::Decryption(_) => 8001,
@@ -318,4 +329,28 @@ impl Error {
             | Error::Buffer(_) => 1,
         }
     }
+}
+
+/// MongoDB's code for an invalid update, told by its message (which follows MongoDB's
+/// wording): `TypeMismatch`, `ImmutableField`, `ConflictingUpdateOperators`,
+/// `PathNotViable`, `DollarPrefixedFieldName` or `BadValue`, `FailedToParse` otherwise.
+fn update_code(message: &str) -> i32 {
+    const CODES: [(&str, i32); 12] = [
+        ("non-numeric", 14),
+        ("immutable field", 66),
+        ("_id field cannot be changed", 66),
+        ("shard key cannot be changed", 66),
+        ("would create a conflict at", 40),
+        ("Cannot create field", 28),
+        ("dollar ($) prefixed field", 52),
+        ("must be an array but", 2),
+        ("non-array", 2),
+        ("positional operator did not find the match", 2),
+        ("No array filter found", 2),
+        ("cannot be an array element", 2),
+    ];
+    CODES
+        .iter()
+        .find(|(text, _)| message.contains(text))
+        .map_or(9, |(_, code)| *code)
 }

@@ -550,3 +550,60 @@ fn restore_from_dir_replaces_a_collection_recreated_with_more_shards() {
         .collect();
     assert_eq!(ids, (0..10).collect::<Vec<_>>());
 }
+
+/// Exports that would leave changes out are refused: from a position the retention
+/// trimmed (`ResumeTokenExpired`), or past the end of the log, as after a fail-over to
+/// an older copy (`ResumeTokenNotFound`); both returned a set silently missing changes.
+#[test]
+fn exports_that_would_leave_changes_out_are_refused() {
+    use pocketdb::{ChangeRetention, Error};
+    let dir = tempfile::tempdir().unwrap();
+    let primary = Database::open(dir.path().join("p.sqlite")).unwrap();
+    let c = primary.collection::<Value>("c");
+    c.insert_one(json!({"_id": 0})).unwrap();
+    primary.backup_to(dir.path().join("copy.sqlite")).unwrap();
+    for i in 1..10 {
+        c.insert_one(json!({"_id": i})).unwrap();
+    }
+    let position = primary.export_changes(0).unwrap().until;
+    let copy = Database::open(dir.path().join("copy.sqlite")).unwrap();
+    assert!(matches!(
+        copy.export_changes(position),
+        Err(Error::ResumeTokenNotFound { .. })
+    ));
+    primary
+        .set_change_retention(ChangeRetention::default().max_count(3))
+        .unwrap();
+    primary.trim_changes().unwrap();
+    assert!(matches!(
+        primary.export_changes(0),
+        Err(Error::ResumeTokenExpired { .. })
+    ));
+    assert_eq!(primary.export_changes(position).unwrap().entries.len(), 0);
+}
+
+/// A change set starting after what a replica applied from its source is refused (it
+/// was applied, and the watermark then passed the changes in between for good).
+#[test]
+fn a_change_set_leaving_a_gap_is_refused() {
+    let primary = Database::memory().unwrap();
+    let replica = Database::memory().unwrap();
+    let c = primary.collection::<Value>("c");
+    for i in 0..3 {
+        c.insert_one(json!({"_id": i})).unwrap();
+    }
+    let first = primary.export_changes(0).unwrap();
+    for i in 3..6 {
+        c.insert_one(json!({"_id": i})).unwrap();
+    }
+    let second = primary.export_changes(first.until).unwrap();
+    let refused = replica.apply_changes(&second).unwrap_err();
+    assert!(
+        refused.to_string().contains("apply the sets in between"),
+        "{refused}"
+    );
+    assert!(replica.list_collections().unwrap().is_empty());
+    replica.apply_changes(&first).unwrap();
+    replica.apply_changes(&second).unwrap();
+    assert_eq!(all(&replica, "c"), all(&primary, "c"));
+}

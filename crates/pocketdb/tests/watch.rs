@@ -366,3 +366,21 @@ fn group_commit_and_buffered_writes_arrive_once_committed() -> pocketdb::Result<
     }
     Ok(())
 }
+
+/// A token past the end of the log (another file's, or a newer history's) is refused:
+/// it was accepted and the stream skipped every change up to it.
+#[test]
+fn a_token_past_the_end_of_the_log_is_refused() {
+    let db = Database::memory().unwrap();
+    let c = db.collection::<Value>("c");
+    c.insert_one(json!({"_id": 0})).unwrap();
+    let end = db.last_change_seq().unwrap();
+    assert!(matches!(
+        c.watch_from(end + 3),
+        Err(Error::ResumeTokenNotFound { token, newest }) if token == end + 3 && newest == end
+    ));
+    // The end itself resumes: the next write comes.
+    let mut stream = c.watch_from(end).unwrap();
+    c.insert_one(json!({"_id": 1})).unwrap();
+    assert_eq!(next(&mut stream).id, json!(1));
+}

@@ -72,7 +72,13 @@ fn diff_objects(
         match old.get(k) {
             Some(Value::Object(a)) if v.is_object() => {
                 if let Value::Object(b) = v {
-                    diff_objects(&path, a, b, out);
+                    if keeps_field_order(a, b) {
+                        diff_objects(&path, a, b, out);
+                    } else {
+                        // Field order is part of an embedded document's value: the
+                        // changes of its fields would not rebuild it.
+                        out.updated_fields.insert(path, v.clone());
+                    }
                 }
             }
             Some(prev) if same(prev, v) => {}
@@ -86,6 +92,23 @@ fn diff_objects(
             out.removed_fields.push(join(prefix, k));
         }
     }
+}
+
+/// True when `new` keeps the fields it shares with `old` in `old`'s order, after which
+/// come the fields it adds: what setting and unsetting fields of `old` can give.
+fn keeps_field_order(old: &Map<String, Value>, new: &Map<String, Value>) -> bool {
+    let mut kept = old.keys().filter(|k| new.contains_key(*k));
+    let mut added = false;
+    for k in new.keys() {
+        if old.contains_key(k) {
+            if added || kept.next() != Some(k) {
+                return false;
+            }
+        } else {
+            added = true;
+        }
+    }
+    true
 }
 
 /// Equality that tells `1` from `1.0` apart only by value, and objects by field order
@@ -128,5 +151,37 @@ mod tests {
         );
         assert_eq!(d.removed_fields, vec!["x".to_string()]);
         assert!(UpdateDescription::between(&json!({"a": 1}), &json!({"a": 1})).is_empty());
+    }
+
+    /// A reordered embedded document is reported whole (its fields' changes would not
+    /// rebuild it; before, the update showed no change at all); fields set, unset or
+    /// added at the end are reported one by one.
+    #[test]
+    fn reordered_embedded_documents_are_reported_whole() {
+        let updated = |old: Value, new: Value| {
+            let d = UpdateDescription::between(&old, &new);
+            (Value::Object(d.updated_fields), d.removed_fields)
+        };
+        assert_eq!(
+            updated(
+                json!({"a": {"b": 1, "c": 2}}),
+                json!({"a": {"c": 2, "b": 1}})
+            ),
+            (json!({"a": {"c": 2, "b": 1}}), vec![])
+        );
+        assert_eq!(
+            updated(
+                json!({"a": {"b": 1, "c": 2}}),
+                json!({"a": {"b": 1, "x": 0, "c": 2}})
+            ),
+            (json!({"a": {"b": 1, "x": 0, "c": 2}}), vec![])
+        );
+        assert_eq!(
+            updated(
+                json!({"a": {"b": 1, "c": 2, "d": 3}}),
+                json!({"a": {"b": 1, "d": 4, "x": 0}})
+            ),
+            (json!({"a.d": 4, "a.x": 0}), vec!["a.c".to_string()])
+        );
     }
 }

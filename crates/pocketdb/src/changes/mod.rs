@@ -10,7 +10,7 @@
 
 mod diff;
 pub(crate) mod hub;
-mod retention;
+pub(crate) mod retention;
 pub(crate) mod watch;
 
 pub use diff::UpdateDescription;

@@ -159,6 +159,12 @@ pub(crate) fn check_token(conn: &Connection, token: i64) -> Result<()> {
             oldest_resumable: trimmed,
         });
     }
+    // Positions only grow (a restore continues the numbering), so one past the end was
+    // never this log's: following it would skip the changes up to it.
+    let newest = super::log_position(conn)?;
+    if token > newest {
+        return Err(Error::ResumeTokenNotFound { token, newest });
+    }
     Ok(())
 }
 

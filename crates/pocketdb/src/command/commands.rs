@@ -542,3 +542,50 @@ pub(super) fn aggregate(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
     let batch = coll.aggregate_with(pipeline, options)?.to_vec()?;
     Ok(cursor_reply(format!("{}.{name}", db.name()), batch))
 }
+
+/// `{renameCollection: "<db>.<from>", to: "<db>.<to>", dropTarget}`: renames a
+/// collection of this database. Both namespaces must name it (an in-memory database,
+/// which has no file name, takes any database name, the same in both); a rename across
+/// database files is refused with `IllegalOperation`.
+pub(super) fn rename_collection(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
+    cmd.check_fields(&["to", "dropTarget", "stayTemp", "writeConcern", "comment"])?;
+    let split = |namespace: &'_ str| -> Result<(String, String), CommandError> {
+        // Database names hold no '.', collection names may.
+        match namespace.split_once('.') {
+            Some((d, c)) if !d.is_empty() && !c.is_empty() => Ok((d.to_string(), c.to_string())),
+            _ => Err(CommandError::new(
+                73,
+                format!("'{namespace}' is not a full namespace (<db>.<collection>)"),
+            )),
+        }
+    };
+    let (from_db, from) = split(cmd.collection()?)?;
+    let (to_db, to) = split(cmd.string("to")?.ok_or_else(|| cmd.missing("to"))?)?;
+    let ours = |d: &str| d == db.name() || (db.path().is_none() && d == from_db);
+    if !ours(&from_db) || !ours(&to_db) {
+        return Err(CommandError::new(
+            20,
+            format!(
+                "renameCollection within database '{}' only: '{from_db}.{from}' to '{to_db}.{to}'",
+                db.name()
+            ),
+        ));
+    }
+    cmd.bool("stayTemp", false)?;
+    let drop_target = cmd.bool("dropTarget", false)?;
+    db.rename_collection(&from, &to, drop_target)?;
+    Ok(Map::new())
+}
+
+/// `{getMore: <cursor id>, collection}`: there are no server-side cursors (every
+/// `find` and `aggregate` returns its whole result in the first batch, with cursor id
+/// 0), so no cursor id is ever open: `CursorNotFound`, as MongoDB answers for a cursor it
+/// does not know.
+pub(super) fn get_more(cmd: &CommandDoc<'_>) -> Reply {
+    cmd.check_fields(&["collection", "batchSize", "maxTimeMS", "comment"])?;
+    let id = cmd.get("getMore").cloned().unwrap_or(Value::Null);
+    Err(CommandError::new(
+        43,
+        format!("cursor id {id} not found: results are returned whole in the first batch"),
+    ))
+}

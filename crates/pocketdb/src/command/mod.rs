@@ -18,7 +18,8 @@
 //! ```
 //!
 //! Supported: `insert`, `find`, `update`, `delete`, `count`, `distinct`,
-//! `findAndModify`, `aggregate`, `create`, `drop`, `listCollections`, `ping`, and the index
+//! `findAndModify`, `aggregate`, `create`, `drop`, `listCollections`, `renameCollection`
+//! (within the database), `getMore` (always `CursorNotFound`, see below), `ping`, and the index
 //! commands `createIndexes`, `listIndexes`, `dropIndexes` and `explain` (of a `find` or an
 //! `aggregate`; the planner's [`crate::Explain`] as JSON). Failures of a whole
 //! command become `{ok: 0, errmsg, code, codeName}`; failures of single statements of
@@ -66,6 +67,8 @@ fn execute(db: &Database, command: &Value) -> Result<Map<String, Value>, Command
         "create" => commands::create(db, &cmd),
         "drop" => commands::drop(db, &cmd),
         "listCollections" => commands::list_collections(db, &cmd),
+        "renameCollection" => commands::rename_collection(db, &cmd),
+        "getMore" => commands::get_more(&cmd),
         "aggregate" => commands::aggregate(db, &cmd),
         "createIndexes" => indexes::create_indexes(db, &cmd),
         "listIndexes" => indexes::list_indexes(db, &cmd),
@@ -145,6 +148,14 @@ pub fn code_name(code: i32) -> String {
         2 => "BadValue",
         9 => "FailedToParse",
         14 => "TypeMismatch",
+        20 => "IllegalOperation",
+        28 => "PathNotViable",
+        40 => "ConflictingUpdateOperators",
+        43 => "CursorNotFound",
+        52 => "DollarPrefixedFieldName",
+        66 => "ImmutableField",
+        280 => "ChangeStreamFatalError",
+        286 => "ChangeStreamHistoryLost",
         16 => "InvalidLength",
         26 => "NamespaceNotFound",
         27 => "IndexNotFound",

@@ -777,3 +777,58 @@ fn commands_reach_every_member_of_a_sharded_collection() {
     assert_eq!(run(&db, json!({"drop": "events"}))["ok"], 1);
     assert!(!members.exists());
 }
+
+/// Update failures carry MongoDB's codes in `writeErrors` (they were all 9).
+#[test]
+fn update_errors_carry_mongodb_codes() {
+    let db = db();
+    run(
+        &db,
+        json!({"insert": "c", "documents": [{"_id": 1, "s": "x", "a": 1, "n": [1]}]}),
+    );
+    for (update, code) in [
+        (json!({"$inc": {"s": 1}}), 14),
+        (json!({"$set": {"_id": 2}}), 66),
+        (json!({"$set": {"a": 1}, "$inc": {"a": 1}}), 40),
+        (json!({"$set": {"a.b": 1}}), 28),
+        (json!({"$push": {"a": 1}}), 2),
+        (json!({"$bogus": {"a": 1}}), 9),
+    ] {
+        let reply = run(
+            &db,
+            json!({"update": "c", "updates": [{"q": {"_id": 1}, "u": update.clone()}]}),
+        );
+        assert_eq!(reply["writeErrors"][0]["code"], code, "{update}: {reply}");
+    }
+}
+
+/// `renameCollection` takes full namespaces within the database; `getMore` has no
+/// cursor to continue (every result comes whole in the first batch).
+#[test]
+fn rename_collection_and_get_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("app.sqlite")).unwrap();
+    run(&db, json!({"insert": "a", "documents": [{"_id": 1}]}));
+    let reply = run(&db, json!({"renameCollection": "app.a", "to": "app.b"}));
+    assert_eq!(reply, json!({"ok": 1}));
+    assert_eq!(db.list_collections().unwrap(), ["b"]);
+    run(&db, json!({"insert": "c", "documents": [{"_id": 2}]}));
+    let reply = run(&db, json!({"renameCollection": "app.c", "to": "app.b"}));
+    assert_error(&reply, 48, "NamespaceExists", "b");
+    let reply = run(
+        &db,
+        json!({"renameCollection": "app.c", "to": "app.b", "dropTarget": true}),
+    );
+    assert_eq!(reply, json!({"ok": 1}));
+    let reply = run(&db, json!({"renameCollection": "other.b", "to": "app.d"}));
+    assert_error(&reply, 20, "IllegalOperation", "within database 'app'");
+    let reply = run(&db, json!({"renameCollection": "b", "to": "app.d"}));
+    assert_error(&reply, 73, "InvalidNamespace", "full namespace");
+    let reply = run(&db, json!({"getMore": 0, "collection": "b"}));
+    assert_error(&reply, 43, "CursorNotFound", "cursor id 0");
+    // An in-memory database has no file name: any one database name goes.
+    let mem = Database::memory().unwrap();
+    run(&mem, json!({"insert": "a", "documents": [{"_id": 1}]}));
+    let reply = run(&mem, json!({"renameCollection": "test.a", "to": "test.b"}));
+    assert_eq!(reply, json!({"ok": 1}));
+}

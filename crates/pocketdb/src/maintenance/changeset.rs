@@ -158,6 +158,9 @@ impl Database {
         let (until, entries) = self.read(|conn| {
             // One read transaction: the log and the documents are one snapshot.
             let tx = conn.unchecked_transaction()?;
+            // A position whose changes were trimmed, or one this log never reached,
+            // would give a set that silently leaves changes out.
+            changes::retention::check_token(&tx, since)?;
             let log = changes::read_since(&tx, None, since, max_log_entries)?;
             let until = log.last().map(|c| c.seq).unwrap_or(since);
             let mut last: HashMap<(String, String), usize> = HashMap::new();
@@ -237,6 +240,16 @@ impl Database {
     pub fn apply_changes(&self, set: &ChangeSet) -> Result<ApplyReport> {
         let mut report = ApplyReport::default();
         let watermark = self.applied_watermark(&set.source)?;
+        // A set starting after what was applied from its source would leave the
+        // changes in between out for good (the watermark then passes them).
+        if set.since > watermark {
+            return Err(Error::InvalidArgument(format!(
+                "change set from {} starts after position {} but this database applied \
+                 its changes only up to {watermark}: apply the sets in between first \
+                 (export_changes({watermark}))",
+                set.source, set.since
+            )));
+        }
         let mut pending: Vec<WriteModel> = Vec::new();
         let mut pending_coll: Option<String> = None;
         let flush = |coll: &Option<String>, models: &mut Vec<WriteModel>| -> Result<()> {

@@ -489,9 +489,15 @@ impl ShardedChangeStream {
             return Ok(());
         };
         let database_id = coll.database().database_id()?;
+        let newest = coll
+            .database()
+            .read(|conn| crate::changes::log_position(conn))?;
         let mut options = self.options.clone();
         options.resume_after = from.map(|from| match from.database_id {
             Some(id) if id != database_id => 0,
+            // A position past this file's log, in a token without file ids (written
+            // before the member's file was recreated), was another file's.
+            None if from.seq > newest => 0,
             _ => from.seq,
         });
         let member_stream = coll.watch_with(options.clone())?;
