@@ -607,3 +607,37 @@ fn a_change_set_leaving_a_gap_is_refused() {
     replica.apply_changes(&second).unwrap();
     assert_eq!(all(&replica, "c"), all(&primary, "c"));
 }
+
+/// Documents that exchanged unique keys on the primary reach a replica with the same
+/// unique index: their final states, stored one by one, collided with each other's old
+/// ones and the set failed with `DuplicateKey`.
+#[test]
+fn a_unique_key_swap_replicates() {
+    use pocketdb::IndexOptions;
+    let primary = Database::memory().unwrap();
+    let replica = Database::memory().unwrap();
+    for db in [&primary, &replica] {
+        db.collection::<Value>("u")
+            .create_index(json!({"e": 1}), IndexOptions::default().unique(true))
+            .unwrap();
+    }
+    let u = primary.collection::<Value>("u");
+    u.insert_many([
+        json!({"_id": "A", "e": 1}),
+        json!({"_id": "B", "e": 2}),
+        json!({"_id": "C", "e": 9}),
+    ])
+    .unwrap();
+    let first = primary.export_changes(0).unwrap();
+    replica.apply_changes(&first).unwrap();
+    u.update_one(json!({"_id": "A"}), json!({"$set": {"e": 3}}))
+        .unwrap();
+    u.update_one(json!({"_id": "B"}), json!({"$set": {"e": 1}}))
+        .unwrap();
+    u.update_one(json!({"_id": "A"}), json!({"$set": {"e": 2}}))
+        .unwrap();
+    u.delete_one(json!({"_id": "C"})).unwrap();
+    let second = primary.export_changes(first.until).unwrap();
+    replica.apply_changes(&second).unwrap();
+    assert_eq!(all(&replica, "u"), all(&primary, "u"));
+}

@@ -116,6 +116,42 @@ fn current_doc(conn: &Connection, collection: &str, key: &str) -> Result<Option<
     }
 }
 
+/// True when a batch failed on a unique secondary index (not on `_id`).
+fn secondary_key_clash(error: &Error) -> bool {
+    let Error::BulkWrite(failure) = error else {
+        return false;
+    };
+    failure
+        .write_errors
+        .iter()
+        .any(|w| matches!(&w.error, Error::DuplicateKey { index, .. } if index != "_id_"))
+}
+
+/// A batch of `_id`-pinned replacements and deletes as one removal of every document
+/// it names followed by an insert of each replacement (one transaction, like any
+/// `bulk_write` of one collection).
+fn removed_then_inserted(models: &[WriteModel]) -> Vec<WriteModel> {
+    let ids: Vec<Value> = models
+        .iter()
+        .filter_map(|m| match m {
+            WriteModel::ReplaceOne { filter, .. } | WriteModel::DeleteOne { filter } => {
+                filter.get("_id").cloned()
+            }
+            _ => None,
+        })
+        .collect();
+    let mut out = vec![WriteModel::DeleteMany {
+        filter: json!({"_id": {"$in": ids}}),
+    }];
+    out.extend(models.iter().filter_map(|m| match m {
+        WriteModel::ReplaceOne { replacement, .. } => Some(WriteModel::InsertOne {
+            document: replacement.clone(),
+        }),
+        _ => None,
+    }));
+    out
+}
+
 impl Database {
     /// A stable identifier of this database file, created on first use and stored in
     /// `_pocketdb_meta` (a backup copy keeps it; a restore into a file keeps that file's).
@@ -254,8 +290,18 @@ impl Database {
         let mut pending_coll: Option<String> = None;
         let flush = |coll: &Option<String>, models: &mut Vec<WriteModel>| -> Result<()> {
             if let (Some(name), false) = (coll, models.is_empty()) {
-                self.collection::<Value>(name)
-                    .bulk_write(std::mem::take(models), true)?;
+                let models = std::mem::take(models);
+                let coll = self.collection::<Value>(name);
+                match coll.bulk_write(models.clone(), true) {
+                    Ok(_) => {}
+                    // Documents that exchanged unique keys on the source: their final
+                    // states, stored one by one, collide with each other's old ones.
+                    // Stored together instead: the documents removed, then inserted.
+                    Err(e) if secondary_key_clash(&e) => {
+                        coll.bulk_write(removed_then_inserted(&models), true)?;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Ok(())
         };
