@@ -1230,3 +1230,27 @@ fn equal_large_numbers_route_to_the_same_shard() {
         assert_eq!(s.count_documents(json!({"k": i})).unwrap(), 1, "10^{e}");
     }
 }
+
+/// A replacement upsert takes only `_id` from its filter on a sharded collection too,
+/// as on one file: other filter fields an operator upsert could not seed from (`$all`
+/// of two values) do not fail it.
+#[test]
+fn sharded_replacement_upsert_takes_only_the_id_from_its_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let s = client
+        .create_sharded_collection("app", "r", ShardOptions::new(3))
+        .unwrap();
+    let plain = client.database("app").unwrap().collection::<Value>("plain");
+    let filter = json!({"_id": 5, "x": {"$all": [1, 2]}});
+    for result in [
+        s.replace_one_with(filter.clone(), json!({"v": 1}), true),
+        plain.replace_one_with(filter.clone(), json!({"v": 1}), true),
+    ] {
+        assert_eq!(result.unwrap().upserted_id, Some(json!(5)));
+    }
+    assert_eq!(
+        s.find_one(json!({"_id": 5})).unwrap(),
+        Some(json!({"_id": 5, "v": 1}))
+    );
+}

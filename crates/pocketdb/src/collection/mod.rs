@@ -1477,13 +1477,20 @@ impl<T: Document> Collection<T> {
         Ok(result)
     }
 
+    /// The document an upsert that matched nothing inserts: the seed the filter gives
+    /// (every equality for an operator update, only `_id` for a replacement, as MongoDB
+    /// does) with the update applied as on an insert.
     pub(crate) fn upsert_document(
         &self,
         filter: &Filter,
         update: &Update,
         now: i64,
     ) -> Result<Map<String, Value>> {
-        let mut doc = upsert_seed(filter)?;
+        let mut doc = if update.is_replacement() {
+            crate::update::replacement_seed(filter)?
+        } else {
+            upsert_seed(filter)?
+        };
         let ctx = ApplyContext {
             filter,
             is_insert: true,

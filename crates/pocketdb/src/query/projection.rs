@@ -10,7 +10,9 @@
 //!   projection of nothing else keeps every other field;
 //! * `{a: {$elemMatch: {…}}}` (top-level fields only) keeps the first matching element
 //!   of the array, in a one-element array, or drops the field when none matches; as in
-//!   MongoDB 4.4+, such a field comes after the other fields of the result;
+//!   MongoDB 4.4+, such a field comes after the other fields of the result, and with no
+//!   field flag beside it (`b: 1` / `b: 0`) or `$slice`, the projection is an inclusion
+//!   (only `_id` and the projected array come back);
 //! * a path and its prefix cannot both appear (`{a: 1, "a.b": 1}` is a path collision);
 //! * the result keeps the document's field order.
 
@@ -172,6 +174,7 @@ impl Projection {
             .ok_or_else(|| invalid("", "a projection must be a document"))?;
         let mut entries = Vec::with_capacity(obj.len());
         let (mut includes, mut excludes) = (false, false);
+        let (mut has_slice, mut has_elem_match) = (false, false);
         let mut id_flag = None;
         for (key, value) in obj {
             if key == "$" || key.ends_with(".$") {
@@ -192,7 +195,8 @@ impl Projection {
                 match action {
                     Action::Include => includes = true,
                     Action::Exclude => excludes = true,
-                    _ => {}
+                    Action::Slice { .. } => has_slice = true,
+                    Action::ElemMatch(_) => has_elem_match = true,
                 }
             }
             if includes && excludes {
@@ -203,7 +207,8 @@ impl Projection {
             }
             entries.push((key, path, action));
         }
-        let inclusion = includes || (!excludes && id_flag == Some(true));
+        let inclusion =
+            projection_is_inclusion(includes, excludes, has_slice, has_elem_match, id_flag);
         let mut root = Node::default();
         let mut id_mentioned = false;
         for (key, path, action) in entries {
@@ -243,6 +248,26 @@ impl Projection {
             other => other.clone(),
         }
     }
+}
+
+/// Whether a projection is an inclusion, by MongoDB's rules (`computeProjectionType`):
+/// a field flag (`a: 1` / `a: 0`) decides; without one, a `$slice` makes an exclusion
+/// unless `_id: 1` is given, an `$elemMatch` makes an inclusion whatever `_id` says,
+/// and otherwise `_id: 1` alone is an inclusion.
+fn projection_is_inclusion(
+    includes: bool,
+    excludes: bool,
+    has_slice: bool,
+    has_elem_match: bool,
+    id_flag: Option<bool>,
+) -> bool {
+    if includes || excludes {
+        return includes;
+    }
+    if has_slice {
+        return id_flag == Some(true);
+    }
+    has_elem_match || id_flag == Some(true)
 }
 
 fn apply_object(node: &Node, obj: &Map<String, Value>, inclusion: bool) -> Map<String, Value> {
@@ -370,8 +395,15 @@ mod tests {
             (json!({"a": {"$slice": 1}, "_id": 0, "b": 1}), doc.clone(), json!({"a": 1, "b": {"c": 2, "d": 3}})),
             (json!({"x.y": {"$slice": 1}}), json!({"x": [{"y": [1, 2], "z": 1}]}), json!({"x": [{"y": [1], "z": 1}]})),
             // $elemMatch
-            (json!({"items": {"$elemMatch": {"q": {"$gte": 2}}}}), items.clone(), json!({"_id": 2, "n": 1, "items": [{"q": 2}]})),
-            (json!({"items": {"$elemMatch": {"q": 5}}, "_id": 0}), items.clone(), json!({"n": 1})),
+            // alone, an $elemMatch is an inclusion (whatever `_id` says)
+            (json!({"items": {"$elemMatch": {"q": {"$gte": 2}}}}), items.clone(), json!({"_id": 2, "items": [{"q": 2}]})),
+            (json!({"items": {"$elemMatch": {"q": 5}}, "_id": 0}), items.clone(), json!({})),
+            (json!({"items": {"$elemMatch": {"q": 5}}, "_id": 1}), items.clone(), json!({"_id": 2})),
+            // beside an exclusion, an exclusion
+            (json!({"items": {"$elemMatch": {"q": 2}}, "n": 0}), items.clone(), json!({"_id": 2, "items": [{"q": 2}]})),
+            // beside a $slice, an exclusion unless `_id: 1`
+            (json!({"items": {"$elemMatch": {"q": 2}}, "e": {"$slice": 1}}), items.clone(), json!({"_id": 2, "n": 1, "items": [{"q": 2}]})),
+            (json!({"items": {"$elemMatch": {"q": 2}}, "e": {"$slice": 1}, "_id": 1}), items.clone(), json!({"_id": 2, "items": [{"q": 2}]})),
             (json!({"items": {"$elemMatch": {"q": 1}}, "n": 1}), items.clone(), json!({"_id": 2, "n": 1, "items": [{"sku": "x", "q": 1}]})),
             (json!({"e": {"$elemMatch": {"$gt": 3}}, "a": 1}), doc.clone(), json!({"_id": 1, "a": 1, "e": [4]})),
             (json!({"a": {"$elemMatch": {"$gt": 0}}, "_id": 0, "b": 1}), doc.clone(), json!({"b": {"c": 2, "d": 3}})),

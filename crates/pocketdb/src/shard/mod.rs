@@ -56,7 +56,7 @@ use crate::error::{BulkWriteFailure, Error, Result, WriteError};
 use crate::id::{ensure_id, id_key, new_object_id, validate_id};
 use crate::index::{IndexInfo, IndexModel, IndexOptions};
 use crate::query::{parse_filter, Filter, QueryBuilder, SortSpec};
-use crate::update::{upsert_seed, Update};
+use crate::update::{replacement_seed, upsert_seed, Update};
 use crate::value::FieldPath;
 use crate::{
     DeleteResult, FindOneAndModifyOptions, InsertManyOptions, InsertManyResult, InsertOneResult,
@@ -799,9 +799,19 @@ impl Spread {
         Ok(None)
     }
 
-    /// The filter an upsert runs on its target member.
-    fn upsert_filter(filter_value: &Value, filter: &Filter, id: Value) -> Result<Value> {
-        let seeded = upsert_seed(filter)?;
+    /// The filter an upsert (a `replacement` or operators) runs on its target member.
+    fn upsert_filter(
+        filter_value: &Value,
+        filter: &Filter,
+        id: Value,
+        replacement: bool,
+    ) -> Result<Value> {
+        // A replacement takes only `_id` from the filter, as its member's upsert does.
+        let seeded = if replacement {
+            replacement_seed(filter)?
+        } else {
+            upsert_seed(filter)?
+        };
         Ok(if seeded.get("_id").is_some() {
             filter_value.clone()
         } else {
@@ -1547,7 +1557,7 @@ impl<T: Document> ShardedCollection<T> {
                 .upsert_document(filter, update, 0)
                 .and_then(|other| key_value_in(&other, path))
                 .is_ok_and(|other| other == key);
-        let filter = Spread::upsert_filter(filter_value, filter, id)?;
+        let filter = Spread::upsert_filter(filter_value, filter, id, update.is_replacement())?;
         Ok(UpsertTarget {
             label,
             filter,

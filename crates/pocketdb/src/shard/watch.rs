@@ -489,9 +489,7 @@ impl ShardedChangeStream {
             return Ok(());
         };
         let database_id = coll.database().database_id()?;
-        let newest = coll
-            .database()
-            .read(|conn| crate::changes::log_position(conn))?;
+        let newest = coll.database().read(crate::changes::log_position)?;
         let mut options = self.options.clone();
         options.resume_after = from.map(|from| match from.database_id {
             Some(id) if id != database_id => 0,

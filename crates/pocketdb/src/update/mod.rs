@@ -25,8 +25,12 @@
 //!   `$inc`, `$mul`, `$currentDate` and the array operators) are rejected on `_id` at
 //!   parse time; `$set`, `$setOnInsert`, `$min` and `$max` may name `_id`, and
 //!   [`Update::apply`] fails if the `_id` the document had before ends up different (type
-//!   included). A replacement without `_id` keeps the document's `_id` (first in field
-//!   order); one with a different `_id` fails the same way.
+//!   included: `{$set: {_id: 1.0}}` on `_id: 1` fails, as in MongoDB). A replacement
+//!   without `_id` keeps the document's `_id` (first in field order); one with an `_id`
+//!   MongoDB holds different fails the same way, while one it holds equal (`1.0` for `1`,
+//!   the same canonical key) is stored as given.
+//! - An operator update with only empty operands (`{$set: {}}`) is a no-op, as in
+//!   MongoDB 5.0+.
 //! - [`Update::apply`] reports whether the document changed (MongoDB's `nModified`): a
 //!   change is any difference in values, value types or field order.
 
@@ -40,6 +44,7 @@ mod seed;
 mod tests;
 
 use crate::error::{Error, Result};
+use crate::id::id_key;
 use crate::query::Filter;
 use crate::value::FieldPath;
 use serde_json::{Map, Value};
@@ -47,7 +52,7 @@ use std::collections::BTreeMap;
 
 pub(crate) use apply::civil_from_days;
 pub use apply::date_value;
-pub use seed::upsert_seed;
+pub use seed::{replacement_seed, upsert_seed};
 
 /// A parsed update: operators or a replacement document.
 #[derive(Debug, Clone)]
@@ -272,11 +277,17 @@ fn into_map(fields: Vec<(&str, (usize, Value))>) -> Map<String, Value> {
         .collect()
 }
 
+/// Replaces `doc` with `replacement`, keeping `doc`'s `_id` when the replacement has none.
+///
+/// A replacement `_id` must equal the old one as MongoDB compares values (its
+/// `ObjectReplaceExecutor` uses `compareWithBSONElement`), which for an `_id` is
+/// pocketdb's canonical key ([`id_key`]): `1` may be replaced by `1.0`, and the document
+/// then stores the replacement's `1.0`, as MongoDB does.
 fn apply_replacement(doc: &mut Value, replacement: &Value) -> Result<()> {
     let old_id = doc.get("_id").cloned();
     let mut new_doc = replacement.clone();
     if let (Some(old), Some(new)) = (&old_id, new_doc.get("_id")) {
-        if !identical(old, new) {
+        if id_key(old) != id_key(new) {
             return Err(Error::update(
                 "replacement",
                 "_id",
@@ -297,6 +308,10 @@ fn apply_replacement(doc: &mut Value, replacement: &Value) -> Result<()> {
     Ok(())
 }
 
+/// Fails when an operator update changed `_id`, type included: unlike a replacement,
+/// MongoDB's modifiers (`SetNode`) treat a value of another type as a modification
+/// (`binaryEqualValues`), and any modification of `_id` is refused, so `{$set: {_id:
+/// 1.0}}` on `{_id: 1}` is an error there too.
 fn check_id_unchanged(before: &Value, after: &Value, operator: &str) -> Result<()> {
     if let Some(old) = before.get("_id") {
         match after.get("_id") {

@@ -176,15 +176,8 @@ pub(super) fn parse(update: &Value, array_filters: Option<&[Value]>) -> Result<K
                 ),
             ));
         };
-        if spec.is_empty() {
-            return Err(Error::update(
-                op,
-                "",
-                format!(
-                    "'{op}' is empty. You must specify a field like so: {{{op}: {{<field>: ...}}}}"
-                ),
-            ));
-        }
+        // An empty operand (`{$set: {}}`) names no field: MongoDB 5.0+ accepts it and
+        // does nothing, so it adds no entry.
         for (path, arg) in spec {
             entries.push(parse_entry(op, path, arg)?);
         }

@@ -1368,11 +1368,30 @@ fn unknown_operator_is_error() {
     parse_err(json!({"$bit": {"a": {"and": 1}}}));
 }
 
+/// MongoDB 5.0+ accepts an empty operand (`{$set: {}}`) as a no-op.
 #[test]
-fn empty_operator_object_is_error() {
-    let (op, _, msg) = parse_err(json!({"$set": {}}));
-    assert_eq!(op, "$set");
-    assert!(msg.contains("'$set' is empty"), "{msg}");
+fn empty_operator_object_is_noop() {
+    let doc = json!({"_id": 1, "a": 1});
+    for update in [
+        json!({"$set": {}}),
+        json!({"$unset": {}, "$inc": {}}),
+        json!({"$push": {}, "$setOnInsert": {}}),
+    ] {
+        let u = Update::parse(&update, None).unwrap_or_else(|e| panic!("{update}: {e}"));
+        assert_eq!(u.touched_paths(), Some(vec![]), "{update}");
+        let (out, changed) = apply(doc.clone(), update.clone());
+        assert!(!changed, "{update}");
+        assert_eq!(text(&out), text(&doc), "{update}");
+    }
+    // Beside a non-empty operator, the empty one changes nothing.
+    check(
+        json!({"a": 1}),
+        json!({"$set": {}, "$inc": {"a": 1}}),
+        json!({"a": 2}),
+    );
+    // The operand must still be a document, and the operator known.
+    parse_err(json!({"$set": []}));
+    parse_err(json!({"$foo": {}}));
 }
 
 #[test]
@@ -1496,6 +1515,23 @@ fn replacement_with_other_id_is_error() {
     assert!(msg.contains("immutable"), "{msg}");
 }
 
+/// MongoDB compares a replacement's `_id` with `compareWithBSONElement`: `1.0` is the
+/// same `_id` as `1` (and is stored as given), while `{$set: {_id: 1.0}}` stays an error
+/// (see `set_id_to_other_value_is_error`).
+#[test]
+fn replacement_with_numerically_equal_id_is_allowed() {
+    let (out, changed) = apply(json!({"_id": 1, "a": 1}), json!({"_id": 1.0, "y": 3}));
+    assert!(changed);
+    assert_eq!(text(&out), r#"{"_id":1.0,"y":3}"#);
+    let (_, changed) = apply(json!({"_id": 1, "a": 1}), json!({"_id": 1, "a": 1}));
+    assert!(!changed);
+    apply_err(json!({"_id": 1}), json!({"_id": "1"}));
+    apply_err(
+        json!({"_id": {"a": 1, "b": 2}}),
+        json!({"_id": {"b": 2, "a": 1}}),
+    );
+}
+
 #[test]
 fn replacement_identical_is_not_a_modification() {
     let (_, changed) = apply(json!({"_id": 7, "a": 1}), json!({"a": 1}));
@@ -1593,9 +1629,90 @@ fn seed_dotted_paths_create_objects() {
 #[test]
 fn seed_ignores_other_operators() {
     assert_eq!(
-        seed(json!({"a": {"$gt": 1}, "b": {"$eq": 2}, "c": {"$in": [1, 2]}, "$or": [{"d": 1}]})),
+        seed(
+            json!({"a": {"$gt": 1}, "b": {"$eq": 2}, "c": {"$in": [1, 2]}, "$or": [{"d": 1}, {"e": 1}]})
+        ),
         json!({"b": 2})
     );
+}
+
+/// jstests/core/upsert_fields.js: what MongoDB extracts once it has simplified the
+/// filter (one-value `$in`, `$all`, one-clause `$or` / `$and`).
+#[test]
+fn seed_extracts_simplified_equalities() {
+    #[rustfmt::skip]
+    let cases = [
+        (json!({"x": {"$in": [1]}}), json!({"x": 1})),
+        (json!({"x": {"$in": [1, 1.0]}}), json!({"x": 1})),
+        (json!({"x": {"$all": [1]}}), json!({"x": 1})),
+        (json!({"x": {"$all": [1, {"$regex": "a"}]}}), json!({"x": 1})),
+        (json!({"$or": [{"x": 1}]}), json!({"x": 1})),
+        (json!({"$or": [{"x": {"$eq": 1}}]}), json!({"x": 1})),
+        (json!({"$and": [{"x": {"$eq": 1}}]}), json!({"x": 1})),
+        (json!({"$or": [{"$and": [{"x": 1}, {"$or": [{"y": 2}]}]}]}), json!({"x": 1, "y": 2})),
+        (json!({"x.x": {"$all": [1]}}), json!({"x": {"x": 1}})),
+        (json!({"$or": [{"x.x": 1}]}), json!({"x": {"x": 1}})),
+        (json!({"_id": {"$in": [1]}}), json!({"_id": 1})),
+        (json!({"_id.x": 1, "_id.y": 2}), json!({"_id": {"x": 1, "y": 2}})),
+        // not extracted
+        (json!({"x": {"$in": [1, 2]}}), json!({})),
+        (json!({"x": {"$in": [{"$regex": "a"}]}}), json!({})),
+        (json!({"x": {"$in": []}}), json!({})),
+        (json!({"x": {"$all": [{"$elemMatch": {"$eq": 1}}]}}), json!({})),
+        (json!({"$or": [{"x": 1}, {"x": 1}]}), json!({})),
+        (json!({"$nor": [{"x": 1}]}), json!({})),
+    ];
+    for (filter, expected) in cases {
+        assert_eq!(seed(filter.clone()), expected, "{filter}");
+    }
+}
+
+/// jstests/core/upsert_fields.js: an equality per `$all` value, so two values conflict.
+#[test]
+fn seed_all_with_two_values_is_error() {
+    for filter in [
+        json!({"x": {"$all": [1, 2]}}),
+        json!({"_id": {"$all": [1, 2]}}),
+        json!({"$or": [{"$and": [{"x": 1}, {"x": 2}]}]}),
+    ] {
+        let f = parse_filter(&filter).unwrap();
+        assert!(
+            matches!(upsert_seed(&f), Err(Error::InvalidUpdate { .. })),
+            "{filter}"
+        );
+    }
+}
+
+/// jstests/core/upsert_fields.js: a replacement upsert takes only `_id` from the filter,
+/// ignoring other fields and their conflicts, and cannot use `_id.x` paths.
+#[test]
+fn replacement_seed_takes_only_id() {
+    let rseed = |filter: Value| replacement_seed(&parse_filter(&filter).unwrap());
+    #[rustfmt::skip]
+    let cases = [
+        (json!({"_id": 1, "x": 1}), json!({"_id": 1})),
+        (json!({"_id": {"$in": [1]}}), json!({"_id": 1})),
+        (json!({"_id": {"$all": [1]}}), json!({"_id": 1})),
+        (json!({"$or": [{"_id": 1}]}), json!({"_id": 1})),
+        (json!({"x": {"$all": [1, 2]}}), json!({})),
+        (json!({"x": 1, "x.x": 1}), json!({})),
+        (json!({"_id": 1, "x": [1, {"x": 1}], "x.x": 1}), json!({"_id": 1})),
+    ];
+    for (filter, expected) in cases {
+        assert_eq!(rseed(filter.clone()).unwrap(), expected, "{filter}");
+    }
+    for filter in [
+        json!({"_id": {"$all": [1, 2]}}),
+        json!({"$and": [{"_id": 1}, {"_id": 1}]}),
+        json!({"_id": 1, "_id.x": 1}),
+        json!({"_id.x": 1, "_id.y": 2}),
+        json!({"_id.x": 1}),
+    ] {
+        assert!(
+            matches!(rseed(filter.clone()), Err(Error::InvalidUpdate { .. })),
+            "{filter}"
+        );
+    }
 }
 
 #[test]
@@ -1682,7 +1799,8 @@ fn error_display_names_operator_and_path() {
     let e = Update::parse(&json!({"$inc": {"a": "x"}}), None).unwrap_err();
     let s = e.to_string();
     assert!(s.starts_with("invalid update: $inc at 'a':"), "{s}");
-    assert_eq!(e.code(), 9);
+    // MongoDB's TypeMismatch, for a non-numeric `$inc` operand.
+    assert_eq!(e.code(), 14);
 }
 
 #[test]
