@@ -1770,9 +1770,10 @@ impl rusqlite::ToSql for Body {
 
 /// Inserts into one collection inside one write transaction, sharing the work that does
 /// not depend on the document: the statements, the index set and the timestamp of the
-/// change-log entries. The index set is loaded once, so an inserter may only be used
-/// while nothing else writes the collection in the transaction (an update could turn an
-/// index multikey behind its back).
+/// change-log entries. The index set is loaded once (and again after a refused
+/// document, whose flags may have changed it), so an inserter may only be used while
+/// nothing else writes the collection in the transaction (an update could turn an index
+/// multikey behind its back).
 pub(crate) struct Inserter<'c> {
     conn: &'c Connection,
     db: Database,
@@ -1836,16 +1837,23 @@ impl<'c> Inserter<'c> {
                 doc,
             ) {
                 Ok(set) => self.indexes = set,
-                // The `_id` index comes first, as in MongoDB: a document that repeats
-                // both its `_id` and a unique key is refused for its `_id`.
-                Err(e @ Error::DuplicateKey { .. }) => {
+                Err(e) => {
+                    // The flags are turned on before the checks that refused the
+                    // document: it may have made an index multikey (and created its side
+                    // table) in this transaction, which a batch going on after it (an
+                    // unordered insert) must write the next documents' keys to.
+                    self.indexes = self.db.inner.indexes.get(self.conn, &self.name)?;
+                    if !matches!(e, Error::DuplicateKey { .. }) {
+                        return Err(e);
+                    }
+                    // The `_id` index comes first, as in MongoDB: a document that repeats
+                    // both its `_id` and a unique key is refused for its `_id`.
                     let taken = self
                         .conn
                         .prepare_cached(&format!("SELECT 1 FROM {} WHERE id = ?1", self.table))?
                         .exists([&*p.key])?;
                     return Err(if taken { duplicate_id() } else { e });
                 }
-                Err(e) => return Err(e),
             }
         }
         match self.insert.execute(rusqlite::params![&*p.key, &p.body]) {

@@ -631,20 +631,22 @@ impl Compiled {
                     .iter()
                     .filter(|(p, _)| *p == leading)
                     .filter_map(|(_, c)| side_bounds(c))
-                    .min_by_key(|b| b.rank)
-                    .ok_or_else(|| {
-                        Error::InvalidArgument(format!(
-                            "hint '{}': the filter has no condition on '{leading}' the multikey index can bound",
-                            def.name
-                        ))
-                    })?;
-                parts.push(format!(
-                    "rid IN (SELECT rid FROM {} WHERE {})",
-                    def.side_table(),
-                    bounds.sql
-                ));
-                params.extend(bounds.params);
-                srcs.extend(bounds.srcs);
+                    .min_by_key(|b| b.rank);
+                match bounds {
+                    Some(bounds) => {
+                        parts.push(format!(
+                            "rid IN (SELECT rid FROM {} WHERE {})",
+                            def.side_table(),
+                            bounds.sql
+                        ));
+                        params.extend(bounds.params);
+                        srcs.extend(bounds.srcs);
+                    }
+                    // Nothing bounds the leading key: the whole index is scanned, as
+                    // MongoDB does. Every document has at least one key (`null` when
+                    // the field is missing), so this selects every row, each once.
+                    None => parts.push(format!("rid IN (SELECT rid FROM {})", def.side_table())),
+                }
                 chosen_index = Some(def.name.clone());
                 side_table = true;
             }

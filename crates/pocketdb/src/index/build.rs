@@ -13,8 +13,8 @@ use super::keys::{
     KeyPart,
 };
 use super::{
-    bump_gen, default_name, load, parse_keys, validate_index_name, IndexBuildPhase, IndexDef,
-    IndexModel, IndexProgress,
+    bump_gen, default_name, load, parse_keys, validate_default_name, validate_index_name,
+    IndexBuildPhase, IndexDef, IndexModel, IndexProgress,
 };
 use crate::error::{Error, Result};
 use crate::query::parse_filter;
@@ -54,8 +54,17 @@ fn create_one(
 ) -> Result<String> {
     let keys = parse_keys(&model.keys)?;
     let o = &model.options;
-    let name = o.name.clone().unwrap_or_else(|| default_name(&keys));
-    validate_index_name(&name)?;
+    let name = match &o.name {
+        Some(chosen) => {
+            validate_index_name(chosen)?;
+            chosen.clone()
+        }
+        None => {
+            let generated = default_name(&keys);
+            validate_default_name(&generated)?;
+            generated
+        }
+    };
     let invalid = |message: String| Error::InvalidIndex {
         collection: collection.to_string(),
         name: name.clone(),
@@ -115,6 +124,16 @@ fn create_one(
         if same_keys && same_options {
             return Err(invalid(format!(
                 "an index with the same keys and options exists as '{}'",
+                e.name
+            )));
+        }
+        // MongoDB tells two indexes on the same keys apart only by their partial filter
+        // (or collation, which pocketdb does not have): a second one differing in
+        // `unique`, `sparse` or the TTL is refused (IndexOptionsConflict).
+        if same_keys && e.partial_json == def.partial_json {
+            return Err(invalid(format!(
+                "an index with the same keys exists as '{}' with different options \
+                 (only a different partialFilterExpression allows a second one)",
                 e.name
             )));
         }

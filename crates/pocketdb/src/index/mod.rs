@@ -62,7 +62,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IndexOptions {
     /// Name of the index; MongoDB's default (`email_1`, `status_1_created_at_-1`) when
-    /// `None`. Names use `A-Z a-z 0-9 _ - .` and are at most 120 characters.
+    /// `None`. A chosen name is at most 1024 bytes, holds no control character, `"` or
+    /// `\`, and is not `*` (see [`validate_index_name`]).
     pub name: Option<String>,
     /// Reject a second document with the same key (missing fields count as `null`).
     pub unique: bool,
@@ -119,13 +120,13 @@ impl IndexOptions {
             let bad = || Error::InvalidArgument(format!("index option '{k}': unexpected {v}"));
             match k.as_str() {
                 "name" => out.name = Some(v.as_str().ok_or_else(bad)?.to_string()),
-                "unique" => out.unique = v.as_bool().ok_or_else(bad)?,
-                "sparse" => out.sparse = v.as_bool().ok_or_else(bad)?,
+                "unique" => out.unique = option_flag(v).ok_or_else(bad)?,
+                "sparse" => out.sparse = option_flag(v).ok_or_else(bad)?,
                 "partialFilterExpression" | "partial_filter_expression" => {
                     out.partial_filter_expression = Some(v.clone())
                 }
                 "expireAfterSeconds" | "expire_after_seconds" => {
-                    out.expire_after_seconds = Some(v.as_i64().ok_or_else(bad)?)
+                    out.expire_after_seconds = Some(whole_seconds(v).ok_or_else(bad)?)
                 }
                 "v" | "background" => {}
                 _ => {
@@ -137,6 +138,27 @@ impl IndexOptions {
         }
         Ok(out)
     }
+}
+
+/// A boolean index option as MongoDB reads it: `true`/`false`, or a number (non-zero is
+/// true, as the shell's and drivers' `unique: 1` means). `None` for anything else.
+fn option_flag(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => n.as_f64().filter(|f| !f.is_nan()).map(|f| f != 0.0),
+        _ => None,
+    }
+}
+
+/// A TTL in seconds: an integer, or a double with no fractional part (`3600.0`, as
+/// JavaScript clients send it). `None` for anything else.
+fn whole_seconds(v: &Value) -> Option<i64> {
+    if let Some(i) = v.as_i64() {
+        return Some(i);
+    }
+    let f = v.as_f64()?;
+    // `i64::MAX as f64` rounds up to 2^63, itself out of range: hence `<`.
+    (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
 }
 
 /// One index to create with [`crate::Collection::create_indexes`].
@@ -510,26 +532,54 @@ pub(crate) fn default_name(keys: &[(FieldPath, SortOrder)]) -> String {
         .join("_")
 }
 
-/// Checks an index name: 1 to 120 characters from `A-Z a-z 0-9 _ - .`.
+/// Longest index name a caller may choose, in bytes. MongoDB's generated default names
+/// (`field_1`) are not limited: MongoDB (4.2 on) limits neither.
+pub const MAX_INDEX_NAME_LEN: usize = 1024;
+
+/// Checks an index name a caller chose: not empty, at most [`MAX_INDEX_NAME_LEN`] bytes,
+/// not `*` (which `dropIndexes` reads as "every index"), and free of control characters,
+/// `"` and `\`. Any other character is allowed (`first name_1`, `ñame_1`, `a:b_1`): the
+/// name is only ever bound as an SQL parameter, never written into SQL text (the SQL
+/// objects of an index are named by its numeric ident). Field paths refuse the same
+/// characters, so MongoDB's default name of any index passes too, as drivers send it.
 pub fn validate_index_name(name: &str) -> Result<()> {
-    let bad = |reason: &str| Error::InvalidName {
+    if name.len() > MAX_INDEX_NAME_LEN {
+        return Err(bad_index_name(name, "name is longer than 1024 bytes"));
+    }
+    if name == "*" {
+        return Err(bad_index_name(
+            name,
+            "'*' stands for every index in dropIndexes",
+        ));
+    }
+    validate_default_name(name)
+}
+
+/// Checks a name [`default_name`] generated (or a chosen one, after its own checks): not
+/// empty and free of control characters, `"` and `\`. A generated name always passes
+/// (its key paths passed [`parse_keys`]); the check keeps that true if paths change.
+pub(crate) fn validate_default_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(bad_index_name(name, "name is empty"));
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || c == '"' || c == '\\')
+    {
+        return Err(bad_index_name(
+            name,
+            "control characters, '\"' and '\\' are not allowed",
+        ));
+    }
+    Ok(())
+}
+
+fn bad_index_name(name: &str, reason: &str) -> Error {
+    Error::InvalidName {
         kind: "index",
         name: name.to_string(),
         reason: reason.to_string(),
-    };
-    if name.is_empty() {
-        return Err(bad("name is empty"));
     }
-    if name.len() > 120 {
-        return Err(bad("name is longer than 120 characters"));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    {
-        return Err(bad("only A-Z a-z 0-9 _ - . are allowed"));
-    }
-    Ok(())
 }
 
 /// The current catalog generation (changes with every index catalog change).
@@ -1040,11 +1090,27 @@ fn unique_holders(
                 Ok((r.get(0)?, r.get(1)?))
             })?
             .collect::<rusqlite::Result<_>>()?;
+        // The side table holds an integer beyond `i64` as an approximate REAL, so
+        // distinct large numbers may meet there: the holder's keys then decide.
+        let inexact = tuple
+            .iter()
+            .any(|k| matches!(k, KeyPart::Value(v) if may_meet_inexact(v)));
+        let wanted = if inexact {
+            tuple_text(tuple)
+        } else {
+            String::new()
+        };
+        let paths = def.paths();
         for (rid, id) in rows {
-            if def.sparse || def.partial.is_some() {
-                match load_doc(conn, table, rid)? {
-                    Some(d) if def.indexes(&d) => {}
-                    _ => continue,
+            if def.sparse || def.partial.is_some() || inexact {
+                let Some(d) = load_doc(conn, table, rid)? else {
+                    continue;
+                };
+                if !def.indexes(&d) {
+                    continue;
+                }
+                if inexact && !holds_key(&d, &paths, &wanted) {
+                    continue;
                 }
             }
             out.push((rid, id));
@@ -1098,6 +1164,22 @@ fn unique_holders(
         }
     }
     Ok(out)
+}
+
+/// True when `v` may equal, in the side table, a key it differs from: a number from
+/// 2^63 up, where the side table holds integers beyond `i64` as approximate REALs.
+fn may_meet_inexact(v: &Value) -> bool {
+    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+    match v {
+        Value::Number(n) => n.as_i64().is_none() && n.as_f64().is_some_and(|f| f >= TWO_POW_63),
+        _ => false,
+    }
+}
+
+/// True when one of the key tuples of `doc` on `paths` is the key whose
+/// [`tuple_text`] is `wanted` (the exact comparison a unique index makes in memory).
+fn holds_key(doc: &Value, paths: &[&FieldPath], wanted: &str) -> bool {
+    key_tuples(doc, paths).is_some_and(|tuples| tuples.iter().any(|t| tuple_text(t) == wanted))
 }
 
 fn load_doc(conn: &Connection, table: &str, rid: i64) -> Result<Option<Value>> {

@@ -19,11 +19,15 @@
 //!   offset required).
 //!
 //! Numbers, and strings in any other format, are not dates: as in MongoDB, documents
-//! without a date at the path never expire. For an array, the earliest date counts.
+//! without a date at the path never expire. For an array, the earliest date counts, also
+//! among the keys of a path through an array of documents (`events.at`). A partial TTL
+//! index expires only the documents its filter holds.
 
+use super::keys::{path_keys, KeyPart};
 use crate::database::{Database, DbInner};
 use crate::error::Result;
-use crate::query::sql::{path_expr, type_expr};
+use crate::query::sql::{path_expr, prefix_type_exprs, type_expr};
+use crate::value::FieldPath;
 use rusqlite::Connection;
 use serde_json::Value;
 use std::sync::{Mutex, PoisonError, Weak};
@@ -148,9 +152,26 @@ fn earliest_date(value: &Value) -> Option<i64> {
     }
 }
 
+/// The earliest date among the index keys of `doc` at `path` (through arrays of
+/// documents on the way, as MongoDB's multikey TTL index reads them).
+fn earliest_key_date(doc: &Value, path: &FieldPath) -> Option<i64> {
+    path_keys(doc, path)
+        .iter()
+        .filter_map(|k| match k {
+            KeyPart::Value(v) => parse_date_millis(v),
+            KeyPart::Undefined => None,
+        })
+        .min()
+}
+
 /// Deletes the expired documents of one collection (in the caller's write transaction)
 /// and returns how many. `delete` removes one row by `rid` through the collection's
 /// delete path.
+///
+/// A document expires when the earliest date among its keys in a TTL index is older
+/// than the index's TTL, and the index holds it (a partial index only holds the
+/// documents matching its filter; a sparse one only those with the field, which a
+/// document with a date has).
 pub(crate) fn expire_collection(
     conn: &Connection,
     set: &super::IndexSet,
@@ -163,25 +184,11 @@ pub(crate) fn expire_collection(
         let (Some(ttl), Some((path, _))) = (def.ttl, def.keys.first()) else {
             continue;
         };
-        let (Some(val), Some(ty)) = (path_expr(path), type_expr(path)) else {
-            continue;
-        };
         let cutoff = now_millis.saturating_sub(ttl.saturating_mul(1_000));
-        let sql = format!(
-            "SELECT rid, json_quote({val}) FROM {table} WHERE {ty} IN ('text','object','array')"
-        );
-        let expired: Vec<i64> = {
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query([])?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                let text: String = r.get(1)?;
-                let v: Value = serde_json::from_str(&text)?;
-                if earliest_date(&v).is_some_and(|d| d < cutoff) {
-                    out.push(r.get(0)?);
-                }
-            }
-            out
+        let expired = if def.partial.is_some() || (path.len() > 1 && def.is_multikey()) {
+            expired_by_document(conn, def, path, table, cutoff)?
+        } else {
+            expired_by_value(conn, path, table, cutoff)?
         };
         for rid in expired {
             delete(conn, rid)?;
@@ -189,6 +196,64 @@ pub(crate) fn expire_collection(
         }
     }
     Ok(deleted)
+}
+
+/// The rows whose value at `path` (a field, or a path crossing no array) holds a date
+/// before `cutoff`, reading only that value.
+fn expired_by_value(
+    conn: &Connection,
+    path: &FieldPath,
+    table: &str,
+    cutoff: i64,
+) -> Result<Vec<i64>> {
+    let (Some(val), Some(ty)) = (path_expr(path), type_expr(path)) else {
+        return Ok(Vec::new());
+    };
+    let sql = format!(
+        "SELECT rid, json_quote({val}) FROM {table} WHERE {ty} IN ('text','object','array')"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let text: String = r.get(1)?;
+        let v: Value = serde_json::from_str(&text)?;
+        if earliest_date(&v).is_some_and(|d| d < cutoff) {
+            out.push(r.get(0)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The rows the index `def` holds (partial filter) whose keys at `path` (which may
+/// cross arrays of documents) hold a date before `cutoff`, reading whole documents of
+/// the rows SQL finds a possible date in.
+fn expired_by_document(
+    conn: &Connection,
+    def: &super::IndexDef,
+    path: &FieldPath,
+    table: &str,
+    cutoff: i64,
+) -> Result<Vec<i64>> {
+    let Some(types) = prefix_type_exprs(path) else {
+        return Ok(Vec::new());
+    };
+    // A date is a string or an object; an array on the path or a prefix may hold one.
+    let mut maybe: Vec<String> = types.iter().map(|t| format!("{t} = 'array'")).collect();
+    if let Some(last) = types.last() {
+        maybe.push(format!("{last} IN ('text','object')"));
+    }
+    let sql = format!("SELECT rid, doc FROM {table} WHERE {}", maybe.join(" OR "));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let doc = crate::value::jsonb::stored_doc(conn, r.get_ref(1)?)?;
+        if earliest_key_date(&doc, path).is_some_and(|d| d < cutoff) && def.indexes(&doc) {
+            out.push(r.get(0)?);
+        }
+    }
+    Ok(out)
 }
 
 /// The background TTL thread of a database, if started.
