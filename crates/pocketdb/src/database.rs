@@ -39,6 +39,9 @@ pub(crate) struct DbInner {
     pub(crate) hub: Arc<changes::hub::Hub>,
     /// Collections known to have a table, so writes skip the catalog check.
     known: Mutex<HashSet<String>>,
+    /// The names of this database's sharded and partitioned collections, read from the
+    /// catalog when first needed (`None` again after this handle changes the catalog).
+    spreads: Mutex<Option<Arc<HashSet<String>>>>,
     /// The write buffer, in [`Durability::Buffered`] mode.
     pub(crate) buffer: OnceLock<Arc<Buffer>>,
     /// Index catalog cache and TTL monitor.
@@ -121,6 +124,7 @@ impl Database {
                 pool,
                 hub,
                 known: Mutex::new(HashSet::new()),
+                spreads: Mutex::new(None),
                 buffer: OnceLock::new(),
                 indexes: crate::index::DbIndexes::default(),
                 plans: Default::default(),
@@ -371,6 +375,7 @@ impl Database {
             Ok(Some(members))
         })?;
         self.forget(name);
+        self.forget_spreads();
         // A sharded or partitioned collection's member files go with its catalog entry.
         if let Some(Some(kind)) = dropped {
             crate::shard::remove_members(self, name, kind)?;
@@ -446,6 +451,7 @@ impl Database {
         })?;
         self.forget(from);
         self.forget(to);
+        self.forget_spreads();
         Ok(())
     }
 
@@ -584,8 +590,59 @@ impl Database {
         self.forget_expiry(name);
     }
 
+    /// True when `name` is a sharded or partitioned collection of this database (its
+    /// table here is an empty placeholder; its documents live in member files).
+    pub(crate) fn is_spread(&self, name: &str) -> Result<bool> {
+        let cached = self
+            .inner
+            .spreads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let names = match cached {
+            Some(names) => names,
+            None => {
+                let names: HashSet<String> = self.read(|conn| {
+                    let mut stmt = conn.prepare_cached(
+                        "SELECT name, options FROM _pocketdb_collections WHERE options LIKE '%\"sharded\"%' OR options LIKE '%\"partitioned\"%'",
+                    )?;
+                    let rows = stmt.query_map([], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })?;
+                    let mut names = HashSet::new();
+                    for row in rows {
+                        let (name, options) = row?;
+                        let options: Map<String, Value> = serde_json::from_str(&options)?;
+                        if crate::shard::member_kind(&options).is_some() {
+                            names.insert(name);
+                        }
+                    }
+                    Ok(names)
+                })?;
+                let names = Arc::new(names);
+                *self
+                    .inner
+                    .spreads
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(names.clone());
+                names
+            }
+        };
+        Ok(names.contains(name))
+    }
+
+    /// Forgets which collections are sharded or partitioned (after a catalog change).
+    pub(crate) fn forget_spreads(&self) {
+        *self
+            .inner
+            .spreads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
     /// Forgets every cached collection (after a restore).
     pub(crate) fn forget_all(&self) {
+        self.forget_spreads();
         self.inner
             .known
             .lock()

@@ -1161,8 +1161,11 @@ fn expire_after_is_refused_on_a_sharded_collection() {
     let set = db.set_expire_after("items", Some(std::time::Duration::from_millis(50)));
     assert!(matches!(set, Err(Error::Shard { .. })), "{set:?}");
     assert_eq!(db.expire_after("items").unwrap(), None);
-    // Removing an expiry that is not there is harmless.
-    db.set_expire_after("items", None).unwrap();
+    // Not even removing one: no expiry applies to it.
+    assert!(matches!(
+        db.set_expire_after("items", None),
+        Err(Error::Shard { .. })
+    ));
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert_eq!(s.count_documents(json!({})).unwrap(), 4);
 }
@@ -1253,4 +1256,45 @@ fn sharded_replacement_upsert_takes_only_the_id_from_its_filter() {
         s.find_one(json!({"_id": 5})).unwrap(),
         Some(json!({"_id": 5, "v": 1}))
     );
+}
+
+/// A plain `Collection` handle on a sharded collection's name is refused with
+/// `Error::Shard`: it read and wrote the empty table the collection has in its main
+/// database, so a `find` silently found nothing and an insert was never seen by the
+/// sharded collection.
+#[test]
+fn a_plain_handle_on_a_sharded_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::open(dir.path()).unwrap();
+    let s = client
+        .create_sharded_collection("app", "users", ShardOptions::new(2))
+        .unwrap();
+    s.insert_one(json!({"_id": 1})).unwrap();
+    let db = client.database("app").unwrap();
+    let plain = db.collection::<Value>("users");
+    let refused = |r: pocketdb::Result<()>| matches!(r, Err(Error::Shard { .. }));
+    assert!(refused(
+        plain.find(json!({})).and_then(|c| c.to_vec()).map(|_| ())
+    ));
+    assert!(refused(plain.find_one(json!({"_id": 1})).map(|_| ())));
+    assert!(refused(plain.count_documents(json!({})).map(|_| ())));
+    assert!(refused(plain.insert_one(json!({"_id": 2})).map(|_| ())));
+    assert!(refused(
+        plain
+            .update_one(json!({"_id": 1}), json!({"$set": {"a": 1}}))
+            .map(|_| ())
+    ));
+    assert!(refused(plain.delete_one(json!({"_id": 1})).map(|_| ())));
+    // Through the catalog-aware entry points it is the sharded collection.
+    assert_eq!(
+        db.resolve_collection("users")
+            .unwrap()
+            .count_documents(json!({}))
+            .unwrap(),
+        1
+    );
+    // Once dropped, the name is an ordinary collection again.
+    s.drop().unwrap();
+    plain.insert_one(json!({"_id": 3})).unwrap();
+    assert_eq!(plain.count_documents(json!({})).unwrap(), 1);
 }

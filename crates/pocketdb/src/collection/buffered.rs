@@ -137,6 +137,7 @@ impl<T: Document> Collection<T> {
         ordered: bool,
     ) -> Result<InsertManyResult> {
         crate::engine::schema::validate_collection_name(&self.name)?;
+        self.refuse_spread()?;
         let mut failures: BTreeMap<usize, Error> = BTreeMap::new();
         let _shared = buffer.shared();
         // With a unique secondary index, each document claims its keys before it is
@@ -337,6 +338,7 @@ impl<T: Document> Collection<T> {
             return Ok(None);
         };
         crate::engine::schema::validate_collection_name(&self.name)?;
+        self.refuse_spread()?;
         let key = id_key(id);
         let name = self.name.clone();
         let _shared = buffer.shared();

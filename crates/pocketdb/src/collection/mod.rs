@@ -103,6 +103,9 @@ pub struct Collection<T = Value> {
     pub(crate) name: Arc<str>,
     /// A check every stored update must pass (a shard's key must not change).
     guard: Option<UpdateGuard>,
+    /// The shard layer's handle on the empty table a sharded or partitioned collection
+    /// has in its main database (other handles on such a name are refused).
+    placeholder: bool,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -117,6 +120,7 @@ impl<T> Clone for Collection<T> {
             db: self.db.clone(),
             name: self.name.clone(),
             guard: self.guard.clone(),
+            placeholder: self.placeholder,
             _type: PhantomData,
         }
     }
@@ -149,8 +153,31 @@ impl<T: Document> Collection<T> {
             db,
             name: Arc::from(name),
             guard: None,
+            placeholder: false,
             _type: PhantomData,
         }
+    }
+
+    /// The same handle on the placeholder table of a sharded or partitioned collection,
+    /// for the shard layer's own use of it.
+    pub(crate) fn placeholder(mut self) -> Collection<T> {
+        self.placeholder = true;
+        self
+    }
+
+    /// `Error::Shard` when this name is a sharded or partitioned collection of its
+    /// database: its documents live in member files, which this handle does not read or
+    /// write (before, it silently read and wrote the empty placeholder table).
+    pub(crate) fn refuse_spread(&self) -> Result<()> {
+        if !self.placeholder && self.db.is_spread(&self.name)? {
+            return Err(Error::Shard {
+                collection: self.name.to_string(),
+                message: "a sharded or partitioned collection: open it with Database::sharded, \
+                          Database::partitioned or Database::resolve_collection"
+                    .to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// The same handle, checking every update with `guard` before storing it.
@@ -735,6 +762,7 @@ impl<T: Document> Collection<T> {
     /// `name`). `IndexNotFound` when there is none; `_id_` cannot be dropped.
     pub fn drop_index(&self, name: &str) -> Result<()> {
         validate_collection_name(&self.name)?;
+        self.refuse_spread()?;
         self.db.write(|conn| {
             if !self.db.has_collection(conn, &self.name)? {
                 return Err(Error::IndexNotFound {
@@ -749,6 +777,7 @@ impl<T: Document> Collection<T> {
     /// Drops every index but `_id_`; returns how many were dropped.
     pub fn drop_indexes(&self) -> Result<usize> {
         validate_collection_name(&self.name)?;
+        self.refuse_spread()?;
         self.db.write(|conn| {
             if !self.db.has_collection(conn, &self.name)? {
                 return Ok(0);
@@ -761,6 +790,7 @@ impl<T: Document> Collection<T> {
     /// Each deletion is logged in the change log like any delete.
     pub fn expire_now(&self) -> Result<u64> {
         validate_collection_name(&self.name)?;
+        self.refuse_spread()?;
         self.db.write(|conn| {
             if !self.db.has_collection(conn, &self.name)? {
                 return Ok(0);
@@ -808,6 +838,7 @@ impl<T: Document> Collection<T> {
         mut rewrite: impl FnMut(&Value) -> Result<bool>,
     ) -> Result<(usize, Option<i64>)> {
         validate_collection_name(&self.name)?;
+        self.refuse_spread()?;
         self.db.write(|conn| {
             if !self.db.has_collection(conn, &self.name)? {
                 return Ok((0, None));
@@ -847,6 +878,7 @@ impl<T: Document> Collection<T> {
         absent: impl FnOnce() -> R,
     ) -> Result<R> {
         validate_collection_name(&self.name)?;
+        self.refuse_spread()?;
         self.db.expire_due(&self.name)?;
         self.db.read(|conn| {
             if !self.db.has_collection(conn, &self.name)? {
@@ -897,6 +929,7 @@ impl<T: Document> Collection<T> {
         sort: Option<&SortSpec>,
     ) -> Result<(plan_cache::CachedPlan, Arc<IndexSet>)> {
         validate_collection_name(&self.name)?;
+        self.refuse_spread()?;
         if hint.is_none() && plan::is_id_only(&filter) {
             // Point reads by `_id` skip the index catalog (a read transaction of its own).
             return Ok((
@@ -944,6 +977,7 @@ impl<T: Document> Collection<T> {
         absent: impl FnOnce() -> R,
     ) -> Result<R> {
         validate_collection_name(&self.name)?;
+        self.refuse_spread()?;
         self.db.expire_due(&self.name)?;
         let id_only = hint.is_none() && plan::is_id_only(&filter);
         // Point reads by `_id` need no catalog read: one statement, no transaction.
@@ -1050,6 +1084,7 @@ impl<T: Document> Collection<T> {
     /// [`write`](Self::write) for a job owning its data (see [`Database::write_owned`]).
     fn write_owned(&self, job: crate::engine::OwnedJob) -> Result<()> {
         validate_collection_name(&self.name)?;
+        self.refuse_spread()?;
         let coll = self.clone();
         let result = self.db.write_owned(Box::new(move |conn| {
             coll.db.ensure_collection(conn, &coll.name)?;
@@ -1065,6 +1100,7 @@ impl<T: Document> Collection<T> {
 
     pub(crate) fn write<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         validate_collection_name(&self.name)?;
+        self.refuse_spread()?;
         let result = self.db.write(|conn| {
             self.db.ensure_collection(conn, &self.name)?;
             self.purge_expired_in(conn)?;

@@ -822,6 +822,7 @@ impl<T: Document> Collection<T> {
     ) -> Result<Vec<Value>> {
         use crate::engine::schema::{table_name, validate_collection_name};
         validate_collection_name(&self.name)?;
+        self.refuse_spread()?;
         validate_collection_name(spec.from.name())?;
         self.db.expire_due(&self.name)?;
         spec.from.database().expire_due(spec.from.name())?;

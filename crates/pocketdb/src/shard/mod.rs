@@ -1042,6 +1042,7 @@ impl Database {
         let mut options = Map::new();
         options.insert(kind.to_string(), catalog);
         self.create_collection(name, CollectionOptions { options })?;
+        self.forget_spreads();
         // Files left by an earlier collection of that name (dropped outside this
         // module) are not this collection's.
         self.inner.shards.remove_under(&dir, || remove_dir(&dir))?;
@@ -1542,7 +1543,11 @@ impl<T: Document> ShardedCollection<T> {
         update: &Update,
     ) -> Result<UpsertTarget> {
         // The placeholder builds the document exactly as a member's upsert does.
-        let builder = self.inner.db.collection::<Value>(&self.inner.name);
+        let builder = self
+            .inner
+            .db
+            .collection::<Value>(&self.inner.name)
+            .placeholder();
         let mut map = builder.upsert_document(filter, update, crate::changes::now_millis())?;
         let generated = !map.contains_key("_id");
         let id = ensure_id(&mut map)?;
@@ -1820,7 +1825,11 @@ impl<T: Document> ShardedCollection<T> {
     /// The name an index will get, found by building it on the (empty) placeholder
     /// table of the main database and dropping it again.
     fn placeholder_index_name(&self, model: &IndexModel) -> Result<String> {
-        let placeholder = self.inner.db.collection::<Value>(&self.inner.name);
+        let placeholder = self
+            .inner
+            .db
+            .collection::<Value>(&self.inner.name)
+            .placeholder();
         let mut names = placeholder.create_indexes(std::slice::from_ref(model))?;
         let name = names
             .pop()
@@ -1839,6 +1848,7 @@ impl<T: Document> ShardedCollection<T> {
                 .inner
                 .db
                 .collection::<Value>(&self.inner.name)
+                .placeholder()
                 .list_indexes()?,
         };
         if matches!(self.inner.layout, Layout::Partition(_)) {
