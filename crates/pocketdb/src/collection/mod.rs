@@ -1982,11 +1982,7 @@ fn write_checked_fields(
     depth: usize,
     out: &mut Vec<u8>,
 ) -> Result<Option<std::ops::Range<usize>>> {
-    if depth > 100 {
-        return Err(Error::InvalidDocument(
-            "document nesting is deeper than 100 levels".to_string(),
-        ));
-    }
+    check_depth(depth)?;
     out.push(b'{');
     let mut id_text = None;
     for (i, (k, v)) in map.iter().enumerate() {
@@ -2014,18 +2010,11 @@ fn write_checked_field(k: &str, v: &Value, depth: usize, out: &mut Vec<u8>) -> R
 
 /// Writes a value as [`validate_field_names`] checks it.
 fn write_checked(value: &Value, depth: usize, out: &mut Vec<u8>) -> Result<()> {
-    if depth > 100 {
-        return Err(Error::InvalidDocument(
-            "document nesting is deeper than 100 levels".to_string(),
-        ));
-    }
+    check_depth(depth)?;
     match value {
         Value::Object(map) => {
             // A `{$date: …}` value is the one object whose field may start with '$'.
-            if map.len() == 1
-                && map.keys().all(|k| k.starts_with('$'))
-                && crate::index::parse_date_millis(value).is_some()
-            {
+            if is_date_object(map, value) {
                 serde_json::to_writer(&mut *out, value)?;
                 return Ok(());
             }
@@ -2086,11 +2075,7 @@ fn jsonb_checked_fields(
     depth: usize,
     out: &mut Vec<u8>,
 ) -> Result<usize> {
-    if depth > 100 {
-        return Err(Error::InvalidDocument(
-            "document nesting is deeper than 100 levels".to_string(),
-        ));
-    }
+    check_depth(depth)?;
     let start = jsonb::begin_container(out);
     let mut len = 2 + map.len().saturating_sub(1);
     for (k, v) in map {
@@ -2108,17 +2093,10 @@ fn jsonb_checked_field(k: &str, v: &Value, depth: usize, out: &mut Vec<u8>) -> R
 
 /// [`write_checked`] as JSONB; returns the length of the value's text.
 fn jsonb_checked(value: &Value, depth: usize, out: &mut Vec<u8>) -> Result<usize> {
-    if depth > 100 {
-        return Err(Error::InvalidDocument(
-            "document nesting is deeper than 100 levels".to_string(),
-        ));
-    }
+    check_depth(depth)?;
     match value {
         Value::Object(map) => {
-            if map.len() == 1
-                && map.keys().all(|k| k.starts_with('$'))
-                && crate::index::parse_date_millis(value).is_some()
-            {
+            if is_date_object(map, value) {
                 return jsonb::encode_into(value, out);
             }
             jsonb_checked_fields(map, depth, out)
@@ -2205,20 +2183,9 @@ pub(crate) fn from_document<T: DeserializeOwned + 'static>(doc: Value) -> Result
 /// The one exception is a MongoDB extended-JSON date, `{"$date": …}` (see
 /// [`crate::parse_date_millis`]), stored as it is.
 fn validate_field_names(value: &Value, depth: usize) -> Result<()> {
-    if depth > 100 {
-        return Err(Error::InvalidDocument(
-            "document nesting is deeper than 100 levels".to_string(),
-        ));
-    }
+    check_depth(depth)?;
     match value {
-        // A `{$date: …}` value is the one object whose field may start with '$'.
-        Value::Object(map)
-            if map.len() == 1
-                && map.keys().all(|k| k.starts_with('$'))
-                && crate::index::parse_date_millis(value).is_some() =>
-        {
-            Ok(())
-        }
+        Value::Object(map) if is_date_object(map, value) => Ok(()),
         Value::Object(map) => validate_fields(map, depth),
         Value::Array(items) => items
             .iter()
@@ -2227,13 +2194,27 @@ fn validate_field_names(value: &Value, depth: usize) -> Result<()> {
     }
 }
 
-/// [`validate_field_names`] on the fields of an object (not itself a `$date`).
-fn validate_fields(map: &Map<String, Value>, depth: usize) -> Result<()> {
+/// `InvalidDocument` past the nesting MongoDB allows (100 levels).
+fn check_depth(depth: usize) -> Result<()> {
     if depth > 100 {
         return Err(Error::InvalidDocument(
             "document nesting is deeper than 100 levels".to_string(),
         ));
     }
+    Ok(())
+}
+
+/// True for the one object whose field may start with '$': an extended-JSON date,
+/// `{"$date": …}` (`value` is `map` as a value).
+fn is_date_object(map: &Map<String, Value>, value: &Value) -> bool {
+    map.len() == 1
+        && map.keys().all(|k| k.starts_with('$'))
+        && crate::index::parse_date_millis(value).is_some()
+}
+
+/// [`validate_field_names`] on the fields of an object (not itself a `$date`).
+fn validate_fields(map: &Map<String, Value>, depth: usize) -> Result<()> {
+    check_depth(depth)?;
     for (k, v) in map {
         check_field_name(k)?;
         if matches!(v, Value::Object(_) | Value::Array(_)) {

@@ -29,6 +29,10 @@ fn eq_bounds(v: &Value) -> Option<Bounds> {
         // An array operand also matches the array as a whole, which is not a key.
         return None;
     }
+    if crate::value::date_millis(v).is_some() {
+        // Keys hold a date's text, and one instant has many texts.
+        return None;
+    }
     let (tag, tag_src) = Src::param(Lit::Value(v), conv_key_tag);
     let (value, value_src) = Src::param(Lit::Value(v), conv_key_value);
     Some(Bounds {

@@ -4,7 +4,8 @@
 //!
 //! * top level: `{field: value, field: {$op: …}, $and: […], $or: […], $nor: […]}`;
 //! * `{field: value}` is implicit equality, also when `value` is an embedded document whose
-//!   first key does not start with `$`;
+//!   first key does not start with `$`, or an extended-JSON date `{"$date": …}` (see
+//!   [`crate::value::date_millis`]), which is a literal wherever a value is;
 //! * `{field: {$gt: 1, $lt: 5}}` is an operator object, one condition per operator on the
 //!   same path.
 //!
@@ -125,10 +126,15 @@ pub(crate) fn parse_top_level_entry(
     }
 }
 
-/// True when `value` is an operator object: a JSON object whose first key starts with `$`.
+/// True when `value` is an operator object: a JSON object whose first key starts with `$`,
+/// other than a date `{"$date": …}` (see [`crate::value::date_millis`]), which is a value
+/// as in MongoDB's extended JSON.
 pub fn is_operator_object(value: &Value) -> bool {
     match value {
-        Value::Object(m) => m.keys().next().is_some_and(|k| k.starts_with('$')),
+        Value::Object(m) => {
+            m.keys().next().is_some_and(|k| k.starts_with('$'))
+                && crate::value::date_millis(value).is_none()
+        }
         _ => false,
     }
 }
@@ -267,7 +273,6 @@ fn parse_in_items(path: &str, op: &str, arg: &Value) -> Result<Vec<InItem>> {
 const UNREPRESENTABLE_ALIASES: &[&str] = &[
     "undefined",
     "objectId",
-    "date",
     "regex",
     "dbPointer",
     "javascript",
@@ -281,7 +286,7 @@ const UNREPRESENTABLE_ALIASES: &[&str] = &[
 ];
 
 /// BSON type numbers JSON cannot hold: accepted, match nothing.
-const UNREPRESENTABLE_NUMBERS: &[i64] = &[-1, 5, 6, 7, 9, 11, 12, 13, 14, 15, 17, 19, 127];
+const UNREPRESENTABLE_NUMBERS: &[i64] = &[-1, 5, 6, 7, 11, 12, 13, 14, 15, 17, 19, 127];
 
 fn push_type(path: &str, v: &Value, out: &mut Vec<BsonType>) -> Result<()> {
     let mut add = |t: BsonType| {
@@ -547,8 +552,11 @@ mod tests {
             )
         );
         assert_eq!(
-            parse_filter(&json!({"a": {"$type": [2, "array", "date"]}})).unwrap(),
-            field("a", Cond::Type(vec![BsonType::String, BsonType::Array]))
+            parse_filter(&json!({"a": {"$type": [2, "array", "date", 9, "regex"]}})).unwrap(),
+            field(
+                "a",
+                Cond::Type(vec![BsonType::String, BsonType::Array, BsonType::Date])
+            )
         );
         assert_eq!(
             parse_filter(&json!({"a": {"$size": 2.0}})).unwrap(),
@@ -597,6 +605,38 @@ mod tests {
                 )]))])
             )
         );
+    }
+
+    #[test]
+    fn dates_are_literals() {
+        let d = json!({"$date": "2020-01-02T00:00:00Z"});
+        assert_eq!(
+            parse_filter(&json!({ "a": d })).unwrap(),
+            field("a", Cond::Eq(d.clone()))
+        );
+        for (op, cond) in [
+            ("$eq", Cond::Eq(d.clone())),
+            ("$ne", Cond::Ne(d.clone())),
+            ("$gt", Cond::Gt(d.clone())),
+            ("$lte", Cond::Lte(d.clone())),
+            ("$in", Cond::In(vec![InItem::Value(d.clone())].into())),
+            ("$nin", Cond::Nin(vec![InItem::Value(d.clone())].into())),
+            ("$all", Cond::All(vec![AllItem::Value(d.clone())])),
+        ] {
+            let arg = if matches!(op, "$in" | "$nin" | "$all") {
+                json!([d])
+            } else {
+                d.clone()
+            };
+            assert_eq!(
+                parse_filter(&json!({ "a": { op: arg } })).unwrap(),
+                field("a", cond),
+                "{op}"
+            );
+        }
+        // Not a date: still an (unknown) operator.
+        assert!(err_msg(json!({"a": {"$date": "soon"}})).contains("unknown operator $date"));
+        assert!(err_msg(json!({"a": {"$in": [{"$date": []}]}})).contains("not allowed"));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! Operators, field paths, list lengths (`$in`, `$all`, `$type`, `$and`…), `$exists`
 //! and `$type` operands, and for each literal the part of it the compiled SQL depends
 //! on: its *class* ([`value_class`]: null, `true`, `false`, an `i64` integer, an integer
-//! beyond `i64`, a float, a string, an array, a document), and for a regex its options
+//! beyond `i64`, a float, a string, an array, a document, a date), and for a regex its options
 //! and whether it has a literal prefix usable as a string range. Everything else about a
 //! literal (the number itself, the string's text, the contents of an array operand, a
 //! regex's pattern) only ever reaches SQL as a bound parameter.
@@ -174,6 +174,8 @@ pub(crate) fn value_class(v: &Value) -> u8 {
         Value::Number(_) => 5,
         Value::String(_) => 6,
         Value::Array(_) => 7,
+        // A date may be planned differently from an embedded document (index bounds).
+        Value::Object(_) if crate::value::date_millis(v).is_some() => 9,
         Value::Object(_) => 8,
     }
 }

@@ -20,6 +20,12 @@
 //! arrays, and `$regex`, call the SQL functions installed by [`register_functions`], which
 //! must therefore be registered on every connection that runs compiled filters.
 //!
+//! Dates (`{"$date": …}`, see [`crate::value::date_millis`]) are JSON objects to SQLite:
+//! `json_type` says `'object'` for them as for embedded documents. Conditions that must
+//! tell the two apart (`$type`, comparisons with a document or a date, which
+//! [`JSON_CMP_FUNCTION`] answers only within one type bracket) ask the SQL functions,
+//! which read values with [`crate::value`]'s rules, so they stay exact.
+//!
 //! Paths with numeric segments (`a.0`, array index or field name depending on the
 //! document), segments SQLite's JSON path syntax cannot express safely, and very deep
 //! paths compile to the superset `1` with `exact: false`: the caller re-checks rows with the
@@ -33,7 +39,7 @@ use crate::query::ast::{AllItem, Cond, ElemMatch, Filter, InItem, Regex};
 use crate::query::shape::{
     conv_int, conv_json_text, conv_options, conv_pattern, conv_size, conv_text, Lit, Src,
 };
-use crate::value::{compare_values, BsonType, FieldPath};
+use crate::value::{compare_values, date_millis, type_rank, BsonType, FieldPath};
 use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use serde_json::{Number, Value};
@@ -74,9 +80,16 @@ pub const REGEX_FUNCTION: &str = "pocketdb_regex";
 pub const REGEX_JSON_FUNCTION: &str = "pocketdb_regex_json";
 
 /// Name of the SQL function `pocketdb_json_cmp(a, b)`: compares two JSON texts with
-/// MongoDB's value order and returns -1, 0 or 1 (NULL when either is not JSON text).
-/// Installed by [`register_functions`].
+/// MongoDB's value order and returns -1, 0 or 1; NULL when either is not JSON text or
+/// the two are of different type brackets (a date and an embedded document, both
+/// `'object'` to `json_type`), which MongoDB's comparisons never relate. Installed by
+/// [`register_functions`].
 pub const JSON_CMP_FUNCTION: &str = "pocketdb_json_cmp";
+
+/// Name of the SQL function `pocketdb_is_date(json)`: 1 when `json` (a value as JSON
+/// text) is a date `{"$date": …}` (see [`crate::value::date_millis`]), 0 otherwise.
+/// Installed by [`register_functions`].
+pub const DATE_FUNCTION: &str = "pocketdb_is_date";
 
 /// Name of the SQL function `pocketdb_eq(json, needle, ...)`: 1 when `json` (a value as
 /// JSON text, as the `->` operator renders it; NULL when missing) equals one of the
@@ -1106,12 +1119,18 @@ fn type_single(loc: &Loc, types: &[BsonType]) -> Piece {
         types.contains(&BsonType::Int),
         types.contains(&BsonType::Long),
     );
+    // Dates and embedded documents are both `'object'` to `json_type`.
+    let (object, date) = (
+        types.contains(&BsonType::Object),
+        types.contains(&BsonType::Date),
+    );
     let mut names: Vec<&str> = Vec::new();
     for t in types {
         let more: &[&str] = match t {
             BsonType::Double => &["real"],
             BsonType::String => &["text"],
-            BsonType::Object => &["object"],
+            BsonType::Object | BsonType::Date if object && date => &["object"],
+            BsonType::Object | BsonType::Date => &[],
             BsonType::Array => &["array"],
             BsonType::Bool => &["true", "false"],
             BsonType::Null => &["null"],
@@ -1136,6 +1155,12 @@ fn type_single(loc: &Loc, types: &[BsonType]) -> Piece {
                 .join(",")
         )))),
     }
+    if object != date {
+        parts.push(Piece::exact(Frag::lit(format!(
+            "({ty}='object' AND {DATE_FUNCTION}({val})={})",
+            u8::from(date)
+        ))));
+    }
     if int != long {
         let range = if int { "BETWEEN" } else { "NOT BETWEEN" };
         parts.push(Piece::exact(Frag::lit(format!(
@@ -1156,9 +1181,9 @@ fn regex_single(loc: &Loc, re: &Regex) -> Piece {
 }
 
 /// Installs the SQL functions compiled filters call ([`REGEX_FUNCTION`],
-/// [`REGEX_JSON_FUNCTION`], [`JSON_CMP_FUNCTION`], [`EQ_FUNCTION`], [`CMP_FUNCTION`]) on a
-/// connection. Call it once per connection before running any SQL from
-/// [`compile_filter`].
+/// [`REGEX_JSON_FUNCTION`], [`JSON_CMP_FUNCTION`], [`DATE_FUNCTION`], [`EQ_FUNCTION`],
+/// [`CMP_FUNCTION`]) on a connection. Call it once per connection before running any SQL
+/// from [`compile_filter`].
 pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     let flags = FunctionFlags::SQLITE_UTF8
         | FunctionFlags::SQLITE_DETERMINISTIC
@@ -1166,6 +1191,7 @@ pub fn register_functions(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function(REGEX_FUNCTION, 3, flags, regex_fn)?;
     conn.create_scalar_function(REGEX_JSON_FUNCTION, 3, flags, regex_json_fn)?;
     conn.create_scalar_function(JSON_CMP_FUNCTION, 2, flags, json_cmp_fn)?;
+    conn.create_scalar_function(DATE_FUNCTION, 1, flags, is_date_fn)?;
     conn.create_scalar_function(EQ_FUNCTION, -1, flags, eq_fn)?;
     conn.create_scalar_function(EQ_AT_FUNCTION, -1, flags, eq_at_fn)?;
     conn.create_scalar_function(CMP_FUNCTION, 3, flags, cmp_fn)?;
@@ -1539,9 +1565,25 @@ fn json_cmp_fn(ctx: &Context<'_>) -> rusqlite::Result<Option<i64>> {
         .get_or_create_aux(1, |v| -> rusqlite::Result<Option<Value>> {
             Ok(parse_json(v))
         })?;
-    Ok(b.as_ref().as_ref().map(|b| match compare_values(&a, b) {
-        Ordering::Less => -1,
-        Ordering::Equal => 0,
-        Ordering::Greater => 1,
+    Ok(b.as_ref().as_ref().and_then(|b| {
+        if type_rank(&a) != type_rank(b) {
+            return None;
+        }
+        Some(match compare_values(&a, b) {
+            Ordering::Less => -1,
+            Ordering::Equal => 0,
+            Ordering::Greater => 1,
+        })
     }))
+}
+
+/// [`DATE_FUNCTION`]. Only the JSON text of an object naming `$date` is parsed.
+fn is_date_fn(ctx: &Context<'_>) -> rusqlite::Result<bool> {
+    let ValueRef::Text(text) = ctx.get_raw(0) else {
+        return Ok(false);
+    };
+    if text.first() != Some(&b'{') || !text.windows(7).any(|w| w == b"\"$date\"") {
+        return Ok(false);
+    }
+    Ok(serde_json::from_slice::<Value>(text).is_ok_and(|v| date_millis(&v).is_some()))
 }

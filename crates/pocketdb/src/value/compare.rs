@@ -1,9 +1,14 @@
 //! MongoDB's total order over JSON values.
 //!
-//! Order of types (lowest first): null, numbers, strings, objects, arrays, booleans.
-//! Numbers compare by value whatever their representation (`1 == 1.0`), strings
+//! Order of types (lowest first): null, numbers, strings, objects, arrays, booleans,
+//! dates. Numbers compare by value whatever their representation (`1 == 1.0`), strings
 //! byte-wise (MongoDB's simple collation), objects field by field (type rank of the
-//! value, then name, then value), arrays element by element.
+//! value, then name, then value), arrays element by element, dates by instant.
+//!
+//! A date is extended JSON's `{"$date": …}`: an object whose one field is `$date`
+//! holding a value [`crate::parse_date_millis`] reads (RFC 3339 text, or milliseconds
+//! since the epoch). It is MongoDB's Date type, not an embedded document: two texts of
+//! one instant (`…00Z`, `…00.000Z`, `…01:00+01:00`) are equal. See [`date_millis`].
 
 use serde_json::{Number, Value};
 use std::cmp::Ordering;
@@ -21,6 +26,8 @@ pub enum BsonType {
     Array,
     /// `true` or `false`.
     Bool,
+    /// A date: extended JSON `{"$date": …}` (see [`date_millis`]).
+    Date,
     /// `null`.
     Null,
     /// An integer that fits in 32 bits.
@@ -37,6 +44,7 @@ impl BsonType {
             Value::Bool(_) => BsonType::Bool,
             Value::String(_) => BsonType::String,
             Value::Array(_) => BsonType::Array,
+            Value::Object(_) if date_millis(value).is_some() => BsonType::Date,
             Value::Object(_) => BsonType::Object,
             Value::Number(n) => {
                 if let Some(i) = n.as_i64() {
@@ -62,6 +70,7 @@ impl BsonType {
             BsonType::Object => "object",
             BsonType::Array => "array",
             BsonType::Bool => "bool",
+            BsonType::Date => "date",
             BsonType::Null => "null",
             BsonType::Int => "int",
             BsonType::Long => "long",
@@ -76,6 +85,7 @@ impl BsonType {
             BsonType::Object => 3,
             BsonType::Array => 4,
             BsonType::Bool => 8,
+            BsonType::Date => 9,
             BsonType::Null => 10,
             BsonType::Int => 16,
             BsonType::Long => 18,
@@ -91,6 +101,7 @@ impl BsonType {
             "object" => BsonType::Object,
             "array" => BsonType::Array,
             "bool" => BsonType::Bool,
+            "date" => BsonType::Date,
             "null" => BsonType::Null,
             "int" => BsonType::Int,
             "long" => BsonType::Long,
@@ -106,6 +117,7 @@ impl BsonType {
             BsonType::Object,
             BsonType::Array,
             BsonType::Bool,
+            BsonType::Date,
             BsonType::Null,
             BsonType::Int,
             BsonType::Long,
@@ -115,13 +127,30 @@ impl BsonType {
     }
 }
 
+/// The instant of a date value, in milliseconds since the Unix epoch: `Some` exactly
+/// for an object whose one field is `$date` holding what [`crate::parse_date_millis`]
+/// reads (`{"$date": "2020-01-02T00:00:00Z"}`, `{"$date": 0}`,
+/// `{"$date": {"$numberLong": "0"}}`). Such a value is MongoDB's Date type; any other
+/// object, `{"$date": "not a date"}` included, is an embedded document, and a bare RFC
+/// 3339 string stays a string.
+pub fn date_millis(value: &Value) -> Option<i64> {
+    match value {
+        Value::Object(m) if m.len() == 1 && m.contains_key("$date") => {
+            crate::index::parse_date_millis(value)
+        }
+        _ => None,
+    }
+}
+
 /// Rank of a value's type in MongoDB's comparison order: null 1, numbers 2, strings 3,
-/// objects 4, arrays 5, booleans 6. A missing field sorts as null.
+/// objects 4, arrays 5, booleans 6, dates 7 (see [`date_millis`]). A missing field sorts
+/// as null.
 pub fn type_rank(value: &Value) -> u8 {
     match value {
         Value::Null => 1,
         Value::Number(_) => 2,
         Value::String(_) => 3,
+        Value::Object(_) if date_millis(value).is_some() => 7,
         Value::Object(_) => 4,
         Value::Array(_) => 5,
         Value::Bool(_) => 6,
@@ -178,6 +207,8 @@ pub fn compare_values(a: &Value, b: &Value) -> Ordering {
         (Value::Number(x), Value::Number(y)) => compare_numbers(x, y),
         (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
         (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        // Equal ranks 7: both are dates.
+        (Value::Object(_), Value::Object(_)) if ra == 7 => date_millis(a).cmp(&date_millis(b)),
         (Value::Array(x), Value::Array(y)) => {
             for (l, r) in x.iter().zip(y.iter()) {
                 let o = compare_values(l, r);
@@ -204,8 +235,8 @@ pub fn compare_values(a: &Value, b: &Value) -> Ordering {
 }
 
 /// MongoDB equality: same type bracket and equal under [`compare_values`]. Numbers are
-/// equal across representations; embedded documents are equal only with the same fields
-/// in the same order.
+/// equal across representations, dates when they are one instant; embedded documents
+/// are equal only with the same fields in the same order.
 pub fn values_equal(a: &Value, b: &Value) -> bool {
     compare_values(a, b) == Ordering::Equal
 }
@@ -214,9 +245,14 @@ pub fn values_equal(a: &Value, b: &Value) -> bool {
 /// are: the key of hash-based grouping and deduplication (`$group`, `$addToSet`,
 /// `$lookup`, update's `$addToSet`/`$pullAll`). Numbers are keyed by value across
 /// representations (`1`, `1.0` and `-0.0`/`0` agree, and so do an integral float and
-/// a `u64` beyond `i64`); embedded documents keep their field order, as equality does.
+/// a `u64` beyond `i64`), dates by instant; embedded documents keep their field order,
+/// as equality does.
 pub(crate) fn equality_key(v: &Value, out: &mut String) {
     use std::fmt::Write as _;
+    if let Some(ms) = date_millis(v) {
+        let _ = write!(out, "D{ms}");
+        return;
+    }
     match v {
         Value::Null => out.push('n'),
         Value::Bool(b) => out.push(if *b { 'T' } else { 'F' }),
@@ -318,6 +354,17 @@ mod tests {
             json!({"a": 1.0, "b": 2}),
             json!({}),
             json!([]),
+            json!({"$date": "2020-01-02T00:00:00.000Z"}),
+            json!({"$date": "2020-01-02T00:00:00Z"}),
+            json!({"$date": "2020-01-02T01:00:00+01:00"}),
+            json!({"$date": 1577923200000i64}),
+            json!({"$date": "2020-01-02T00:00:00.001Z"}),
+            json!({"$date": "not a date"}),
+            json!({"$date": "2020-01-02T00:00:00Z", "x": 1}),
+            json!([{"$date": "2020-01-02T00:00:00Z"}]),
+            json!([{"$date": "2020-01-02T00:00:00.000Z"}]),
+            json!({"a": {"$date": "2020-01-02T00:00:00Z"}}),
+            json!({"a": {"$date": "2020-01-02T01:00:00+01:00"}}),
         ];
         let key = |v: &Value| {
             let mut k = String::new();
@@ -379,6 +426,10 @@ mod tests {
             json!([1]),
             json!(false),
             json!(true),
+            json!({"$date": "1969-12-31T23:59:59Z"}),
+            json!({"$date": 0}),
+            json!({"$date": "2020-01-02T01:00:00+02:00"}),
+            json!({"$date": "2020-01-02T00:00:00.000Z"}),
         ];
         for w in ordered.windows(2) {
             assert_eq!(compare_values(&w[0], &w[1]), Ordering::Less, "{w:?}");
@@ -402,6 +453,38 @@ mod tests {
         let b: Value = serde_json::from_str(r#"{"b":2,"a":1}"#).unwrap();
         assert!(!values_equal(&a, &b));
         assert!(values_equal(&a, &a.clone()));
+    }
+
+    #[test]
+    fn dates_are_a_type_of_their_own() {
+        let date = json!({"$date": "2020-01-02T00:00:00.000Z"});
+        assert_eq!(date_millis(&date), Some(1_577_923_200_000));
+        assert_eq!(BsonType::of(&date), BsonType::Date);
+        assert_eq!(BsonType::of(&date).number(), 9);
+        assert_eq!(BsonType::from_alias("date"), Some(BsonType::Date));
+        assert_eq!(BsonType::from_number(9), Some(BsonType::Date));
+        assert!(values_equal(
+            &date,
+            &json!({"$date": "2020-01-02T02:00:00+02:00"})
+        ));
+        assert!(values_equal(
+            &date,
+            &json!({"$date": {"$numberLong": "1577923200000"}})
+        ));
+        for not_a_date in [
+            json!({"$date": "yesterday"}),
+            json!({"$date": "2020-01-02T00:00:00Z", "b": 1}),
+            json!("2020-01-02T00:00:00Z"),
+            json!({"d": {"$date": "2020-01-02T00:00:00Z"}}),
+        ] {
+            assert_eq!(date_millis(&not_a_date), None, "{not_a_date}");
+            assert_ne!(BsonType::of(&not_a_date), BsonType::Date);
+        }
+        assert_eq!(
+            compare_values(&json!({"x": 1}), &date),
+            Ordering::Less,
+            "objects rank before dates"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod compare;
 pub(crate) mod jsonb;
 mod path;
 
-pub use compare::{compare_values, type_rank, values_equal, BsonType};
+pub use compare::{compare_values, date_millis, type_rank, values_equal, BsonType};
 pub(crate) use compare::{equality_key, DistinctValues};
 pub use path::FieldPath;
 

@@ -1916,3 +1916,93 @@ mod eq_at {
         }
     }
 }
+
+/// Dates are JSON objects to SQLite: `$type` and comparisons with a date or a document
+/// still tell them apart (through `pocketdb_is_date` and `pocketdb_json_cmp`'s type
+/// brackets), stay exact, and agree with the matcher, at the top level, in arrays and
+/// under `$elemMatch`.
+#[test]
+fn dates_are_their_own_type_in_sql() {
+    let texts = [
+        (1, r#"{"d": {"$date": "2020-01-02T00:00:00.000Z"}}"#),
+        (2, r#"{"d": {"$date": "2020-01-02T00:00:00Z"}}"#),
+        (3, r#"{"d": {"$date": "2020-01-02T01:00:00+01:00"}}"#),
+        (4, r#"{"d": {"$date": 0}}"#),
+        (5, r#"{"d": {"x": 1}}"#),
+        (6, r#"{"d": {"$date": "nope"}}"#),
+        (7, r#"{"d": [{"$date": "2021-01-01T00:00:00Z"}, {"y": 2}]}"#),
+        (8, r#"{"d": true}"#),
+        (9, r#"{"d": "2020-01-02T00:00:00Z"}"#),
+        (10, r#"{"e": 1}"#),
+        (11, r#"{"d": {"a": {"$date": "2020-01-02T00:00:00Z"}}}"#),
+    ];
+    let (conn, docs) = db_of(&texts);
+    let check = |filter: Filter, want: &[i64]| {
+        let sql = compile_filter(&filter);
+        assert!(sql.exact, "{filter:?}: {}", sql.sql);
+        let got = run(&conn, &sql);
+        let matched: BTreeSet<i64> = docs
+            .iter()
+            .filter(|(_, d)| filter.matches(d))
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(got, matched, "{filter:?}: SQL vs matcher");
+        assert_eq!(got, want.iter().copied().collect(), "{filter:?}");
+    };
+    let day = json!({"$date": "2020-01-02T00:00:00Z"});
+    check(fld("d", types(&["date"])), &[1, 2, 3, 4, 7]);
+    check(fld("d", types(&["object"])), &[5, 6, 7, 11]);
+    check(
+        fld("d", types(&["object", "date"])),
+        &[1, 2, 3, 4, 5, 6, 7, 11],
+    );
+    check(fld("d", types(&["date", "bool"])), &[1, 2, 3, 4, 7, 8]);
+    check(
+        fld("d", Cond::Not(vec![types(&["date"])])),
+        &[5, 6, 8, 9, 10, 11],
+    );
+    check(eq("d", day.clone()), &[1, 2, 3]);
+    check(fld("d", Cond::Ne(day.clone())), &[4, 5, 6, 7, 8, 9, 10, 11]);
+    check(
+        fld("d", Cond::In(vals(&[day.clone(), json!(true)]))),
+        &[1, 2, 3, 8],
+    );
+    check(fld("d", Cond::Gt(day.clone())), &[7]);
+    check(fld("d", Cond::Gte(day.clone())), &[1, 2, 3, 7]);
+    check(fld("d", Cond::Lt(day.clone())), &[4]);
+    check(fld("d", Cond::Gt(json!({"a": 0}))), &[5, 6, 7, 11]);
+    check(fld("d", Cond::Lt(json!({"z": 0}))), &[5, 7]);
+    check(
+        eq("d", json!({"a": {"$date": "2020-01-02T01:00:00+01:00"}})),
+        &[11],
+    );
+    check(
+        fld(
+            "d",
+            Cond::ElemMatch(ElemMatch::Value(vec![
+                Cond::Gt(day.clone()),
+                types(&["date"]),
+            ])),
+        ),
+        &[7],
+    );
+    let m = |sql: &str| -> rusqlite::Result<Option<i64>> { conn.query_row(sql, [], |r| r.get(0)) };
+    assert_eq!(
+        m(r#"SELECT pocketdb_json_cmp('{"$date":0}', '{"x":1}')"#).unwrap(),
+        None
+    );
+    assert_eq!(
+        m(r#"SELECT pocketdb_json_cmp('{"$date":0}', '{"$date":"1970-01-01T00:00:00Z"}')"#)
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        m(r#"SELECT pocketdb_is_date('{"$date":0}')"#).unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        m(r#"SELECT pocketdb_is_date('{"$date":"x"}')"#).unwrap(),
+        Some(0)
+    );
+    assert_eq!(m("SELECT pocketdb_is_date(5)").unwrap(), Some(0));
+}
