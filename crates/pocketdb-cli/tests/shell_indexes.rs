@@ -83,7 +83,7 @@ db.users.getIndexes()
     );
     assert_eq!(
         json(&out[11]),
-        serde_json::json!([{"v": 2, "key": {"_id": 1}, "name": "_id_", "unique": true}])
+        serde_json::json!([{"v": 2, "key": {"_id": 1}, "name": "_id_"}])
     );
 }
 

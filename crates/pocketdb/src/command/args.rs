@@ -197,8 +197,9 @@ impl<'a> CommandDoc<'a> {
             None => Ok(None),
             Some(v) => match as_integer(v) {
                 Some(n) if n >= 0 => Ok(Some(n as u64)),
+                // MongoDB's code for a field its IDL bounds below (`Location51024`).
                 Some(n) => Err(CommandError::new(
-                    2,
+                    51024,
                     format!(
                         "BSON field '{}.{field}' value must be >= 0, actual value '{n}'",
                         self.prefix

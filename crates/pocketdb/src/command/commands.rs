@@ -80,6 +80,17 @@ pub(super) fn insert(db: &Database, cmd: &CommandDoc<'_>) -> Reply {
     cmd.check_fields(&["documents", "ordered"])?;
     let (_, coll) = collection(db, cmd)?;
     let documents = cmd.required_array("documents")?;
+    // As MongoDB: a document that is not one fails the whole command (`TypeMismatch`),
+    // before anything is inserted.
+    if let Some((i, other)) = documents.iter().enumerate().find(|(_, d)| !d.is_object()) {
+        return Err(CommandError::new(
+            14,
+            format!(
+                "BSON field 'insert.documents.{i}' is the wrong type '{}', expected type 'object'",
+                crate::value::BsonType::of(other).name()
+            ),
+        ));
+    }
     let ordered = cmd.bool("ordered", true)?;
     check_batch(documents.len())?;
     match coll.insert_many_with(documents.clone(), InsertManyOptions { ordered }) {

@@ -118,7 +118,7 @@ fn insert_write_errors_ordered_and_unordered() {
     let reply = run(
         &db,
         json!({"insert": "users", "ordered": false,
-               "documents": [{"_id": 1}, 5, {"_id": 20}, {"$bad": 1}]}),
+               "documents": [{"_id": 1}, {"_id": 20}, {"$bad": 1}]}),
     );
     assert_eq!(reply["n"], 1);
     let indexes: Vec<Value> = reply["writeErrors"]
@@ -127,8 +127,38 @@ fn insert_write_errors_ordered_and_unordered() {
         .iter()
         .map(|e| e["index"].clone())
         .collect();
-    assert_eq!(indexes, vec![json!(0), json!(1), json!(3)]);
+    assert_eq!(indexes, vec![json!(0), json!(2)]);
     assert_eq!(reply["writeErrors"][1]["code"], 2);
+    // A value that is not a document fails the whole command, as in MongoDB: nothing
+    // of it is inserted.
+    let reply = run(
+        &db,
+        json!({"insert": "users", "ordered": false, "documents": [{"_id": 30}, 5]}),
+    );
+    assert_error(
+        &reply,
+        14,
+        "TypeMismatch",
+        "BSON field 'insert.documents.1' is the wrong type 'int', expected type 'object'",
+    );
+    assert_eq!(
+        db.collection::<Value>("users")
+            .count_documents(json!({"_id": 30}))
+            .unwrap(),
+        0
+    );
+}
+
+/// `listIndexes` shows the `_id` index as MongoDB does, without a `unique` flag.
+#[test]
+fn list_indexes_shows_the_id_index_as_mongodb() {
+    let db = db();
+    seed(&db);
+    let reply = run(&db, json!({"listIndexes": "users"}));
+    assert_eq!(
+        reply["cursor"]["firstBatch"][0],
+        json!({"v": 2, "key": {"_id": 1}, "name": "_id_"})
+    );
 }
 
 #[test]
@@ -208,8 +238,8 @@ fn find_errors() {
     );
     assert_error(
         &run(&db, json!({"find": "users", "limit": -1})),
-        2,
-        "BadValue",
+        51024,
+        "Location51024",
         "must be >= 0",
     );
     // allowDiskUse is read (and passed to the cursor), so its type is checked.

@@ -212,7 +212,8 @@ impl IndexInfo {
         out.insert("v".into(), json!(2));
         out.insert("key".into(), self.keys.clone());
         out.insert("name".into(), json!(self.name));
-        if self.unique {
+        // MongoDB lists the `_id` index without the flag (it is always unique).
+        if self.unique && self.name != "_id_" {
             out.insert("unique".into(), json!(true));
         }
         if self.sparse {
